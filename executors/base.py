@@ -1,0 +1,39 @@
+"""The executor boundary: run one trial, stream its events, return how it ended."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Callable
+
+from memory.records import TaskSpec, TrialConfig, TrialEvent, TrialResult
+
+EventCallback = Callable[[TrialEvent], None]
+
+
+class BaseExecutor(ABC):
+    """Runs trials. Implementations must never raise for a failing trial.
+
+    A crash, out-of-memory error, NaN loss or timeout inside the trial comes
+    back as a TrialResult with state `failed` and a failure kind; only a bug in
+    the executor itself may raise.
+    """
+
+    @abstractmethod
+    def run(
+        self,
+        task: TaskSpec,
+        config: TrialConfig,
+        trial_dir: Path,
+        on_event: EventCallback | None = None,
+        timeout_s: float | None = None,
+    ) -> TrialResult:
+        """Run one trial to its end, calling `on_event` for each event as it arrives.
+
+        Args:
+            task: what to train and evaluate on.
+            config: the trial's model, features and hyperparameters.
+            trial_dir: a directory this trial owns; the adapter is saved under it.
+            on_event: called in the caller's thread for every event, in order.
+            timeout_s: wall-clock limit; past it the trial is killed and fails with `timeout`.
+        """

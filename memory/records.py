@@ -1,0 +1,366 @@
+"""The frozen, typed records that cross package boundaries.
+
+Every record is a pydantic model with `frozen=True` and `extra="forbid"`, so a
+record is validated when it is built, can be hashed, and round-trips through
+JSON (`model_dump_json` / `model_validate_json`) between the study process,
+trial subprocesses and SQLite.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from enum import Enum
+from typing import Any, Literal, Mapping, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from memory.errors import InvalidProposal
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --------------------------------------------------------------------------- task
+
+
+class TaskType(str, Enum):
+    classification = "classification"
+    token_classification = "token_classification"
+    generation = "generation"
+
+
+class Direction(str, Enum):
+    maximize = "maximize"
+    minimize = "minimize"
+
+
+# The metric a task type optimises by default, and the direction of every metric.
+DEFAULT_METRIC: dict[TaskType, str] = {
+    TaskType.classification: "macro_f1",
+    TaskType.token_classification: "entity_f1",
+    TaskType.generation: "exact_match",
+}
+METRIC_DIRECTION: dict[str, Direction] = {
+    "macro_f1": Direction.maximize,
+    "accuracy": Direction.maximize,
+    "entity_f1": Direction.maximize,
+    "exact_match": Direction.maximize,
+    "rouge_l": Direction.maximize,
+    "eval_loss": Direction.minimize,
+}
+
+
+class Budget(_Record):
+    """Whichever limit runs out first ends the study; None means unlimited."""
+
+    max_trials: int | None = Field(default=None, ge=1)
+    max_seconds: float | None = Field(default=None, gt=0)
+    max_device_hours: float | None = Field(default=None, gt=0)
+    max_llm_tokens: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> "Budget":
+        if all(v is None for v in (self.max_trials, self.max_seconds, self.max_device_hours, self.max_llm_tokens)):
+            raise ValueError("a budget needs at least one limit: trials, time, device-hours or LLM tokens")
+        return self
+
+
+class TaskSpec(_Record):
+    """What to tune: the task, where its data lives, which columns play which role."""
+
+    description: str = ""
+    task_type: TaskType
+    train_path: str
+    validation_path: str | None = None  # None: a seeded split of train_path
+    test_path: str | None = None
+    text_columns: tuple[str, ...] = Field(min_length=1)  # inputs (generation: instruction[, input])
+    label_column: str  # class label, BIO tag column, or the generation target
+    metric: str
+    direction: Direction
+    validation_fraction: float = Field(default=0.2, gt=0, lt=1)
+    max_rows: int | None = Field(default=None, ge=10)  # seeded subset, for fast demos
+    seed: int = 0
+    budget: Budget = Budget(max_trials=10)
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, v: str) -> str:
+        if v not in METRIC_DIRECTION:
+            raise ValueError(f"unknown metric {v!r}; choose one of {', '.join(METRIC_DIRECTION)}")
+        return v
+
+
+# --------------------------------------------------------------------------- trial config
+
+
+class TrialConfig(_Record):
+    """One proposal: model, features, hyperparameters and decoding.
+
+    Flat on purpose: each field is one search-space parameter with the same
+    name. Runtime details (device, output directory) are not part of it.
+    """
+
+    model: str
+    # features
+    text_columns: tuple[str, ...] | None = None  # None: the task's text columns
+    template: str | None = None  # e.g. "{title} [SEP] {body}"; None: join columns with a space
+    max_length: int = Field(default=128, ge=8, le=8192)
+    normalize: Literal["none", "lower", "nfkc", "nfkc_lower"] = "none"
+    class_weights: bool = False
+    # optimisation
+    learning_rate: float = Field(default=2e-4, gt=0, lt=1)
+    epochs: float = Field(default=1.0, gt=0, le=100)
+    max_steps: int | None = Field(default=None, ge=1)  # overrides epochs when set
+    batch_size: int = Field(default=16, ge=1, le=4096)
+    grad_accum: int = Field(default=1, ge=1, le=1024)
+    scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    warmup_ratio: float = Field(default=0.0, ge=0, le=0.5)
+    weight_decay: float = Field(default=0.0, ge=0, le=1)
+    max_grad_norm: float = Field(default=1.0, ge=0, le=100)
+    seed: int = 0
+    eval_steps: int | None = Field(default=None, ge=1)  # None: evaluate once per epoch
+    # LoRA
+    lora_r: int = Field(default=8, ge=1, le=1024)
+    lora_alpha: int = Field(default=16, ge=1, le=4096)
+    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
+    lora_targets: tuple[str, ...] | None = None  # None: detected for the architecture
+    # decoding (generation tasks)
+    max_new_tokens: int = Field(default=32, ge=1, le=4096)
+    temperature: float = Field(default=0.0, ge=0, le=5)  # 0: greedy
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    num_beams: int = Field(default=1, ge=1, le=16)
+
+    @field_validator("learning_rate", "epochs", "lora_dropout", "warmup_ratio", "weight_decay", "max_grad_norm")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("must be a finite number")
+        return v
+
+    @property
+    def effective_batch_size(self) -> int:
+        return self.batch_size * self.grad_accum
+
+
+# --------------------------------------------------------------------------- search space
+
+
+class FloatParam(_Record):
+    kind: Literal["float"] = "float"
+    name: str
+    low: float
+    high: float
+    log: bool = False
+
+
+class IntParam(_Record):
+    kind: Literal["int"] = "int"
+    name: str
+    low: int
+    high: int
+    step: int = 1
+    log: bool = False
+
+
+class CategoricalParam(_Record):
+    kind: Literal["categorical"] = "categorical"
+    name: str
+    choices: tuple[Any, ...] = Field(min_length=1)
+
+
+Param = Union[FloatParam, IntParam, CategoricalParam]
+
+
+class Repaired(_Record):
+    """A proposal made valid, and what had to change to get there."""
+
+    values: dict[str, Any]
+    repairs: tuple[str, ...] = ()
+
+
+class SearchSpace(_Record):
+    """Typed parameters with bounds and choices, plus fixed values.
+
+    `repair` is the only gate between a proposer and a trial: it casts, clamps
+    and snaps what it can, records each change, and raises InvalidProposal for
+    the rest. Parameters not in the space keep their `fixed` value or the
+    TrialConfig default.
+    """
+
+    params: tuple[Param, ...]
+    fixed: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> "SearchSpace":
+        fields = set(TrialConfig.model_fields)
+        for p in self.params:
+            if p.name not in fields:
+                raise ValueError(f"search-space parameter {p.name!r} is not a TrialConfig field")
+            if isinstance(p, (FloatParam, IntParam)) and p.low > p.high:
+                raise ValueError(f"{p.name}: low {p.low} > high {p.high}")
+            if isinstance(p, (FloatParam, IntParam)) and p.log and p.low <= 0:
+                raise ValueError(f"{p.name}: a log-scaled range needs low > 0")
+        for name in self.fixed:
+            if name not in fields:
+                raise ValueError(f"fixed value {name!r} is not a TrialConfig field")
+        return self
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    def repair(self, proposal: Mapping[str, Any]) -> Repaired:
+        """Cast, clamp and snap `proposal` into the space; raise InvalidProposal if it cannot be."""
+        if not isinstance(proposal, Mapping):
+            raise InvalidProposal(f"a proposal must be an object of parameters, got {type(proposal).__name__}")
+        values: dict[str, Any] = {}
+        repairs: list[str] = []
+        for key in proposal:
+            if self.param(str(key)) is None:
+                repairs.append(f"dropped {key!r}: not a tunable parameter")
+        for p in self.params:
+            if p.name not in proposal:
+                raise InvalidProposal(f"missing parameter {p.name!r}")
+            values[p.name], note = _fit(p, proposal[p.name])
+            if note:
+                repairs.append(f"{p.name}: {note}")
+        return Repaired(values=values, repairs=tuple(repairs))
+
+    def to_config(self, values: Mapping[str, Any]) -> TrialConfig:
+        """Build a TrialConfig from repaired values plus the fixed ones."""
+        try:
+            return TrialConfig(**{**self.fixed, **values})
+        except ValueError as e:  # pydantic.ValidationError is a ValueError
+            raise InvalidProposal(f"proposal does not make a valid trial config: {e}") from e
+
+
+def _fit(p: Param, raw: Any) -> tuple[Any, str | None]:
+    """Return (value inside p, description of the repair or None)."""
+    if isinstance(p, CategoricalParam):
+        if raw in p.choices and type(raw) is type(p.choices[p.choices.index(raw)]):
+            return raw, None
+        for choice in p.choices:  # cast: "16" -> 16, "True" -> True, "Cosine" -> "cosine"
+            if str(choice).lower() == str(raw).strip().lower():
+                return choice, f"cast {raw!r} to {choice!r}"
+        numeric = [c for c in p.choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
+        number = _as_number(raw)
+        if numeric and number is not None and len(numeric) == len(p.choices):
+            nearest = min(numeric, key=lambda c: abs(c - number))
+            return nearest, f"snapped {raw!r} to nearest choice {nearest!r}"
+        raise InvalidProposal(f"{p.name}: {raw!r} is not one of {list(p.choices)}")
+    number = _as_number(raw)
+    if number is None:
+        raise InvalidProposal(f"{p.name}: {raw!r} is not a number")
+    notes = []
+    if isinstance(p, IntParam):
+        snapped = p.low + round((number - p.low) / p.step) * p.step
+        if snapped != number:
+            notes.append(f"rounded {raw!r} to {int(snapped)}")
+        number = snapped
+    if number < p.low or number > p.high:
+        clamped = min(max(number, p.low), p.high)
+        notes.append(f"clamped {number!r} to {clamped!r}")
+        number = clamped
+    value: Any = int(number) if isinstance(p, IntParam) else float(number)
+    if not notes and not isinstance(raw, (int, float)):
+        notes.append(f"cast {raw!r} to {value!r}")
+    return value, "; ".join(notes) or None
+
+
+def _as_number(raw: Any) -> float | None:
+    if isinstance(raw, bool):
+        return None
+    try:
+        number = float(raw)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+# --------------------------------------------------------------------------- trial lifecycle
+
+
+class TrialState(str, Enum):
+    waiting = "waiting"
+    running = "running"
+    complete = "complete"
+    pruned = "pruned"
+    failed = "failed"
+
+
+class FailureKind(str, Enum):
+    oom = "oom"
+    nan_loss = "nan_loss"
+    timeout = "timeout"
+    data_error = "data_error"
+    worker_lost = "worker_lost"
+    error = "error"
+
+
+EventKind = Literal["started", "progress", "eval", "finished", "failed"]
+
+
+class TrialEvent(_Record):
+    """One JSON line a trial process writes on stdout."""
+
+    kind: EventKind
+    time: float = Field(default_factory=time.time)
+    step: int | None = None
+    epoch: float | None = None
+    loss: float | None = None
+    learning_rate: float | None = None
+    grad_norm: float | None = None
+    samples_per_second: float | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    durations: dict[str, float] = Field(default_factory=dict)  # load, tokenize, train, eval
+    peak_memory_mb: float | None = None
+    adapter_dir: str | None = None
+    failure_kind: FailureKind | None = None
+    message: str | None = None
+
+
+class TrialResult(_Record):
+    """How a trial ended, as the study records it."""
+
+    state: TrialState
+    objective: float | None = None  # the task metric, None unless complete
+    metrics: dict[str, float] = Field(default_factory=dict)
+    durations: dict[str, float] = Field(default_factory=dict)
+    peak_memory_mb: float | None = None
+    adapter_dir: str | None = None
+    failure_kind: FailureKind | None = None
+    message: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TrialResult":
+        if self.state == TrialState.failed and self.failure_kind is None:
+            raise ValueError("a failed trial needs a failure kind")
+        return self
+
+
+class TrialRecord(_Record):
+    """A trial as stored: its config, where it came from, and how it ended."""
+
+    id: int
+    study_id: int
+    number: int  # 0-based order within the study
+    config: TrialConfig
+    source: str  # which proposer: "tpe", "llm", "warm_start", "random", ...
+    rationale: str = ""
+    repairs: tuple[str, ...] = ()
+    state: TrialState
+    objective: float | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    durations: dict[str, float] = Field(default_factory=dict)
+    peak_memory_mb: float | None = None
+    adapter_dir: str | None = None
+    failure_kind: FailureKind | None = None
+    message: str | None = None
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
