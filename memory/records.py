@@ -364,3 +364,25 @@ class TrialRecord(_Record):
     created_at: float
     started_at: float | None = None
     finished_at: float | None = None
+
+
+PlannerOutcome = Literal["accepted", "repaired", "rejected", "error"]
+
+
+class PlannerCall(_Record):
+    """One call a proposer made to an LLM, kept for audit and for the report.
+
+    Never holds secrets: the prompt and response are the text exchanged, not
+    the request headers.
+    """
+
+    proposer: str
+    template: str  # prompt file name, e.g. "propose.md"
+    prompt: str
+    response: str | None = None
+    latency_s: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    outcome: PlannerOutcome
+    detail: str = ""  # the repairs made, or why it was rejected, or the error
+    created_at: float = Field(default_factory=time.time)

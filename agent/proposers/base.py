@@ -1,0 +1,67 @@
+"""The proposer boundary: given what the study knows, suggest the next trials."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from memory.records import PlannerCall, SearchSpace, TaskSpec, TrialConfig, TrialRecord, TrialState
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A trial to run: values inside the space, the config they make, and why."""
+
+    values: dict[str, Any]
+    config: TrialConfig
+    source: str  # the proposer's name
+    rationale: str = ""
+    repairs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PlannerView:
+    """Everything a proposer may look at. Read-only; built fresh for every call."""
+
+    task: TaskSpec
+    space: SearchSpace
+    profile: dict[str, Any]  # the data profile (see agent.understand)
+    trials: tuple[TrialRecord, ...] = ()
+    seed: int = 0
+    hints: dict[str, Any] = field(default_factory=dict)  # e.g. the sampler's next suggestion
+
+    @property
+    def finished(self) -> tuple[TrialRecord, ...]:
+        return tuple(t for t in self.trials if t.state in (TrialState.complete, TrialState.pruned, TrialState.failed))
+
+    @property
+    def complete(self) -> tuple[TrialRecord, ...]:
+        return tuple(t for t in self.trials if t.state == TrialState.complete and t.objective is not None)
+
+    def best(self) -> TrialRecord | None:
+        sign = 1 if self.task.direction.value == "maximize" else -1
+        done = self.complete
+        return max(done, key=lambda t: sign * t.objective) if done else None  # type: ignore[operator]
+
+
+class BaseProposer(ABC):
+    """Suggests trials. Must never return a proposal outside `view.space`.
+
+    A proposer that cannot help (an LLM that is down, no past studies) returns
+    fewer proposals or none; the portfolio fills the gap. It records each LLM
+    call in `calls`, which the study drains into the database.
+    """
+
+    name: str = "base"
+
+    def __init__(self) -> None:
+        self.calls: list[PlannerCall] = []
+
+    @abstractmethod
+    def propose(self, view: PlannerView, n: int) -> list[Proposal]:
+        """Return up to `n` proposals, each already repaired into the space."""
+
+    def drain_calls(self) -> list[PlannerCall]:
+        calls, self.calls = self.calls, []
+        return calls
