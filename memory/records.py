@@ -244,6 +244,8 @@ def _fit(p: Param, raw: Any) -> tuple[Any, str | None]:
     if isinstance(p, CategoricalParam):
         if raw in p.choices and type(raw) is type(p.choices[p.choices.index(raw)]):
             return raw, None
+        if isinstance(raw, list) and tuple(raw) in p.choices:  # JSON has no tuples: ["a", "b"] is ("a", "b")
+            return p.choices[p.choices.index(tuple(raw))], None
         for choice in p.choices:  # cast: "16" -> 16, "True" -> True, "Cosine" -> "cosine"
             if str(choice).lower() == str(raw).strip().lower():
                 return choice, f"cast {raw!r} to {choice!r}"
@@ -277,7 +279,7 @@ def _as_number(raw: Any) -> float | None:
         return None
     try:
         number = float(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int too large for a float
         return None
     return number if math.isfinite(number) else None
 
