@@ -1,0 +1,303 @@
+"""`autoglm`: a thin shell over agent.study and agent.queries. Each command parses, calls one function, renders."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from memory.errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Open-AutoGLM: describe a fine-tuning task, get the best LoRA adapter.",
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+DB_OPTION = typer.Option(None, "--db", help="Study database (default: ./autoglm.db, or $AUTOGLM_DB).")
+
+
+def _db(db: str | None) -> str:
+    return db or os.environ.get("AUTOGLM_DB") or "autoglm.db"
+
+
+def handle_errors(fn: F) -> F:
+    """User mistakes: one line on stderr, exit 2. Our bugs: the traceback and where to report it."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except typer.Exit:
+            raise
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+        except Exception:
+            traceback.print_exc()
+            err.print("[red]This is a bug in Open-AutoGLM[/red]; please report it with the traceback above.")
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _confirm(yes: bool) -> Callable[[Any, dict[str, Any]], None]:
+    from agent.understand import describe
+
+    def confirm(task: Any, profile: dict[str, Any]) -> None:
+        table = Table(title="Task", show_header=False)
+        for key, value in describe(task):
+            table.add_row(key, value)
+        out.print(table)
+        if yes or not sys.stdin.isatty():
+            return
+        if not typer.confirm("Start the study?", default=True):
+            raise UserError("cancelled; adjust with --text, --label, --metric or --task and run again")
+
+    return confirm
+
+
+def _live(stack: ExitStack) -> Callable[[dict[str, Any]], None]:
+    """The live view on a terminal; one line per finished trial otherwise."""
+    from agent import view
+
+    if out.is_terminal:
+        live = stack.enter_context(Live(console=out, refresh_per_second=4, transient=False))
+        return lambda snapshot: live.update(view.render(snapshot))
+    printed: set[str] = set()
+
+    def log(snapshot: dict[str, Any]) -> None:
+        entry = view.line(snapshot)
+        if entry and entry not in printed:
+            printed.add(entry)
+            out.print(entry, highlight=False)
+
+    return log
+
+
+def _llm_proposer(stack: ExitStack, llm: str, model: str | None) -> Any:
+    from agent.llm_setup import open_llm_proposer
+
+    proposer, note = open_llm_proposer(stack, llm, model)
+    if note:
+        err.print(f"[yellow]{note}[/yellow]", highlight=False)
+    return proposer
+
+
+def _finish(outcome: Any, db: str) -> None:
+    for warning in outcome.warnings:
+        err.print(f"[yellow]{warning}[/yellow]")
+    if outcome.interrupted:
+        err.print(
+            f"Stopped. Completed trials are saved. Resume with: autoglm resume {outcome.study.name}"
+            + (f" --db {db}" if db != "autoglm.db" else ""),
+            highlight=False,
+        )
+        raise typer.Exit(130)
+    if outcome.best is not None:
+        metric = outcome.study.task.metric
+        out.print(f"best: trial {outcome.best.number} ({outcome.best.source}) {metric} = {outcome.best.objective:.4f}")
+    else:
+        out.print("no trial completed")
+    if outcome.stop_reason:
+        out.print(f"stopped because: {outcome.stop_reason}")
+    if outcome.report_path:
+        out.print(f"report: {outcome.report_path}")
+        adapter = Path(outcome.study.run_dir) / "best_adapter"
+        if adapter.exists():
+            out.print(f"adapter: {adapter}")
+
+
+@app.command()
+@handle_errors
+def tune(
+    description: str = typer.Argument("", help='The task in plain words, e.g. "classify reviews by sentiment".'),
+    data: str = typer.Option(None, "--data", "-d", help="Training data: CSV, JSONL, Parquet or CoNLL."),
+    config: Path = typer.Option(None, "--config", "-c", help="A YAML study config; flags override it."),
+    trials: int = typer.Option(None, "--trials", "-n", min=1, help="Stop after this many trials."),
+    time_budget: str = typer.Option(None, "--time", "-t", help="Stop after this wall-clock time, e.g. 30m or 2h."),
+    validation: str = typer.Option(None, "--validation", help="A separate validation file (default: seeded split)."),
+    task: str = typer.Option(None, "--task", help="classification | token_classification | generation."),
+    text: list[str] = typer.Option(None, "--text", help="Input text column(s); repeat for several."),
+    label: str = typer.Option(None, "--label", help="The label (or target) column."),
+    metric: str = typer.Option(None, "--metric", help="macro_f1, accuracy, entity_f1, exact_match, rouge_l, eval_loss."),
+    max_rows: int = typer.Option(None, "--max-rows", min=10, help="Tune on a seeded subset of this many rows."),
+    llm: str = typer.Option(None, "--llm", help="none | local | openai | an OpenAI-compatible base URL."),
+    llm_model: str = typer.Option(None, "--llm-model", help="The LLM's model name (or local path for --llm local)."),
+    name: str = typer.Option(None, "--name", help="Study name (default: from the description and time)."),
+    parallel: int = typer.Option(None, "--parallel", min=1, help="Trials at once (default 1; one per GPU)."),
+    seed: int = typer.Option(None, "--seed", help="Seed for splits, sampler and training."),
+    runs_dir: str = typer.Option(None, "--runs-dir", help="Where run directories go (default ./runs)."),
+    no_warm_start: bool = typer.Option(False, "--no-warm-start", help="Do not seed from past studies."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Start without asking for confirmation."),
+    db: str = DB_OPTION,
+) -> None:
+    """Tune a LoRA fine-tune for a task described in plain language."""
+    from agent.study import TuneOptions, load_config
+    from agent.study import tune as run_tune
+
+    options = load_config(config) if config else TuneOptions()
+    flags = {
+        "description": description or None, "data": data, "trials": trials, "time": time_budget,
+        "validation_data": validation, "task_type": task, "text_columns": text or None, "label": label,
+        "metric": metric, "max_rows": max_rows, "llm": llm, "llm_model": llm_model, "name": name,
+        "parallel": parallel, "seed": seed, "runs_dir": runs_dir,
+    }
+    for key, value in flags.items():
+        if value is not None:
+            setattr(options, key, value)
+    options.db = db or (options.db if config else _db(None))
+    options.warm_start = options.warm_start and not no_warm_start
+    options.yes = yes or options.yes
+    with ExitStack() as stack:
+        proposer = _llm_proposer(stack, options.llm, options.llm_model)
+        outcome = run_tune(options, confirm=_confirm(options.yes), on_update=_live(stack), llm_proposer=proposer)
+    _finish(outcome, options.db)
+
+
+@app.command()
+@handle_errors
+def resume(
+    study: str = typer.Argument(..., help="Study name or id (see `autoglm list`)."),
+    trials: int = typer.Option(None, "--trials", "-n", min=1, help="Run this many more trials."),
+    llm: str = typer.Option(None, "--llm", help="Override the study's LLM: none | local | openai | base URL."),
+    db: str = DB_OPTION,
+) -> None:
+    """Continue a study after Ctrl-C, a crash or kill -9; finished trials are never run again."""
+    from agent.study import resume as run_resume
+    from memory.store import Store
+
+    path = _db(db)
+    with Store(path, create=False) as store:
+        settings = store.get_study(study).settings
+    with ExitStack() as stack:
+        proposer = _llm_proposer(stack, llm or settings.get("llm", "none"), settings.get("llm_model"))
+        outcome = run_resume(study, db=path, on_update=_live(stack), llm_proposer=proposer, extra_trials=trials)
+    _finish(outcome, path)
+
+
+@app.command("list")
+@handle_errors
+def list_studies(as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."), db: str = DB_OPTION) -> None:
+    """List the studies in the database."""
+    from agent.queries import study_rows
+    from memory.store import Store
+
+    with Store(_db(db), create=False) as store:
+        rows = study_rows(store)
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        out.print("no studies yet; start one with: autoglm tune \"DESCRIPTION\" --data FILE")
+        return
+    table = Table()
+    for col in rows[0]:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*(_cell(v) for v in row.values()))
+    out.print(table)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "—" if value is None else str(value)
+
+
+@app.command()
+@handle_errors
+def show(
+    study: str = typer.Argument(..., help="Study name or id."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    db: str = DB_OPTION,
+) -> None:
+    """Show one study: task, budget spent, leaderboard."""
+    from agent.queries import study_detail
+    from memory.store import Store
+
+    with Store(_db(db), create=False) as store:
+        detail = study_detail(store, study)
+    if as_json:
+        print(json.dumps(detail, indent=2, default=str))
+        return
+    from agent.queries import render_detail
+
+    out.print(render_detail(detail))
+
+
+@app.command()
+@handle_errors
+def export(
+    study: str = typer.Argument(..., help="Study name or id."),
+    fmt: str = typer.Option("csv", "--format", "-f", help="csv or json."),
+    output: Path = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
+    db: str = DB_OPTION,
+) -> None:
+    """Export a study's trials (config and metrics), one row per trial."""
+    from agent.queries import export_study
+    from memory.store import Store
+
+    if fmt not in ("csv", "json"):
+        raise UserError(f"unknown format {fmt!r}; use --format csv or --format json")
+    with Store(_db(db), create=False) as store:
+        text = export_study(store, study, fmt)  # type: ignore[arg-type]
+    if output:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
+
+
+@app.command()
+@handle_errors
+def predict(
+    adapter: Path = typer.Argument(..., help="An adapter directory, e.g. runs/<study>/best_adapter."),
+    inputs: list[str] = typer.Argument(None, help="Texts to predict; or use --file."),
+    file: Path = typer.Option(None, "--file", help="A CSV/JSONL file of inputs (the task's text columns)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON lines."),
+) -> None:
+    """Run a trained adapter on new inputs."""
+    from executors.predict import predict as run_predict
+
+    if not adapter.exists():
+        raise UserError(f"adapter directory {adapter} does not exist; find one under runs/<study>/best_adapter")
+    if file is not None:
+        from executors.data import load_table
+
+        rows: list[Any] = load_table(file).to_dict("records")
+    elif inputs:
+        rows = list(inputs)
+    else:
+        raise UserError("nothing to predict; pass texts as arguments or --file FILE")
+    for row, prediction in zip(rows, run_predict(adapter, rows)):
+        if as_json:
+            print(json.dumps({"input": row, "prediction": prediction}, default=str))
+        else:
+            out.print(f"{prediction}\t{row}", highlight=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,241 @@
+"""The study loop as a LangGraph StateGraph.
+
+    understand → profile → propose → execute → observe ─(decide)─► propose … or report
+
+Nodes are plain functions of (context, state) returning a partial state update;
+`decide` is a pure routing function. The heavy, non-serialisable parts (the
+store, executor, proposers, callbacks) live in a `StudyContext` the nodes close
+over, so the graph state itself stays a small dict that a test can build by hand.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+
+from agent.budget import BudgetTracker
+from agent.proposers.base import BaseProposer, PlannerView
+from executors.base import BaseExecutor
+from memory.records import (
+    SearchSpace,
+    StudyRecord,
+    TaskSpec,
+    TrialEvent,
+    TrialRecord,
+    TrialResult,
+    TrialState,
+)
+from memory.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class StudyState(TypedDict, total=False):
+    """The graph's state: small, serialisable, and enough to route."""
+
+    study_id: int
+    proposed: list[int]  # trial ids proposed in the last propose step
+    finished: list[int]  # trial ids finished in the last execute step
+    iterations: int
+    stop_reason: str | None
+    report_path: str | None
+
+
+@dataclass
+class StudyContext:
+    """What the nodes need beyond the state: collaborators and callbacks."""
+
+    store: Store
+    executor: BaseExecutor
+    proposer: BaseProposer
+    runs_dir: Path
+    name: str
+    # Filled by understand/profile for a new study; loaded from the store on resume.
+    make_task: Callable[[], tuple[TaskSpec, dict[str, Any]]] | None = None
+    make_space: Callable[[TaskSpec, dict[str, Any]], SearchSpace] | None = None
+    confirm: Callable[[TaskSpec, dict[str, Any]], None] = lambda task, profile: None
+    write_report: Callable[[Store, StudyRecord], Path] | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    parallel: int = 1
+    trial_timeout_s: float | None = None
+    on_update: Callable[[dict[str, Any]], None] = lambda snapshot: None
+    stop_requested: bool = False
+    # Live progress of running trials, by trial id: the last progress/eval event.
+    live: dict[int, TrialEvent] = field(default_factory=dict)
+    task: TaskSpec | None = None
+    profile: dict[str, Any] = field(default_factory=dict)
+    budget: BudgetTracker | None = None
+
+    def study(self, study_id: int) -> StudyRecord:
+        return self.store.get_study(study_id)
+
+    def snapshot(self, study_id: int, note: str = "") -> dict[str, Any]:
+        """The whole visible state of the study; the live view is a pure function of it."""
+        study = self.store.get_study(study_id)
+        return {
+            "study": study,
+            "trials": self.store.trials(study_id),
+            "live": dict(self.live),
+            "budget": self.budget.report() if self.budget else {},
+            "note": note,
+        }
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+def understand(ctx: StudyContext, state: StudyState) -> StudyState:
+    """Turn the description and data into a task spec, and let the user confirm it."""
+    assert ctx.make_task is not None, "a new study needs make_task"
+    ctx.task, ctx.profile = ctx.make_task()
+    ctx.confirm(ctx.task, ctx.profile)
+    return {}
+
+
+def profile(ctx: StudyContext, state: StudyState) -> StudyState:
+    """Fit the search space to the data and open the study in the store."""
+    assert ctx.task is not None and ctx.make_space is not None
+    space = ctx.make_space(ctx.task, ctx.profile)
+    run_dir = ctx.runs_dir / ctx.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    study = ctx.store.create_study(ctx.name, ctx.task, space, ctx.settings, str(run_dir), ctx.profile)
+    ctx.budget = BudgetTracker(ctx.task.budget)
+    return {"study_id": study.id, "iterations": 0}
+
+
+def propose(ctx: StudyContext, state: StudyState) -> StudyState:
+    """Ask the proposer for as many trials as there are free slots; store them as waiting."""
+    study = ctx.study(state["study_id"])
+    trials = ctx.store.trials(study.id)
+    waiting = [t for t in trials if t.state == TrialState.waiting]
+    want = max(0, ctx.parallel - len(waiting))
+    if ctx.budget is not None and study.task.budget.max_trials is not None:
+        started = sum(1 for t in trials if t.state != TrialState.waiting)
+        want = min(want, study.task.budget.max_trials - started - len(waiting))
+    proposed: list[int] = []
+    if want > 0:
+        view = PlannerView(study.task, study.space, study.profile, tuple(trials), seed=study.task.seed)
+        proposals = ctx.proposer.propose(view, want)
+        for p in proposals:
+            record = ctx.store.add_trial(study.id, p.config, p.source, p.rationale, p.repairs)
+            proposed.append(record.id)
+        for call in ctx.proposer.drain_calls():
+            ctx.store.record_planner_call(study.id, call)
+            if ctx.budget is not None:
+                ctx.budget.add_llm_tokens((call.prompt_tokens or 0) + (call.completion_tokens or 0))
+    ctx.on_update(ctx.snapshot(study.id, "proposed"))
+    return {"proposed": proposed}
+
+
+def execute(ctx: StudyContext, state: StudyState) -> StudyState:
+    """Run waiting trials, up to `parallel` at a time, each in its own process."""
+    study = ctx.study(state["study_id"])
+    claimed: list[TrialRecord] = []
+    while len(claimed) < ctx.parallel:
+        trial = ctx.store.claim_waiting_trial(study.id)
+        if trial is None:
+            break
+        claimed.append(trial)
+    if not claimed:
+        return {"finished": []}
+    ctx.on_update(ctx.snapshot(study.id, "running"))
+    if len(claimed) == 1:  # in this thread, so Ctrl-C reaches the trial's executor directly
+        results = [_run_trial(ctx, study, claimed[0])]
+    else:
+        with ThreadPoolExecutor(max_workers=len(claimed)) as pool:
+            results = list(pool.map(functools.partial(_run_trial, ctx, study), claimed))
+    return {"finished": [t.id for t in results]}
+
+
+def _run_trial(ctx: StudyContext, study: StudyRecord, trial: TrialRecord) -> TrialRecord:
+    trial_dir = Path(study.run_dir) / "trials" / f"{trial.number:04d}"
+    if trial_dir.exists():  # a trial interrupted earlier starts clean
+        shutil.rmtree(trial_dir)
+    trial_dir.mkdir(parents=True)
+
+    def on_event(event: TrialEvent) -> None:
+        ctx.store.record_event(trial.id, event)
+        if event.kind in ("progress", "eval", "started"):
+            ctx.live[trial.id] = event
+            ctx.on_update(ctx.snapshot(study.id))
+
+    timeout = ctx.trial_timeout_s
+    if ctx.budget is not None:
+        timeout = ctx.budget.trial_timeout(timeout)
+    started = time.time()
+    result: TrialResult = ctx.executor.run(study.task, trial.config, trial_dir, on_event, timeout)
+    ctx.live.pop(trial.id, None)
+    if ctx.budget is not None:
+        ctx.budget.add_trial(time.time() - started, devices=1)
+    return ctx.store.finish_trial(trial.id, result)
+
+
+def observe(ctx: StudyContext, state: StudyState) -> StudyState:
+    """Fold the finished trials into the study: best trial and budget spent."""
+    study = ctx.study(state["study_id"])
+    trials = ctx.store.trials(study.id)
+    view = PlannerView(study.task, study.space, study.profile, tuple(trials))
+    best = view.best()
+    spent = ctx.budget.spent if ctx.budget is not None else {}
+    ctx.store.update_study(study.id, spent=spent, best_trial_id=best.id if best else None)
+    stop = None
+    if ctx.stop_requested:
+        stop = "stopped by the user"
+    elif ctx.budget is not None:
+        stop = ctx.budget.exhausted()
+    if stop is None and not state.get("proposed") and not state.get("finished"):
+        stop = "the search space is exhausted: every proposal repeats a tried config"
+    ctx.on_update(ctx.snapshot(study.id, stop or ""))
+    return {"iterations": state.get("iterations", 0) + 1, "stop_reason": stop}
+
+
+def report(ctx: StudyContext, state: StudyState) -> StudyState:
+    """Close the study: mark it complete, copy the best adapter, write the report."""
+    study = ctx.study(state["study_id"])
+    ctx.store.update_study(study.id, status="complete", finished_at=time.time())
+    path = ctx.write_report(ctx.store, ctx.study(study.id)) if ctx.write_report else None
+    ctx.on_update(ctx.snapshot(study.id, "done"))
+    return {"report_path": str(path) if path else None}
+
+
+# --------------------------------------------------------------------------- routing
+
+
+def route_start(state: StudyState) -> str:
+    """A new study starts by understanding the task; a resumed one goes straight to proposing."""
+    return "propose" if state.get("study_id") is not None else "understand"
+
+
+def decide(state: StudyState) -> str:
+    """Another round while budget is left; otherwise the report."""
+    return "report" if state.get("stop_reason") else "propose"
+
+
+def build_graph(ctx: StudyContext) -> Any:
+    """Compile the study graph over `ctx`."""
+    graph = StateGraph(StudyState)
+    for node in (understand, profile, propose, execute, observe, report):
+        graph.add_node(node.__name__, functools.partial(node, ctx))
+    graph.add_conditional_edges(START, route_start, {"understand": "understand", "propose": "propose"})
+    graph.add_edge("understand", "profile")
+    graph.add_edge("profile", "propose")
+    graph.add_edge("propose", "execute")
+    graph.add_edge("execute", "observe")
+    graph.add_conditional_edges("observe", decide, {"propose": "propose", "report": "report"})
+    graph.add_edge("report", END)
+    return graph.compile()
+
+
+def recursion_limit(task: TaskSpec) -> int:
+    """Enough graph steps for the budget (4 per trial), and a hard stop for a runaway loop."""
+    trials = task.budget.max_trials or 2_500
+    return 4 * trials + 16

@@ -1,0 +1,130 @@
+"""Classical proposers: Optuna's samplers over the typed search space.
+
+The Optuna study is rebuilt from the stored history on every call, so the
+sampler's state survives a crash or a resume for free and the database stays
+the single source of truth.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState as OptunaState
+
+from agent.proposers.base import BaseProposer, PlannerView, Proposal
+from memory.errors import InvalidProposal
+from memory.records import CategoricalParam, FloatParam, SearchSpace, TrialState
+
+optuna.logging.set_verbosity(logging.WARNING)
+
+SAMPLERS = ("tpe", "random", "cmaes")
+
+
+def _distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
+    dists: dict[str, BaseDistribution] = {}
+    for p in space.params:
+        if isinstance(p, CategoricalParam):
+            # Optuna only stores str/int/float/bool/None choices; index the rest (tuples of columns).
+            dists[p.name] = CategoricalDistribution(tuple(range(len(p.choices))))
+        elif isinstance(p, FloatParam):
+            dists[p.name] = FloatDistribution(p.low, p.high, log=p.log)
+        else:
+            dists[p.name] = IntDistribution(p.low, p.high, step=1 if p.log else p.step, log=p.log)
+    return dists
+
+
+def _encode(space: SearchSpace, values: dict[str, Any]) -> dict[str, Any] | None:
+    """Values → Optuna params (categorical index); None if they no longer fit the space."""
+    params: dict[str, Any] = {}
+    for p in space.params:
+        if p.name not in values:
+            return None
+        v = values[p.name]
+        if isinstance(p, CategoricalParam):
+            matches = [i for i, c in enumerate(p.choices) if c == v or (isinstance(c, tuple) and list(c) == v)]
+            if not matches:
+                return None
+            params[p.name] = matches[0]
+        else:
+            if not (p.low <= v <= p.high):
+                return None
+            params[p.name] = v
+    return params
+
+
+def _decode(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
+    return {
+        p.name: p.choices[params[p.name]] if isinstance(p, CategoricalParam) else params[p.name] for p in space.params
+    }
+
+
+class OptunaProposer(BaseProposer):
+    """Proposes with an Optuna sampler: TPE (default), random search or CMA-ES."""
+
+    def __init__(self, sampler: str = "tpe", n_startup_trials: int = 5) -> None:
+        super().__init__()
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
+        self.name = sampler
+        self.n_startup_trials = n_startup_trials
+
+    def _sampler(self, seed: int) -> optuna.samplers.BaseSampler:
+        if self.name == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if self.name == "cmaes":
+            # CMA-ES handles the continuous part; categoricals fall back to its independent sampler.
+            return optuna.samplers.CmaEsSampler(
+                seed=seed, n_startup_trials=self.n_startup_trials, warn_independent_sampling=False
+            )
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=self.n_startup_trials, multivariate=True, group=True, constant_liar=True,
+            warn_independent_sampling=False,
+        )
+
+    def study_from_history(self, view: PlannerView) -> optuna.Study:
+        """An in-memory Optuna study holding every finished trial of `view`."""
+        direction = view.task.direction.value
+        # A seed that moves with the history gives fresh suggestions per call yet replays exactly on resume.
+        study = optuna.create_study(direction=direction, sampler=self._sampler(view.seed + len(view.trials)))
+        dists = _distributions(view.space)
+        for t in view.trials:
+            params = _encode(view.space, t.config.model_dump())
+            if params is None:
+                continue
+            if t.state == TrialState.complete and t.objective is not None:
+                state, value = OptunaState.COMPLETE, t.objective
+            elif t.state in (TrialState.failed, TrialState.pruned):
+                state, value = OptunaState.FAIL, None
+            else:  # waiting or running: tell the sampler so parallel proposals spread out
+                state, value = OptunaState.RUNNING, None
+            study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=value, state=state))
+        return study
+
+    def propose(self, view: PlannerView, n: int) -> list[Proposal]:
+        study = self.study_from_history(view)
+        dists = _distributions(view.space)
+        proposals: list[Proposal] = []
+        seen = {json.dumps(t.config.model_dump(), sort_keys=True, default=str) for t in view.trials}
+        for _ in range(n):
+            trial = study.ask(dists)
+            values = _decode(view.space, trial.params)
+            try:
+                repaired = view.space.repair(values)
+                config = view.space.to_config(repaired.values)
+            except InvalidProposal:
+                study.tell(trial, state=OptunaState.FAIL)
+                continue
+            key = json.dumps(config.model_dump(), sort_keys=True, default=str)
+            if key in seen:  # the sampler repeated itself; a repeat teaches nothing
+                study.tell(trial, state=OptunaState.FAIL)
+                continue
+            seen.add(key)
+            # Leave it unfinished so the next ask in this batch knows it is taken (constant liar).
+            proposals.append(
+                Proposal(values=repaired.values, config=config, source=self.name, rationale=f"{self.name} sample")
+            )
+        return proposals

@@ -1,0 +1,118 @@
+"""The portfolio: several proposers behind one interface, sharing the budget by results.
+
+Order of business for each slot:
+1. the known-good default, when the study has tried nothing yet and no warm start exists;
+2. warm-start configs from similar past studies, while they last (at most `max_warm`);
+3. otherwise an allocation policy picks the classical optimiser or the LLM. Each
+   source's chance of improving the best result is a Beta(1 + improvements,
+   1 + misses) posterior mean from this study's trials; the LLM's share follows
+   its posterior relative to the optimiser's, clipped to [min_llm_share,
+   max_llm_share], so the optimiser always carries most of the load until the
+   LLM earns more, and an LLM that returns nothing hands its slot back.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+from agent.proposers.base import BaseProposer, PlannerView, Proposal
+from agent.proposers.classical import OptunaProposer
+from memory.records import PlannerCall, TrialState
+
+
+def _key(config: Any) -> str:
+    return json.dumps(config.model_dump(), sort_keys=True, default=str)
+
+
+def source_stats(view: PlannerView) -> dict[str, dict[str, int]]:
+    """For each source: trials finished, and how many of them improved the best result so far."""
+    sign = 1 if view.task.direction.value == "maximize" else -1
+    best: float | None = None
+    stats: dict[str, dict[str, int]] = {}
+    for t in sorted(view.finished, key=lambda t: (t.finished_at or 0, t.number)):
+        s = stats.setdefault(t.source, {"finished": 0, "improved": 0})
+        s["finished"] += 1
+        if t.state == TrialState.complete and t.objective is not None:
+            if best is None or sign * t.objective > sign * best:
+                s["improved"] += 1
+                best = t.objective
+    return stats
+
+
+class PortfolioProposer(BaseProposer):
+    """Shares proposals among a default start, a warm start, a classical optimiser and an LLM."""
+
+    name = "portfolio"
+
+    def __init__(
+        self,
+        classical: OptunaProposer,
+        llm: BaseProposer | None = None,
+        warm_start: BaseProposer | None = None,
+        defaults: dict[str, Any] | None = None,
+        min_llm_share: float = 0.2,
+        max_llm_share: float = 0.6,
+        max_warm: int = 3,
+    ) -> None:
+        super().__init__()
+        self.classical = classical
+        self.llm = llm
+        self.warm_start = warm_start
+        self.defaults = defaults
+        self.min_llm_share = min_llm_share
+        self.max_llm_share = max_llm_share
+        self.max_warm = max_warm
+
+    def llm_share(self, view: PlannerView) -> float:
+        if self.llm is None:
+            return 0.0
+        stats = source_stats(view)
+
+        def posterior(source: str) -> float:
+            s = stats.get(source, {"finished": 0, "improved": 0})
+            return (1 + s["improved"]) / (2 + s["finished"])
+
+        llm, classical = posterior(self.llm.name), posterior(self.classical.name)
+        return min(self.max_llm_share, max(self.min_llm_share, llm / (llm + classical)))
+
+    def propose(self, view: PlannerView, n: int) -> list[Proposal]:
+        out: list[Proposal] = []
+        seen = {_key(t.config) for t in view.trials}
+
+        def take(proposals: list[Proposal]) -> None:
+            for p in proposals:
+                if len(out) < n and _key(p.config) not in seen:
+                    seen.add(_key(p.config))
+                    out.append(p)
+
+        warm_used = sum(1 for t in view.trials if t.source == "warm_start")
+        if self.warm_start is not None and warm_used < self.max_warm:
+            take(self.warm_start.propose(view, min(n, self.max_warm - warm_used)))
+        if not view.trials and not out and self.defaults is not None:
+            repaired = view.space.repair(self.defaults)
+            config = view.space.to_config(repaired.values)
+            take([Proposal(repaired.values, config, "default", "known-good LoRA defaults for this task type")])
+
+        rng = random.Random(view.seed * 7919 + len(view.trials))
+        share = self.llm_share(view)
+        while len(out) < n:
+            before = len(out)
+            if self.llm is not None and rng.random() < share:
+                suggestion = self.classical.propose(view, 1)
+                hints = {**view.hints, "sampler_suggestion": suggestion[0].values if suggestion else None}
+                llm_view = PlannerView(view.task, view.space, view.profile, view.trials, view.seed, hints)
+                take(self.llm.propose(llm_view, 1))
+            if len(out) == before:  # the LLM was not chosen, or gave nothing usable
+                take(self.classical.propose(view, n - len(out)))
+            if len(out) == before:  # the sampler only repeats itself: the space is exhausted
+                break
+        return out
+
+    def drain_calls(self) -> list[PlannerCall]:
+        calls = super().drain_calls()
+        for member in (self.classical, self.llm, self.warm_start):
+            if member is not None:
+                calls.extend(member.drain_calls())
+        return calls

@@ -1,0 +1,106 @@
+"""The default search space for a task: which models, features and hyperparameters to tune.
+
+Ranges are LoRA-sized (LoRA wants learning rates about ten times those of a
+full fine-tune) and kept small enough for CPU studies; a config file can
+replace any of it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from memory.records import CategoricalParam, FloatParam, IntParam, Param, SearchSpace, TaskSpec, TaskType
+
+DEFAULT_MODELS: dict[TaskType, tuple[str, ...]] = {
+    TaskType.classification: ("sentence-transformers/all-MiniLM-L6-v2",),
+    TaskType.token_classification: ("sentence-transformers/all-MiniLM-L6-v2",),
+    TaskType.generation: ("HuggingFaceTB/SmolLM2-135M-Instruct",),
+}
+
+# A known-good starting point for each task type: the first trial of a study
+# with no history, so a study never starts from a random corner of the space.
+DEFAULT_VALUES: dict[TaskType, dict[str, Any]] = {
+    TaskType.classification: {
+        "learning_rate": 1e-3, "epochs": 2, "batch_size": 16, "lora_r": 8, "lora_alpha": 16,
+        "lora_dropout": 0.05, "warmup_ratio": 0.06, "weight_decay": 0.01, "scheduler": "linear",
+    },
+    TaskType.token_classification: {
+        "learning_rate": 1e-3, "epochs": 3, "batch_size": 16, "lora_r": 16, "lora_alpha": 32,
+        "lora_dropout": 0.05, "warmup_ratio": 0.06, "weight_decay": 0.01, "scheduler": "linear",
+    },
+    TaskType.generation: {
+        "learning_rate": 5e-4, "epochs": 1, "batch_size": 8, "lora_r": 8, "lora_alpha": 16,
+        "lora_dropout": 0.05, "warmup_ratio": 0.03, "weight_decay": 0.0, "scheduler": "cosine",
+    },
+}
+
+
+def default_space(task: TaskSpec, profile: dict[str, Any], models: tuple[str, ...] | None = None) -> SearchSpace:
+    """Build the search space for `task` from its data profile."""
+    models = models or DEFAULT_MODELS[task.task_type]
+    params: list[Param] = [
+        CategoricalParam(name="model", choices=tuple(models)),
+        FloatParam(name="learning_rate", low=1e-4, high=5e-3, log=True),
+        IntParam(name="epochs", low=1, high=3),
+        CategoricalParam(name="batch_size", choices=(8, 16, 32)),
+        CategoricalParam(name="lora_r", choices=(4, 8, 16, 32)),
+        CategoricalParam(name="lora_alpha", choices=(8, 16, 32, 64)),
+        FloatParam(name="lora_dropout", low=0.0, high=0.2),
+        FloatParam(name="warmup_ratio", low=0.0, high=0.2),
+        FloatParam(name="weight_decay", low=0.0, high=0.1),
+        CategoricalParam(name="scheduler", choices=("linear", "cosine", "constant_with_warmup")),
+    ]
+    fixed: dict[str, Any] = {"seed": task.seed}
+    max_length = suggest_max_length(task, profile)
+    if task.task_type == TaskType.classification:
+        params.append(CategoricalParam(name="max_length", choices=_length_choices(max_length)))
+        params.append(CategoricalParam(name="normalize", choices=("none", "lower")))
+        if _imbalanced(task, profile):
+            params.append(CategoricalParam(name="class_weights", choices=(False, True)))
+    else:
+        fixed["max_length"] = max_length
+    if len(models) == 1:
+        fixed["model"] = models[0]
+        params = [p for p in params if p.name != "model"]
+    return SearchSpace(params=tuple(params), fixed=fixed)
+
+
+def default_values(task: TaskSpec, space: SearchSpace) -> dict[str, Any]:
+    """The known-good start for this task, fitted into `space`."""
+    wanted = dict(DEFAULT_VALUES[task.task_type])
+    for p in space.params:
+        if p.name not in wanted:
+            wanted[p.name] = p.choices[0] if isinstance(p, CategoricalParam) else (p.low + p.high) / 2
+        if p.name == "max_length" and isinstance(p, CategoricalParam):
+            wanted[p.name] = p.choices[len(p.choices) // 2]
+    return space.repair({k: v for k, v in wanted.items() if space.param(k) is not None}).values
+
+
+def suggest_max_length(task: TaskSpec, profile: dict[str, Any]) -> int:
+    """A max_length that covers ~95% of inputs: words × 1.4 sub-word tokens, in powers of two."""
+    columns = profile.get("columns", {})
+    words = 0.0
+    for name in task.text_columns:
+        info = columns.get(name, {})
+        words += info.get("mean_words") or info.get("mean_items") or 16
+    if task.task_type == TaskType.generation:
+        target = columns.get(task.label_column, {})
+        words += target.get("mean_words") or 16
+        words += 30  # chat template and instruction scaffolding
+    tokens = words * 1.4 * 2  # mean → ~95th percentile for typical length distributions
+    length = 32
+    while length < tokens and length < 512:
+        length *= 2
+    return length
+
+
+def _length_choices(center: int) -> tuple[int, ...]:
+    return tuple(sorted({max(16, center // 2), center, min(512, center * 2)}))
+
+
+def _imbalanced(task: TaskSpec, profile: dict[str, Any]) -> bool:
+    counts = profile.get("columns", {}).get(task.label_column, {}).get("value_counts", {})
+    if len(counts) < 2:
+        return False
+    return max(counts.values()) >= 3 * min(counts.values())
+

@@ -1,0 +1,84 @@
+"""The live terminal view: a pure function from a study snapshot to a rich renderable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from agent.report import LEADERBOARD_PARAMS, _fmt
+from memory.records import TrialRecord, TrialState
+
+STATE_STYLE = {
+    TrialState.complete: "green",
+    TrialState.failed: "red",
+    TrialState.pruned: "yellow",
+    TrialState.running: "cyan",
+    TrialState.waiting: "dim",
+}
+
+
+def render(snapshot: dict[str, Any], max_rows: int = 15) -> Group:
+    """Render the study: header with budget, trial table (best marked), live progress."""
+    study = snapshot["study"]
+    trials: list[TrialRecord] = snapshot["trials"]
+    task = study.task
+    best_id = study.best_trial_id
+    budget = snapshot.get("budget") or {}
+    header = Text.assemble(
+        (f"{study.name}", "bold"),
+        f"  {task.task_type.value} · {task.metric} ({task.direction.value}) · ",
+        _budget_line(budget),
+    )
+    table = Table(expand=True, show_lines=False)
+    for col in ("#", "source", "state", task.metric, *LEADERBOARD_PARAMS):
+        table.add_column(col, no_wrap=True)
+    for t in trials[-max_rows:]:
+        mark = "★ " if t.id == best_id else ""
+        live = snapshot.get("live", {}).get(t.id)
+        score = f"{t.objective:.4f}" if t.objective is not None else "—"
+        state = t.state.value
+        if t.failure_kind:
+            state += f" ({t.failure_kind.value})"
+        elif live is not None and live.step is not None:
+            state += f" step {live.step}" + (f" loss {live.loss:.3f}" if live.loss is not None else "")
+        table.add_row(
+            mark + str(t.number),
+            t.source,
+            Text(state, style=STATE_STYLE.get(t.state, "")),
+            score,
+            *(_fmt(getattr(t.config, p)) for p in LEADERBOARD_PARAMS),
+        )
+    parts: list[Any] = [header, table]
+    rationale = next((t.rationale for t in reversed(trials) if t.rationale and t.source == "llm"), None)
+    if rationale:
+        parts.append(Text(f"LLM: {rationale[:200]}", style="italic"))
+    if snapshot.get("note"):
+        parts.append(Text(snapshot["note"], style="dim"))
+    return Group(Panel(Group(*parts), title="Open-AutoGLM", border_style="blue"))
+
+
+def _budget_line(budget: dict[str, Any]) -> str:
+    items = []
+    for key, label in (("trials", "trials"), ("seconds", "s"), ("device_hours", "device-h"), ("llm_tokens", "tokens")):
+        spent = budget.get("spent", {}).get(key)
+        limit = budget.get("limits", {}).get(key)
+        if limit:
+            items.append(f"{_fmt(spent or 0)}/{_fmt(limit)} {label}")
+    return " · ".join(items) or ""
+
+
+def line(snapshot: dict[str, Any]) -> str | None:
+    """A one-line log entry for non-interactive output: the most recently finished trial."""
+    trials: list[TrialRecord] = snapshot["trials"]
+    done = [t for t in trials if t.state in (TrialState.complete, TrialState.failed, TrialState.pruned)]
+    if not done:
+        return None
+    t = max(done, key=lambda t: t.finished_at or 0)
+    metric = snapshot["study"].task.metric
+    if t.state == TrialState.complete and t.objective is not None:
+        return f"trial {t.number} [{t.source}] {metric}={t.objective:.4f}"
+    return f"trial {t.number} [{t.source}] {t.state.value}: {t.failure_kind.value if t.failure_kind else ''} {t.message or ''}"
