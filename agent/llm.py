@@ -1,0 +1,372 @@
+"""One client for any OpenAI-compatible endpoint, with retries, timeouts and token counts.
+
+Everything in Open-AutoGLM that talks to an LLM goes through `LlmClient`. It
+asks for structured output (`response_format` with a JSON schema) and falls
+back to plain text, once and for the client's lifetime, when the endpoint
+rejects it; answers are parsed leniently by the caller either way. Transient
+failures (timeouts, connection errors, 429, 5xx) are retried with exponential
+backoff; when the client gives up it raises one `LlmUnavailable`, which
+callers turn into a warning and a fallback.
+
+The API key is a `SecretStr`: it is masked in repr and in every dump, and
+`LlmSettings.public()` is what may be logged or stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from memory.errors import AutoGlmError, UserError
+
+log = logging.getLogger(__name__)
+
+ENV_BASE_URL = "OPENAI_BASE_URL"
+ENV_API_KEY = "OPENAI_API_KEY"
+ENV_MODEL = "AUTOGLM_LLM_MODEL"
+# Local servers need no key, but the openai client refuses to start without one.
+PLACEHOLDER_KEY = "not-needed"
+
+Message = Mapping[str, str]
+
+
+class LlmUnavailable(AutoGlmError):
+    """The LLM could not be reached or kept failing; callers fall back, they do not crash."""
+
+
+class LlmSettings(BaseModel):
+    """Where the LLM lives and how patiently to talk to it.
+
+    Precedence in `resolve`: explicit flags, then a config dict, then the
+    environment (OPENAI_BASE_URL, OPENAI_API_KEY, AUTOGLM_LLM_MODEL).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: str | None = None  # None: the openai package's default (api.openai.com)
+    api_key: SecretStr | None = Field(default=None, repr=False)
+    model: str | None = None  # None: the first model the endpoint lists
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        model: str | None = None,
+        timeout_s: float | None = None,
+        max_retries: int | None = None,
+        config: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> LlmSettings:
+        """Merge flags, a config dict (e.g. the `llm:` section of a YAML file) and the environment.
+
+        Raises:
+            UserError: the config dict has unknown keys or invalid values.
+        """
+        config = dict(config or {})
+        env = os.environ if env is None else env
+        unknown = set(config) - set(cls.model_fields)
+        if unknown:
+            raise UserError(
+                f"unknown LLM setting(s) {', '.join(sorted(unknown))}; known: {', '.join(cls.model_fields)}"
+            )
+        merged: dict[str, Any] = {
+            "base_url": base_url or config.get("base_url") or env.get(ENV_BASE_URL) or None,
+            "api_key": api_key or config.get("api_key") or env.get(ENV_API_KEY) or None,
+            "model": model or config.get("model") or env.get(ENV_MODEL) or None,
+        }
+        if (t := timeout_s if timeout_s is not None else config.get("timeout_s")) is not None:
+            merged["timeout_s"] = t
+        if (r := max_retries if max_retries is not None else config.get("max_retries")) is not None:
+            merged["max_retries"] = r
+        try:
+            return cls(**merged)
+        except ValueError as e:  # pydantic.ValidationError; never echo the input, it may hold the key
+            fields = ", ".join(str(err["loc"][0]) for err in getattr(e, "errors", list)())
+            raise UserError(f"invalid LLM setting(s): {fields or 'see the documentation'}") from None
+
+    def public(self) -> dict[str, Any]:
+        """The settings without the key: safe to log, print and store."""
+        return {
+            "base_url": self.base_url,
+            "model": self.model,
+            "timeout_s": self.timeout_s,
+            "max_retries": self.max_retries,
+            "api_key_set": self.api_key is not None,
+        }
+
+    def __repr__(self) -> str:
+        key = "'***'" if self.api_key is not None else "None"
+        return (
+            f"LlmSettings(base_url={self.base_url!r}, api_key={key}, model={self.model!r}, "
+            f"timeout_s={self.timeout_s!r}, max_retries={self.max_retries!r})"
+        )
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class LlmReply:
+    """One answer: its text, how long it took, and the tokens it cost."""
+
+    text: str
+    latency_s: float
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class LlmUsage:
+    """Tokens and calls spent through one client, for the study's LLM budget."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class LlmClient:
+    """Chat completions against one OpenAI-compatible endpoint.
+
+    Thread-safe for concurrent calls; the openai client underneath is built
+    with its own retries off, so the backoff here is the only one and the
+    tests can see it.
+    """
+
+    def __init__(
+        self,
+        settings: LlmSettings | None = None,
+        *,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 8.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings or LlmSettings.resolve()
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self.usage = LlmUsage()
+        # None: not tried yet; False: the endpoint rejected response_format, use plain text from now on.
+        self.structured_output: bool | None = None
+        self._model: str | None = self.settings.model
+        key = self.settings.api_key.get_secret_value() if self.settings.api_key else PLACEHOLDER_KEY
+        self._openai = openai.OpenAI(
+            api_key=key,
+            base_url=self.settings.base_url,
+            timeout=self.settings.timeout_s,
+            max_retries=0,
+        )
+
+    def __repr__(self) -> str:
+        return f"LlmClient({self.settings!r})"
+
+    def close(self) -> None:
+        self._openai.close()
+
+    def __enter__(self) -> LlmClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def model(self) -> str:
+        """The model to ask; when none is configured, the first one the endpoint lists."""
+        if self._model is None:
+            models = self._with_retries(lambda: list(self._openai.models.list()), what="list models")
+            if not models:
+                raise LlmUnavailable(f"the LLM endpoint {self.settings.base_url} lists no models; set a model")
+            self._model = str(models[0].id)
+        return self._model
+
+    def complete_json(
+        self,
+        messages: Sequence[Message],
+        schema: Mapping[str, Any],
+        *,
+        template: str,
+        max_tokens: int = 512,
+        temperature: float = 0.0,
+        seed: int | None = None,
+    ) -> LlmReply:
+        """Ask for a JSON answer that follows `schema`; the text may still need lenient parsing.
+
+        Raises:
+            LlmUnavailable: the endpoint failed or timed out on every attempt.
+        """
+        response_format = {
+            "type": "json_schema",
+            "json_schema": {"name": _schema_name(template), "schema": dict(schema), "strict": False},
+        }
+        return self._complete(messages, max_tokens, temperature, seed, response_format, what=template)
+
+    def complete_text(
+        self,
+        messages: Sequence[Message],
+        *,
+        template: str,
+        max_tokens: int = 512,
+        temperature: float = 0.0,
+        seed: int | None = None,
+    ) -> LlmReply:
+        """Ask for free text (a report narrative).
+
+        Raises:
+            LlmUnavailable: the endpoint failed or timed out on every attempt.
+        """
+        return self._complete(messages, max_tokens, temperature, seed, None, what=template)
+
+    # ------------------------------------------------------------------ internals
+
+    def _complete(
+        self,
+        messages: Sequence[Message],
+        max_tokens: int,
+        temperature: float,
+        seed: int | None,
+        response_format: dict[str, Any] | None,
+        *,
+        what: str,
+    ) -> LlmReply:
+        model = self.model
+        request: dict[str, Any] = {
+            "model": model,
+            "messages": [dict(m) for m in messages],
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+        }
+        if seed is not None:
+            request["seed"] = seed
+        use_format = response_format is not None and self.structured_output is not False
+        start = time.perf_counter()
+        try:
+            response = self._with_retries(
+                lambda: self._openai.chat.completions.create(
+                    **request, **({"response_format": response_format} if use_format else {})
+                ),
+                what=what,
+                reject_format=use_format,
+            )
+        except _FormatRejected:
+            response = self._with_retries(lambda: self._openai.chat.completions.create(**request), what=what)
+            # Only now is it clear the format, not the request, was the problem.
+            log.info("LLM endpoint rejected response_format; asking for plain text from now on")
+            self.structured_output = False
+        else:
+            if use_format:
+                self.structured_output = True
+        latency = time.perf_counter() - start
+        text = _content(response)
+        usage = getattr(response, "usage", None)
+        prompt_tokens = _int(getattr(usage, "prompt_tokens", None))
+        completion_tokens = _int(getattr(usage, "completion_tokens", None))
+        if prompt_tokens is None:  # endpoints without usage: a rough count still feeds the budget
+            prompt_tokens = sum(len(str(m.get("content", ""))) for m in messages) // 4
+        if completion_tokens is None:
+            completion_tokens = len(text) // 4
+        with self._lock:
+            self.usage.calls += 1
+            self.usage.prompt_tokens += prompt_tokens
+            self.usage.completion_tokens += completion_tokens
+        return LlmReply(text, latency, prompt_tokens, completion_tokens)
+
+    def _with_retries(self, call: Callable[[], Any], *, what: str, reject_format: bool = False) -> Any:
+        attempts = self.settings.max_retries + 1
+        last: Exception | None = None
+        for attempt in range(attempts):
+            try:
+                return call()
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as e:
+                if reject_format:
+                    raise _FormatRejected() from e
+                raise LlmUnavailable(f"LLM rejected the {what} request: {_describe(e)}") from None
+            except openai.APIStatusError as e:
+                if not _retryable_status(e.status_code):
+                    raise LlmUnavailable(f"LLM refused the {what} request: {_describe(e)}") from None
+                last = e
+                delay = _retry_after(e) or self._backoff(attempt)
+            except openai.APIConnectionError as e:  # includes APITimeoutError
+                last = e
+                delay = self._backoff(attempt)
+            if attempt + 1 < attempts:
+                log.warning(
+                    "LLM %s failed (%s); retry %d/%d in %.1fs", what, _describe(last), attempt + 1, attempts - 1, delay
+                )
+                self._sleep(delay)
+        raise LlmUnavailable(
+            f"LLM at {self.settings.base_url or 'api.openai.com'} unavailable after {attempts} attempt(s) "
+            f"for {what}: {_describe(last)}"
+        )
+
+    def _backoff(self, attempt: int) -> float:
+        # Jitter keeps parallel studies sharing one endpoint from retrying in lockstep.
+        base = min(self.max_backoff_s, self.backoff_s * (2**attempt))
+        return base * (0.75 + 0.5 * random.random())
+
+
+class _FormatRejected(Exception):
+    """The endpoint answered 400/422 to a request that carried response_format."""
+
+
+def _retryable_status(status: int) -> bool:
+    return status in (408, 409, 429) or status >= 500
+
+
+def _retry_after(error: openai.APIStatusError) -> float | None:
+    """The server's Retry-After in seconds, capped so a hostile server cannot stall the study."""
+    try:
+        value = float(error.response.headers.get("retry-after", ""))
+    except (ValueError, AttributeError):
+        return None
+    return min(max(value, 0.0), 30.0)
+
+
+def _describe(error: Exception | None) -> str:
+    if error is None:
+        return "no attempt made"
+    if isinstance(error, openai.APIStatusError):
+        return f"HTTP {error.status_code}"
+    if isinstance(error, openai.APITimeoutError):
+        return "timed out"
+    if isinstance(error, openai.APIConnectionError):
+        cause = error.__cause__ or error.__context__
+        return f"connection failed ({type(cause).__name__ if cause else 'unknown'})"
+    return type(error).__name__
+
+
+def _content(response: Any) -> str:
+    """The first choice's text; '' for an empty or odd response (the parser then rejects it)."""
+    try:
+        content = response.choices[0].message.content
+    except (AttributeError, IndexError, TypeError):
+        return ""
+    return content if isinstance(content, str) else ""
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _schema_name(template: str) -> str:
+    stem = template.rsplit("/", 1)[-1].split(".", 1)[0]
+    return "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in stem)[:64] or "answer"
