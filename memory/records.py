@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from enum import Enum
-from typing import Any, Literal, Mapping, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -61,7 +62,7 @@ class Budget(_Record):
     max_llm_tokens: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
-    def _some_limit(self) -> "Budget":
+    def _some_limit(self) -> Budget:
         if all(v is None for v in (self.max_trials, self.max_seconds, self.max_device_hours, self.max_llm_tokens)):
             raise ValueError("a budget needs at least one limit: trials, time, device-hours or LLM tokens")
         return self
@@ -170,7 +171,7 @@ class CategoricalParam(_Record):
     choices: tuple[Any, ...] = Field(min_length=1)
 
 
-Param = Union[FloatParam, IntParam, CategoricalParam]
+Param = FloatParam | IntParam | CategoricalParam
 
 
 class Repaired(_Record):
@@ -193,7 +194,7 @@ class SearchSpace(_Record):
     fixed: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _check(self) -> "SearchSpace":
+    def _check(self) -> SearchSpace:
         fields = set(TrialConfig.model_fields)
         for p in self.params:
             if p.name not in fields:
@@ -304,7 +305,9 @@ class FailureKind(str, Enum):
     error = "error"
 
 
-EventKind = Literal["started", "progress", "eval", "finished", "failed"]
+# "requeued" is written by the store, never by a trial: a trial left running by
+# a crashed study went back to the queue (see Store.requeue_interrupted).
+EventKind = Literal["started", "progress", "eval", "finished", "failed", "requeued"]
 
 
 class TrialEvent(_Record):
@@ -339,7 +342,7 @@ class TrialResult(_Record):
     message: str | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> "TrialResult":
+    def _consistent(self) -> TrialResult:
         if self.state == TrialState.failed and self.failure_kind is None:
             raise ValueError("a failed trial needs a failure kind")
         return self
@@ -388,3 +391,32 @@ class PlannerCall(_Record):
     outcome: PlannerOutcome
     detail: str = ""  # the repairs made, or why it was rejected, or the error
     created_at: float = Field(default_factory=time.time)
+
+
+# --------------------------------------------------------------------------- study
+
+StudyStatus = Literal["running", "interrupted", "complete", "failed"]
+SPENT_KEYS = ("seconds", "device_hours", "llm_tokens", "trials")
+
+
+def _zero_spent() -> dict[str, float]:
+    return dict.fromkeys(SPENT_KEYS, 0.0)
+
+
+class StudyRecord(_Record):
+    """A study as stored: what it tunes, how far it got, and what it has spent."""
+
+    id: int
+    name: str
+    task: TaskSpec
+    space: SearchSpace
+    settings: dict[str, Any] = Field(default_factory=dict)  # secrets already scrubbed
+    profile: dict[str, Any] = Field(default_factory=dict)  # the data profile, incl. "fingerprint", "n_rows"
+    run_dir: str
+    status: StudyStatus = "running"
+    created_at: float
+    updated_at: float
+    finished_at: float | None = None
+    spent: dict[str, float] = Field(default_factory=_zero_spent)  # keys: SPENT_KEYS
+    warm_start_from: tuple[str, ...] = ()  # names of the past studies the warm start drew from
+    best_trial_id: int | None = None

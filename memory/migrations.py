@@ -1,0 +1,160 @@
+"""The study database schema, grown only by numbered, append-only migrations.
+
+Like `llm`'s migrations: each `mNNN_what` function runs once per database, in
+order, and its name goes into `_migrations`. Never edit or reorder a migration
+that has shipped: add a new one. A database that records a migration this
+code does not know was written by a newer Open-AutoGLM, and is refused rather
+than touched.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from sqlite_utils import Database
+
+Migration = Callable[[Database], None]
+MIGRATIONS: list[Migration] = []
+MIGRATIONS_TABLE = "_migrations"
+
+
+def migration(fn: Migration) -> Migration:
+    """Register `fn` as the next migration; registration order is run order."""
+    MIGRATIONS.append(fn)
+    return fn
+
+
+def known_names() -> list[str]:
+    """Names of every migration this code knows, in run order."""
+    return [fn.__name__ for fn in MIGRATIONS]
+
+
+def applied_names(db: Database) -> list[str]:
+    """Names of the migrations already run on `db`, in the order they ran."""
+    if MIGRATIONS_TABLE not in db.table_names():
+        return []
+    return [row[0] for row in db.execute(f"select name from [{MIGRATIONS_TABLE}] order by rowid")]
+
+
+def pending(db: Database) -> list[Migration]:
+    """Migrations not yet run on `db`."""
+    done = set(applied_names(db))
+    return [fn for fn in MIGRATIONS if fn.__name__ not in done]
+
+
+def unknown(db: Database) -> list[str]:
+    """Migrations run on `db` that this code does not know (a newer schema)."""
+    known = set(known_names())
+    return [name for name in applied_names(db) if name not in known]
+
+
+def migrate(db: Database) -> list[str]:
+    """Run the pending migrations; the caller holds a write transaction. Returns their names."""
+    if MIGRATIONS_TABLE not in db.table_names():
+        db[MIGRATIONS_TABLE].create({"name": str, "applied_at": float}, pk="name")
+    ran = []
+    for fn in pending(db):
+        fn(db)
+        db[MIGRATIONS_TABLE].insert({"name": fn.__name__, "applied_at": time.time()})
+        ran.append(fn.__name__)
+    return ran
+
+
+@migration
+def m001_initial(db: Database) -> None:
+    """Studies, trials, per-step metrics, events and planner calls."""
+    db["studies"].create(
+        {
+            "id": int,
+            "name": str,
+            "task_type": str,  # copied out of `task` so warm start can filter in SQL
+            "task": str,  # JSON TaskSpec
+            "space": str,  # JSON SearchSpace
+            "settings": str,  # JSON, secrets scrubbed
+            "profile": str,  # JSON data profile
+            "run_dir": str,
+            "status": str,
+            "created_at": float,
+            "updated_at": float,
+            "finished_at": float,
+            "spent": str,  # JSON {seconds, device_hours, llm_tokens, trials}
+            "warm_start_from": str,  # JSON list of study names
+            "best_trial_id": int,
+        },
+        pk="id",
+        not_null={"name", "task_type", "task", "space", "settings", "profile", "run_dir", "status", "created_at"},
+    )
+    db["studies"].create_index(["name"], unique=True)
+    db["trials"].create(
+        {
+            "id": int,
+            "study_id": int,
+            "number": int,
+            "config": str,  # JSON TrialConfig
+            "source": str,
+            "rationale": str,
+            "repairs": str,  # JSON list
+            "state": str,
+            "objective": float,
+            "metrics": str,  # JSON
+            "durations": str,  # JSON
+            "peak_memory_mb": float,
+            "adapter_dir": str,
+            "failure_kind": str,
+            "message": str,
+            "created_at": float,
+            "started_at": float,
+            "finished_at": float,
+        },
+        pk="id",
+        foreign_keys=[("study_id", "studies", "id")],
+        not_null={"study_id", "number", "config", "source", "state", "created_at"},
+    )
+    db["trials"].create_index(["study_id", "number"], unique=True)
+    db["trials"].create_index(["study_id", "state"])
+    db["events"].create(
+        {"id": int, "trial_id": int, "kind": str, "time": float, "event": str},  # event: JSON TrialEvent
+        pk="id",
+        foreign_keys=[("trial_id", "trials", "id")],
+        not_null={"trial_id", "kind", "time", "event"},
+    )
+    db["events"].create_index(["trial_id"])
+    db["metrics"].create(
+        # value may be NULL: SQLite stores a NaN loss as NULL, and a NaN is worth keeping.
+        {
+            "id": int,
+            "trial_id": int,
+            "step": int,
+            "epoch": float,
+            "kind": str,  # "progress" (training) or "eval"
+            "name": str,
+            "value": float,
+            "time": float,
+        },
+        pk="id",
+        foreign_keys=[("trial_id", "trials", "id")],
+        not_null={"trial_id", "name"},
+    )
+    db["metrics"].create_index(["trial_id", "name"])
+    db["planner_calls"].create(
+        {
+            "id": int,
+            "study_id": int,
+            "trial_id": int,
+            "proposer": str,
+            "template": str,
+            "prompt": str,
+            "response": str,
+            "latency_s": float,
+            "prompt_tokens": int,
+            "completion_tokens": int,
+            "outcome": str,
+            "detail": str,
+            "created_at": float,
+        },
+        pk="id",
+        foreign_keys=[("study_id", "studies", "id"), ("trial_id", "trials", "id")],
+        not_null={"study_id", "proposer", "template", "prompt", "outcome", "created_at"},
+    )
+    db["planner_calls"].create_index(["study_id"])

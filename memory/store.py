@@ -1,0 +1,662 @@
+"""The study database: one SQLite file holding studies, trials, metrics, events and planner calls.
+
+The study process is the only writer; trials report through it. Several of its
+threads (one per running trial, each with an event callback) may call one
+`Store` at once, so the store keeps one connection and serialises every call
+on a lock; each write is one `BEGIN IMMEDIATE` transaction, so other processes
+(`autoglm list` in a second terminal) read a consistent snapshot thanks to WAL.
+
+The store never overwrites or "repairs" a file it does not recognise: a
+missing, corrupt, foreign or newer-schema database raises `StoreError` before
+anything is written. Secrets never reach the file: settings keys that name
+keys, tokens, secrets, passwords or authorization are redacted, and strings
+that look like API keys are redacted from every free-text field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, get_args
+
+from sqlite_utils import Database
+
+from memory import migrations
+from memory.errors import StoreError
+from memory.records import (
+    SPENT_KEYS,
+    PlannerCall,
+    SearchSpace,
+    StudyRecord,
+    StudyStatus,
+    TaskSpec,
+    TrialConfig,
+    TrialEvent,
+    TrialRecord,
+    TrialResult,
+    TrialState,
+)
+
+BUSY_TIMEOUT_S = 30.0  # a reader's checkpoint or a second process can hold the write lock briefly
+SQLITE_HEADER = b"SQLite format 3\x00"
+FINISHED_STATES = (TrialState.complete, TrialState.pruned, TrialState.failed)
+REQUEUE_MESSAGE = "interrupted; queued again"
+
+# --------------------------------------------------------------------------- secrets
+
+REDACTED = "[redacted]"
+SECRET_KEY_PARTS = ("key", "token", "secret", "password", "authorization")
+_SECRET_PATTERNS = (
+    re.compile(r"\bBearer\s+[A-Za-z0-9._~+/=\-]{8,}", re.IGNORECASE),
+    re.compile(r"\bBasic\s+[A-Za-z0-9+/=]{12,}"),
+    re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"),  # OpenAI, Anthropic and most OpenAI-compatible servers
+    re.compile(r"\bhf_[A-Za-z0-9]{20,}"),  # Hugging Face
+    re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"),  # GitHub
+    re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}"),  # Slack
+    re.compile(r"\bAKIA[0-9A-Z]{16}\b"),  # AWS access key id
+)
+# `api_key=...`, `"password": "..."`, `Authorization: ...` written out in text.
+_SECRET_ASSIGNMENT = re.compile(
+    r"""((?:api[_-]?key|access[_-]?token|auth[_-]?token|secret|password|authorization)["']?\s*[:=]\s*["']?)"""
+    r"""(?!\[redacted\])([^\s"',;}\]]+)""",  # an already redacted value stays as it is
+    re.IGNORECASE,
+)
+
+
+def scrub_text(text: str) -> str:
+    """Redact substrings of `text` that look like API keys, bearer tokens or passwords."""
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(REDACTED, text)
+    return _SECRET_ASSIGNMENT.sub(lambda m: m.group(1) + REDACTED, text)
+
+
+def _is_secret_key(key: object) -> bool:
+    lowered = str(key).lower()
+    return any(part in lowered for part in SECRET_KEY_PARTS)
+
+
+def scrub_settings(value: Any, *, secret: bool = False) -> Any:
+    """Return `value` with secret-named keys redacted (recursively) and key-like strings scrubbed.
+
+    Numbers and booleans under a secret-looking key are kept: `max_new_tokens`
+    or `max_llm_tokens` are limits, not credentials.
+    """
+    if isinstance(value, Mapping):
+        return {k: scrub_settings(v, secret=secret or _is_secret_key(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrub_settings(v, secret=secret) for v in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if secret:
+        return REDACTED
+    return scrub_text(value) if isinstance(value, str) else scrub_text(str(value))
+
+
+def _scrub_optional(text: str | None) -> str | None:
+    return None if text is None else scrub_text(text)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _dumps(value: Any) -> str:
+    # NaN and infinities are allowed on purpose: a NaN loss is data, and json.loads reads them back.
+    return json.dumps(value, allow_nan=True, default=str)
+
+
+def _loads(text: str | None, default: Any = None) -> Any:
+    return default if text is None else json.loads(text)
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+class Store:
+    """One study database. Thread-safe; use as a context manager or call `close()`.
+
+    Args:
+        path: the SQLite file.
+        create: make the file (and its folder) when missing; with False a
+            missing file raises StoreError.
+    """
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._check_file(create)
+        try:
+            if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: no implicit transactions; every write below opens its own.
+            conn = sqlite3.connect(
+                str(self.path), timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None
+            )
+        except (OSError, sqlite3.Error) as e:
+            raise StoreError(f"cannot open the study database {self.path}: {e}") from e
+        self._conn = conn
+        self._db = Database(conn, execute_plugins=False)
+        try:
+            self._open()
+        except BaseException:
+            conn.close()
+            raise
+
+    # ----------------------------------------------------------------- opening
+
+    def _check_file(self, create: bool) -> None:
+        """Refuse missing (unless creating), non-file and non-SQLite paths before SQLite touches them."""
+        if not self.path.exists():
+            if not create:
+                raise StoreError(
+                    f"no study database at {self.path}; check the path (--db), "
+                    "or start a study there with `autoglm run`"
+                )
+            return
+        if not self.path.is_file():
+            raise StoreError(f"{self.path} is not a file; pass the path of a study database (--db)")
+        with self.path.open("rb") as f:
+            header = f.read(len(SQLITE_HEADER))
+        if not header:
+            if not create:
+                raise StoreError(f"{self.path} is empty, not a study database; check the path (--db)")
+            return  # an empty file holds nothing to lose; SQLite makes it a database
+        if header != SQLITE_HEADER:
+            raise StoreError(
+                f"{self.path} is not a SQLite database (corrupt, or some other file); it was left untouched. "
+                "Pass another path with --db, or move this file aside"
+            )
+
+    def _open(self) -> None:
+        """Set connection pragmas, refuse foreign or newer schemas, then migrate and switch to WAL."""
+        with self._errors():
+            self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            tables = self._db.table_names()  # the first real read: a corrupt file fails here
+            self._check_schema(tables)
+            if migrations.pending(self._db):
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    # Re-check under the write lock: another process may have migrated meanwhile.
+                    self._check_schema(self._db.table_names())
+                    migrations.migrate(self._db)
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            self._db.enable_wal()
+            # Safe with WAL (no corruption on power loss; at most the last commits are lost) and much faster.
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+
+    def _check_schema(self, tables: list[str]) -> None:
+        if tables and migrations.MIGRATIONS_TABLE not in tables:
+            raise StoreError(
+                f"{self.path} is a SQLite database but not an Open-AutoGLM study database "
+                f"(it has tables {', '.join(sorted(tables)[:5])}); it was left untouched. Pass another path with --db"
+            )
+        newer = migrations.unknown(self._db)
+        if newer:
+            raise StoreError(
+                f"{self.path} was written by a newer Open-AutoGLM (schema migration {newer[-1]} is unknown here); "
+                "it was left untouched. Upgrade with `pip install -U open-autoglm`, or pass another path with --db"
+            )
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Turn SQLite errors a user can act on into StoreError; let the rest (our bugs) through."""
+        try:
+            yield
+        except sqlite3.DatabaseError as e:
+            text = str(e).lower()
+            if "malformed" in text or "not a database" in text or "file is encrypted" in text:
+                raise StoreError(
+                    f"the study database {self.path} is corrupt ({e}); it was left untouched. "
+                    "Restore it from a backup or pass another path with --db"
+                ) from e
+            if "locked" in text or "busy" in text:
+                raise StoreError(
+                    f"the study database {self.path} stayed locked by another process for {BUSY_TIMEOUT_S:.0f} s; "
+                    "is another study writing to it? Wait for it or pass another path with --db"
+                ) from e
+            if "readonly" in text or "unable to open" in text or "disk i/o" in text:
+                raise StoreError(f"cannot write the study database {self.path} ({e}); check its permissions") from e
+            raise
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """One write transaction, serialised with every other call on this store."""
+        with self._lock, self._errors():
+            # IMMEDIATE takes the write lock up front, so a read-then-write (claiming a trial,
+            # numbering one) cannot interleave with another process's write.
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[None]:
+        with self._lock, self._errors():
+            yield
+
+    def close(self) -> None:
+        """Close the connection; SQLite checkpoints the WAL into the main file."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    # ----------------------------------------------------------------- studies
+
+    def create_study(
+        self,
+        name: str,
+        task: TaskSpec,
+        space: SearchSpace,
+        settings: dict[str, Any],
+        run_dir: str,
+        profile: dict[str, Any],
+    ) -> StudyRecord:
+        """Record a new running study. Raises StoreError if the name is taken."""
+        name = name.strip()
+        if not name:
+            raise StoreError("a study needs a name; pass --name")
+        now = time.time()
+        with self._write():
+            if self._study_row_by_name(name) is not None:
+                raise StoreError(
+                    f"a study named {name!r} already exists in {self.path}; pick another name "
+                    f"(e.g. {self._free_name(name)!r}) or continue it with `autoglm resume {name}`"
+                )
+            study_id = (
+                self._db["studies"]
+                .insert(
+                    {
+                        "name": name,
+                        "task_type": task.task_type.value,
+                        "task": self._task_json(task),
+                        "space": space.model_dump_json(),
+                        "settings": _dumps(scrub_settings(dict(settings))),
+                        "profile": _dumps(scrub_settings(dict(profile))),
+                        "run_dir": str(run_dir),
+                        "status": "running",
+                        "created_at": now,
+                        "updated_at": now,
+                        "finished_at": None,
+                        "spent": _dumps(dict.fromkeys(SPENT_KEYS, 0.0)),
+                        "warm_start_from": "[]",
+                        "best_trial_id": None,
+                    }
+                )
+                .last_pk
+            )
+        return self.get_study(int(study_id))
+
+    @staticmethod
+    def _task_json(task: TaskSpec) -> str:
+        # The description is free text a user typed; a pasted key must not survive in it.
+        return task.model_copy(update={"description": scrub_text(task.description)}).model_dump_json()
+
+    def _free_name(self, name: str) -> str:
+        n = 2
+        while self._study_row_by_name(f"{name}-{n}") is not None:
+            n += 1
+        return f"{name}-{n}"
+
+    def _study_row_by_name(self, name: str) -> dict[str, Any] | None:
+        rows = list(self._db.query("select * from studies where name = ?", [name]))
+        return rows[0] if rows else None
+
+    def _study_row_by_id(self, study_id: int) -> dict[str, Any] | None:
+        rows = list(self._db.query("select * from studies where id = ?", [study_id]))
+        return rows[0] if rows else None
+
+    def get_study(self, name_or_id: str | int) -> StudyRecord:
+        """A study by name, or by id (an int, or a string of digits that names no study)."""
+        with self._read():
+            if isinstance(name_or_id, int) and not isinstance(name_or_id, bool):
+                row = self._study_row_by_id(name_or_id)
+            else:
+                key = str(name_or_id).strip()
+                row = self._study_row_by_name(key)
+                if row is None and key.isdigit():
+                    row = self._study_row_by_id(int(key))
+        if row is None:
+            raise StoreError(f"no study {name_or_id!r} in {self.path}; see the studies with `autoglm list`")
+        return _study_record(row)
+
+    def list_studies(self) -> list[StudyRecord]:
+        """Every study, oldest first."""
+        with self._read():
+            rows = list(self._db.query("select * from studies order by created_at, id"))
+        return [_study_record(r) for r in rows]
+
+    def update_study(
+        self,
+        study_id: int,
+        *,
+        status: StudyStatus | None = None,
+        spent: Mapping[str, float] | None = None,
+        warm_start_from: Sequence[str] | None = None,
+        best_trial_id: int | None = None,
+        finished_at: float | None = None,
+    ) -> StudyRecord:
+        """Change the given fields (None leaves a field as is); `spent` is merged key by key."""
+        if status is not None and status not in get_args(StudyStatus):
+            raise ValueError(f"unknown study status {status!r}; one of {get_args(StudyStatus)}")
+        with self._write():
+            row = self._study_row_by_id(study_id)
+            if row is None:
+                raise StoreError(f"no study with id {study_id} in {self.path}; see the studies with `autoglm list`")
+            updates: dict[str, Any] = {"updated_at": time.time()}
+            if status is not None:
+                updates["status"] = status
+            if spent is not None:
+                merged = {**_loads(row["spent"], {}), **{k: float(v) for k, v in spent.items()}}
+                updates["spent"] = _dumps(merged)
+            if warm_start_from is not None:
+                updates["warm_start_from"] = _dumps([str(n) for n in warm_start_from])
+            if best_trial_id is not None:
+                updates["best_trial_id"] = best_trial_id
+            if finished_at is not None:
+                updates["finished_at"] = finished_at
+            self._db["studies"].update(study_id, updates)
+        return self.get_study(study_id)
+
+    def _require_study(self, study_id: int) -> None:
+        if self._study_row_by_id(study_id) is None:
+            raise StoreError(f"no study with id {study_id} in {self.path}; see the studies with `autoglm list`")
+
+    # ----------------------------------------------------------------- trials
+
+    def add_trial(
+        self,
+        study_id: int,
+        config: TrialConfig,
+        source: str,
+        rationale: str = "",
+        repairs: tuple[str, ...] = (),
+    ) -> TrialRecord:
+        """Queue a trial (state waiting) under the next 0-based number of its study."""
+        with self._write():
+            self._require_study(study_id)
+            number = self._db.execute(
+                "select coalesce(max(number) + 1, 0) from trials where study_id = ?", [study_id]
+            ).fetchone()[0]
+            trial_id = (
+                self._db["trials"]
+                .insert(
+                    {
+                        "study_id": study_id,
+                        "number": number,
+                        "config": config.model_dump_json(),
+                        "source": source,
+                        "rationale": scrub_text(rationale),
+                        "repairs": _dumps([scrub_text(r) for r in repairs]),
+                        "state": TrialState.waiting.value,
+                        "metrics": "{}",
+                        "durations": "{}",
+                        "created_at": time.time(),
+                    }
+                )
+                .last_pk
+            )
+        return self.trial(int(trial_id))
+
+    def claim_waiting_trial(self, study_id: int) -> TrialRecord | None:
+        """Atomically move the oldest waiting trial to running and return it; None if none wait."""
+        with self._write():
+            row = self._db.execute(
+                "select id from trials where study_id = ? and state = ? order by number limit 1",
+                [study_id, TrialState.waiting.value],
+            ).fetchone()
+            if row is None:
+                return None
+            self._db.execute(
+                "update trials set state = ?, started_at = ? where id = ?",
+                [TrialState.running.value, time.time(), row[0]],
+            )
+        return self.trial(row[0])
+
+    def record_event(self, trial_id: int, event: TrialEvent) -> None:
+        """Keep a trial's event; progress and eval events also add rows to the metrics table."""
+        if event.message is not None:
+            event = event.model_copy(update={"message": scrub_text(event.message)})
+        rows: list[dict[str, Any]] = []
+        if event.kind in ("progress", "eval"):
+            values: dict[str, float | None] = {}
+            if event.kind == "progress":
+                values = {
+                    "loss": event.loss,
+                    "learning_rate": event.learning_rate,
+                    "grad_norm": event.grad_norm,
+                    "samples_per_second": event.samples_per_second,
+                }
+            values.update(event.metrics)
+            # A NaN is kept as a row with a NULL value (SQLite has no NaN); a missing value is no row.
+            rows = [
+                {
+                    "trial_id": trial_id,
+                    "step": event.step,
+                    "epoch": event.epoch,
+                    "kind": event.kind,
+                    "name": name,
+                    "value": _finite_or_none(value),
+                    "time": event.time,
+                }
+                for name, value in values.items()
+                if value is not None
+            ]
+        with self._write():
+            self._require_trial(trial_id)
+            self._insert_event(trial_id, event)
+            if rows:
+                self._db["metrics"].insert_all(rows)
+
+    def _insert_event(self, trial_id: int, event: TrialEvent) -> None:
+        self._db["events"].insert(
+            {
+                "trial_id": trial_id,
+                "kind": event.kind,
+                "time": event.time,
+                "event": _dumps(event.model_dump(mode="json")),
+            }
+        )
+
+    def finish_trial(self, trial_id: int, result: TrialResult) -> TrialRecord:
+        """Record how a waiting or running trial ended. Finishing it twice raises StoreError."""
+        if result.state not in FINISHED_STATES:
+            raise ValueError(f"a finished trial is complete, pruned or failed, not {result.state.value}")
+        with self._write():
+            row = self._require_trial(trial_id)
+            if row["state"] in {s.value for s in FINISHED_STATES}:
+                raise StoreError(f"trial {trial_id} already finished as {row['state']}; it cannot finish again")
+            self._db["trials"].update(
+                trial_id,
+                {
+                    "state": result.state.value,
+                    "objective": _finite_or_none(result.objective),
+                    "metrics": _dumps(result.metrics),
+                    "durations": _dumps(result.durations),
+                    "peak_memory_mb": result.peak_memory_mb,
+                    "adapter_dir": result.adapter_dir,
+                    "failure_kind": result.failure_kind.value if result.failure_kind else None,
+                    "message": _scrub_optional(result.message),
+                    "finished_at": time.time(),
+                },
+            )
+        return self.trial(trial_id)
+
+    def requeue_interrupted(self, study_id: int) -> list[int]:
+        """Put trials a crashed or killed study left running back to waiting; return their ids."""
+        now = time.time()
+        with self._write():
+            self._require_study(study_id)
+            ids = [
+                r[0]
+                for r in self._db.execute(
+                    "select id from trials where study_id = ? and state = ? order by number",
+                    [study_id, TrialState.running.value],
+                )
+            ]
+            for trial_id in ids:
+                self._db.execute(
+                    "update trials set state = ?, started_at = null where id = ?",
+                    [TrialState.waiting.value, trial_id],
+                )
+                event = TrialEvent(kind="requeued", time=now, message=REQUEUE_MESSAGE)
+                self._insert_event(trial_id, event)
+        return ids
+
+    def _require_trial(self, trial_id: int) -> dict[str, Any]:
+        rows = list(self._db.query("select * from trials where id = ?", [trial_id]))
+        if not rows:
+            raise StoreError(f"no trial with id {trial_id} in {self.path}")
+        return rows[0]
+
+    def trials(self, study_id: int) -> list[TrialRecord]:
+        """A study's trials, by number."""
+        with self._read():
+            rows = list(self._db.query("select * from trials where study_id = ? order by number", [study_id]))
+        return [_trial_record(r) for r in rows]
+
+    def trial(self, trial_id: int) -> TrialRecord:
+        """One trial by id."""
+        with self._read():
+            return _trial_record(self._require_trial(trial_id))
+
+    def metric_curve(self, trial_id: int) -> list[dict[str, Any]]:
+        """A trial's per-step metrics in the order recorded, one dict per value.
+
+        Each dict has step, epoch, kind ("progress" or "eval"), name, value
+        (None for a NaN) and time; pivot on `name` for a plot.
+        """
+        with self._read():
+            return list(
+                self._db.query(
+                    "select step, epoch, kind, name, value, time from metrics where trial_id = ? order by id",
+                    [trial_id],
+                )
+            )
+
+    def events(self, trial_id: int) -> list[TrialEvent]:
+        """A trial's events in the order recorded."""
+        with self._read():
+            rows = list(self._db.query("select event from events where trial_id = ? order by id", [trial_id]))
+        return [TrialEvent.model_validate(json.loads(r["event"])) for r in rows]
+
+    def last_activity(self, study_id: int) -> float | None:
+        """The latest time anything of this study was written (trials or their events); None if nothing.
+
+        Resume uses it to count wall-clock time a killed study spent after its
+        last `update_study(spent=...)`.
+        """
+        with self._read():
+            row = self._db.execute(
+                """
+                select max(coalesce(t, 0)) from (
+                    select max(max(coalesce(created_at, 0), coalesce(started_at, 0), coalesce(finished_at, 0))) as t
+                    from trials where study_id = :s
+                    union all
+                    select max(e.time) from events e join trials tr on tr.id = e.trial_id where tr.study_id = :s
+                    union all
+                    select max(created_at) from planner_calls where study_id = :s
+                )
+                """,
+                {"s": study_id},
+            ).fetchone()
+        return row[0] if row and row[0] else None
+
+    # ----------------------------------------------------------------- planner calls
+
+    def record_planner_call(self, study_id: int, call: PlannerCall, trial_id: int | None = None) -> None:
+        """Keep one LLM call, its texts scrubbed of anything that looks like a key."""
+        with self._write():
+            self._require_study(study_id)
+            if trial_id is not None:
+                self._require_trial(trial_id)
+            self._db["planner_calls"].insert(
+                {
+                    "study_id": study_id,
+                    "trial_id": trial_id,
+                    "proposer": call.proposer,
+                    "template": call.template,
+                    "prompt": scrub_text(call.prompt),
+                    "response": _scrub_optional(call.response),
+                    "latency_s": call.latency_s,
+                    "prompt_tokens": call.prompt_tokens,
+                    "completion_tokens": call.completion_tokens,
+                    "outcome": call.outcome,
+                    "detail": scrub_text(call.detail),
+                    "created_at": call.created_at,
+                }
+            )
+
+    def planner_calls(self, study_id: int) -> list[PlannerCall]:
+        """A study's LLM calls, oldest first."""
+        with self._read():
+            rows = list(self._db.query("select * from planner_calls where study_id = ? order by id", [study_id]))
+        fields = set(PlannerCall.model_fields)
+        return [PlannerCall.model_validate({k: v for k, v in r.items() if k in fields}) for r in rows]
+
+
+# --------------------------------------------------------------------------- rows to records
+
+
+def _study_record(row: dict[str, Any]) -> StudyRecord:
+    return StudyRecord(
+        id=row["id"],
+        name=row["name"],
+        task=TaskSpec.model_validate_json(row["task"]),
+        space=SearchSpace.model_validate_json(row["space"]),
+        settings=_loads(row["settings"], {}),
+        profile=_loads(row["profile"], {}),
+        run_dir=row["run_dir"],
+        status=row["status"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"] or row["created_at"],
+        finished_at=row["finished_at"],
+        spent={**dict.fromkeys(SPENT_KEYS, 0.0), **_loads(row["spent"], {})},
+        warm_start_from=tuple(_loads(row["warm_start_from"], [])),
+        best_trial_id=row["best_trial_id"],
+    )
+
+
+def _trial_record(row: dict[str, Any]) -> TrialRecord:
+    return TrialRecord(
+        id=row["id"],
+        study_id=row["study_id"],
+        number=row["number"],
+        config=TrialConfig.model_validate_json(row["config"]),
+        source=row["source"],
+        rationale=row["rationale"] or "",
+        repairs=tuple(_loads(row["repairs"], [])),
+        state=row["state"],
+        objective=row["objective"],
+        metrics=_loads(row["metrics"], {}),
+        durations=_loads(row["durations"], {}),
+        peak_memory_mb=row["peak_memory_mb"],
+        adapter_dir=row["adapter_dir"],
+        failure_kind=row["failure_kind"],
+        message=row["message"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
