@@ -20,7 +20,6 @@ from executors.data import load_table
 from memory.errors import UserError
 from memory.records import DEFAULT_METRIC, METRIC_DIRECTION, Budget, TaskSpec, TaskType
 
-LABEL_NAMES = ("label", "labels", "category", "class", "target", "sentiment", "queue", "intent", "y", "tag", "topic")
 TEXT_NAMES = ("text", "sentence", "review", "body", "content", "title", "question", "document", "snippet")
 INSTRUCTION_KEYS = (("instruction", "output"), ("prompt", "response"), ("prompt", "completion"), ("input", "output"))
 METRIC_WORDS = (
@@ -183,10 +182,8 @@ def _pick_label(text: str, columns: dict[str, dict[str, Any]], exclude: set[str]
     by_values = [c for c in candidates if sum(_mentioned(text, v) for v in columns[c]["value_counts"]) >= 2]
     if len(by_values) == 1:
         return by_values[0]
-    by_name = [c for c in candidates if c.lower() in LABEL_NAMES]
-    if len(by_name) == 1:
-        return by_name[0]
-    pool = named or by_values or by_name or candidates
+    # Column names alone ("label", "sentiment") do not settle a tie: a wrong guess would waste the budget.
+    pool = named or by_values or candidates
     if len(pool) == 1:
         return pool[0]
     raise UserError(f"{len(pool)} columns could be the label: {', '.join(pool)}; pass --label COLUMN")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from typing import Any
 
 import optuna
@@ -20,6 +21,8 @@ from memory.errors import InvalidProposal
 from memory.records import CategoricalParam, FloatParam, SearchSpace, TrialState
 
 optuna.logging.set_verbosity(logging.WARNING)
+# multivariate TPE and constant_liar are marked experimental but have been stable for years.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 SAMPLERS = ("tpe", "random", "cmaes")
 
@@ -81,8 +84,7 @@ class OptunaProposer(BaseProposer):
                 seed=seed, n_startup_trials=self.n_startup_trials, warn_independent_sampling=False
             )
         return optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=self.n_startup_trials, multivariate=True, group=True, constant_liar=True,
-            warn_independent_sampling=False,
+            seed=seed, n_startup_trials=self.n_startup_trials, multivariate=True, constant_liar=True
         )
 
     def study_from_history(self, view: PlannerView) -> optuna.Study:

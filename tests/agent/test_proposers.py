@@ -1,0 +1,105 @@
+import pytest
+
+from agent.proposers.base import PlannerView
+from agent.proposers.classical import OptunaProposer
+from agent.proposers.portfolio import PortfolioProposer, source_stats
+from agent.space import default_space, default_values
+from memory.records import TrialRecord, TrialState
+from tests.agent.proposer_contract import PROFILE, SPACE, TASK, assert_inside, check_contract, history
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes"])
+def test_optuna_proposers_pass_the_contract(sampler):
+    check_contract(OptunaProposer(sampler))
+
+
+def test_portfolio_passes_the_contract():
+    check_contract(PortfolioProposer(OptunaProposer("tpe"), defaults={"learning_rate": 1e-3}))
+
+
+def test_sampler_replays_exactly_from_stored_history():
+    """Resume rebuilds the sampler from SQLite: the same history must give the same proposal."""
+    trials = history(7)
+    view = PlannerView(TASK, SPACE, PROFILE, trials, seed=5)
+    first = OptunaProposer("tpe").propose(view, 2)
+    second = OptunaProposer("tpe").propose(view, 2)
+    assert [p.config for p in first] == [p.config for p in second]
+
+
+def test_tpe_moves_towards_the_good_region():
+    """After 20 trials where lr≈1e-3 is best, TPE's proposals sit nearer 1e-3 than random's."""
+    import math
+
+    trials = history(20)
+    view = PlannerView(TASK, SPACE, PROFILE, trials, seed=1)
+
+    def distance(sampler: str) -> float:
+        ps = OptunaProposer(sampler, n_startup_trials=5).propose(view, 6)
+        return sum(abs(math.log(p.config.learning_rate / 1e-3)) for p in ps) / len(ps)
+
+    assert distance("tpe") < distance("random")
+
+
+def test_first_proposal_is_the_known_good_default():
+    task_space = SPACE
+    defaults = {"learning_rate": 1e-3, "epochs": 2, "batch_size": 16, "lora_r": 8, "lora_dropout": 0.05,
+                "text_columns": ["text"]}
+    portfolio = PortfolioProposer(OptunaProposer("tpe"), defaults=defaults)
+    [first] = portfolio.propose(PlannerView(TASK, task_space, PROFILE, ()), 1)
+    assert first.source == "default" and first.config.learning_rate == 1e-3
+    assert first.config.text_columns == ("text",)
+
+
+class _Scripted(OptunaProposer):
+    """A stand-in LLM member: a real random sampler under another name, or one that gives nothing."""
+
+    def __init__(self, name: str, empty: bool = False) -> None:
+        super().__init__("random")
+        self.name, self.empty = name, empty
+
+    def propose(self, view, n):
+        if self.empty:
+            return []
+        return [p.__class__(p.values, p.config, self.name, "scripted") for p in super().propose(view, n)]
+
+
+def test_an_llm_that_gives_nothing_hands_its_slots_back():
+    portfolio = PortfolioProposer(OptunaProposer("tpe"), llm=_Scripted("llm", empty=True), min_llm_share=1.0,
+                                  max_llm_share=1.0)
+    proposals = portfolio.propose(PlannerView(TASK, SPACE, PROFILE, history(6)), 3)
+    assert len(proposals) == 3 and {p.source for p in proposals} == {"tpe"}
+
+
+def test_allocation_follows_results():
+    trials = list(history(10))
+    # Make every "llm" trial an improvement and every "tpe" trial a miss.
+    relabelled = []
+    for t in trials:
+        if t.number % 2:
+            relabelled.append(t.model_copy(update={"source": "llm", "state": TrialState.complete,
+                                                   "objective": 0.5 + t.number / 100, "failure_kind": None}))
+        else:
+            relabelled.append(t.model_copy(update={"source": "tpe", "state": TrialState.complete,
+                                                   "objective": 0.1, "failure_kind": None}))
+    view = PlannerView(TASK, SPACE, PROFILE, tuple(relabelled))
+    stats = source_stats(view)
+    assert stats["llm"]["improved"] == 5 and stats["tpe"]["improved"] == 1
+    good = PortfolioProposer(OptunaProposer("tpe"), llm=_Scripted("llm"))
+    assert good.llm_share(view) == good.max_llm_share
+    flipped = [t.model_copy(update={"source": {"llm": "tpe", "tpe": "llm"}[t.source]}) for t in relabelled]
+    assert good.llm_share(PlannerView(TASK, SPACE, PROFILE, tuple(flipped))) < 0.3
+
+
+def test_default_space_fits_its_defaults(reviews_csv):
+    from agent.understand import profile_data, understand
+
+    profile = profile_data(reviews_csv)
+    task = understand("fresh or rotten", reviews_csv, profile=profile)
+    space = default_space(task, profile)
+    values = default_values(task, space)
+    config = space.to_config(values)
+    assert config.model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert config.max_length in space.param("max_length").choices
+    record = TrialRecord(id=1, study_id=1, number=0, config=config, source="default", state=TrialState.waiting,
+                         created_at=0.0)
+    assert_inside(space, type("P", (), {"config": record.config})())
