@@ -37,6 +37,7 @@ from memory.records import (
     StudyRecord,
     StudyStatus,
     TaskSpec,
+    TaskType,
     TrialConfig,
     TrialEvent,
     TrialRecord,
@@ -378,6 +379,23 @@ class Store:
             if finished_at is not None:
                 updates["finished_at"] = finished_at
             self._db["studies"].update(study_id, updates)
+        return self.get_study(study_id)
+
+    def update_study_task(self, study_id: int, task: TaskSpec) -> StudyRecord:
+        """Replace a study's task spec, e.g. a larger trial budget for `autoglm resume --trials N`.
+
+        The task type cannot change: the trials already run would not mean the same thing.
+        """
+        with self._write():
+            row = self._study_row_by_id(study_id)
+            if row is None:
+                raise StoreError(f"no study with id {study_id} in {self.path}; see the studies with `autoglm list`")
+            if row["task_type"] != TaskType(task.task_type).value:
+                raise StoreError(
+                    f"study {row['name']!r} is a {row['task_type']} study; its task type cannot change. "
+                    "Start a new study for a different task"
+                )
+            self._db["studies"].update(study_id, {"task": self._task_json(task), "updated_at": time.time()})
         return self.get_study(study_id)
 
     def _require_study(self, study_id: int) -> None:

@@ -292,3 +292,11 @@ def test_secrets_never_reach_the_file(tmp_path: Path) -> None:
         for secret in (OPENAI_KEY, HF_TOKEN, plain):
             assert secret.encode() not in raw
         assert REDACTED.encode() in raw
+
+
+def test_update_study_task_for_more_trials(store: Store, study) -> None:
+    bigger = TASK.model_copy(update={"budget": Budget(max_trials=9)})
+    assert store.update_study_task(study.id, bigger).task.budget.max_trials == 9
+    other = TaskSpec.model_validate({**TASK.model_dump(), "task_type": "generation", "metric": "exact_match"})
+    with pytest.raises(StoreError, match="cannot change"):
+        store.update_study_task(study.id, other)
