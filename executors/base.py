@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from memory.records import TaskSpec, TrialConfig, TrialEvent, TrialResult
 
@@ -37,3 +37,7 @@ class BaseExecutor(ABC):
             on_event: called in the caller's thread for every event, in order.
             timeout_s: wall-clock limit; past it the trial is killed and fails with `timeout`.
         """
+
+
+class StopTrial(Exception):
+    """Raise from `on_event` to stop a running trial now (pruning); `run` returns it as `pruned`."""

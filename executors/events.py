@@ -1,0 +1,55 @@
+"""Write and read the JSON-line event stream a trial process speaks."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, TextIO
+
+from memory.records import TrialEvent
+
+
+class TrialFailure(Exception):
+    """A trial ended in a known way (NaN loss, ...); the worker turns it into a `failed` event."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+class EventWriter:
+    """Writes one flushed JSON line per event, so a reader sees each as it happens."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def emit(self, kind: str, **fields: Any) -> TrialEvent:
+        clean = {k: _finite_or_none(v) for k, v in fields.items() if v is not None}
+        if "metrics" in clean:
+            clean["metrics"] = {k: float(v) for k, v in clean["metrics"].items() if _is_finite(v)}
+        event = TrialEvent(kind=kind, **clean)  # type: ignore[arg-type]
+        self.stream.write(event.model_dump_json(exclude_none=True) + "\n")
+        self.stream.flush()
+        return event
+
+
+def _is_finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(float(v))
+
+
+def _finite_or_none(v: Any) -> Any:
+    # JSON has no NaN; a non-finite float would make the line unparseable for strict readers.
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def parse_event(line: str) -> TrialEvent | None:
+    """Parse one stdout line; None for a line that is not an event (stray output)."""
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        return TrialEvent.model_validate_json(line)
+    except ValueError:
+        return None

@@ -1,0 +1,360 @@
+"""The shared LoRA training loop of one trial, streaming events as it goes.
+
+A hand-written loop rather than `transformers.Trainer`: it starts faster,
+groups batches by length, syncs with the device only when it logs, and lets
+us stop the moment the loss turns NaN or diverges.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import pickle
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from executors.data import feature_columns, prepare_splits
+from executors.events import EventWriter, TrialFailure
+from executors.models import cache_dir, resolve_model
+from executors.tasks import Example, TaskHandler, make_handler, steps_per_epoch, to_device
+from memory.records import TaskSpec, TrialConfig
+
+META_FILE = "autoglm.json"
+TOKENIZED_VERSION = 1  # bump when encoding changes, so old caches are not reused
+DIVERGENCE_FACTOR = 4.0  # a logged loss this many times the first one means the run diverged
+FAULT_ENV = "AUTOGLM_FAULT"  # fault-injection hook for tests only: "nan" or "oom"
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def set_threads() -> None:
+    """Use the cores this process may run on (AUTOGLM_THREADS overrides), not every core of the box."""
+    wanted = os.environ.get("AUTOGLM_THREADS")
+    try:
+        n = int(wanted) if wanted else len(os.sched_getaffinity(0))
+    except (AttributeError, ValueError):
+        n = os.cpu_count() or 1
+    torch.set_num_threads(max(1, n))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@contextmanager
+def timed(durations: dict[str, float], key: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        durations[key] = durations.get(key, 0.0) + time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------- tokenized cache
+
+
+def _file_id(path: str | None) -> list[Any]:
+    if not path:
+        return []
+    st = Path(path).expanduser().stat()
+    return [str(Path(path).expanduser().resolve()), st.st_size, st.st_mtime_ns]
+
+
+def tokenized_key(task: TaskSpec, config: TrialConfig, model_path: str) -> str:
+    """Hash of everything the encoded examples depend on: data, split, features, tokenizer."""
+    parts = {
+        "v": TOKENIZED_VERSION,
+        "task": task.model_dump(
+            mode="json",
+            include={"task_type", "text_columns", "label_column", "seed", "validation_fraction", "max_rows"},
+        ),
+        "files": [_file_id(task.train_path), _file_id(task.validation_path)],
+        "features": [list(feature_columns(task, config)), config.template, config.normalize, config.max_length],
+        "tokenizer": [model_path, *(_file_id(str(p)) for p in sorted(Path(model_path).glob("tokenizer*")))]
+        if Path(model_path).exists()
+        else [model_path],
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def load_examples(
+    task: TaskSpec, config: TrialConfig, handler: TaskHandler, model_path: str
+) -> tuple[list[Example], list[Example]]:
+    """Encoded train and eval examples, from the on-disk cache when this exact encoding exists."""
+    path = cache_dir() / "tokenized" / f"{tokenized_key(task, config, model_path)}.pkl"
+    if path.exists() and os.environ.get("AUTOGLM_NO_CACHE") != "1":
+        try:
+            with path.open("rb") as f:
+                cached = pickle.load(f)
+            handler.labels = cached["labels"]
+            handler.on_labels()
+            return cached["train"], cached["eval"]
+        except (OSError, pickle.UnpicklingError, EOFError, KeyError):
+            pass  # a corrupt cache is rebuilt below
+    splits = prepare_splits(task, config)
+    handler.labels = splits.labels
+    handler.on_labels()
+    train, evals = handler.encode(splits.train, train=True), handler.encode(splits.eval, train=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Write then rename: a trial killed mid-write never leaves a truncated cache.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        pickle.dump({"labels": splits.labels, "train": train, "eval": evals}, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+    return train, evals
+
+
+# --------------------------------------------------------------------------- batching
+
+
+def length_grouped_batches(
+    examples: list[Example], handler: TaskHandler, batch_size: int, seed: int
+) -> list[list[Example]]:
+    """Shuffle, sort by length inside mega-batches of 50, then shuffle batch order (like HF's group_by_length)."""
+    rng = random.Random(seed)
+    order = list(range(len(examples)))
+    rng.shuffle(order)
+    mega = batch_size * 50
+    batches: list[list[Example]] = []
+    for s in range(0, len(order), mega):
+        chunk = sorted(order[s : s + mega], key=lambda i: handler.length(examples[i]), reverse=True)
+        batches += [[examples[i] for i in chunk[b : b + batch_size]] for b in range(0, len(chunk), batch_size)]
+    # Longest batch first: a trial that will run out of memory does so at once, not late.
+    first = max(range(len(batches)), key=lambda b: max(handler.length(e) for e in batches[b]))
+    rest = [b for i, b in enumerate(batches) if i != first]
+    rng.shuffle(rest)
+    return [batches[first], *rest]
+
+
+# --------------------------------------------------------------------------- model
+
+
+def lora_targets(model: Any, config: TrialConfig) -> list[str] | str:
+    """The config's LoRA targets, else PEFT's per-architecture defaults, else every attention projection."""
+    if config.lora_targets:
+        return list(config.lora_targets)
+    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as MAPPING
+
+    known = MAPPING.get(getattr(model.config, "model_type", ""))
+    if known:
+        return list(known)
+    names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    attention = sorted(names & {"q_proj", "v_proj", "query", "value", "q", "v", "c_attn", "qkv_proj", "Wqkv"})
+    return attention or "all-linear"
+
+
+def add_lora(model: Any, handler: TaskHandler, config: TrialConfig) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        task_type=handler.peft_task_type,
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=lora_targets(model, config),
+        modules_to_save=handler.modules_to_save(model),
+    )
+    return get_peft_model(model, lora)
+
+
+def _param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay on biases and norms, as is usual."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _autocast(device: torch.device) -> tuple[Any, torch.dtype]:
+    """bf16 autocast where the GPU has it, fp16 (with a grad scaler) on older GPUs, fp32 on CPU."""
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return (lambda: torch.autocast("cuda", dtype=dtype)), dtype
+    from contextlib import nullcontext
+
+    return nullcontext, torch.float32
+
+
+# --------------------------------------------------------------------------- the trial
+
+
+def run_trial(task: TaskSpec, config: TrialConfig, trial_dir: Path, device_name: str, events: EventWriter) -> None:
+    """Train, evaluate and save one LoRA trial; raises TrialFailure or DataError on known failures."""
+    durations: dict[str, float] = {}
+    device = pick_device(device_name)
+    events.emit("started", message=f"{task.task_type.value} trial of {config.model} on {device}")
+    set_threads()
+    seed_everything(config.seed)
+    fault = os.environ.get(FAULT_ENV, "")
+
+    handler = make_handler(task, config, None, [])
+    with timed(durations, "load"):
+        model_path = resolve_model(config.model)
+        handler.load_tokenizer(model_path)
+    with timed(durations, "tokenize"):
+        train, evals = load_examples(task, config, handler, model_path)
+    autocast, amp_dtype = _autocast(device)
+    with timed(durations, "load"):
+        # Base weights in half precision on GPUs (LoRA weights stay fp32), fp32 on CPU.
+        model = handler.load_model(model_path, amp_dtype if device.type == "cuda" else torch.float32)
+        seed_everything(config.seed)  # LoRA init independent of how many tensors loading drew
+        model = add_lora(model, handler, config)
+        model.to(device)
+    if config.class_weights and hasattr(handler, "set_class_weights"):
+        handler.set_class_weights(train, device)
+
+    per_epoch = steps_per_epoch(len(train), config.batch_size, config.grad_accum)
+    total_steps = config.max_steps or max(1, math.ceil(config.epochs * per_epoch))
+    eval_every = config.eval_steps or per_epoch
+    log_every = max(1, min(10, total_steps // 20))
+    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.learning_rate)
+    from transformers import get_scheduler
+
+    scheduler = get_scheduler(
+        config.scheduler,
+        optimizer,
+        num_warmup_steps=math.ceil(config.warmup_ratio * total_steps),
+        num_training_steps=total_steps,
+    )
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    # On CPU reading the loss costs nothing, so every step is checked; on GPU only at log steps.
+    check_every = 1 if device.type == "cpu" else log_every
+
+    metrics: dict[str, float] = {}
+    step, micro, epoch = 0, 0, 0
+    window_loss = torch.zeros((), device=device)
+    window_n, window_samples, window_start = 0, 0, time.perf_counter()
+    first_loss: float | None = None
+    loss_sum, loss_count = 0.0, 0
+    last_eval_step = -1
+    grad_norm = torch.zeros(())
+    model.train()
+    train_start = time.perf_counter()
+    eval_time = 0.0
+    while step < total_steps:
+        for batch_examples in length_grouped_batches(train, handler, config.batch_size, config.seed + epoch):
+            batch = to_device(handler.collate(batch_examples), device)
+            with autocast():
+                loss = handler.loss(model, batch)
+            if fault == "nan" and step >= 1:
+                loss = loss * float("nan")
+            if fault == "oom":
+                raise torch.OutOfMemoryError("AUTOGLM_FAULT=oom: injected out-of-memory for tests")
+            scaled = loss / config.grad_accum
+            (scaler.scale(scaled) if scaler else scaled).backward()
+            window_loss += loss.detach().float()
+            window_n += 1
+            window_samples += len(batch_examples)
+            micro += 1
+            if micro % config.grad_accum:
+                continue
+            if scaler:
+                scaler.unscale_(optimizer)
+            if config.max_grad_norm > 0:
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            if scaler:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if step % check_every == 0 or step % log_every == 0 or step == total_steps:
+                mean_loss = (window_loss / max(1, window_n)).item()
+                _check_loss(mean_loss, first_loss, step)
+                if step % log_every == 0 or step == total_steps:
+                    first_loss = mean_loss if first_loss is None else first_loss
+                    loss_sum, loss_count = loss_sum + mean_loss * window_n, loss_count + window_n
+                    elapsed = time.perf_counter() - window_start
+                    events.emit(
+                        "progress",
+                        step=step,
+                        epoch=round(micro / max(1, len(train) / config.batch_size), 4),
+                        loss=mean_loss,
+                        learning_rate=scheduler.get_last_lr()[0],
+                        grad_norm=float(grad_norm) if config.max_grad_norm > 0 else None,
+                        samples_per_second=window_samples / elapsed if elapsed > 0 else None,
+                    )
+                    window_loss.zero_()
+                    window_n, window_samples, window_start = 0, 0, time.perf_counter()
+            if step % eval_every == 0 or step == total_steps:
+                t = time.perf_counter()
+                with autocast():
+                    metrics = handler.evaluate(model, evals, device)
+                eval_time += time.perf_counter() - t
+                last_eval_step = step
+                events.emit(
+                    "eval", step=step, epoch=round(micro / max(1, len(train) / config.batch_size), 4), metrics=metrics
+                )
+                window_start += time.perf_counter() - t  # eval time is not training throughput
+            if step >= total_steps:
+                break
+        epoch += 1
+    durations["train"] = time.perf_counter() - train_start - eval_time
+    durations["eval"] = eval_time
+    if last_eval_step != step:  # unreachable today; kept so a change to the schedule never skips the final eval
+        metrics = handler.evaluate(model, evals, device)
+    adapter_dir = save_adapter(model, handler, config, model_path, trial_dir / "adapter")
+    metrics["train_loss"] = loss_sum / max(1, loss_count)
+    events.emit(
+        "finished",
+        step=step,
+        metrics=metrics,
+        durations={k: round(v, 3) for k, v in durations.items()},
+        peak_memory_mb=round(peak_memory_mb(device), 1),
+        adapter_dir=str(adapter_dir),
+    )
+
+
+def _check_loss(loss: float, first: float | None, step: int) -> None:
+    if not math.isfinite(loss):
+        raise TrialFailure("nan_loss", f"loss became {loss} at step {step}; lower the learning rate")
+    if first is not None and loss > DIVERGENCE_FACTOR * max(first, 0.1):
+        raise TrialFailure(
+            "nan_loss",
+            f"loss diverged at step {step}: {loss:.3g} vs {first:.3g} at the start; lower the learning rate",
+        )
+
+
+def save_adapter(model: Any, handler: TaskHandler, config: TrialConfig, model_path: str, target: Path) -> Path:
+    """Save the LoRA adapter, tokenizer and feature metadata; write-then-rename so a kill never half-saves."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".adapter-", dir=target.parent))
+    model.save_pretrained(tmp)
+    handler.tokenizer.save_pretrained(tmp)
+    meta = {
+        **handler.meta(),
+        "model": config.model,
+        "base_model_path": model_path,
+        "config": config.model_dump(mode="json"),
+    }
+    (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    return target

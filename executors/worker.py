@@ -1,0 +1,97 @@
+"""Run one trial in this process and write its events as JSON lines on stdout.
+
+    python -m executors.worker --task TASK.json --config CONFIG.json --trial-dir DIR [--device auto]
+
+stdout carries only events: the real stdout is kept for them and fd 1 is
+pointed at stderr, so a library that prints cannot corrupt the stream.
+Exactly one `finished` or `failed` event ends every run that is not killed.
+
+Fault injection for tests: AUTOGLM_FAULT=nan makes the loss NaN from step 2,
+AUTOGLM_FAULT=oom raises torch.OutOfMemoryError at the first step.
+AUTOGLM_MEMORY_LIMIT_MB caps this process's address space, so an oversized
+trial fails with a real allocation error instead of taking the machine down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import TextIO
+
+OOM_MARKERS = ("out of memory", "not enough memory", "can't allocate memory", "cannot allocate memory")
+
+
+def _claim_stdout() -> TextIO:
+    """Keep the real stdout for events and send everything else written to fd 1 to stderr."""
+    sys.stdout.flush()
+    events_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(events_fd, "w", buffering=1, encoding="utf-8")
+
+
+def _limit_memory() -> None:
+    limit = os.environ.get("AUTOGLM_MEMORY_LIMIT_MB")
+    if limit:
+        import resource
+
+        n = int(float(limit) * 2**20)
+        resource.setrlimit(resource.RLIMIT_AS, (n, n))
+
+
+def failure_kind(error: BaseException) -> str:
+    """Map an exception to a FailureKind value."""
+    from executors.events import TrialFailure
+    from memory.errors import DataError
+
+    if isinstance(error, TrialFailure):
+        return error.kind
+    if isinstance(error, DataError):
+        return "data_error"
+    if isinstance(error, MemoryError):
+        return "oom"
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(error, getattr(torch, "OutOfMemoryError", ())):
+        return "oom"
+    if isinstance(error, RuntimeError) and any(m in str(error).lower() for m in OOM_MARKERS):
+        return "oom"
+    return "error"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m executors.worker", description=__doc__.splitlines()[0])
+    parser.add_argument("--task", required=True, type=Path, help="TaskSpec as JSON")
+    parser.add_argument("--config", required=True, type=Path, help="TrialConfig as JSON")
+    parser.add_argument("--trial-dir", required=True, type=Path, help="directory this trial owns")
+    parser.add_argument("--device", default="auto", help="cpu, cuda:0, ... or auto")
+    args = parser.parse_args(argv)
+
+    stream = _claim_stdout()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # its fork warning is noise here
+    from executors.events import EventWriter
+
+    events = EventWriter(stream)
+    try:
+        _limit_memory()
+        from executors.training import run_trial
+        from memory.records import TaskSpec, TrialConfig
+
+        task = TaskSpec.model_validate_json(args.task.read_text())
+        config = TrialConfig.model_validate_json(args.config.read_text())
+        args.trial_dir.mkdir(parents=True, exist_ok=True)
+        run_trial(task, config, args.trial_dir, args.device, events)
+    except BaseException as error:  # noqa: BLE001 - every ending must become one failed event
+        kind = failure_kind(error)
+        if kind == "error":
+            traceback.print_exc(file=sys.stderr)
+        message = str(error) if kind != "error" else f"{type(error).__name__}: {error}"
+        events.emit("failed", failure_kind=kind, message=message.strip()[:2000] or type(error).__name__)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
