@@ -158,3 +158,9 @@ def m001_initial(db: Database) -> None:
         not_null={"study_id", "proposer", "template", "prompt", "outcome", "created_at"},
     )
     db["planner_calls"].create_index(["study_id"])
+
+
+@migration
+def m002_study_spent_at(db: Database) -> None:
+    """When a study's `spent` was last saved, so resume can count time a crash left unsaved."""
+    db["studies"].add_column("spent_at", float)

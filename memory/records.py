@@ -418,5 +418,6 @@ class StudyRecord(_Record):
     updated_at: float
     finished_at: float | None = None
     spent: dict[str, float] = Field(default_factory=_zero_spent)  # keys: SPENT_KEYS
+    spent_at: float | None = None  # when `spent` was last saved: resume counts activity after it
     warm_start_from: tuple[str, ...] = ()  # names of the past studies the warm start drew from
     best_trial_id: int | None = None

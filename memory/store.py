@@ -372,6 +372,7 @@ class Store:
             if spent is not None:
                 merged = {**_loads(row["spent"], {}), **{k: float(v) for k, v in spent.items()}}
                 updates["spent"] = _dumps(merged)
+                updates["spent_at"] = updates["updated_at"]
             if warm_start_from is not None:
                 updates["warm_start_from"] = _dumps([str(n) for n in warm_start_from])
             if best_trial_id is not None:
@@ -581,7 +582,9 @@ class Store:
         return [TrialEvent.model_validate(json.loads(r["event"])) for r in rows]
 
     def last_activity(self, study_id: int) -> float | None:
-        """The latest time anything of this study was written (trials or their events); None if nothing.
+        """The latest time a trial of this study was queued, ran or reported, or the LLM was called; None if never.
+
+        Requeue events do not count: they are written by the resume itself.
 
         Resume uses it to count wall-clock time a killed study spent after its
         last `update_study(spent=...)`.
@@ -593,7 +596,8 @@ class Store:
                     select max(max(coalesce(created_at, 0), coalesce(started_at, 0), coalesce(finished_at, 0))) as t
                     from trials where study_id = :s
                     union all
-                    select max(e.time) from events e join trials tr on tr.id = e.trial_id where tr.study_id = :s
+                    select max(e.time) from events e join trials tr on tr.id = e.trial_id
+                    where tr.study_id = :s and e.kind != 'requeued'
                     union all
                     select max(created_at) from planner_calls where study_id = :s
                 )
@@ -652,6 +656,7 @@ def _study_record(row: dict[str, Any]) -> StudyRecord:
         updated_at=row["updated_at"] or row["created_at"],
         finished_at=row["finished_at"],
         spent={**dict.fromkeys(SPENT_KEYS, 0.0), **_loads(row["spent"], {})},
+        spent_at=row["spent_at"],
         warm_start_from=tuple(_loads(row["warm_start_from"], [])),
         best_trial_id=row["best_trial_id"],
     )
