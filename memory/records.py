@@ -170,6 +170,17 @@ class CategoricalParam(_Record):
     name: str
     choices: tuple[Any, ...] = Field(min_length=1)
 
+    @field_validator("choices", mode="before")
+    @classmethod
+    def _tuples(cls, v: Any) -> Any:
+        # JSON has no tuples: a space read back from the store must equal the one saved,
+        # or ("text",) would no longer be one of its [["text"], ...] choices.
+        return tuple(_as_tuple(c) for c in v) if isinstance(v, (list, tuple)) else v
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, list) else value
+
 
 Param = FloatParam | IntParam | CategoricalParam
 

@@ -300,3 +300,15 @@ def test_update_study_task_for_more_trials(store: Store, study) -> None:
     other = TaskSpec.model_validate({**TASK.model_dump(), "task_type": "generation", "metric": "exact_match"})
     with pytest.raises(StoreError, match="cannot change"):
         store.update_study_task(study.id, other)
+
+
+def test_space_with_tuple_choices_round_trips(store: Store) -> None:
+    """Resume reads the space back from JSON; ("text",) must still be one of its choices."""
+    space = SearchSpace(
+        params=(CategoricalParam(name="text_columns", choices=(("text",), ("text", "title"))),),
+        fixed={"model": "m"},
+    )
+    study = store.create_study("tuples", TASK, space, {}, "runs/t", {})
+    loaded = store.get_study(study.id).space
+    assert loaded == space
+    assert loaded.repair({"text_columns": ("text", "title")}).values["text_columns"] == ("text", "title")
