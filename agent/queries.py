@@ -1,0 +1,284 @@
+"""Read-only views of the study database for the CLI: list, show, export.
+
+Every function returns plain data (str, int, float, None, lists and dicts)
+that `json.dumps` accepts as is; rendering is the caller's business, except
+`render_detail`, which turns `study_detail` into a rich renderable for
+`autoglm show`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections import Counter
+from datetime import datetime
+from typing import Any, Literal
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from memory.errors import UserError
+from memory.records import StudyRecord, TrialConfig, TrialRecord, TrialState
+from memory.store import Store
+
+# Leaderboard order after the complete trials (best first): then these, then failed ones.
+STATE_ORDER = {TrialState.complete: 1, TrialState.pruned: 2, TrialState.running: 3, TrialState.waiting: 4}
+ALWAYS_SHOWN = ("model",)  # shown in the leaderboard even when the space fixes it
+
+
+def _when(ts: float | None) -> str | None:
+    """A timestamp as local ISO time to the second; None stays None."""
+    return None if ts is None else datetime.fromtimestamp(ts).astimezone().isoformat(sep=" ", timespec="seconds")
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-safe copy: tuples become lists, NaN and infinities become None, enums their value."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if hasattr(value, "value") and isinstance(value.value, str):  # a str Enum
+        return value.value
+    return value
+
+
+def _best(study: StudyRecord, trials: list[TrialRecord]) -> TrialRecord | None:
+    done = [t for t in trials if t.state == TrialState.complete and t.objective is not None]
+    done = [t for t in done if math.isfinite(t.objective)]  # type: ignore[arg-type]
+    if not done:
+        return None
+    sign = 1 if study.task.direction.value == "maximize" else -1
+    return max(done, key=lambda t: sign * t.objective)  # type: ignore[operator]
+
+
+def _duration(trial: TrialRecord) -> float | None:
+    if trial.started_at is None or trial.finished_at is None:
+        return None
+    return round(trial.finished_at - trial.started_at, 3)
+
+
+def study_rows(store: Store) -> list[dict[str, Any]]:
+    """One row per study, oldest first: name, status, task, metric, best value, trials done and failed, created."""
+    rows = []
+    for study in store.list_studies():
+        trials = store.trials(study.id)
+        best = _best(study, trials)
+        rows.append(
+            {
+                "id": study.id,
+                "name": study.name,
+                "status": study.status,
+                "task": study.task.task_type.value,
+                "metric": study.task.metric,
+                "best": _plain(best.objective) if best else None,
+                "done": sum(1 for t in trials if t.state in (TrialState.complete, TrialState.pruned)),
+                "failed": sum(1 for t in trials if t.state == TrialState.failed),
+                "created": _when(study.created_at),
+            }
+        )
+    return rows
+
+
+def _leaderboard(study: StudyRecord, trials: list[TrialRecord]) -> list[dict[str, Any]]:
+    sign = 1 if study.task.direction.value == "maximize" else -1
+    tuned = [*ALWAYS_SHOWN, *(n for n in study.space.names if n not in ALWAYS_SHOWN)]
+
+    def order(t: TrialRecord) -> tuple[int, float, int]:
+        objective = _plain(t.objective)
+        if t.state == TrialState.complete and objective is not None:
+            return (0, -sign * objective, t.number)
+        return (STATE_ORDER.get(t.state, len(STATE_ORDER) + 1), 0.0, t.number)
+
+    board = []
+    for rank, t in enumerate(sorted(trials, key=order), start=1):
+        board.append(
+            {
+                "rank": rank,
+                "number": t.number,
+                "id": t.id,
+                "source": t.source,
+                "state": t.state.value,
+                "objective": _plain(t.objective),
+                "params": {name: _plain(getattr(t.config, name)) for name in tuned},
+                "failure_kind": t.failure_kind.value if t.failure_kind else None,
+                "message": t.message,
+                "duration_s": _duration(t),
+                "repairs": list(t.repairs),
+            }
+        )
+    return board
+
+
+def study_detail(store: Store, name_or_id: str | int) -> dict[str, Any]:
+    """One study in full: task, budget spent against its limits, leaderboard, failures, sources."""
+    study = store.get_study(name_or_id)
+    trials = store.trials(study.id)
+    best = _best(study, trials)
+    task, budget = study.task, study.task.budget
+    counts = Counter(t.state.value for t in trials)
+    return {
+        "id": study.id,
+        "name": study.name,
+        "status": study.status,
+        "run_dir": study.run_dir,
+        "created": _when(study.created_at),
+        "finished": _when(study.finished_at),
+        "task": {
+            "type": task.task_type.value,
+            "description": task.description,
+            "metric": task.metric,
+            "direction": task.direction.value,
+            "train_path": task.train_path,
+            "validation_path": task.validation_path,
+            "text_columns": list(task.text_columns),
+            "label_column": task.label_column,
+        },
+        "budget": {
+            "spent": _plain(study.spent),
+            "limits": {
+                "trials": budget.max_trials,
+                "seconds": budget.max_seconds,
+                "device_hours": budget.max_device_hours,
+                "llm_tokens": budget.max_llm_tokens,
+            },
+        },
+        "best": None
+        if best is None
+        else {
+            "number": best.number,
+            "id": best.id,
+            "objective": _plain(best.objective),
+            "source": best.source,
+            "adapter_dir": best.adapter_dir,
+        },
+        "trials": {state.value: counts.get(state.value, 0) for state in TrialState},
+        "failures": dict(Counter(t.failure_kind.value for t in trials if t.failure_kind)),
+        "sources": dict(Counter(t.source for t in trials)),
+        "warm_start_from": list(study.warm_start_from),
+        "leaderboard": _leaderboard(study, trials),
+    }
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def render_detail(detail: dict[str, Any], max_rows: int = 20) -> RenderableType:
+    """`study_detail` as a rich renderable: a header, the budget, the leaderboard, failures."""
+    task = detail["task"]
+    header = Text.assemble(
+        (detail["name"], "bold"),
+        f"  {detail['status']} · {task['type']} · {task['metric']} ({task['direction']})",
+        f" · created {detail['created']}",
+    )
+    parts: list[RenderableType] = [header]
+    if task["description"]:
+        parts.append(Text(task["description"], style="italic"))
+    spent, limits = detail["budget"]["spent"], detail["budget"]["limits"]
+    budget = " · ".join(
+        f"{key}: {_fmt(spent.get(key, 0))}" + (f" / {_fmt(limits[key])}" if limits.get(key) else "")
+        for key in ("trials", "seconds", "device_hours", "llm_tokens")
+    )
+    parts.append(Text(f"spent {budget}", style="dim"))
+    if detail["warm_start_from"]:
+        parts.append(Text(f"warm start from: {', '.join(detail['warm_start_from'])}", style="dim"))
+    board = detail["leaderboard"]
+    if board:
+        names = list(board[0]["params"])
+        table = Table(show_edge=False)
+        for col in ("#", "trial", "source", "state", task["metric"], *names, "failure"):
+            table.add_column(col)
+        for row in board[:max_rows]:
+            table.add_row(
+                str(row["rank"]),
+                str(row["number"]),
+                row["source"],
+                row["state"],
+                _fmt(row["objective"]),
+                *(_fmt(row["params"][n]) for n in names),
+                _fmt(row["failure_kind"]),
+            )
+        parts.append(table)
+        if len(board) > max_rows:
+            parts.append(Text(f"… {len(board) - max_rows} more; `autoglm export` has them all", style="dim"))
+    else:
+        parts.append(Text("no trials yet"))
+    if detail["failures"]:
+        parts.append(Text("failures: " + ", ".join(f"{n} {k}" for k, n in sorted(detail["failures"].items()))))
+    return Group(*parts)
+
+
+def _export_row(trial: TrialRecord) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "number": trial.number,
+        "id": trial.id,
+        "source": trial.source,
+        "state": trial.state.value,
+        "objective": trial.objective,
+        "failure_kind": trial.failure_kind.value if trial.failure_kind else None,
+        "message": trial.message,
+        "created": _when(trial.created_at),
+        "started": _when(trial.started_at),
+        "finished": _when(trial.finished_at),
+        "duration_s": _duration(trial),
+        "peak_memory_mb": trial.peak_memory_mb,
+        "adapter_dir": trial.adapter_dir,
+        "rationale": trial.rationale,
+        "repairs": "; ".join(trial.repairs),
+    }
+    row.update({f"config.{k}": v for k, v in trial.config.model_dump(mode="json").items()})
+    row.update({f"metric.{k}": v for k, v in sorted(trial.metrics.items())})
+    row.update({f"time.{k}": v for k, v in sorted(trial.durations.items())})
+    return _plain(row)
+
+
+def export_study(store: Store, name_or_id: str | int, fmt: Literal["csv", "json"]) -> str:
+    """A study's trials, one row per trial: outcome, flattened config (`config.*`), metrics, durations."""
+    if fmt not in ("csv", "json"):
+        raise UserError(f"unknown export format {fmt!r}; use csv or json")
+    study = store.get_study(name_or_id)
+    rows = [_export_row(t) for t in store.trials(study.id)]
+    if fmt == "json":
+        return json.dumps(rows, indent=2, allow_nan=False) + "\n"
+    # Trials may report different metrics: the header is the union, in first-seen order.
+    columns = list(dict.fromkeys([*(_export_row_columns()), *(k for r in rows for k in r)]))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        # A list (text_columns, lora_targets) is written as JSON, so a comma inside stays unambiguous.
+        writer.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()})
+    return out.getvalue()
+
+
+def _export_row_columns() -> list[str]:
+    """The columns every export has, even with no trials: the header is stable for scripts."""
+    fixed = [
+        "number",
+        "id",
+        "source",
+        "state",
+        "objective",
+        "failure_kind",
+        "message",
+        "created",
+        "started",
+        "finished",
+        "duration_s",
+        "peak_memory_mb",
+        "adapter_dir",
+        "rationale",
+        "repairs",
+    ]
+    return fixed + [f"config.{k}" for k in TrialConfig.model_fields]
