@@ -112,3 +112,22 @@ def test_missing_file_is_created(tmp_path: Path) -> None:
 def test_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="not a file"):
         Store(tmp_path)
+
+
+def test_database_from_before_m002_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A study saved by the first release (m001 only) keeps its data and gains `spent_at`."""
+    from tests.memory.test_store import SPACE, TASK
+
+    path = tmp_path / "autoglm.db"
+    with Store(path) as store:
+        store.create_study("old", TASK, SPACE, {}, "runs/old", {})
+    conn = sqlite3.connect(path)
+    conn.execute("alter table studies drop column spent_at")
+    conn.execute("delete from _migrations where name = 'm002_study_spent_at'")
+    conn.commit()
+    conn.close()
+    with Store(path) as store:
+        assert migrations.applied_names(store._db) == migrations.known_names()
+        study = store.get_study("old")
+        assert study.spent_at is None and study.task == TASK
+        assert store.update_study(study.id, spent={"seconds": 1.0}).spent_at is not None

@@ -312,3 +312,27 @@ def test_space_with_tuple_choices_round_trips(store: Store) -> None:
     loaded = store.get_study(study.id).space
     assert loaded == space
     assert loaded.repair({"text_columns": ("text", "title")}).values["text_columns"] == ("text", "title")
+
+
+def test_two_connections_claim_each_trial_once(tmp_path: Path) -> None:
+    """A second process (here: a second Store on the same file) never claims a trial twice."""
+    path = tmp_path / "autoglm.db"
+    with Store(path) as first, Store(path) as second:
+        study = first.create_study("s", TASK, SPACE, {}, "runs/s", {})
+        for i in range(20):
+            first.add_trial(study.id, config(1e-5 * (i + 1)), "tpe")
+        assert len(second.trials(study.id)) == 20  # the other connection sees committed writes
+        claimed: list[int] = []
+        lock = threading.Lock()
+
+        def worker(store: Store) -> None:
+            while (trial := store.claim_waiting_trial(study.id)) is not None:
+                with lock:
+                    claimed.append(trial.id)
+
+        threads = [threading.Thread(target=worker, args=(s,)) for s in (first, second, first, second)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(claimed) == sorted(t.id for t in first.trials(study.id))
