@@ -67,6 +67,8 @@ def _confirm(yes: bool) -> Callable[[Any, dict[str, Any]], None]:
         for key, value in describe(task):
             table.add_row(key, value)
         out.print(table)
+        for note in profile.get("llm_notes", []):
+            out.print(f"note: {note}", highlight=False)
         if yes or not sys.stdin.isatty():
             return
         if not typer.confirm("Start the study?", default=True):
@@ -138,7 +140,9 @@ def tune(
     task: str = typer.Option(None, "--task", help="classification | token_classification | generation."),
     text: list[str] = typer.Option(None, "--text", help="Input text column(s); repeat for several."),
     label: str = typer.Option(None, "--label", help="The label (or target) column."),
-    metric: str = typer.Option(None, "--metric", help="macro_f1, accuracy, entity_f1, exact_match, rouge_l, eval_loss."),
+    metric: str = typer.Option(
+        None, "--metric", help="macro_f1, accuracy, entity_f1, exact_match, rouge_l, eval_loss."
+    ),
     max_rows: int = typer.Option(None, "--max-rows", min=10, help="Tune on a seeded subset of this many rows."),
     llm: str = typer.Option(None, "--llm", help="none | local | openai | an OpenAI-compatible base URL."),
     llm_model: str = typer.Option(None, "--llm-model", help="The LLM's model name (or local path for --llm local)."),
@@ -156,10 +160,22 @@ def tune(
 
     options = load_config(config) if config else TuneOptions()
     flags = {
-        "description": description or None, "data": data, "trials": trials, "time": time_budget,
-        "validation_data": validation, "task_type": task, "text_columns": text or None, "label": label,
-        "metric": metric, "max_rows": max_rows, "llm": llm, "llm_model": llm_model, "name": name,
-        "parallel": parallel, "seed": seed, "runs_dir": runs_dir,
+        "description": description or None,
+        "data": data,
+        "trials": trials,
+        "time": time_budget,
+        "validation_data": validation,
+        "task_type": task,
+        "text_columns": text or None,
+        "label": label,
+        "metric": metric,
+        "max_rows": max_rows,
+        "llm": llm,
+        "llm_model": llm_model,
+        "name": name,
+        "parallel": parallel,
+        "seed": seed,
+        "runs_dir": runs_dir,
     }
     for key, value in flags.items():
         if value is not None:
@@ -196,7 +212,9 @@ def resume(
 
 @app.command("list")
 @handle_errors
-def list_studies(as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."), db: str = DB_OPTION) -> None:
+def list_studies(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."), db: str = DB_OPTION
+) -> None:
     """List the studies in the database."""
     from agent.queries import study_rows
     from memory.store import Store
@@ -207,7 +225,7 @@ def list_studies(as_json: bool = typer.Option(False, "--json", help="Print JSON 
         print(json.dumps(rows, indent=2, default=str))
         return
     if not rows:
-        out.print("no studies yet; start one with: autoglm tune \"DESCRIPTION\" --data FILE")
+        out.print('no studies yet; start one with: autoglm tune "DESCRIPTION" --data FILE')
         return
     table = Table()
     for col in rows[0]:
@@ -288,7 +306,7 @@ def predict(
         rows = list(inputs)
     else:
         raise UserError("nothing to predict; pass texts as arguments or --file FILE")
-    for row, prediction in zip(rows, run_predict(adapter, rows)):
+    for row, prediction in zip(rows, run_predict(adapter, rows), strict=True):
         if as_json:
             print(json.dumps({"input": row, "prediction": prediction}, default=str))
         else:

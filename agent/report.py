@@ -53,7 +53,8 @@ def write_report(store: Store, study: StudyRecord, narrative: str | None = None)
         "",
         f"- type: {task.task_type.value}",
         f"- data: `{task.train_path}`" + (f" (seeded subset of {task.max_rows} rows)" if task.max_rows else ""),
-        f"- validation: `{task.validation_path}`" if task.validation_path
+        f"- validation: `{task.validation_path}`"
+        if task.validation_path
         else f"- validation: seeded {task.validation_fraction:.0%} split (seed {task.seed})",
         f"- input: {', '.join(task.text_columns)}; label: {task.label_column}",
         f"- metric: {task.metric} ({task.direction.value})",
@@ -107,15 +108,15 @@ def write_report(store: Store, study: StudyRecord, narrative: str | None = None)
         for c in calls:
             outcomes[c.outcome] = outcomes.get(c.outcome, 0) + 1
         lines += [
-            f"LLM planner calls: {len(calls)} ("
-            + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items()))
-            + ")",
+            f"LLM planner calls: {len(calls)} (" + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) + ")",
             "",
         ]
     failures = [t for t in trials if t.state == TrialState.failed]
     if failures:
         lines += ["## Failures", ""]
-        lines += [f"- trial {t.number}: {t.failure_kind.value if t.failure_kind else '?'} — {t.message}" for t in failures]
+        lines += [
+            f"- trial {t.number}: {t.failure_kind.value if t.failure_kind else '?'} — {t.message}" for t in failures
+        ]
         lines += [""]
 
     lines += ["## Budget", "", "| budget | spent | limit |", "|---|---|---|"]

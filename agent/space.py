@@ -21,16 +21,37 @@ DEFAULT_MODELS: dict[TaskType, tuple[str, ...]] = {
 # with no history, so a study never starts from a random corner of the space.
 DEFAULT_VALUES: dict[TaskType, dict[str, Any]] = {
     TaskType.classification: {
-        "learning_rate": 1e-3, "epochs": 2, "batch_size": 16, "lora_r": 8, "lora_alpha": 16,
-        "lora_dropout": 0.05, "warmup_ratio": 0.06, "weight_decay": 0.01, "scheduler": "linear",
+        "learning_rate": 1e-3,
+        "epochs": 2,
+        "batch_size": 16,
+        "lora_r": 8,
+        "lora_alpha": 16,
+        "lora_dropout": 0.05,
+        "warmup_ratio": 0.06,
+        "weight_decay": 0.01,
+        "scheduler": "linear",
     },
     TaskType.token_classification: {
-        "learning_rate": 1e-3, "epochs": 3, "batch_size": 16, "lora_r": 16, "lora_alpha": 32,
-        "lora_dropout": 0.05, "warmup_ratio": 0.06, "weight_decay": 0.01, "scheduler": "linear",
+        "learning_rate": 1e-3,
+        "epochs": 3,
+        "batch_size": 16,
+        "lora_r": 16,
+        "lora_alpha": 32,
+        "lora_dropout": 0.05,
+        "warmup_ratio": 0.06,
+        "weight_decay": 0.01,
+        "scheduler": "linear",
     },
     TaskType.generation: {
-        "learning_rate": 5e-4, "epochs": 1, "batch_size": 8, "lora_r": 8, "lora_alpha": 16,
-        "lora_dropout": 0.05, "warmup_ratio": 0.03, "weight_decay": 0.0, "scheduler": "cosine",
+        "learning_rate": 5e-4,
+        "epochs": 1,
+        "batch_size": 8,
+        "lora_r": 8,
+        "lora_alpha": 16,
+        "lora_dropout": 0.05,
+        "warmup_ratio": 0.03,
+        "weight_decay": 0.0,
+        "scheduler": "cosine",
     },
 }
 
@@ -103,4 +124,3 @@ def _imbalanced(task: TaskSpec, profile: dict[str, Any]) -> bool:
     if len(counts) < 2:
         return False
     return max(counts.values()) >= 3 * min(counts.values())
-

@@ -17,17 +17,21 @@ from agent.budget import BudgetTracker
 from agent.graph import StudyContext, StudyState, build_graph, recursion_limit
 from agent.proposers.base import BaseProposer
 from agent.proposers.classical import SAMPLERS, OptunaProposer
+from agent.proposers.llm import narrate_report, refine_task
 from agent.proposers.portfolio import PortfolioProposer
 from agent.proposers.warm_start import WarmStartProposer
+from agent.queries import study_detail
 from agent.report import best_trial, write_report
 from agent.space import default_space, default_values
 from agent.understand import parse_duration, profile_data, understand
+from executors.base import BaseExecutor
 from executors.local import LocalExecutor
 from memory.errors import UserError
 from memory.records import Budget, StudyRecord, TaskSpec, TrialRecord, TrialState
 from memory.store import Store
 
 DEFAULT_DB = "autoglm.db"
+FLAG = {"task_type": "task", "text_columns": "text", "label_column": "label", "metric": "metric"}
 DEFAULT_RUNS = "runs"
 
 
@@ -88,7 +92,9 @@ def load_config(path: str | Path) -> TuneOptions:
     known = {f.name for f in fields(TuneOptions)}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise UserError(f"config file {path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise UserError(
+            f"config file {path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
     if isinstance(raw.get("text_columns"), str):
         raw["text_columns"] = [raw["text_columns"]]
     # Relative data paths are relative to the config file, so configs travel with their data.
@@ -111,6 +117,10 @@ class StudyOutcome:
     warnings: list[str] = field(default_factory=list)
 
 
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
 def study_name(options: TuneOptions) -> str:
     base = options.description or Path(options.data).stem
     slug = re.sub(r"[^a-z0-9]+", "-", base.lower()).strip("-")[:32].strip("-") or "study"
@@ -126,8 +136,14 @@ def _check_options(options: TuneOptions) -> None:
         raise UserError("--parallel must be at least 1")
 
 
-def _proposer(store: Store, study_id_ref: list[int], options: TuneOptions, task: TaskSpec, llm: BaseProposer | None,
-              defaults: dict[str, Any] | None) -> PortfolioProposer:
+def _proposer(
+    store: Store,
+    study_id_ref: list[int],
+    options: TuneOptions,
+    task: TaskSpec,
+    llm: BaseProposer | None,
+    defaults: dict[str, Any] | None,
+) -> PortfolioProposer:
     warm = WarmStartProposer(store, study_id_ref) if options.warm_start else None
     return PortfolioProposer(OptunaProposer(options.sampler), llm=llm, warm_start=warm, defaults=defaults)
 
@@ -138,6 +154,7 @@ def tune(
     confirm: Callable[[TaskSpec, dict[str, Any]], None] | None = None,
     on_update: Callable[[dict[str, Any]], None] | None = None,
     llm_proposer: BaseProposer | None = None,
+    executor: BaseExecutor | None = None,
 ) -> StudyOutcome:
     """Run a whole study: understand the task, tune until the budget ends, write the report.
 
@@ -146,25 +163,52 @@ def tune(
         confirm: shown the task spec before any trial runs; raise to cancel.
         on_update: called with a snapshot whenever the study's state changes (the live view).
         llm_proposer: the LLM member of the portfolio, or None for the classical planner alone.
+        executor: runs the trials (default: a LocalExecutor, one subprocess per trial).
     """
     _check_options(options)
     name = options.name or study_name(options)
 
+    client = getattr(llm_proposer, "client", None)
+
     def make_task() -> tuple[TaskSpec, dict[str, Any]]:
         profile = profile_data(options.data)
-        task = understand(
-            options.description,
-            options.data,
+        given: dict[str, Any] = {
+            "task_type": options.task_type,
+            "text_columns": options.text_columns,
+            "label_column": options.label,
+            "metric": options.metric,
+        }
+        common = dict(
             profile=profile,
-            task_type=options.task_type,
-            text_columns=options.text_columns,
-            label_column=options.label,
-            metric=options.metric,
             validation_data=options.validation_data,
             budget=options.budget(),
             max_rows=options.max_rows,
             seed=options.seed,
         )
+        try:
+            task = understand(options.description, options.data, **common, **given)
+        except UserError:
+            if client is None:
+                raise
+            # The rules could not settle it (say, two label candidates): let the LLM pick, then check again.
+            hint = refine_task(client, options.description, profile, {}, calls=llm_proposer.calls)
+            filled = {k: v if v is not None else hint.get(k) for k, v in given.items()}
+            task = understand(options.description, options.data, **common, **filled)
+        else:
+            if client is not None:
+                # The rules settled it; the LLM's second opinion is shown, not applied over a sure answer.
+                draft = {
+                    "task_type": task.task_type.value,
+                    "text_columns": list(task.text_columns),
+                    "label_column": task.label_column,
+                    "metric": task.metric,
+                }
+                hint = refine_task(client, options.description, profile, draft, calls=llm_proposer.calls)
+                profile["llm_notes"] = [
+                    f"the LLM suggests {k} = {hint[k]} (pass --{FLAG[k]} to use it)"
+                    for k in draft
+                    if k in hint and _plain(hint[k]) != _plain(draft[k])
+                ]
         label = profile["columns"].get(task.label_column, {})
         profile["n_labels"] = len(label["value_counts"]) if "value_counts" in label else label.get("n_unique")
         return task, profile
@@ -178,14 +222,14 @@ def tune(
         settings = {k: v for k, v in options.__dict__.items() if k not in ("yes",)}
         ctx = StudyContext(
             store=store,
-            executor=LocalExecutor(device=options.device),
+            executor=executor or LocalExecutor(device=options.device),
             proposer=OptunaProposer(options.sampler),  # replaced once the task is known
             runs_dir=Path(options.runs_dir),
             name=name,
             make_task=make_task,
             make_space=make_space,
             confirm=confirm or (lambda task, profile: None),
-            write_report=write_report,
+            write_report=_report_writer(llm_proposer),
             settings=settings,
             parallel=options.parallel,
             trial_timeout_s=options.trial_timeout,
@@ -209,6 +253,7 @@ def resume(
     on_update: Callable[[dict[str, Any]], None] | None = None,
     llm_proposer: BaseProposer | None = None,
     extra_trials: int | None = None,
+    executor: BaseExecutor | None = None,
 ) -> StudyOutcome:
     """Continue a study after Ctrl-C or a crash; interrupted trials run again, finished ones never do."""
     with Store(db, create=False) as store:
@@ -221,17 +266,19 @@ def resume(
         task = study.task
         if extra_trials:
             done = sum(1 for t in store.trials(study.id) if t.state != TrialState.waiting)
-            task = task.model_copy(update={"budget": task.budget.model_copy(update={"max_trials": done + extra_trials})})
+            task = task.model_copy(
+                update={"budget": task.budget.model_copy(update={"max_trials": done + extra_trials})}
+            )
             store.update_study_task(study.id, task)
         store.update_study(study.id, status="running")
         study_ref = [study.id]
         ctx = StudyContext(
             store=store,
-            executor=LocalExecutor(device=options.device),
+            executor=executor or LocalExecutor(device=options.device),
             proposer=_proposer(store, study_ref, options, task, llm_proposer, default_values(task, study.space)),
             runs_dir=Path(study.run_dir).parent,
             name=study.name,
-            write_report=write_report,
+            write_report=_report_writer(llm_proposer),
             settings=settings,
             parallel=options.parallel,
             trial_timeout_s=options.trial_timeout,
@@ -239,18 +286,41 @@ def resume(
             task=task,
             profile=study.profile,
         )
-        ctx.budget = BudgetTracker.from_study(store.get_study(study.id), store.trials(study.id))
+        ctx.budget = BudgetTracker.from_study(
+            store.get_study(study.id),
+            store.trials(study.id),
+            calls=store.planner_calls(study.id),
+            last_activity=store.last_activity(study.id),
+        )
         outcome = _run(ctx, {"study_id": study.id, "iterations": 0}, study_ref)
         if requeued:
             outcome.warnings.append(f"{len(requeued)} interrupted trial(s) ran again")
         return outcome
 
 
+def _report_writer(llm_proposer: BaseProposer | None) -> Callable[[Store, StudyRecord], Path]:
+    """The report, with a narrative from the LLM when there is one (its call is recorded too)."""
+    client = getattr(llm_proposer, "client", None)
+
+    def write(store: Store, study: StudyRecord) -> Path:
+        narrative = None
+        if client is not None:
+            calls: list[Any] = []
+            narrative = narrate_report(client, study_detail(store, study.id), calls=calls)
+            for call in calls:
+                store.record_planner_call(study.id, call)
+        return write_report(store, study, narrative)
+
+    return write
+
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """Treat SIGTERM like Ctrl-C so a `kill` stops the study cleanly too."""
+
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
+
     try:
         previous = signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread: leave signals alone

@@ -76,7 +76,9 @@ def _profile_column(series: pd.Series) -> dict[str, Any]:
     lengths = as_text.str.len()
     n_unique = int(as_text.nunique())
     info: dict[str, Any] = {
-        "kind": "number" if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series) else "text",
+        "kind": "number"
+        if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+        else "text",
         "n_unique": n_unique,
         "missing": int(series.isna().sum()),
         "mean_chars": round(float(lengths.mean()), 1) if len(lengths) else 0.0,
@@ -116,10 +118,13 @@ def understand(
         label = label_column or next((c for c in seqs if columns[c].get("bio_tags")), None)
         inputs = text_columns or [c for c in seqs if c != label][:1]
         if not label or not inputs:
-            raise UserError("token classification needs a column of tokens and one of BIO tags; pass --text and --label")
+            raise UserError(
+                "token classification needs a column of tokens and one of BIO tags; pass --text and --label"
+            )
     elif kind == TaskType.generation:
         label = label_column or _pick_generation_target(columns)
-        inputs = text_columns or [c for c in ("instruction", "prompt", "input", "question") if c in columns and c != label]
+        prompts = ("instruction", "prompt", "input", "question")
+        inputs = text_columns or [c for c in prompts if c in columns and c != label]
         if not label or not inputs:
             raise UserError("generation needs instruction/input and output columns; pass --text and --label")
     else:
@@ -217,7 +222,7 @@ def _infer_metric(text: str, kind: TaskType) -> str:
     return DEFAULT_METRIC[kind]
 
 
-_NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "ten": 10, "twenty": 20, "half an": 0.5}
+_NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "ten": 10, "twenty": 20}
 _NUM = r"(\d+(?:\.\d+)?|" + "|".join(_NUMBER_WORDS) + r")"
 
 

@@ -81,4 +81,5 @@ def line(snapshot: dict[str, Any]) -> str | None:
     metric = snapshot["study"].task.metric
     if t.state == TrialState.complete and t.objective is not None:
         return f"trial {t.number} [{t.source}] {metric}={t.objective:.4f}"
-    return f"trial {t.number} [{t.source}] {t.state.value}: {t.failure_kind.value if t.failure_kind else ''} {t.message or ''}"
+    kind = t.failure_kind.value if t.failure_kind else ""
+    return f"trial {t.number} [{t.source}] {t.state.value}: {kind} {t.message or ''}"

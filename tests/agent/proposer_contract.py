@@ -54,9 +54,15 @@ def history(n: int, space: SearchSpace = SPACE) -> tuple[TrialRecord, ...]:
         objective = None if failed else 0.9 - abs(p.config.learning_rate - 1e-3) * 100
         trials.append(
             TrialRecord(
-                id=i + 1, study_id=1, number=i, config=p.config, source="random",
-                state=TrialState.failed if failed else TrialState.complete, objective=objective,
-                failure_kind="oom" if failed else None, created_at=time.time(),
+                id=i + 1,
+                study_id=1,
+                number=i,
+                config=p.config,
+                source="random",
+                state=TrialState.failed if failed else TrialState.complete,
+                objective=objective,
+                failure_kind="oom" if failed else None,
+                created_at=time.time(),
                 finished_at=time.time() + i,
             )
         )

@@ -42,8 +42,14 @@ def test_tpe_moves_towards_the_good_region():
 
 def test_first_proposal_is_the_known_good_default():
     task_space = SPACE
-    defaults = {"learning_rate": 1e-3, "epochs": 2, "batch_size": 16, "lora_r": 8, "lora_dropout": 0.05,
-                "text_columns": ["text"]}
+    defaults = {
+        "learning_rate": 1e-3,
+        "epochs": 2,
+        "batch_size": 16,
+        "lora_r": 8,
+        "lora_dropout": 0.05,
+        "text_columns": ["text"],
+    }
     portfolio = PortfolioProposer(OptunaProposer("tpe"), defaults=defaults)
     [first] = portfolio.propose(PlannerView(TASK, task_space, PROFILE, ()), 1)
     assert first.source == "default" and first.config.learning_rate == 1e-3
@@ -64,8 +70,9 @@ class _Scripted(OptunaProposer):
 
 
 def test_an_llm_that_gives_nothing_hands_its_slots_back():
-    portfolio = PortfolioProposer(OptunaProposer("tpe"), llm=_Scripted("llm", empty=True), min_llm_share=1.0,
-                                  max_llm_share=1.0)
+    portfolio = PortfolioProposer(
+        OptunaProposer("tpe"), llm=_Scripted("llm", empty=True), min_llm_share=1.0, max_llm_share=1.0
+    )
     proposals = portfolio.propose(PlannerView(TASK, SPACE, PROFILE, history(6)), 3)
     assert len(proposals) == 3 and {p.source for p in proposals} == {"tpe"}
 
@@ -76,11 +83,22 @@ def test_allocation_follows_results():
     relabelled = []
     for t in trials:
         if t.number % 2:
-            relabelled.append(t.model_copy(update={"source": "llm", "state": TrialState.complete,
-                                                   "objective": 0.5 + t.number / 100, "failure_kind": None}))
+            relabelled.append(
+                t.model_copy(
+                    update={
+                        "source": "llm",
+                        "state": TrialState.complete,
+                        "objective": 0.5 + t.number / 100,
+                        "failure_kind": None,
+                    }
+                )
+            )
         else:
-            relabelled.append(t.model_copy(update={"source": "tpe", "state": TrialState.complete,
-                                                   "objective": 0.1, "failure_kind": None}))
+            relabelled.append(
+                t.model_copy(
+                    update={"source": "tpe", "state": TrialState.complete, "objective": 0.1, "failure_kind": None}
+                )
+            )
     view = PlannerView(TASK, SPACE, PROFILE, tuple(relabelled))
     stats = source_stats(view)
     assert stats["llm"]["improved"] == 5 and stats["tpe"]["improved"] == 1
@@ -100,6 +118,7 @@ def test_default_space_fits_its_defaults(reviews_csv):
     config = space.to_config(values)
     assert config.model == "sentence-transformers/all-MiniLM-L6-v2"
     assert config.max_length in space.param("max_length").choices
-    record = TrialRecord(id=1, study_id=1, number=0, config=config, source="default", state=TrialState.waiting,
-                         created_at=0.0)
+    record = TrialRecord(
+        id=1, study_id=1, number=0, config=config, source="default", state=TrialState.waiting, created_at=0.0
+    )
     assert_inside(space, type("P", (), {"config": record.config})())

@@ -1,0 +1,111 @@
+"""The study loop end to end with a fast fake executor and a real SQLite file."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.graph import decide, route_start
+from agent.study import TuneOptions, load_config, resume, tune
+from memory.errors import UserError
+from memory.records import FailureKind, TrialState
+from memory.store import Store
+from tests.fakes import FakeExecutor
+
+
+def _options(tmp_path, reviews_csv, **kw) -> TuneOptions:
+    base = dict(
+        description="fresh or rotten critic snippets, macro-F1",
+        data=str(reviews_csv),
+        trials=6,
+        db=str(tmp_path / "s.db"),
+        runs_dir=str(tmp_path / "runs"),
+        name="s1",
+        warm_start=False,
+    )
+    base.update(kw)
+    return TuneOptions(**base)
+
+
+def test_routing_is_a_pure_function_of_state():
+    assert route_start({}) == "understand"
+    assert route_start({"study_id": 3}) == "propose"
+    assert decide({"stop_reason": None}) == "propose"
+    assert decide({"stop_reason": "trial budget spent"}) == "report"
+
+
+def test_a_study_runs_to_its_trial_budget_and_reports(tmp_path, reviews_csv):
+    executor = FakeExecutor()
+    snapshots = []
+    outcome = tune(_options(tmp_path, reviews_csv), executor=executor, on_update=snapshots.append)
+    assert len(executor.runs) == 6 and len(outcome.trials) == 6
+    assert all(t.state == TrialState.complete for t in outcome.trials)
+    assert outcome.trials[0].source == "default"
+    assert outcome.best is not None and outcome.best.objective == max(t.objective for t in outcome.trials)
+    report = outcome.report_path.read_text()
+    assert "## Leaderboard" in report and f"{outcome.best.objective:.4f}" in report
+    assert (tmp_path / "runs" / "s1" / "best_adapter" / "adapter_config.json").exists()
+    with Store(tmp_path / "s.db", create=False) as store:
+        study = store.get_study("s1")
+        assert study.status == "complete" and study.best_trial_id == outcome.best.id
+        assert len(store.events(outcome.best.id)) >= 3  # progress and eval events were stored
+    assert snapshots and snapshots[-1]["note"] == "done"
+
+
+def test_failed_trials_are_recorded_and_the_study_goes_on(tmp_path, reviews_csv):
+    outcome = tune(_options(tmp_path, reviews_csv, trials=8), executor=FakeExecutor(oom_batch_size=32))
+    assert len(outcome.trials) == 8
+    failed = [t for t in outcome.trials if t.state == TrialState.failed]
+    assert failed and all(t.failure_kind == FailureKind.oom for t in failed)
+    assert outcome.best is not None
+
+
+class _Interrupting(FakeExecutor):
+    """Raises KeyboardInterrupt (as Ctrl-C would) when the n-th trial starts."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+
+    def run(self, task, config, trial_dir, on_event=None, timeout_s=None):
+        if len(self.runs) == self.at:
+            self.runs.append(config)
+            raise KeyboardInterrupt
+        return super().run(task, config, trial_dir, on_event, timeout_s)
+
+
+def test_ctrl_c_then_resume_loses_nothing_and_repeats_nothing(tmp_path, reviews_csv):
+    options = _options(tmp_path, reviews_csv)
+    first = tune(options, executor=_Interrupting(at=3))
+    assert first.interrupted
+    with Store(options.db, create=False) as store:
+        study = store.get_study("s1")
+        assert study.status == "interrupted"
+        states = [t.state for t in store.trials(study.id)]
+    assert states == [TrialState.complete] * 3 + [TrialState.waiting]  # the interrupted trial is queued again
+    done_before = {t.config for t in first.trials if t.state == TrialState.complete}
+
+    executor = FakeExecutor()
+    second = resume("s1", db=options.db, executor=executor)
+    assert not second.interrupted and len(second.trials) == 6
+    assert all(t.state == TrialState.complete for t in second.trials)
+    assert len(executor.runs) == 3  # the requeued one plus two new ones; completed trials never run again
+    assert not done_before & set(executor.runs)
+    with pytest.raises(UserError, match="already complete"):
+        resume("s1", db=options.db, executor=executor)
+    more = resume("s1", db=options.db, executor=executor, extra_trials=2)
+    assert len(more.trials) == 8
+
+
+def test_resume_of_an_unknown_study_or_missing_db_is_a_user_error(tmp_path):
+    with pytest.raises(UserError):
+        resume("nope", db=str(tmp_path / "missing.db"))
+
+
+def test_config_file_rejects_unknown_keys(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text("data: x.csv\ntrails: 5\n")
+    with pytest.raises(UserError, match="unknown setting.*trails"):
+        load_config(path)
+    path.write_text("data: x.csv\ntrials: 5\n")
+    options = load_config(path)
+    assert options.trials == 5 and options.data == str(tmp_path / "x.csv")

@@ -1,0 +1,66 @@
+"""A fast, deterministic executor for testing the study loop without training a model.
+
+It is a real BaseExecutor: it streams progress and eval events through the
+callback and returns a TrialResult, with an objective that is a smooth function
+of the config (best near learning_rate=1e-3, lora_r=16), so a planner can learn.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from executors.base import BaseExecutor, EventCallback, StopTrial
+from memory.records import FailureKind, TaskSpec, TrialConfig, TrialEvent, TrialResult, TrialState
+
+
+def score(config: TrialConfig) -> float:
+    lr_term = (math.log10(config.learning_rate) + 3.0) ** 2  # 0 at lr = 1e-3
+    r_term = (math.log2(config.lora_r) - 4.0) ** 2 / 16  # 0 at r = 16
+    return round(0.9 - 0.1 * lr_term - 0.05 * r_term, 6)
+
+
+class FakeExecutor(BaseExecutor):
+    """Scores configs with `score`; fails with OOM when batch_size >= oom_batch_size."""
+
+    def __init__(self, steps: int = 3, step_seconds: float = 0.0, oom_batch_size: int | None = None) -> None:
+        self.steps = steps
+        self.step_seconds = step_seconds
+        self.oom_batch_size = oom_batch_size
+        self.runs: list[TrialConfig] = []
+
+    def run(
+        self,
+        task: TaskSpec,
+        config: TrialConfig,
+        trial_dir: Path,
+        on_event: EventCallback | None = None,
+        timeout_s: float | None = None,
+    ) -> TrialResult:
+        self.runs.append(config)
+        emit = on_event or (lambda event: None)
+        if self.oom_batch_size and config.batch_size >= self.oom_batch_size:
+            emit(TrialEvent(kind="failed", failure_kind=FailureKind.oom, message="CUDA out of memory (fake)"))
+            return TrialResult(state=TrialState.failed, failure_kind=FailureKind.oom, message="out of memory (fake)")
+        value = score(config)
+        try:
+            emit(TrialEvent(kind="started"))
+            for step in range(1, self.steps + 1):
+                time.sleep(self.step_seconds)
+                emit(TrialEvent(kind="progress", step=step, loss=1.0 / step, learning_rate=config.learning_rate))
+                emit(TrialEvent(kind="eval", step=step, metrics={task.metric: value * step / self.steps}))
+        except StopTrial:
+            return TrialResult(state=TrialState.pruned, message="pruned")
+        adapter = trial_dir / "adapter"
+        adapter.mkdir(parents=True, exist_ok=True)
+        (adapter / "adapter_config.json").write_text("{}")
+        metrics = {task.metric: value}
+        emit(TrialEvent(kind="finished", metrics=metrics, adapter_dir=str(adapter)))
+        return TrialResult(
+            state=TrialState.complete,
+            objective=value,
+            metrics=metrics,
+            adapter_dir=str(adapter),
+            durations={"train": self.steps * self.step_seconds},
+        )
