@@ -215,7 +215,7 @@ class BudgetTracker:
             caps.append(hours * 3600.0 / max(1, devices) + self.grace(limit_s))
         return min(caps) if caps else None
 
-    def report(self) -> dict[str, dict[str, float | None]]:
+    def report(self) -> dict[str, Mapping[str, float | None]]:
         """Spent, limits and what is left, for the live view and the report."""
         left = {
             "seconds": self.time_left(),

@@ -52,11 +52,11 @@ def unknown(db: Database) -> list[str]:
 def migrate(db: Database) -> list[str]:
     """Run the pending migrations; the caller holds a write transaction. Returns their names."""
     if MIGRATIONS_TABLE not in db.table_names():
-        db[MIGRATIONS_TABLE].create({"name": str, "applied_at": float}, pk="name")
+        db.table(MIGRATIONS_TABLE).create({"name": str, "applied_at": float}, pk="name")
     ran = []
     for fn in pending(db):
         fn(db)
-        db[MIGRATIONS_TABLE].insert({"name": fn.__name__, "applied_at": time.time()})
+        db.table(MIGRATIONS_TABLE).insert({"name": fn.__name__, "applied_at": time.time()})
         ran.append(fn.__name__)
     return ran
 
@@ -64,7 +64,7 @@ def migrate(db: Database) -> list[str]:
 @migration
 def m001_initial(db: Database) -> None:
     """Studies, trials, per-step metrics, events and planner calls."""
-    db["studies"].create(
+    db.table("studies").create(
         {
             "id": int,
             "name": str,
@@ -85,8 +85,8 @@ def m001_initial(db: Database) -> None:
         pk="id",
         not_null={"name", "task_type", "task", "space", "settings", "profile", "run_dir", "status", "created_at"},
     )
-    db["studies"].create_index(["name"], unique=True)
-    db["trials"].create(
+    db.table("studies").create_index(["name"], unique=True)
+    db.table("trials").create(
         {
             "id": int,
             "study_id": int,
@@ -111,16 +111,16 @@ def m001_initial(db: Database) -> None:
         foreign_keys=[("study_id", "studies", "id")],
         not_null={"study_id", "number", "config", "source", "state", "created_at"},
     )
-    db["trials"].create_index(["study_id", "number"], unique=True)
-    db["trials"].create_index(["study_id", "state"])
-    db["events"].create(
+    db.table("trials").create_index(["study_id", "number"], unique=True)
+    db.table("trials").create_index(["study_id", "state"])
+    db.table("events").create(
         {"id": int, "trial_id": int, "kind": str, "time": float, "event": str},  # event: JSON TrialEvent
         pk="id",
         foreign_keys=[("trial_id", "trials", "id")],
         not_null={"trial_id", "kind", "time", "event"},
     )
-    db["events"].create_index(["trial_id"])
-    db["metrics"].create(
+    db.table("events").create_index(["trial_id"])
+    db.table("metrics").create(
         # value may be NULL: SQLite stores a NaN loss as NULL, and a NaN is worth keeping.
         {
             "id": int,
@@ -136,8 +136,8 @@ def m001_initial(db: Database) -> None:
         foreign_keys=[("trial_id", "trials", "id")],
         not_null={"trial_id", "name"},
     )
-    db["metrics"].create_index(["trial_id", "name"])
-    db["planner_calls"].create(
+    db.table("metrics").create_index(["trial_id", "name"])
+    db.table("planner_calls").create(
         {
             "id": int,
             "study_id": int,
@@ -157,10 +157,10 @@ def m001_initial(db: Database) -> None:
         foreign_keys=[("study_id", "studies", "id"), ("trial_id", "trials", "id")],
         not_null={"study_id", "proposer", "template", "prompt", "outcome", "created_at"},
     )
-    db["planner_calls"].create_index(["study_id"])
+    db.table("planner_calls").create_index(["study_id"])
 
 
 @migration
 def m002_study_spent_at(db: Database) -> None:
     """When a study's `spent` was last saved, so resume can count time a crash left unsaved."""
-    db["studies"].add_column("spent_at", float)
+    db.table("studies").add_column("spent_at", float)

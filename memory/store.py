@@ -286,34 +286,36 @@ class Store:
                     f"a study named {name!r} already exists in {self.path}; pick another name "
                     f"(e.g. {self._free_name(name)!r}) or continue it with `autoglm resume {name}`"
                 )
-            study_id = (
-                self._db["studies"]
-                .insert(
-                    {
-                        "name": name,
-                        "task_type": task.task_type.value,
-                        "task": self._task_json(task),
-                        "space": space.model_dump_json(),
-                        "settings": _dumps(scrub_settings(dict(settings))),
-                        "profile": _dumps(scrub_settings(dict(profile))),
-                        "run_dir": str(run_dir),
-                        "status": "running",
-                        "created_at": now,
-                        "updated_at": now,
-                        "finished_at": None,
-                        "spent": _dumps(dict.fromkeys(SPENT_KEYS, 0.0)),
-                        "warm_start_from": "[]",
-                        "best_trial_id": None,
-                    }
-                )
-                .last_pk
+            study_id = self._insert(
+                "studies",
+                {
+                    "name": name,
+                    "task_type": task.task_type.value,
+                    "task": self._task_json(task),
+                    "space": space.model_dump_json(),
+                    "settings": _dumps(scrub_settings(dict(settings))),
+                    "profile": _dumps(scrub_settings(dict(profile))),
+                    "run_dir": str(run_dir),
+                    "status": "running",
+                    "created_at": now,
+                    "updated_at": now,
+                    "finished_at": None,
+                    "spent": _dumps(dict.fromkeys(SPENT_KEYS, 0.0)),
+                    "warm_start_from": "[]",
+                    "best_trial_id": None,
+                },
             )
-        return self.get_study(int(study_id))
+        return self.get_study(study_id)
 
     @staticmethod
     def _task_json(task: TaskSpec) -> str:
         # The description is free text a user typed; a pasted key must not survive in it.
         return task.model_copy(update={"description": scrub_text(task.description)}).model_dump_json()
+
+    def _insert(self, table: str, row: dict[str, Any]) -> int:
+        rowid = self._db.table(table).insert(row).last_rowid
+        assert rowid is not None, "an insert always sets a rowid"
+        return rowid
 
     def _free_name(self, name: str) -> str:
         n = 2
@@ -379,7 +381,7 @@ class Store:
                 updates["best_trial_id"] = best_trial_id
             if finished_at is not None:
                 updates["finished_at"] = finished_at
-            self._db["studies"].update(study_id, updates)
+            self._db.table("studies").update(study_id, updates)
         return self.get_study(study_id)
 
     def update_study_task(self, study_id: int, task: TaskSpec) -> StudyRecord:
@@ -396,7 +398,7 @@ class Store:
                     f"study {row['name']!r} is a {row['task_type']} study; its task type cannot change. "
                     "Start a new study for a different task"
                 )
-            self._db["studies"].update(study_id, {"task": self._task_json(task), "updated_at": time.time()})
+            self._db.table("studies").update(study_id, {"task": self._task_json(task), "updated_at": time.time()})
         return self.get_study(study_id)
 
     def _require_study(self, study_id: int) -> None:
@@ -419,25 +421,22 @@ class Store:
             number = self._db.execute(
                 "select coalesce(max(number) + 1, 0) from trials where study_id = ?", [study_id]
             ).fetchone()[0]
-            trial_id = (
-                self._db["trials"]
-                .insert(
-                    {
-                        "study_id": study_id,
-                        "number": number,
-                        "config": config.model_dump_json(),
-                        "source": source,
-                        "rationale": scrub_text(rationale),
-                        "repairs": _dumps([scrub_text(r) for r in repairs]),
-                        "state": TrialState.waiting.value,
-                        "metrics": "{}",
-                        "durations": "{}",
-                        "created_at": time.time(),
-                    }
-                )
-                .last_pk
+            trial_id = self._insert(
+                "trials",
+                {
+                    "study_id": study_id,
+                    "number": number,
+                    "config": config.model_dump_json(),
+                    "source": source,
+                    "rationale": scrub_text(rationale),
+                    "repairs": _dumps([scrub_text(r) for r in repairs]),
+                    "state": TrialState.waiting.value,
+                    "metrics": "{}",
+                    "durations": "{}",
+                    "created_at": time.time(),
+                },
             )
-        return self.trial(int(trial_id))
+        return self.trial(trial_id)
 
     def claim_waiting_trial(self, study_id: int) -> TrialRecord | None:
         """Atomically move the oldest waiting trial to running and return it; None if none wait."""
@@ -487,10 +486,10 @@ class Store:
             self._require_trial(trial_id)
             self._insert_event(trial_id, event)
             if rows:
-                self._db["metrics"].insert_all(rows)
+                self._db.table("metrics").insert_all(rows)
 
     def _insert_event(self, trial_id: int, event: TrialEvent) -> None:
-        self._db["events"].insert(
+        self._db.table("events").insert(
             {
                 "trial_id": trial_id,
                 "kind": event.kind,
@@ -507,7 +506,7 @@ class Store:
             row = self._require_trial(trial_id)
             if row["state"] in {s.value for s in FINISHED_STATES}:
                 raise StoreError(f"trial {trial_id} already finished as {row['state']}; it cannot finish again")
-            self._db["trials"].update(
+            self._db.table("trials").update(
                 trial_id,
                 {
                     "state": result.state.value,
@@ -614,7 +613,7 @@ class Store:
             self._require_study(study_id)
             if trial_id is not None:
                 self._require_trial(trial_id)
-            self._db["planner_calls"].insert(
+            self._db.table("planner_calls").insert(
                 {
                     "study_id": study_id,
                     "trial_id": trial_id,
