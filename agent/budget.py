@@ -31,6 +31,7 @@ Overrun policy for a running trial (the budget is a limit, not a guillotine):
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -45,8 +46,7 @@ FINISHED = (TrialState.complete, TrialState.pruned, TrialState.failed)
 class BudgetTracker:
     """Tracks spending against a `Budget` for one study session (rebuilt on resume by `from_study`).
 
-    Thread-safe enough for the study loop: trials finishing in parallel threads
-    each call `add_trial` once, and float additions under the GIL do not tear.
+    Thread-safe: trials finishing in parallel threads each call `add_trial`.
 
     Args:
         budget: the limits.
@@ -70,6 +70,7 @@ class BudgetTracker:
         self.grace_s = grace_s
         self.min_start_s = min_start_s
         self._clock = clock
+        self._lock = threading.Lock()  # `x += 1` is a read and a write: two threads could lose one
         self._session_start = clock()
         self._prior_seconds = float(spent.get("seconds", 0.0))
         self._device_hours = float(spent.get("device_hours", 0.0))
@@ -125,12 +126,14 @@ class BudgetTracker:
 
     def add_trial(self, wall_seconds: float, devices: int = 1) -> None:
         """Count one finished trial that ran `wall_seconds` on `devices` devices."""
-        self._trials += 1
-        self._device_hours += max(0.0, wall_seconds) * max(1, devices) / 3600.0
+        with self._lock:
+            self._trials += 1
+            self._device_hours += max(0.0, wall_seconds) * max(1, devices) / 3600.0
 
     def add_llm_tokens(self, tokens: int) -> None:
         """Count tokens an LLM call used (prompt + completion)."""
-        self._llm_tokens += max(0, tokens)
+        with self._lock:
+            self._llm_tokens += max(0, tokens)
 
     @property
     def seconds(self) -> float:

@@ -130,7 +130,7 @@ class Store:
     """
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
-        self.path = Path(path)
+        self.path = Path(path).expanduser()
         self._lock = threading.RLock()
         self._check_file(create)
         try:

@@ -145,3 +145,21 @@ def test_from_study_after_a_clean_interrupt(tmp_path: Path, clock: FakeClock) ->
     assert tracker.spent["seconds"] == 300.0  # the time between sessions does not count
     clock.now += 5
     assert tracker.spent["seconds"] == 305.0
+
+
+def test_parallel_trials_are_all_counted(clock: FakeClock) -> None:
+    import threading
+
+    tracker = BudgetTracker(Budget(max_trials=10_000), clock=clock)
+
+    def finish_many() -> None:
+        for _ in range(1000):
+            tracker.add_trial(3.6)
+
+    threads = [threading.Thread(target=finish_many) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert tracker.spent["trials"] == 4000
+    assert tracker.spent["device_hours"] == pytest.approx(4.0)
