@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -148,8 +149,6 @@ def test_from_study_after_a_clean_interrupt(tmp_path: Path, clock: FakeClock) ->
 
 
 def test_parallel_trials_are_all_counted(clock: FakeClock) -> None:
-    import threading
-
     tracker = BudgetTracker(Budget(max_trials=10_000), clock=clock)
 
     def finish_many() -> None:
