@@ -74,6 +74,42 @@ def parse_lenient(text: str) -> Any:
     raise LlmJsonError(f"no JSON object found in the answer: {_preview(text)}")
 
 
+def parse_all(text: str) -> list[Any]:
+    """Every JSON value in `text`, in order: the whole text, else each code fence, else each bracketed span.
+
+    Raises:
+        LlmJsonError: no JSON object or array could be read.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise LlmJsonError("the answer is empty")
+    text = text[:MAX_ANSWER_CHARS]
+    whole = _loads(text.strip())
+    if whole is not _FAILED:
+        return [whole]
+    fenced = [v for m in _FENCE.finditer(text) if (v := _loads(m.group(1).strip())) is not _FAILED]
+    if fenced:
+        return fenced
+    found: list[Any] = []
+    i, tries = 0, 0
+    while tries < 20 and (start := _next_opener(text, i)) >= 0:
+        tries += 1
+        span = _balanced(text, start, text[start])
+        value = _loads(span)
+        if value is _FAILED:
+            i = start + 1
+        else:
+            found.append(value)
+            i = start + max(len(span), 1)
+    if found:
+        return found
+    return [parse_lenient(text)]  # an unterminated fence and the like; raises if nothing at all
+
+
+def _next_opener(text: str, start: int) -> int:
+    positions = [p for p in (text.find("{", start), text.find("[", start)) if p >= 0]
+    return min(positions) if positions else -1
+
+
 def find_objects(value: Any, marker_keys: Iterable[str], *, depth: int = 0) -> list[dict[str, Any]]:
     """Flatten wrappers and lists down to the objects that hold any of `marker_keys`.
 
@@ -185,7 +221,10 @@ def _balanced(text: str, start: int, opener: str) -> str:
     tail = re.sub(r"""([,{])\s*["'][^"']*["']\s*:\s*$""", r"\1", tail)
     if stack and stack[-1] == "}":
         tail = re.sub(r"""([,{])\s*["'][^"']*["']\s*$""", r"\1", tail)
-    return tail.rstrip().rstrip(",:") + "".join(reversed(stack))
+    tail = tail.rstrip().rstrip(",:")
+    if not tail.strip("{[ \n\t"):  # nothing but open brackets: no answer to rescue
+        return ""
+    return tail + "".join(reversed(stack))
 
 
 # --------------------------------------------------------------------------- loading
@@ -280,7 +319,18 @@ def _python_literal(text: str) -> Any:
     value = ast.literal_eval(python)
     if not isinstance(value, (dict, list, tuple)):
         raise ValueError("not an object or array")
-    return list(value) if isinstance(value, tuple) else value
+    return _as_json(value)
+
+
+def _as_json(value: Any) -> Any:
+    """Python containers as JSON would have them: tuples become lists, keys become strings, sets fail."""
+    if isinstance(value, dict):
+        return {str(k): _as_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_json(v) for v in value]
+    if isinstance(value, (set, frozenset, bytes, complex)):
+        raise ValueError(f"{type(value).__name__} is not JSON")
+    return value
 
 
 def _preview(text: str, limit: int = 120) -> str:

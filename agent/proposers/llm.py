@@ -20,7 +20,7 @@ from typing import Any
 
 from agent import prompting
 from agent.llm import LlmClient, LlmReply, LlmUnavailable
-from agent.llm_json import LlmJsonError, find_objects, is_rationale_key, parse_lenient, rationale_of
+from agent.llm_json import LlmJsonError, find_objects, is_rationale_key, parse_all, parse_lenient, rationale_of
 from agent.proposers.base import BaseProposer, PlannerView, Proposal
 from memory.errors import AutoGlmError, InvalidProposal
 from memory.records import (
@@ -160,7 +160,7 @@ class LlmProposer(BaseProposer):
     def parse_answer(self, text: str, view: PlannerView, n: int) -> tuple[list[Proposal], list[str]]:
         """Turn an answer into at most `n` valid proposals, plus the reasons others were rejected."""
         try:
-            value = parse_lenient(text)
+            value = parse_all(text)
         except LlmJsonError as e:
             return [], [str(e)]
         markers = set(view.space.names) | set(ALIASES)
@@ -342,6 +342,8 @@ def normalise_keys(obj: Mapping[str, Any], space: SearchSpace) -> tuple[dict[str
                 notes.append(f"renamed {text!r} to {name!r}")
         if name in out:
             notes.append(f"ignored a second value for {name}")
+            continue
+        if value is None:  # small models write null for "no opinion": treat it as left out
             continue
         out[name] = _unwrap_value(value, space.param(name))
     return out, notes

@@ -1,0 +1,108 @@
+"""Malformed and hostile LLM answers never crash the planner and never leave the search space.
+
+Each answer in hostile_answers.jsonl is served by a real OpenAI-compatible
+HTTP server on 127.0.0.1, so the openai client, the lenient parser, the
+repairs and the guards all run as in a study.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.llm import LlmClient, LlmSettings
+from agent.local_llm import ScriptedLlmServer
+from agent.proposers.llm import LlmProposer
+from tests.agent.test_llm_proposer import SPACE, SUGGESTION, assert_inside, history, view
+
+CORPUS = [json.loads(line) for line in (Path(__file__).parent / "hostile_answers.jsonl").read_text().splitlines()]
+SECRET = "sk-test-secret-never-shown"
+VIEWS = {
+    "fresh": lambda: view(),
+    "history_no_hint": lambda: view(history(), suggestion=None),
+    "history": lambda: view(history()),
+}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ScriptedLlmServer]:
+    with ScriptedLlmServer() as s:
+        yield s
+
+
+def test_the_corpus_is_large_and_named_uniquely():
+    assert len(CORPUS) >= 50
+    assert len({case["id"] for case in CORPUS}) == len(CORPUS)
+
+
+@pytest.mark.parametrize("which", list(VIEWS))
+@pytest.mark.parametrize("case", CORPUS, ids=[case["id"] for case in CORPUS])
+def test_hostile_answer_is_survived_and_stays_inside_the_space(server, case: dict[str, Any], which: str, caplog):
+    server.steps = [case["answer"] if "answer" in case else case["step"]]
+    settings = LlmSettings(base_url=server.base_url, api_key=SECRET, model="scripted", timeout_s=3, max_retries=1)
+    proposer = LlmProposer(LlmClient(settings, backoff_s=0.01))
+    caplog.set_level(logging.DEBUG)
+
+    proposals = proposer.propose(VIEWS[which](), 2)  # must not raise
+
+    assert len(proposals) <= 2
+    for p in proposals:
+        assert p.source == "llm"
+        assert_inside(SPACE, p)
+        assert len(p.rationale) <= 300 and p.rationale.isprintable()
+    [call] = proposer.drain_calls()
+    assert call.outcome in ("accepted", "repaired", "rejected", "error")
+    assert (call.outcome in ("rejected", "error")) == (not proposals)
+    assert len(call.detail) <= 2000
+    everything = " ".join([call.prompt, call.response or "", call.detail, caplog.text, repr(proposer.client)])
+    assert SECRET not in everything
+
+
+def _proposals(server: ScriptedLlmServer, case_id: str, which: str = "history") -> list[Any]:
+    case = next(c for c in CORPUS if c["id"] == case_id)
+    server.steps = [case["answer"]]
+    proposer = LlmProposer(LlmClient(server.settings(timeout_s=3, max_retries=0)))
+    return proposer.propose(VIEWS[which](), 2)
+
+
+def test_injected_learning_rate_is_clamped_never_obeyed(server):
+    for case_id in ("injection_rationale", "data_tag_injection", "duplicate_keys"):
+        for p in _proposals(server, case_id):
+            assert p.config.learning_rate <= 5e-3
+
+
+def test_a_negative_batch_size_snaps_to_the_nearest_choice(server):
+    [p] = _proposals(server, "negative_batch", "fresh")
+    assert p.config.batch_size == 8 and any("snapped -16" in r for r in p.repairs)
+
+
+@pytest.mark.parametrize(
+    "case_id", ["nan", "infinity", "unknown_model", "shell_in_model", "text_columns_unknown", "code_in_value",
+                "only_unknown_params", "refusal", "empty", "pathological_nesting", "json_in_string"],
+)  # fmt: skip
+def test_values_that_cannot_be_repaired_are_rejected(server, case_id):
+    assert _proposals(server, case_id, "fresh") == []
+
+
+@pytest.mark.parametrize(
+    "case_id", ["truncated", "comments_commas_quotes", "python_literals", "aliases_and_case", "config_wrapper",
+                "proposal_with_config_items", "string_numbers", "value_wrapper", "two_objects_first_bad"],
+)  # fmt: skip
+def test_sloppy_but_meaningful_answers_are_repaired_into_proposals(server, case_id):
+    proposals = _proposals(server, case_id, "fresh")
+    assert proposals, case_id
+    for p in proposals:
+        assert_inside(SPACE, p)
+
+
+def test_the_suggestion_used_for_filling_is_itself_inside_the_space():
+    bad_hint = {**SUGGESTION, "learning_rate": float("nan")}
+    v = view(suggestion=bad_hint)
+    from agent.proposers.llm import sampler_suggestion
+
+    assert sampler_suggestion(v) is None
