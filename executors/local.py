@@ -200,6 +200,12 @@ class LocalExecutor(BaseExecutor):
             adapter_dir=final.adapter_dir,
         )
 
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the workers running now (each leads its own process group)."""
+        with self._lock:
+            return list(self._procs)
+
     def stop_all(self) -> None:
         """Kill every trial this executor is running; their `run` calls return promptly."""
         with self._lock:

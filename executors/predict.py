@@ -1,0 +1,158 @@
+"""Reload a trial's saved adapter and predict with it, or export a merged model.
+
+The adapter directory holds the PEFT adapter, the tokenizer and `autoglm.json`
+(task type, labels, feature settings), so predictions see exactly the
+features the trial trained on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from executors.models import resolve_model
+from executors.tasks import GenerationHandler, TaskHandler, make_handler, to_device
+from executors.training import META_FILE, pick_device
+from memory.errors import UserError
+from memory.records import TaskSpec, TaskType, TrialConfig
+
+Inputs = Sequence[str] | Sequence[Sequence[str]] | Sequence[Mapping[str, Any]] | pd.DataFrame
+
+
+@dataclass
+class LoadedAdapter:
+    """A base model with its trained adapter, ready to predict."""
+
+    model: Any
+    handler: TaskHandler
+    meta: dict[str, Any]
+    device: torch.device
+
+
+def read_meta(adapter_dir: str | Path) -> dict[str, Any]:
+    path = Path(adapter_dir) / META_FILE
+    if not path.exists():
+        raise UserError(
+            f"{str(adapter_dir)!r} is not an Open-AutoGLM adapter (no {META_FILE}); pass a trial's adapter/"
+        )
+    return json.loads(path.read_text())
+
+
+def _handler(meta: dict[str, Any]) -> TaskHandler:
+    task_type = TaskType(meta["task_type"])
+    task = TaskSpec(
+        task_type=task_type,
+        train_path="-",
+        text_columns=tuple(meta["text_columns"]),
+        label_column=meta["label_column"],
+        metric={"classification": "macro_f1", "token_classification": "entity_f1"}.get(task_type.value, "exact_match"),
+        direction="maximize",
+    )
+    config = TrialConfig.model_validate(meta["config"])
+    return make_handler(task, config, list(meta["labels"]))
+
+
+def load_adapter(adapter_dir: str | Path, device: str = "auto") -> LoadedAdapter:
+    """Load the base model named in the adapter's metadata and put the adapter on it."""
+    from peft import PeftModel
+
+    meta = read_meta(adapter_dir)
+    handler = _handler(meta)
+    dev = pick_device(device)
+    handler.load_tokenizer(str(adapter_dir))
+    base_path = meta.get("base_model_path")
+    if not base_path or not Path(base_path).exists():
+        base_path = resolve_model(meta["model"])
+    dtype = torch.bfloat16 if dev.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    base = handler.load_model(base_path, dtype)
+    model = PeftModel.from_pretrained(base, str(adapter_dir)).to(dev)
+    model.eval()
+    return LoadedAdapter(model=model, handler=handler, meta=meta, device=dev)
+
+
+def _frame(inputs: Inputs, meta: dict[str, Any]) -> pd.DataFrame:
+    """Rows as a DataFrame; a bare string (or token list) fills the first input column."""
+    if isinstance(inputs, pd.DataFrame):
+        return inputs.reset_index(drop=True)
+    rows = list(inputs)
+    if not rows:
+        return pd.DataFrame(columns=meta["text_columns"])
+    first = meta["text_columns"][0]
+    if isinstance(rows[0], Mapping):
+        records = [dict(r) for r in rows]  # type: ignore[arg-type]
+    elif meta["task_type"] == TaskType.token_classification.value:
+        records = [{first: r.split() if isinstance(r, str) else list(r)} for r in rows]
+    else:
+        records = [{first: r} for r in rows]
+    for r in records:
+        for column in meta["text_columns"]:
+            r.setdefault(column, "")
+    return pd.DataFrame(records)
+
+
+@torch.no_grad()
+def predict(
+    adapter_dir: str | Path | LoadedAdapter, inputs: Inputs, batch_size: int = 32, device: str = "auto"
+) -> list[Any]:
+    """Predict for each input with a trial's adapter.
+
+    Args:
+        adapter_dir: a trial's `adapter/` directory, or an adapter already loaded with `load_adapter`.
+        inputs: strings, token lists (NER), dicts of columns, or a DataFrame. A string fills the
+            first input column (for NER it is split on whitespace).
+        batch_size: rows per forward pass.
+        device: "auto", "cpu" or "cuda:N".
+
+    Returns:
+        Per input: the class label (classification), a list of BIO tags, one per token
+        (token classification), or the generated answer (generation).
+    """
+    loaded = adapter_dir if isinstance(adapter_dir, LoadedAdapter) else load_adapter(adapter_dir, device)
+    handler, model, dev = loaded.handler, loaded.model, loaded.device
+    df = _frame(inputs, loaded.meta)
+    if df.empty:
+        return []
+    task_type = handler.task.task_type
+    out: list[Any] = []
+    for start in range(0, len(df), batch_size):
+        chunk = df.iloc[start : start + batch_size]
+        if task_type == TaskType.classification:
+            texts = handler.texts(chunk)  # type: ignore[attr-defined]
+            examples = [
+                {"input_ids": ids}
+                for ids in handler.tokenizer(texts, truncation=True, max_length=handler.config.max_length)["input_ids"]
+            ]
+            batch = to_device(handler.collate(examples), dev)
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            out += [handler.labels[i] for i in logits.argmax(-1).tolist()]
+        elif task_type == TaskType.token_classification:
+            examples = handler.encode_words(handler.words(chunk))  # type: ignore[attr-defined]
+            batch = to_device(handler.collate(examples), dev)
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            out += handler.word_tags(logits, examples)  # type: ignore[attr-defined]
+        else:
+            assert isinstance(handler, GenerationHandler)
+            prompts = [
+                handler.tokenizer(handler.prompt_text(handler.user_text(r)), add_special_tokens=False)["input_ids"]
+                for r in chunk.to_dict("records")
+            ]
+            out += handler.generate(model, prompts, dev)
+    return out
+
+
+def export_merged(adapter_dir: str | Path, output_dir: str | Path) -> Path:
+    """Merge the LoRA weights into the base model and save a plain transformers model (plus autoglm.json)."""
+    loaded = load_adapter(adapter_dir, device="cpu")
+    merged = loaded.model.merge_and_unload()
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(out)
+    loaded.handler.tokenizer.save_pretrained(out)
+    (out / META_FILE).write_text(json.dumps({**loaded.meta, "merged": True}, indent=2))
+    return out

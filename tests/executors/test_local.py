@@ -1,0 +1,223 @@
+"""Real trials in real subprocesses: every way a trial can end comes back as a TrialResult."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from executors.base import StopTrial
+from executors.local import LocalExecutor
+from executors.predict import export_merged, load_adapter, predict
+from memory.records import FailureKind, TaskSpec, TrialConfig, TrialEvent, TrialState
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def review_task(path: Path, **overrides: object) -> TaskSpec:
+    fields: dict[str, object] = {
+        "task_type": "classification",
+        "train_path": str(path),
+        "text_columns": ("text",),
+        "label_column": "category",
+        "metric": "macro_f1",
+        "direction": "maximize",
+        "max_rows": 200,
+    }
+    return TaskSpec(**{**fields, **overrides})
+
+
+def tiny(**overrides: object) -> TrialConfig:
+    fields: dict[str, object] = {"model": MINILM, "max_length": 48, "batch_size": 16, "learning_rate": 2e-3}
+    return TrialConfig(**{**fields, **overrides})
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[TrialEvent] = []
+
+    def __call__(self, event: TrialEvent) -> None:
+        self.events.append(event)
+
+    @property
+    def kinds(self) -> list[str]:
+        return [e.kind for e in self.events]
+
+
+def test_single_class_is_a_data_error_and_stdout_holds_only_events(tmp_path: Path, trial_env: dict[str, str]) -> None:
+    path = tmp_path / "one.csv"
+    path.write_text("text,category\n" + "".join(f"review {i},fresh\n" for i in range(30)))
+    (tmp_path / "task.json").write_text(review_task(path).model_dump_json())
+    (tmp_path / "config.json").write_text(tiny().model_dump_json())
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "executors.worker",
+            "--task",
+            str(tmp_path / "task.json"),
+            "--config",
+            str(tmp_path / "config.json"),
+            "--trial-dir",
+            str(tmp_path / "t"),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **trial_env},
+        timeout=120,
+    )
+    lines = done.stdout.splitlines()
+    events = [TrialEvent.model_validate_json(line) for line in lines]  # every line is an event
+    assert [e.kind for e in events] == ["started", "failed"]
+    assert events[-1].failure_kind == FailureKind.data_error
+    assert "single class" in (events[-1].message or "")
+    assert done.returncode == 1
+
+
+@pytest.mark.slow
+def test_classification_trial_on_reviews(reviews_csv: Path, tmp_path: Path, trial_env: dict[str, str]) -> None:
+    task = review_task(reviews_csv)
+    events = Recorder()
+    result = LocalExecutor(device="cpu", env=trial_env).run(
+        task, tiny(max_steps=12, eval_steps=6, class_weights=True), tmp_path / "t", events, timeout_s=300
+    )
+    assert result.state == TrialState.complete, result.message
+    assert events.kinds[0] == "started" and events.kinds[-1] == "finished"
+    assert events.kinds.count("eval") == 2 and "progress" in events.kinds
+    progress = next(e for e in events.events if e.kind == "progress")
+    assert progress.loss is not None and progress.learning_rate is not None and progress.samples_per_second
+    assert result.objective == result.metrics["macro_f1"]
+    assert 0 <= result.metrics["accuracy"] <= 1 and result.metrics["eval_loss"] > 0
+    assert {"load", "tokenize", "train", "eval"} <= set(result.durations)
+    assert result.peak_memory_mb and result.peak_memory_mb > 100
+    assert result.adapter_dir == str(tmp_path / "t" / "adapter")
+    meta = json.loads((tmp_path / "t" / "adapter" / "autoglm.json").read_text())
+    assert meta["labels"] == ["fresh", "rotten"]
+    assert len(list((Path(trial_env["AUTOGLM_CACHE"]) / "tokenized").glob("*.pkl"))) == 1
+
+    loaded = load_adapter(result.adapter_dir, device="cpu")
+    texts = ["A triumph, moving and funny from start to finish.", "Dull, clumsy and far too long."]
+    labels = predict(loaded, texts)
+    assert len(labels) == 2 and set(labels) <= {"fresh", "rotten"}
+    assert predict(loaded, [{"text": t} for t in texts]) == labels
+
+    merged = export_merged(result.adapter_dir, tmp_path / "merged")
+    assert (merged / "config.json").exists() and (merged / "autoglm.json").exists()
+
+    # A second trial with the same features reuses the tokenized cache.
+    again = LocalExecutor(device="cpu", env=trial_env).run(task, tiny(max_steps=2, seed=1), tmp_path / "t2")
+    assert again.state == TrialState.complete
+    assert again.durations["tokenize"] < 0.5
+
+
+@pytest.mark.slow
+def test_ner_trial_on_wnut(wnut_path: Path, tmp_path: Path, trial_env: dict[str, str]) -> None:
+    task = TaskSpec(
+        task_type="token_classification",
+        train_path=str(wnut_path),
+        text_columns=("tokens",),
+        label_column="tags",
+        metric="entity_f1",
+        direction="maximize",
+        max_rows=240,
+    )
+    result = LocalExecutor(device="cpu", env=trial_env).run(
+        task, tiny(max_steps=10, learning_rate=3e-3, max_length=64), tmp_path / "t", timeout_s=300
+    )
+    assert result.state == TrialState.complete, result.message
+    assert {"entity_f1", "entity_precision", "entity_recall", "accuracy", "eval_loss"} <= set(result.metrics)
+    assert result.objective == result.metrics["entity_f1"]
+    tags = predict(result.adapter_dir, ["Empire State Building is in New York", ["I", "love", "Paris"]], device="cpu")
+    assert [len(t) for t in tags] == [7, 3]
+    meta = json.loads((tmp_path / "t" / "adapter" / "autoglm.json").read_text())
+    assert all(t in meta["labels"] for row in tags for t in row)
+
+
+@pytest.mark.slow
+def test_generation_trial_on_cmudict(phonemes_jsonl: Path, tmp_path: Path, trial_env: dict[str, str]) -> None:
+    task = TaskSpec(
+        task_type="generation",
+        train_path=str(phonemes_jsonl),
+        text_columns=("instruction", "input"),
+        label_column="output",
+        metric="exact_match",
+        direction="maximize",
+        max_rows=80,
+    )
+    config = TrialConfig(
+        model="smollm2", max_steps=4, batch_size=8, learning_rate=1e-3, max_length=64, max_new_tokens=12
+    )
+    result = LocalExecutor(device="cpu", env=trial_env).run(task, config, tmp_path / "t", timeout_s=400)
+    assert result.state == TrialState.complete, result.message
+    assert {"eval_loss", "exact_match", "rouge_l"} <= set(result.metrics)
+    assert 0 <= result.metrics["rouge_l"] <= 1
+    answers = predict(result.adapter_dir, [{"instruction": "Give the ARPAbet phonemes of the word", "input": "cat"}])
+    assert len(answers) == 1 and isinstance(answers[0], str)
+
+
+# --------------------------------------------------------------------------- failures
+
+
+@pytest.mark.slow
+def test_diverging_learning_rate_is_nan_loss(reviews_csv: Path, tmp_path: Path, trial_env: dict[str, str]) -> None:
+    # A learning rate of 0.9 with no clipping genuinely blows LoRA up within a few steps.
+    config = tiny(learning_rate=0.9, max_grad_norm=0, max_steps=40, lora_dropout=0)
+    result = LocalExecutor(device="cpu", env=trial_env).run(review_task(reviews_csv), config, tmp_path / "t")
+    assert result.state == TrialState.failed
+    assert result.failure_kind == FailureKind.nan_loss, result.message
+    assert "learning rate" in (result.message or "")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault,kind", [("nan", FailureKind.nan_loss), ("oom", FailureKind.oom)])
+def test_fault_injection(
+    fault: str, kind: FailureKind, reviews_csv: Path, tmp_path: Path, trial_env: dict[str, str]
+) -> None:
+    executor = LocalExecutor(device="cpu", env={**trial_env, "AUTOGLM_FAULT": fault})
+    result = executor.run(review_task(reviews_csv), tiny(max_steps=5), tmp_path / "t")
+    assert result.state == TrialState.failed and result.failure_kind == kind, result.message
+
+
+@pytest.mark.slow
+def test_timeout_kills_the_trial(reviews_csv: Path, tmp_path: Path, trial_env: dict[str, str]) -> None:
+    executor = LocalExecutor(device="cpu", env=trial_env)
+    result = executor.run(review_task(reviews_csv), tiny(max_steps=500), tmp_path / "t", timeout_s=4)
+    assert result.state == TrialState.failed and result.failure_kind == FailureKind.timeout
+    assert "4 s limit" in (result.message or "")
+    assert executor.pids == []
+
+
+@pytest.mark.slow
+def test_kill_9_is_worker_lost(reviews_csv: Path, tmp_path: Path, trial_env: dict[str, str]) -> None:
+    executor = LocalExecutor(device="cpu", env=trial_env)
+
+    def kill_on_first_step(event: TrialEvent) -> None:
+        if event.kind == "progress":
+            os.kill(executor.pids[0], signal.SIGKILL)
+
+    result = executor.run(review_task(reviews_csv), tiny(max_steps=500), tmp_path / "t", kill_on_first_step, 300)
+    assert result.state == TrialState.failed and result.failure_kind == FailureKind.worker_lost
+    assert "SIGKILL" in (result.message or "")
+    assert not (tmp_path / "t" / "adapter").exists()
+
+
+@pytest.mark.slow
+def test_stop_trial_from_callback_prunes(reviews_csv: Path, tmp_path: Path, trial_env: dict[str, str]) -> None:
+    def prune_after_first_eval(event: TrialEvent) -> None:
+        if event.kind == "eval":
+            raise StopTrial("pruned by the median rule")
+
+    executor = LocalExecutor(device="cpu", env=trial_env)
+    result = executor.run(
+        review_task(reviews_csv), tiny(max_steps=500, eval_steps=2), tmp_path / "t", prune_after_first_eval
+    )
+    assert result.state == TrialState.pruned and "macro_f1" in result.metrics
+    assert result.message == "pruned by the median rule"
+    assert executor.pids == []
