@@ -90,7 +90,7 @@ def _live(stack: ExitStack) -> Callable[[dict[str, Any]], None]:
         entry = view.line(snapshot)
         if entry and entry not in printed:
             printed.add(entry)
-            out.print(entry, highlight=False)
+            out.print(entry, highlight=False, markup=False)
 
     return log
 
