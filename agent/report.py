@@ -8,10 +8,11 @@ from typing import Any
 
 from agent.proposers.base import PlannerView
 from agent.proposers.portfolio import source_stats
-from memory.records import StudyRecord, TrialRecord, TrialState
+from memory.records import StudyRecord, TaskType, TrialRecord, TrialState
 from memory.store import Store
 
 # Hyperparameters worth a column in the leaderboard; the full config is in the database.
+DECODING_PARAMS = ("max_new_tokens", "temperature", "top_p", "num_beams")
 LEADERBOARD_PARAMS = ("model", "learning_rate", "epochs", "batch_size", "lora_r", "lora_alpha", "max_length")
 
 
@@ -74,7 +75,10 @@ def write_report(store: Store, study: StudyRecord, narrative: str | None = None)
             "| parameter | value |",
             "|---|---|",
         ]
-        lines += [f"| {k} | {_fmt(v)} |" for k, v in best.config.model_dump().items() if v is not None]
+        shown = {k: v for k, v in best.config.model_dump().items() if v is not None}
+        if task.task_type != TaskType.generation:  # decoding settings mean nothing to a classifier
+            shown = {k: v for k, v in shown.items() if k not in DECODING_PARAMS}
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in shown.items()]
         lines += [""]
         extra = {k: v for k, v in best.metrics.items() if k != task.metric}
         if extra:
