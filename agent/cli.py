@@ -100,7 +100,7 @@ def _llm_proposer(stack: ExitStack, llm: str, model: str | None) -> Any:
 
     proposer, note = open_llm_proposer(stack, llm, model)
     if note:
-        err.print(f"[yellow]{note}[/yellow]", highlight=False)
+        err.print(f"[yellow]{note}[/yellow]", highlight=False, soft_wrap=True)
     return proposer
 
 

@@ -158,7 +158,7 @@ class Store:
             if not create:
                 raise StoreError(
                     f"no study database at {self.path}; check the path (--db), "
-                    "or start a study there with `autoglm run`"
+                    "or start a study there with `autoglm tune`"
                 )
             return
         if not self.path.is_file():
