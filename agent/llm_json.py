@@ -184,8 +184,14 @@ def _openers(text: str) -> Iterator[tuple[int, str]]:
 
 
 def _balanced(text: str, start: int, opener: str) -> str:
-    """The bracketed span from `start`, closing what is still open if the text ends early."""
-    stack: list[str] = []
+    """The bracketed span from `start`; for a text cut off early, its complete part, closed.
+
+    An answer cut off by the token limit ends in a member that may itself be
+    cut ("lora_r": 1 of 16, ["title" of ["title", "text"]), so the innermost
+    open object loses its last member and the brackets still open are closed.
+    """
+    stack: list[tuple[str, int]] = []  # (closing bracket, index of the opening one)
+    commas: list[tuple[int, int]] = []  # (index, depth) of commas outside strings
     quote: str | None = None
     escaped = False
     pairs = {"{": "}", "[": "]"}
@@ -205,26 +211,27 @@ def _balanced(text: str, start: int, opener: str) -> str:
                 continue
             quote = ch
         elif ch in pairs:
-            stack.append(pairs[ch])
+            stack.append((pairs[ch], i))
+        elif ch == ",":
+            commas.append((i, len(stack)))
         elif ch in "}]":
-            if stack and ch == stack[-1]:
+            if stack and ch == stack[-1][0]:
                 stack.pop()
                 if not stack:
                     return text[start : i + 1]
             else:
                 return text[start:i]
-    # Truncated answer: close the open brackets so the complete part can still be read.
-    tail = text[start:].rstrip()
-    if quote:
-        tail += quote
-    # Drop a dangling key ("lora_r": or , "lora_r") whose value never came.
-    tail = re.sub(r"""([,{])\s*["'][^"']*["']\s*:\s*$""", r"\1", tail)
-    if stack and stack[-1] == "}":
-        tail = re.sub(r"""([,{])\s*["'][^"']*["']\s*$""", r"\1", tail)
-    tail = tail.rstrip().rstrip(",:")
-    if not tail.strip("{[ \n\t"):  # nothing but open brackets: no answer to rescue
+    if not stack:
         return ""
-    return tail + "".join(reversed(stack))
+    # Truncated: keep the members of the innermost open object (else list) that ended with a comma.
+    objects = [d for d, (closer, _) in enumerate(stack) if closer == "}"]
+    target = objects[-1] if objects else len(stack) - 1
+    opened_at = stack[target][1]
+    cut = max((i for i, depth in commas if depth == target + 1 and i > opened_at), default=opened_at + 1)
+    kept = text[start:cut].rstrip().rstrip(",")
+    if not kept.strip("{[ \n\t"):  # nothing complete to rescue
+        return ""
+    return kept + "".join(closer for closer, _ in reversed(stack[: target + 1]))
 
 
 # --------------------------------------------------------------------------- loading

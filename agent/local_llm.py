@@ -30,8 +30,11 @@ from agent.llm import LlmSettings, LlmUnavailable
 from executors.models import resolve_model
 
 DEFAULT_LOCAL_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
-# A small model on 2 CPU cores needs tens of seconds for a long JSON answer.
+# A small model on 2 busy CPU cores decodes a few tokens a second, slower as the prompt grows.
 LOCAL_TIMEOUT_S = 180.0
+# LlmProposer limits that suit a 135M model on a CPU: a shorter prompt (it is also a better
+# reader of short prompts) and a short answer. Pass as LlmProposer(client, **SMALL_MODEL_LIMITS).
+SMALL_MODEL_LIMITS: dict[str, int] = {"max_prompt_tokens": 1200, "max_tokens": 160}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -84,8 +87,13 @@ class LocalLlmServer:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def settings(self, *, timeout_s: float = LOCAL_TIMEOUT_S, max_retries: int = 1) -> LlmSettings:
-        """Client settings for this server; a local server needs no API key."""
+    def settings(self, *, timeout_s: float = LOCAL_TIMEOUT_S, max_retries: int = 0) -> LlmSettings:
+        """Client settings for this server; a local server needs no API key.
+
+        No retries by default: the server answers one request at a time and
+        keeps generating after a client timeout, so a retry would only queue
+        behind the answer nobody waits for.
+        """
         return LlmSettings(base_url=self.base_url, model=self.model, timeout_s=timeout_s, max_retries=max_retries)
 
     def __enter__(self) -> LocalLlmServer:
@@ -165,7 +173,13 @@ class LocalLlmServer:
         with open(self.log_path, "ab") as log:
             # Own session: Ctrl-C in the terminal reaches the study, which then stops the server itself.
             self._proc = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent_hook(),
             )
 
     def _wait_ready(self, started: float) -> bool:
@@ -185,6 +199,33 @@ class LocalLlmServer:
             f"`transformers serve` was not ready after {self.startup_timeout_s:.0f}s; log {self.log_path}:\n"
             f"{self.log_tail()}"
         )
+
+
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """On Linux, have the kernel send SIGTERM to the server when the study process dies.
+
+    Covers what atexit cannot: a study killed by SIGTERM or SIGKILL would
+    otherwise leave an orphaned server holding memory and a port. The death
+    signal follows the thread that started the child, so it is only armed
+    from the main thread.
+    """
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the hook ran
+            os._exit(1)
+
+    return hook
 
 
 def _stop_group(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:

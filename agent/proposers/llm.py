@@ -112,11 +112,15 @@ class LlmProposer(BaseProposer):
         try:
             messages = self.build_messages(view, n)
             prompt = _flatten(messages)
+            partial = sampler_suggestion(view) is not None
+            # A changed-parameters answer needs far fewer tokens than a full config; asking for
+            # no more than that keeps a small local model from rambling on after the JSON.
+            per_proposal = 48 if partial else 24 + 16 * len(view.space.params)
             reply = self.client.complete_json(
                 messages,
-                proposal_schema(view.space, n),
+                proposal_schema(view.space, n, complete=not partial),
                 template=PROPOSE_TEMPLATE,
-                max_tokens=self.max_tokens,
+                max_tokens=min(self.max_tokens, 64 + per_proposal * n),
                 temperature=self.temperature,
                 seed=view.seed + len(view.trials),
             )
@@ -200,15 +204,22 @@ class LlmProposer(BaseProposer):
         given = [name for name in space.names if name in raw]
         if not given:
             raise InvalidProposal("no known parameter in the proposal")
+        from_suggestion: list[str] = []
+        from_best: list[str] = []
+        best = view.best()
         for name in space.names:
             if name in raw:
                 continue
             if suggestion is not None and name in suggestion:
                 raw[name] = suggestion[name]
-                notes.append(f"filled {name} from the sampler's suggestion")
-            elif (best := view.best()) is not None:
+                from_suggestion.append(name)
+            elif best is not None:
                 raw[name] = getattr(best.config, name)
-                notes.append(f"filled {name} from the best trial #{best.number}")
+                from_best.append(name)
+        if from_suggestion:
+            notes.append(f"filled {', '.join(from_suggestion)} from the sampler's suggestion")
+        if from_best and best is not None:
+            notes.append(f"filled {', '.join(from_best)} from the best trial #{best.number}")
         repaired = space.repair(raw)
         values = dict(repaired.values)
         notes.extend(repaired.repairs)
@@ -231,10 +242,24 @@ class LlmProposer(BaseProposer):
 def propose_values(
     view: PlannerView, n: int, *, top_k: int = 3, last_n: int = 5, samples: int = 2, max_columns: int = 12
 ) -> dict[str, str]:
-    """Everything propose.md needs, as text."""
+    """Everything propose.md needs, as text.
+
+    With a sampler suggestion the model is asked for the parameters it changes
+    only: answers are several times shorter (seconds per token on a CPU), and
+    what it leaves out is filled from the suggestion.
+    """
     space = view.space
     suggestion = sampler_suggestion(view)
-    example_values = suggestion or _example_values(view)
+    if suggestion:
+        first = next((p.name for p in space.params if not isinstance(p, CategoricalParam)), space.names[0])
+        example_values = {first: suggestion[first]}
+        rules = (
+            f"Start from the optimiser's own next suggestion: {prompting.compact_json(suggestion)}\n"
+            "Write only the parameters you change; any you leave out keep the suggested value."
+        )
+    else:
+        example_values = _example_values(view)
+        rules = f"Give every parameter: {', '.join(space.names)}."
     example = {"proposals": [{**{k: prompting.compact_value(v) for k, v in example_values.items()},
                               "rationale": "one short sentence"}]}  # fmt: skip
     return {
@@ -244,17 +269,19 @@ def propose_values(
         "history": prompting.describe_history(view.trials, space, view.task, top_k=top_k, last_n=last_n),
         "notes": failure_notes(view.trials, space),
         "n": str(n),
-        "names": ", ".join(space.names),
-        "suggestion": prompting.compact_json(suggestion) if suggestion else "none",
+        "answer_rules": rules,
         "example": json.dumps(example),
     }
 
 
-def proposal_schema(space: SearchSpace, n: int) -> dict[str, Any]:
-    """The JSON schema of an answer: {"proposals": [{param: value, ..., "rationale": str}]}."""
+def proposal_schema(space: SearchSpace, n: int, *, complete: bool = True) -> dict[str, Any]:
+    """The JSON schema of an answer: {"proposals": [{param: value, ..., "rationale": str}]}.
+
+    `complete=False` when the model may give only the parameters it changes.
+    """
     properties: dict[str, Any] = {p.name: _param_schema(p) for p in space.params}
     properties["rationale"] = {"type": "string", "maxLength": MAX_RATIONALE_CHARS}
-    item = {"type": "object", "properties": properties, "required": list(space.names)}
+    item = {"type": "object", "properties": properties, "required": list(space.names) if complete else []}
     return {
         "type": "object",
         "properties": {"proposals": {"type": "array", "items": item, "minItems": 1, "maxItems": max(n, 1)}},

@@ -25,7 +25,9 @@ NAMES = ("learning_rate", "batch_size")
         ('[{"a": 1}, {"a": 2},]', [{"a": 1}, {"a": 2}]),
         ('{"why": "it\'s the model\'s best"}', {"why": "it's the model's best"}),
         ('{"text": "a, b: c, } // not a comment"}', {"text": "a, b: c, } // not a comment"}),
-        ('{"a": 1, "b": [1, 2', {"a": 1, "b": [1, 2]}),
+        ('{"a": 1, "b": [1, 2', {"a": 1}),  # cut off: the last member may be cut too, so it goes
+        ('{"lr": 3e-4, "lora_r": 1', {"lr": 3e-4}),
+        ('{"proposals": [{"lr": 1, "cols": ["title', {"proposals": [{"lr": 1}]}),
         ('```json\n{"learning_rate": 0.0002, "batch_size": 16, "lora_r":', {"learning_rate": 0.0002,
                                                                            "batch_size": 16}),
         ('{"columns": ("title", "text")}', {"columns": ["title", "text"]}),

@@ -182,7 +182,10 @@ def test_missing_parameters_are_filled_from_the_sampler_suggestion_and_recorded(
     [p] = proposer.propose(view(), 1)
     assert p.config.learning_rate == 0.002 and p.config.lora_r == 8
     assert p.config.batch_size == SUGGESTION["batch_size"] and p.config.epochs == SUGGESTION["epochs"]
-    assert "filled batch_size from the sampler's suggestion" in p.repairs
+    assert any(
+        r.startswith("filled model, batch_size, epochs") and r.endswith("from the sampler's suggestion")
+        for r in p.repairs
+    )
     assert proposer.calls[-1].outcome == "repaired"
 
 
@@ -276,7 +279,16 @@ def test_the_prompt_carries_profile_space_state_and_suggestion_and_fits_a_small_
     assert 'text_columns: one of [["text"], ["title", "text"]]' in values["space"]
     assert "Best earlier trials" in values["history"] and "All earlier trials: " in values["history"]
     assert "(best)" in values["history"] and '"model":' not in values["history"]  # one-choice params left out
-    assert '"learning_rate": 0.0003' in values["suggestion"]
+    assert (
+        '"learning_rate": 0.0003' in values["answer_rules"]
+        and "only the parameters you change" in values["answer_rules"]
+    )
+    assert json.loads(values["example"]) == {
+        "proposals": [{"learning_rate": 0.0003, "rationale": "one short sentence"}]
+    }
+    full = propose_values(view(history(), suggestion=None), 1)
+    assert "Give every parameter: model, learning_rate" in full["answer_rules"]
+    assert set(json.loads(full["example"])["proposals"][0]) == {*SPACE.names, "rationale"}
     proposer = LlmProposer(LlmClient.__new__(LlmClient))  # prompt building needs no endpoint
     many = tuple(trial(i, objective=0.5 + (i % 17) / 100, learning_rate=1e-5 * (i + 1)) for i in range(200))
     text = "\n".join(m["content"] for m in proposer.build_messages(view(many), 3))
