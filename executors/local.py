@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import ctypes
 import os
 import queue
 import signal
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from executors.base import BaseExecutor, EventCallback, StopTrial
@@ -20,6 +21,7 @@ from memory.records import FailureKind, TaskSpec, TrialConfig, TrialEvent, Trial
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STDERR_TAIL_LINES = 40
 EXIT_GRACE_S = 30.0  # after its final event a worker gets this long to exit before it is killed
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class LocalExecutor(BaseExecutor):
@@ -95,6 +97,7 @@ class LocalExecutor(BaseExecutor):
             env=env,
             cwd=str(trial_dir),
             start_new_session=True,  # its own process group, so a kill takes its children too
+            preexec_fn=_die_with_parent(),
         )
         with self._lock:
             self._procs[proc.pid] = proc
@@ -212,6 +215,29 @@ class LocalExecutor(BaseExecutor):
             procs = list(self._procs.values())
         for proc in procs:
             _kill(proc)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """On Linux, a worker that gets SIGKILL when the study process dies, even by `kill -9`.
+
+    Otherwise the orphan would run on (holding its GPU, or writing into a trial
+    directory a resumed study is reusing) until its next event hit the closed pipe.
+    The signal comes when the thread that started the worker ends; `run` outlives its worker.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the forked child only calls it
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        if os.getppid() != parent:  # the study died before the line above: no signal would come
+            os._exit(1)
+
+    return preexec
 
 
 def _kill(proc: subprocess.Popen[str]) -> None:

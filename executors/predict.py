@@ -8,6 +8,7 @@ features the trial trained on.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,12 +148,21 @@ def predict(
 
 
 def export_merged(adapter_dir: str | Path, output_dir: str | Path) -> Path:
-    """Merge the LoRA weights into the base model and save a plain transformers model (plus autoglm.json)."""
+    """Merge the LoRA weights into the base model and save a plain transformers model (plus autoglm.json).
+
+    A classifier built on a mean-pooled sentence-transformers encoder keeps its
+    `1_Pooling/` marker; load such an export with `executors.tasks` handlers (or
+    pool by mean yourself), since a bare AutoModelForSequenceClassification pools CLS.
+    """
     loaded = load_adapter(adapter_dir, device="cpu")
     merged = loaded.model.merge_and_unload()
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out)
     loaded.handler.tokenizer.save_pretrained(out)
+    pooling = Path(loaded.meta.get("base_model_path", "")) / "1_Pooling"
+    if pooling.is_dir():
+        # Keeps the mean-pooling marker, so loading the export through our handlers pools as trained.
+        shutil.copytree(pooling, out / "1_Pooling", dirs_exist_ok=True)
     (out / META_FILE).write_text(json.dumps({**loaded.meta, "merged": True}, indent=2))
     return out
