@@ -112,6 +112,7 @@ def _finish(outcome: Any, db: str) -> None:
             f"Stopped. Completed trials are saved. Resume with: autoglm resume {outcome.study.name}"
             + (f" --db {db}" if db != "autoglm.db" else ""),
             highlight=False,
+            soft_wrap=True,  # a command to copy: never broken across lines
         )
         raise typer.Exit(130)
     if outcome.best is not None:
