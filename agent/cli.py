@@ -151,6 +151,8 @@ def tune(
     parallel: int = typer.Option(None, "--parallel", min=1, help="Trials at once (default 1; one per GPU)."),
     seed: int = typer.Option(None, "--seed", help="Seed for splits, sampler and training."),
     runs_dir: str = typer.Option(None, "--runs-dir", help="Where run directories go (default ./runs)."),
+    sampler: str = typer.Option(None, "--sampler", help="Classical optimiser: tpe (default), random or cmaes."),
+    planner: str = typer.Option(None, "--planner", help="portfolio (default) or classical (the sampler alone)."),
     no_warm_start: bool = typer.Option(False, "--no-warm-start", help="Do not seed from past studies."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Start without asking for confirmation."),
     db: str = DB_OPTION,
@@ -176,6 +178,8 @@ def tune(
         "name": name,
         "parallel": parallel,
         "seed": seed,
+        "sampler": sampler,
+        "planner": planner,
         "runs_dir": runs_dir,
     }
     for key, value in flags.items():

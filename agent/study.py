@@ -57,7 +57,8 @@ class TuneOptions:
     runs_dir: str = DEFAULT_RUNS
     llm: str = "none"  # none | local | openai | an OpenAI-compatible base URL
     llm_model: str | None = None
-    sampler: str = "tpe"
+    sampler: str = "tpe"  # tpe | random | cmaes
+    planner: str = "portfolio"  # portfolio (default start, warm start, LLM, sampler) | classical (sampler alone)
     warm_start: bool = True
     parallel: int = 1
     device: str = "auto"
@@ -132,6 +133,8 @@ def _check_options(options: TuneOptions) -> None:
         raise UserError("no data given; pass --data FILE (CSV, JSONL, Parquet or CoNLL)")
     if options.sampler not in SAMPLERS:
         raise UserError(f"unknown sampler {options.sampler!r}; choose one of: {', '.join(SAMPLERS)}")
+    if options.planner not in ("portfolio", "classical"):
+        raise UserError(f"unknown planner {options.planner!r}; choose portfolio or classical")
     if options.parallel < 1:
         raise UserError("--parallel must be at least 1")
 
@@ -143,7 +146,9 @@ def _proposer(
     task: TaskSpec,
     llm: BaseProposer | None,
     defaults: dict[str, Any] | None,
-) -> PortfolioProposer:
+) -> BaseProposer:
+    if options.planner == "classical":  # the sampler alone: the baseline the portfolio must never lose to
+        return OptunaProposer(options.sampler)
     warm = WarmStartProposer(store, study_id_ref) if options.warm_start else None
     return PortfolioProposer(OptunaProposer(options.sampler), llm=llm, warm_start=warm, defaults=defaults)
 
