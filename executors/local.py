@@ -95,7 +95,6 @@ class LocalExecutor(BaseExecutor):
             text=True,
             bufsize=1,
             env=env,
-            cwd=str(trial_dir),
             start_new_session=True,  # its own process group, so a kill takes its children too
             preexec_fn=_die_with_parent(),
         )

@@ -71,8 +71,11 @@ def timed(durations: dict[str, float], key: str) -> Iterator[None]:
 def _file_id(path: str | None) -> list[Any]:
     if not path:
         return []
-    st = Path(path).expanduser().stat()
-    return [str(Path(path).expanduser().resolve()), st.st_size, st.st_mtime_ns]
+    p = Path(path).expanduser()
+    if not p.exists():
+        return [str(p)]  # loading will raise the DataError that explains it
+    st = p.stat()
+    return [str(p.resolve()), st.st_size, st.st_mtime_ns]
 
 
 def tokenized_key(task: TaskSpec, config: TrialConfig, model_path: str) -> str:
@@ -223,6 +226,10 @@ def run_trial(task: TaskSpec, config: TrialConfig, trial_dir: Path, device_name:
         model = handler.load_model(model_path, amp_dtype if device.type == "cuda" else torch.float32)
         seed_everything(config.seed)  # LoRA init independent of how many tensors loading drew
         model = add_lora(model, handler, config)
+        for p in model.parameters():
+            if p.requires_grad and p.dtype != torch.float32:
+                # Trained weights (LoRA, heads) stay fp32 under a half-precision base, so small updates survive.
+                p.data = p.data.float()
         model.to(device)
     if config.class_weights and hasattr(handler, "set_class_weights"):
         handler.set_class_weights(train, device)

