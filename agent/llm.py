@@ -125,6 +125,7 @@ class LlmReply:
     latency_s: float
     prompt_tokens: int
     completion_tokens: int
+    finish_reason: str | None = None  # "stop" (end or a stop string), "length" (token limit), ...
 
     @property
     def total_tokens(self) -> int:
@@ -208,8 +209,12 @@ class LlmClient:
         max_tokens: int = 512,
         temperature: float = 0.0,
         seed: int | None = None,
+        stop: Sequence[str] | None = None,
     ) -> LlmReply:
         """Ask for a JSON answer that follows `schema`; the text may still need lenient parsing.
+
+        `stop` ends the answer early at any of these strings; endpoints differ on
+        whether the text then includes the stop string.
 
         Raises:
             LlmUnavailable: the endpoint failed or timed out on every attempt.
@@ -218,7 +223,7 @@ class LlmClient:
             "type": "json_schema",
             "json_schema": {"name": _schema_name(template), "schema": dict(schema), "strict": False},
         }
-        return self._complete(messages, max_tokens, temperature, seed, response_format, what=template)
+        return self._complete(messages, max_tokens, temperature, seed, response_format, stop, what=template)
 
     def complete_text(
         self,
@@ -228,13 +233,14 @@ class LlmClient:
         max_tokens: int = 512,
         temperature: float = 0.0,
         seed: int | None = None,
+        stop: Sequence[str] | None = None,
     ) -> LlmReply:
         """Ask for free text (a report narrative).
 
         Raises:
             LlmUnavailable: the endpoint failed or timed out on every attempt.
         """
-        return self._complete(messages, max_tokens, temperature, seed, None, what=template)
+        return self._complete(messages, max_tokens, temperature, seed, None, stop, what=template)
 
     # ------------------------------------------------------------------ internals
 
@@ -245,6 +251,7 @@ class LlmClient:
         temperature: float,
         seed: int | None,
         response_format: dict[str, Any] | None,
+        stop: Sequence[str] | None,
         *,
         what: str,
     ) -> LlmReply:
@@ -257,6 +264,8 @@ class LlmClient:
         }
         if seed is not None:
             request["seed"] = seed
+        if stop:
+            request["stop"] = list(stop)
         use_format = response_format is not None and self.structured_output is not False
         start = time.perf_counter()
         try:
@@ -288,7 +297,7 @@ class LlmClient:
             self.usage.calls += 1
             self.usage.prompt_tokens += prompt_tokens
             self.usage.completion_tokens += completion_tokens
-        return LlmReply(text, latency, prompt_tokens, completion_tokens)
+        return LlmReply(text, latency, prompt_tokens, completion_tokens, _finish_reason(response))
 
     def _with_retries(self, call: Callable[[], Any], *, what: str, reject_format: bool = False) -> Any:
         attempts = self.settings.max_retries + 1
@@ -361,6 +370,14 @@ def _content(response: Any) -> str:
     except (AttributeError, IndexError, TypeError):
         return ""
     return content if isinstance(content, str) else ""
+
+
+def _finish_reason(response: Any) -> str | None:
+    try:
+        reason = response.choices[0].finish_reason
+    except (AttributeError, IndexError, TypeError):
+        return None
+    return reason if isinstance(reason, str) else None
 
 
 def _int(value: Any) -> int | None:

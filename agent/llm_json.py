@@ -239,7 +239,7 @@ def _balanced(text: str, start: int, opener: str) -> str:
 _FAILED = object()
 
 
-def _loads(candidate: str) -> Any:
+def _loads(candidate: str, *, rescue: bool = True) -> Any:
     if not candidate or candidate[0] not in "{[":
         return _FAILED
     try:
@@ -254,7 +254,13 @@ def _loads(candidate: str) -> Any:
     try:
         return _python_literal(cleaned)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        pass
+    if not rescue:
         return _FAILED
+    # Closed but broken at the end ({"lora_r":}]}, a stop string after a cut): read it as cut off there.
+    opened = candidate.rstrip("}] \n\t")
+    rescued = _balanced(opened, 0, opened[0]) if opened else ""
+    return _loads(rescued, rescue=False) if rescued and rescued != candidate else _FAILED
 
 
 def _clean(text: str) -> str:

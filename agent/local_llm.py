@@ -157,14 +157,18 @@ class LocalLlmServer:
         tail = [line.rsplit("\r", 1)[-1] for line in text.splitlines()[-lines:]]
         return "\n".join(tail)
 
-    def _spawn(self) -> None:
-        if self._proc is not None:
-            _stop_group(self._proc)
-        command = [
+    def command(self) -> list[str]:
+        """The server's command line: `transformers serve <model dir>` pinned to one model and port."""
+        return [
             sys.executable, "-m", "transformers.cli.transformers", "serve", self.model,
             "--host", self.host, "--port", str(self.port), "--device", self.device, "--log-level", "warning",
             *self.extra_args,
         ]  # fmt: skip
+
+    def _spawn(self) -> None:
+        if self._proc is not None:
+            _stop_group(self._proc)
+        command = self.command()
         env = dict(os.environ)
         if Path(self.model).exists():  # a local directory: nothing to fetch, and no update check either
             env["HF_HUB_OFFLINE"] = "1"
@@ -255,6 +259,7 @@ def _stop_group(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
 #   {"status": 429, ...}         answer with an error status (optional "headers", "body")
 #   {"hang": seconds}            wait, then answer (or drop, if the client gave up)
 #   {"raw": bytes_or_str}        send this body as-is with status 200 (malformed responses)
+#   {"content": str, "finish_reason": "length"}   answer with a given finish reason
 #   callable(request) -> step    decide from the request body
 Step = str | dict[str, Any] | Callable[[dict[str, Any]], Any]
 
@@ -359,6 +364,9 @@ def _make_handler(owner: ScriptedLlmServer) -> type[BaseHTTPRequestHandler]:
             elif isinstance(step, dict) and "raw" in step:
                 raw = step["raw"]
                 self._send(200, raw.encode() if isinstance(raw, str) else bytes(raw))
+            elif isinstance(step, dict) and "content" in step:
+                reason = str(step.get("finish_reason", "stop"))
+                self._json(200, _completion(owner.model, str(step["content"]), body, reason))
             else:
                 content = step if isinstance(step, str) else json.dumps(step)
                 self._json(200, _completion(owner.model, content, body))
@@ -381,7 +389,7 @@ def _make_handler(owner: ScriptedLlmServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _completion(model: str, content: str, request: dict[str, Any]) -> dict[str, Any]:
+def _completion(model: str, content: str, request: dict[str, Any], finish_reason: str = "stop") -> dict[str, Any]:
     prompt_chars = sum(len(str(m.get("content", ""))) for m in request.get("messages", []) if isinstance(m, dict))
     prompt_tokens, completion_tokens = max(1, prompt_chars // 4), max(1, len(content) // 4)
     return {
@@ -389,7 +397,7 @@ def _completion(model: str, content: str, request: dict[str, Any]) -> dict[str, 
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}],
         "usage": {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,

@@ -227,6 +227,23 @@ def test_at_most_n_proposals_and_no_duplicates_or_repeats_of_past_trials(server)
     assert "repeats trial #0" in proposer.calls[-1].detail and "duplicate" in proposer.calls[-1].detail
 
 
+@pytest.mark.parametrize(
+    ("step", "expected_lr"),
+    [
+        ('{"proposals": [{"learning_rate": 0.0007, "rationale": "x"}]}', 7e-4),  # stop string kept (transformers)
+        ('{"proposals": [{"learning_rate": 0.0007, "rationale": "x"', 7e-4),  # stop string dropped (OpenAI)
+        ({"content": '{"proposals": [{"learning_rate": 0.0007, "lora_r": 8', "finish_reason": "length"}, 7e-4),
+    ],
+)
+def test_answers_cut_at_the_stop_string_or_the_token_limit_still_parse(server, step, expected_lr):
+    proposer = proposer_for(server, step)
+    [p] = proposer.propose(view(), 1)
+    assert p.config.learning_rate == expected_lr
+    assert server.requests[-1]["stop"] == ["}]}"]
+    if isinstance(step, dict):  # cut by the token limit: the last member may be cut too, so it is not trusted
+        assert p.config.lora_r == SUGGESTION["lora_r"]
+
+
 def test_the_llm_proposer_passes_the_proposer_contract(server):
     def fresh(body: dict[str, Any]) -> str:  # a different config on each call, like a real model
         lrs = [1.1e-4 * (k + 1) for k in range(3)]

