@@ -152,6 +152,7 @@ def tune(
     seed: int = typer.Option(None, "--seed", help="Seed for splits, sampler and training."),
     runs_dir: str = typer.Option(None, "--runs-dir", help="Where run directories go (default ./runs)."),
     sampler: str = typer.Option(None, "--sampler", help="Classical optimiser: tpe (default), random or cmaes."),
+    pruner: str = typer.Option(None, "--pruner", help="median (default: stop trials behind the median) or none."),
     planner: str = typer.Option(None, "--planner", help="portfolio (default) or classical (the sampler alone)."),
     no_warm_start: bool = typer.Option(False, "--no-warm-start", help="Do not seed from past studies."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Start without asking for confirmation."),
@@ -180,6 +181,7 @@ def tune(
         "seed": seed,
         "sampler": sampler,
         "planner": planner,
+        "pruner": pruner,
         "runs_dir": runs_dir,
     }
     for key, value in flags.items():

@@ -24,6 +24,7 @@ from langgraph.graph import END, START, StateGraph
 
 from agent.budget import BudgetTracker
 from agent.proposers.base import BaseProposer, PlannerView
+from agent.pruning import TrialPruner
 from executors.base import BaseExecutor
 from memory.records import (
     SearchSpace,
@@ -66,6 +67,7 @@ class StudyContext:
     write_report: Callable[[Store, StudyRecord], Path] | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     parallel: int = 1
+    pruner: str = "none"  # "median": stop trials whose intermediate evals trail the median of past trials
     trial_timeout_s: float | None = None
     on_update: Callable[[dict[str, Any]], None] = lambda snapshot: None
     stop_requested: bool = False
@@ -162,11 +164,15 @@ def _run_trial(ctx: StudyContext, study: StudyRecord, trial: TrialRecord) -> Tri
         shutil.rmtree(trial_dir)
     trial_dir.mkdir(parents=True)
 
+    prune = TrialPruner.for_trial(ctx.store, study.task, ctx.store.trials(study.id)) if ctx.pruner == "median" else None
+
     def on_event(event: TrialEvent) -> None:
         ctx.store.record_event(trial.id, event)
         if event.kind in ("progress", "eval", "started"):
             ctx.live[trial.id] = event
             ctx.on_update(ctx.snapshot(study.id))
+        if prune is not None:
+            prune(event)  # raises StopTrial: the executor kills the trial and returns it as pruned
 
     timeout = ctx.trial_timeout_s
     if ctx.budget is not None:

@@ -20,6 +20,7 @@ from agent.proposers.classical import SAMPLERS, OptunaProposer
 from agent.proposers.llm import narrate_report, refine_task
 from agent.proposers.portfolio import PortfolioProposer
 from agent.proposers.warm_start import WarmStartProposer
+from agent.pruning import PRUNERS
 from agent.queries import study_detail
 from agent.report import best_trial, write_report
 from agent.space import default_space, default_values
@@ -58,6 +59,7 @@ class TuneOptions:
     llm: str = "none"  # none | local | openai | an OpenAI-compatible base URL
     llm_model: str | None = None
     sampler: str = "tpe"  # tpe | random | cmaes
+    pruner: str = "median"  # median | none: stop trials whose evals trail the median of past trials
     planner: str = "portfolio"  # portfolio (default start, warm start, LLM, sampler) | classical (sampler alone)
     warm_start: bool = True
     parallel: int = 1
@@ -135,6 +137,8 @@ def _check_options(options: TuneOptions) -> None:
         raise UserError(f"unknown sampler {options.sampler!r}; choose one of: {', '.join(SAMPLERS)}")
     if options.planner not in ("portfolio", "classical"):
         raise UserError(f"unknown planner {options.planner!r}; choose portfolio or classical")
+    if options.pruner not in PRUNERS:
+        raise UserError(f"unknown pruner {options.pruner!r}; choose one of: {', '.join(PRUNERS)}")
     if options.parallel < 1:
         raise UserError("--parallel must be at least 1")
 
@@ -237,6 +241,7 @@ def tune(
             write_report=_report_writer(llm_proposer),
             settings=settings,
             parallel=options.parallel,
+            pruner=options.pruner,
             trial_timeout_s=options.trial_timeout,
             on_update=on_update or (lambda snapshot: None),
         )
@@ -286,6 +291,7 @@ def resume(
             write_report=_report_writer(llm_proposer),
             settings=settings,
             parallel=options.parallel,
+            pruner=options.pruner,
             trial_timeout_s=options.trial_timeout,
             on_update=on_update or (lambda snapshot: None),
             task=task,

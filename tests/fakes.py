@@ -50,8 +50,8 @@ class FakeExecutor(BaseExecutor):
                 time.sleep(self.step_seconds)
                 emit(TrialEvent(kind="progress", step=step, loss=1.0 / step, learning_rate=config.learning_rate))
                 emit(TrialEvent(kind="eval", step=step, metrics={task.metric: value * step / self.steps}))
-        except StopTrial:
-            return TrialResult(state=TrialState.pruned, message="pruned")
+        except StopTrial as stop:
+            return TrialResult(state=TrialState.pruned, message=str(stop))
         adapter = trial_dir / "adapter"
         adapter.mkdir(parents=True, exist_ok=True)
         (adapter / "adapter_config.json").write_text("{}")

@@ -21,6 +21,7 @@ def _options(tmp_path, reviews_csv, **kw) -> TuneOptions:
         runs_dir=str(tmp_path / "runs"),
         name="s1",
         warm_start=False,
+        pruner="none",
     )
     base.update(kw)
     return TuneOptions(**base)
@@ -109,3 +110,13 @@ def test_config_file_rejects_unknown_keys(tmp_path):
     path.write_text("data: x.csv\ntrials: 5\n")
     options = load_config(path)
     assert options.trials == 5 and options.data == str(tmp_path / "x.csv")
+
+
+def test_median_pruner_stops_trials_that_trail_the_field(tmp_path, reviews_csv):
+    outcome = tune(_options(tmp_path, reviews_csv, trials=12, pruner="median"), executor=FakeExecutor(steps=3))
+    pruned = [t for t in outcome.trials if t.state == TrialState.pruned]
+    complete = [t for t in outcome.trials if t.state == TrialState.complete]
+    assert pruned, "a fake landscape with a clear optimum must prune something in 12 trials"
+    assert all(t.number >= 5 for t in pruned)  # the first five trials only set the bar
+    assert all(t.objective is None and "median" in (t.message or "") for t in pruned)
+    assert outcome.best in complete

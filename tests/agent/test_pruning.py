@@ -1,0 +1,34 @@
+import pytest
+
+from agent.pruning import TrialPruner
+from executors.base import StopTrial
+from memory.records import Direction, TrialEvent
+from tests.agent.proposer_contract import TASK
+
+HISTORY = {i: [0.50 + i / 100, 0.60 + i / 100, 0.70 + i / 100] for i in range(5)}
+
+
+def test_a_trial_behind_the_median_is_stopped():
+    prune = TrialPruner(TASK, HISTORY)
+    with pytest.raises(StopTrial, match="median"):
+        prune(TrialEvent(kind="eval", metrics={"macro_f1": 0.30}))
+
+
+def test_a_trial_ahead_of_the_median_runs_on():
+    prune = TrialPruner(TASK, HISTORY)
+    for value in (0.55, 0.65, 0.75):
+        prune(TrialEvent(kind="eval", metrics={"macro_f1": value}))
+    prune(TrialEvent(kind="progress", step=3, loss=9.9))  # only evals count
+
+
+def test_too_little_history_prunes_nothing():
+    prune = TrialPruner(TASK, {0: [0.9], 1: [0.9]})
+    prune(TrialEvent(kind="eval", metrics={"macro_f1": 0.01}))
+
+
+def test_direction_is_respected_for_a_loss():
+    task = TASK.model_copy(update={"metric": "eval_loss", "direction": Direction.minimize})
+    history = {i: [1.0 + i / 10] for i in range(5)}
+    TrialPruner(task, history)(TrialEvent(kind="eval", metrics={"eval_loss": 0.5}))
+    with pytest.raises(StopTrial):
+        TrialPruner(task, history)(TrialEvent(kind="eval", metrics={"eval_loss": 5.0}))
