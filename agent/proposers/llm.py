@@ -528,8 +528,12 @@ def refine_task(
                 "rationale": {"type": "string"},
             },
         }
-        reply = client.complete_json(messages, schema, template=UNDERSTAND_TEMPLATE, max_tokens=max_tokens)
-        suggestions, problems = validate_task_answer(reply.text, columns)
+        # The answer is one flat object: stopping at its first "}" saves a small model's rambling.
+        reply = client.complete_json(messages, schema, template=UNDERSTAND_TEMPLATE, max_tokens=max_tokens, stop=["}"])
+        text = reply.text
+        if reply.finish_reason == "stop" and "{" in text and not text.rstrip().endswith("}"):
+            text += "}"  # OpenAI-style endpoints drop the stop string from the text
+        suggestions, problems = validate_task_answer(text, columns)
     except Exception as e:  # the rules' draft stands; the LLM only ever refines it
         log.warning("LLM task check skipped: %s", _brief(e))
         _append(calls, _call("llm", UNDERSTAND_TEMPLATE, prompt, None, "error", _brief(e)))
@@ -653,14 +657,15 @@ def narrate_report(
     summary: Mapping[str, Any],
     *,
     calls: list[PlannerCall] | None = None,
-    max_tokens: int = 300,
+    max_tokens: int = 200,
     max_chars: int = 1500,
 ) -> str | None:
     """A short plain-text narrative of a finished study, or None when the LLM cannot give one."""
     prompt = ""
     try:
         text = json.dumps(summary, default=str, separators=(", ", ": "))
-        messages = prompting.messages(REPORT_TEMPLATE, summary=prompting.data_block(text[:6000]))
+        # A long summary costs a small local model minutes; the head (task, best, counts) is what matters.
+        messages = prompting.messages(REPORT_TEMPLATE, summary=prompting.data_block(text[:3000]))
         prompt = _flatten(messages)
         reply = client.complete_text(messages, template=REPORT_TEMPLATE, max_tokens=max_tokens)
     except Exception as e:
