@@ -317,6 +317,11 @@ class LlmClient:
             except openai.APIConnectionError as e:  # includes APITimeoutError
                 last = e
                 delay = self._backoff(attempt)
+            except (openai.APIResponseValidationError, ValueError) as e:  # a body that is not the API's JSON
+                last = e
+                delay = self._backoff(attempt)
+            except openai.OpenAIError as e:  # anything else the client raises: give up, plainly
+                raise LlmUnavailable(f"LLM {what} request failed: {_describe(e)}") from None
             if attempt + 1 < attempts:
                 log.warning(
                     "LLM %s failed (%s); retry %d/%d in %.1fs", what, _describe(last), attempt + 1, attempts - 1, delay
@@ -360,6 +365,8 @@ def _describe(error: Exception | None) -> str:
     if isinstance(error, openai.APIConnectionError):
         cause = error.__cause__ or error.__context__
         return f"connection failed ({type(cause).__name__ if cause else 'unknown'})"
+    if isinstance(error, (openai.APIResponseValidationError, ValueError)):
+        return "malformed response"
     return type(error).__name__
 
 

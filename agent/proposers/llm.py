@@ -81,7 +81,7 @@ ALIASES: dict[str, str] = {
     "columns": "text_columns",
 }
 # How far the prompt is shrunk, step by step, until it fits: (top_k, last_n, samples, max_columns).
-SHRINK_LEVELS = ((3, 5, 2, 12), (3, 3, 1, 8), (2, 2, 1, 6), (1, 1, 0, 4))
+SHRINK_LEVELS = ((3, 5, 1, 12), (3, 3, 1, 8), (2, 2, 1, 6), (1, 1, 0, 4))
 MAX_RATIONALE_CHARS = 300
 # How a compact answer, {"proposals": [{...}]}, ends. Stopping there saves a small model
 # from writing on after its JSON, at about a token a second on a busy CPU.

@@ -132,3 +132,11 @@ def test_the_api_key_never_shows(caplog):
     )  # fmt: skip
     assert secret not in shown
     assert "api_key='***'" in repr(settings) and settings.public()["api_key_set"] is True
+
+
+def test_a_malformed_response_body_is_retried_then_reported_as_unavailable():
+    with ScriptedLlmServer([{"raw": "<html>proxy error</html>"}, '{"a": 1}']) as server:
+        assert complete(LlmClient(server.settings(max_retries=1), backoff_s=0.01)).text == '{"a": 1}'
+    with ScriptedLlmServer([{"raw": "<html>proxy error</html>"}]) as server:
+        with pytest.raises(LlmUnavailable, match="malformed response"):
+            complete(LlmClient(server.settings(max_retries=1), backoff_s=0.01))
