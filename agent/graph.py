@@ -13,9 +13,11 @@ from __future__ import annotations
 import functools
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -153,12 +155,28 @@ def execute(ctx: StudyContext, state: StudyState) -> StudyState:
     if len(claimed) == 1:  # in this thread, so Ctrl-C reaches the trial's executor directly
         results = [_run_trial(ctx, study, claimed[0])]
     else:
-        with ThreadPoolExecutor(max_workers=len(claimed)) as pool:
-            results = list(pool.map(functools.partial(_run_trial, ctx, study), claimed))
+        stopping = threading.Event()
+        pool = ThreadPoolExecutor(max_workers=len(claimed))
+        futures = [pool.submit(_run_trial, ctx, study, trial, stopping) for trial in claimed]
+        try:
+            # Short waits, so a Ctrl-C is handled now in this (the main) thread, not when the trials end.
+            while wait_futures(futures, timeout=0.5).not_done:
+                pass
+        except BaseException:
+            stopping.set()
+            stop_all = getattr(ctx.executor, "stop_all", None)
+            if stop_all is not None:
+                stop_all()
+            raise
+        finally:
+            pool.shutdown(wait=True)
+        results = [f.result() for f in futures]
     return {"finished": [t.id for t in results]}
 
 
-def _run_trial(ctx: StudyContext, study: StudyRecord, trial: TrialRecord) -> TrialRecord:
+def _run_trial(
+    ctx: StudyContext, study: StudyRecord, trial: TrialRecord, stopping: threading.Event | None = None
+) -> TrialRecord:
     trial_dir = Path(study.run_dir) / "trials" / f"{trial.number:04d}"
     if trial_dir.exists():  # a trial interrupted earlier starts clean
         shutil.rmtree(trial_dir)
@@ -180,6 +198,8 @@ def _run_trial(ctx: StudyContext, study: StudyRecord, trial: TrialRecord) -> Tri
     started = time.time()
     result: TrialResult = ctx.executor.run(study.task, trial.config, trial_dir, on_event, timeout)
     ctx.live.pop(trial.id, None)
+    if stopping is not None and stopping.is_set() and result.state == TrialState.failed:
+        return trial  # killed by a Ctrl-C, not failed: left running, so the study queues it again
     if ctx.budget is not None:
         ctx.budget.add_trial(time.time() - started, devices=1)
     return ctx.store.finish_trial(trial.id, result)

@@ -1,0 +1,176 @@
+"""Trials in parallel: every event of every trial reaches SQLite, no trial is lost, numbers are unique.
+
+With `parallel=3` the study runs three trials at once, each in its own thread
+calling one shared `Store` from its event callback. What each trial emitted (its
+own record, or the `events.jsonl` its executor wrote) must equal, event for
+event and in order, what the database holds for it.
+"""
+
+from __future__ import annotations
+
+import _thread
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.study import TuneOptions, resume, tune
+from executors.local import LocalExecutor
+from memory.records import FailureKind, TrialEvent, TrialResult, TrialState
+from memory.store import Store
+from tests.fakes import FakeExecutor
+
+
+def _options(tmp_path: Path, data: Path, **kw) -> TuneOptions:  # noqa: ANN003
+    base = dict(
+        description="fresh or rotten critic snippets, macro-F1",
+        data=str(data),
+        db=str(tmp_path / "s.db"),
+        runs_dir=str(tmp_path / "runs"),
+        name="par",
+        warm_start=False,
+        parallel=3,
+    )
+    base.update(kw)
+    return TuneOptions(**base)
+
+
+class RecordingExecutor(FakeExecutor):
+    """A FakeExecutor that keeps every event it emitted, by trial directory, and the peak concurrency."""
+
+    def __init__(self, **kw) -> None:  # noqa: ANN003
+        super().__init__(**kw)
+        self.emitted: dict[str, list[TrialEvent]] = {}
+        self.running = 0
+        self.peak = 0
+        self._lock = threading.Lock()
+
+    def run(self, task, config, trial_dir, on_event=None, timeout_s=None):  # noqa: ANN001, ANN201
+        log = self.emitted.setdefault(str(trial_dir), [])
+
+        def record(event: TrialEvent) -> None:
+            log.append(event)
+            if on_event is not None:
+                on_event(event)
+
+        with self._lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        try:
+            return super().run(task, config, trial_dir, record, timeout_s)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+class StoppableExecutor(FakeExecutor):
+    """Slow fake trials that `stop_all` kills the way LocalExecutor does (they come back as worker_lost)."""
+
+    def __init__(self, **kw) -> None:  # noqa: ANN003
+        super().__init__(**kw)
+        self.stopped = threading.Event()
+
+    def run(self, task, config, trial_dir, on_event=None, timeout_s=None):  # noqa: ANN001, ANN201
+        def check(event: TrialEvent) -> None:
+            if self.stopped.is_set():
+                raise _Killed
+            if on_event is not None:
+                on_event(event)
+
+        try:
+            return super().run(task, config, trial_dir, check, timeout_s)
+        except _Killed:
+            return TrialResult(state=TrialState.failed, failure_kind=FailureKind.worker_lost, message="killed")
+
+    def stop_all(self) -> None:
+        self.stopped.set()
+
+
+class _Killed(Exception):
+    pass
+
+
+def _check_store(db: str, name: str, emitted_by_number: dict[int, list[TrialEvent]], budget: int) -> None:
+    with Store(db, create=False) as store:
+        study = store.get_study(name)
+        trials = store.trials(study.id)
+        assert sorted(t.number for t in trials) == list(range(budget))  # none lost, numbered 0..n-1 once each
+        assert len({t.id for t in trials}) == budget
+        assert all(t.state in (TrialState.complete, TrialState.pruned) for t in trials)
+        for t in trials:
+            stored = store.events(t.id)
+            assert stored == emitted_by_number[t.number], f"trial {t.number}: stored events differ from emitted"
+            # Each progress/eval event also became metric rows: one per value it carried.
+            expected_rows = sum(
+                len(e.metrics)
+                + sum(v is not None for v in (e.loss, e.learning_rate, e.grad_norm, e.samples_per_second))
+                for e in stored
+                if e.kind in ("progress", "eval")
+            )
+            assert len(store.metric_curve(t.id)) == expected_rows
+        assert study.status == "complete"
+
+
+def test_parallel_fake_trials_lose_no_event_and_no_trial(tmp_path: Path, reviews_csv: Path) -> None:
+    budget = 9
+    executor = RecordingExecutor(steps=12, step_seconds=0.01)
+    outcome = tune(_options(tmp_path, reviews_csv, trials=budget), executor=executor)
+    assert executor.peak == 3  # three trials really ran at once
+    run_dir = Path(outcome.study.run_dir)
+    emitted = {int(Path(d).name): events for d, events in executor.emitted.items()}
+    assert set(emitted) == set(range(budget)) and all(Path(d).parent == run_dir / "trials" for d in executor.emitted)
+    # Complete ones: started, progress + eval per step, finished. The median pruner may stop later ones early.
+    assert all(len(emitted[t.number]) == 2 + 2 * 12 for t in outcome.trials if t.state == TrialState.complete)
+    _check_store(outcome.study.settings["db"], "par", emitted, budget)
+
+
+@pytest.mark.slow
+def test_parallel_real_trials_every_worker_event_reaches_sqlite(tmp_path: Path, reviews_csv: Path) -> None:
+    """Three real LoRA workers at once; each one's events.jsonl equals what the database holds."""
+    budget = 3
+    outcome = tune(_options(tmp_path, reviews_csv, trials=budget, max_rows=60), executor=LocalExecutor())
+    run_dir = Path(outcome.study.run_dir)
+    emitted = {}
+    for number in range(budget):
+        lines = (run_dir / "trials" / f"{number:04d}" / "events.jsonl").read_text().splitlines()
+        emitted[number] = [TrialEvent.model_validate_json(line) for line in lines if line.strip()]
+        kinds = [e.kind for e in emitted[number]]
+        assert kinds[0] == "started" and kinds[-1] == "finished" and "progress" in kinds and "eval" in kinds
+    _check_store(str(tmp_path / "s.db"), "par", emitted, budget)
+    # They did run at once: every trial started before any finished.
+    trials = outcome.trials
+    assert max(t.started_at for t in trials) < min(t.finished_at for t in trials)
+    adapters = {t.adapter_dir for t in trials}
+    assert len(adapters) == budget and all(Path(a, "adapter_config.json").exists() for a in adapters)
+
+
+def test_ctrl_c_with_parallel_trials_stops_them_now_and_queues_them_again(tmp_path: Path, reviews_csv: Path) -> None:
+    """Ctrl-C while three trials run: they stop at once (not when they end), none counts as failed, resume runs them."""
+    executor = StoppableExecutor(steps=200, step_seconds=0.05)  # a trial would take 10 s
+    started: set[int] = set()
+    lock = threading.Lock()
+
+    def on_update(snapshot: dict) -> None:
+        with lock:
+            started.update(snapshot["live"])
+            if len(started) == 3 and not executor.stopped.is_set() and not getattr(on_update, "sent", False):
+                on_update.sent = True  # type: ignore[attr-defined]
+                _thread.interrupt_main()  # what a terminal's SIGINT does: KeyboardInterrupt in the main thread
+
+    options = _options(tmp_path, reviews_csv, trials=6)
+    t0 = time.monotonic()
+    outcome = tune(options, executor=executor, on_update=on_update)
+    assert time.monotonic() - t0 < 8, "Ctrl-C waited for the running trials to finish"
+    assert outcome.interrupted and outcome.study.status == "interrupted"
+    assert executor.stopped.is_set()
+    with Store(options.db, create=False) as store:
+        trials = store.trials(outcome.study.id)
+        assert [t.state for t in trials] == [TrialState.waiting] * 3  # stopped, not failed: queued again
+        assert all([e.kind for e in store.events(t.id)].count("requeued") == 1 for t in trials)
+        assert store.get_study("par").spent["trials"] == 0
+
+    finished = resume("par", db=options.db, executor=FakeExecutor())
+    assert not finished.interrupted and finished.study.status == "complete"
+    assert [t.number for t in finished.trials] == list(range(6))
+    assert all(t.state == TrialState.complete for t in finished.trials)
