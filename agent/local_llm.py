@@ -135,8 +135,11 @@ class LocalLlmServer:
                 f"`transformers serve` exited with code {rc} before it was ready; log {self.log_path}:\n"
                 f"{self.log_tail()}"
             )
-        except BaseException:
-            self.stop(keep_log=True)
+        except LlmUnavailable:
+            self.stop(keep_log=True)  # the error names the log: keep it for the user
+            raise
+        except BaseException:  # Ctrl-C and the like: nothing to read in the log
+            self.stop()
             raise
 
     def stop(self, *, keep_log: bool = False) -> None:

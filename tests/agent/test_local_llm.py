@@ -94,15 +94,17 @@ def test_starts_waits_until_healthy_and_stops_the_whole_process_group(tmp_path):
 
 def test_a_server_that_dies_raises_with_its_log_tail(tmp_path):
     script = "print('RuntimeError: no weights in this folder'); raise SystemExit(3)"
-    server = ScriptServer(tmp_path, script, startup_timeout_s=30)
+    server = ScriptServer(tmp_path, script, startup_timeout_s=30, log_path=tmp_path / "server.log")
     with pytest.raises(LlmUnavailable, match="exited with code 3") as info:
         server.start()
     assert "RuntimeError: no weights in this folder" in str(info.value)
-    assert not server.running and server.log_path is not None and server.log_path.exists()  # kept for the user
+    assert not server.running and server.log_path == tmp_path / "server.log" and server.log_path.exists()
+    assert str(server.log_path) in str(info.value)
 
 
 def test_a_server_that_never_gets_ready_times_out_and_is_stopped(tmp_path):
-    server = ScriptServer(tmp_path, "import time; print('stuck', flush=True); time.sleep(600)", startup_timeout_s=1.5)
+    script = "import time; print('stuck', flush=True); time.sleep(600)"
+    server = ScriptServer(tmp_path, script, startup_timeout_s=1.5, log_path=tmp_path / "server.log")
     start = time.monotonic()
     with pytest.raises(LlmUnavailable, match=r"not ready after 2s[\s\S]*stuck"):
         server.start()
@@ -123,7 +125,7 @@ def test_ctrl_c_during_startup_stops_the_server(tmp_path):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-    assert not server.running
+    assert not server.running and server.log_path is None  # no error to explain: the log goes too
 
 
 def test_ctrl_c_inside_the_with_block_stops_the_server(tmp_path):
@@ -144,7 +146,8 @@ def test_a_killed_study_does_not_leave_the_server_behind(tmp_path):
         sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
         from tests.agent.test_local_llm import ScriptServer, FAKE_SERVER
         from pathlib import Path
-        server = ScriptServer(Path({str(tmp_path)!r}), FAKE_SERVER, {str(tmp_path / "child.pid")!r}).start()
+        server = ScriptServer(Path({str(tmp_path)!r}), FAKE_SERVER, {str(tmp_path / "child.pid")!r},
+                              log_path={str(tmp_path / "server.log")!r}).start()
         print(server.pid, flush=True)
         time.sleep(600)
         """
