@@ -11,7 +11,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 
 from agent.llm import LlmClient, LlmSettings, LlmUnavailable
-from agent.local_llm import DEFAULT_LOCAL_MODEL, LocalLlmServer
+from agent.local_llm import DEFAULT_LOCAL_MODEL, SMALL_MODEL_LIMITS, LocalLlmServer
 from agent.proposers.llm import LlmProposer
 from memory.errors import UserError
 
@@ -45,4 +45,6 @@ def open_llm_proposer(stack: ExitStack, llm: str | None, model: str | None = Non
     else:
         raise UserError(f"unknown --llm {choice!r}; use none, local, openai or an OpenAI-compatible base URL")
     client = stack.enter_context(LlmClient(settings))
-    return LlmProposer(client), note
+    # A small local model on a CPU answers at about a token a second: keep its prompts and answers short.
+    limits = SMALL_MODEL_LIMITS if choice.lower() == "local" else {}
+    return LlmProposer(client, **limits), note
