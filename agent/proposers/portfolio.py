@@ -14,12 +14,15 @@ Order of business for each slot:
 from __future__ import annotations
 
 import json
+import logging
 import random
 from typing import Any
 
 from agent.proposers.base import BaseProposer, PlannerView, Proposal
 from agent.proposers.classical import OptunaProposer
 from memory.records import PlannerCall, TrialState
+
+log = logging.getLogger(__name__)
 
 
 def _key(config: Any) -> str:
@@ -55,6 +58,7 @@ class PortfolioProposer(BaseProposer):
         min_llm_share: float = 0.2,
         max_llm_share: float = 0.6,
         max_warm: int = 3,
+        max_llm_errors: int = 3,
     ) -> None:
         super().__init__()
         self.classical = classical
@@ -64,9 +68,11 @@ class PortfolioProposer(BaseProposer):
         self.min_llm_share = min_llm_share
         self.max_llm_share = max_llm_share
         self.max_warm = max_warm
+        self.max_llm_errors = max_llm_errors
+        self.llm_errors = 0  # consecutive calls that could not reach the LLM
 
     def llm_share(self, view: PlannerView) -> float:
-        if self.llm is None:
+        if self.llm is None or self.llm_errors >= self.max_llm_errors:
             return 0.0
         stats = source_stats(view)
 
@@ -103,12 +109,25 @@ class PortfolioProposer(BaseProposer):
                 suggestion = self.classical.propose(view, 1)
                 hints = {**view.hints, "sampler_suggestion": suggestion[0].values if suggestion else None}
                 llm_view = PlannerView(view.task, view.space, view.profile, view.trials, view.seed, hints)
+                calls_before = len(self.llm.calls)
                 take(self.llm.propose(llm_view, 1))
+                self._count_llm_errors(self.llm.calls[calls_before:])
             if len(out) == before:  # the LLM was not chosen, or gave nothing usable
                 take(self.classical.propose(view, n - len(out)))
             if len(out) == before:  # the sampler only repeats itself: the space is exhausted
                 break
         return out
+
+    def _count_llm_errors(self, calls: list[PlannerCall]) -> None:
+        """An LLM that is down costs a few retries, then the study stops asking it."""
+        if not calls:
+            return
+        self.llm_errors = self.llm_errors + 1 if all(c.outcome == "error" for c in calls) else 0
+        if self.llm_errors == self.max_llm_errors:
+            log.warning(
+                "the LLM failed %d times in a row; planning with the classical optimiser alone from now on",
+                self.llm_errors,
+            )
 
     def drain_calls(self) -> list[PlannerCall]:
         calls = super().drain_calls()

@@ -122,3 +122,18 @@ def test_default_space_fits_its_defaults(reviews_csv):
         id=1, study_id=1, number=0, config=config, source="default", state=TrialState.waiting, created_at=0.0
     )
     assert_inside(space, type("P", (), {"config": record.config})())
+
+
+def test_an_unreachable_llm_is_dropped_after_repeated_errors():
+    from agent.llm import LlmClient, LlmSettings
+    from agent.proposers.llm import LlmProposer
+
+    client = LlmClient(LlmSettings(base_url="http://127.0.0.1:9/v1", model="x", timeout_s=2, max_retries=0))
+    portfolio = PortfolioProposer(
+        OptunaProposer("tpe"), llm=LlmProposer(client), min_llm_share=1.0, max_llm_share=1.0, max_llm_errors=2
+    )
+    view = PlannerView(TASK, SPACE, PROFILE, history(6))
+    for _ in range(4):
+        assert len(portfolio.propose(view, 1)) == 1  # the optimiser fills every slot
+    errors = [c for c in portfolio.drain_calls() if c.outcome == "error"]
+    assert len(errors) == 2 and portfolio.llm_share(view) == 0.0
