@@ -40,6 +40,9 @@ METHODS = {
 }
 
 
+_LLMS: dict = {}
+
+
 def best_at(scores: list[float | None], budget: int) -> float | None:
     """The best of the first `budget` trials (failed trials have no score)."""
     done = [s for s in scores[:budget] if s is not None]
@@ -50,8 +53,10 @@ def run(method: str, seed: int, budget: int, data: Path, rows: int, workdir: Pat
     sampler, planner, llm = METHODS[method]
     proposer = None
     if llm != "none":
-        proposer, note = open_llm_proposer(stack, llm)
-        print(f"  {note}", flush=True)
+        if llm not in _LLMS:  # one server for the whole benchmark
+            _LLMS[llm], note = open_llm_proposer(stack, llm)
+            print(f"  {note}", flush=True)
+        proposer = _LLMS[llm]
     options = TuneOptions(
         description="classify critic snippets as fresh or rotten, macro-F1",
         data=str(data),
@@ -85,7 +90,14 @@ def main() -> None:
     parser.add_argument("--budgets", nargs="+", type=int, default=[8, 16])
     parser.add_argument("--rows", type=int, default=400, help="seeded subset size (80%% train, 20%% validation)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "planner.json"))
+    parser.add_argument("--table-only", action="store_true", help="print the table of an earlier run's --out file")
     args = parser.parse_args()
+    if args.table_only:
+        saved = json.loads(Path(args.out).read_text())
+        print_table(
+            saved["results"], args.methods, args.budgets, saved["args"]["seeds"], saved["args"]["rows"], args.out
+        )
+        return
 
     import make_demo_data
 
@@ -103,13 +115,21 @@ def main() -> None:
                 Path(args.out).parent.mkdir(parents=True, exist_ok=True)
                 Path(args.out).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
 
+    print_table(results, args.methods, args.budgets, args.seeds, args.rows, args.out)
+
+
+def print_table(
+    results: list[dict], methods: list[str], budgets: list[int], seeds: list[int], rows: int, out: str
+) -> None:
     print()
-    print(f"best macro-F1 after b trials; mean ± std over seeds {args.seeds}; {args.rows} rows per study")
+    print(f"best macro-F1 after b trials; mean ± std over seeds {seeds}; {rows} rows per study")
     header = f"{'method':<12} {'budget':>6}  {'mean':>6} {'std':>6}   per seed"
     print(header)
     print("-" * len(header))
-    for method in args.methods:
-        for budget in args.budgets:
+    for method in methods:
+        if not any(r["method"] == method for r in results):
+            continue
+        for budget in budgets:
             values = [best_at(r["scores"], budget) for r in results if r["method"] == method]
             got = [v for v in values if v is not None]
             mean = statistics.mean(got) if got else float("nan")
@@ -117,7 +137,7 @@ def main() -> None:
             per_seed = " ".join(f"{v:.4f}" if v is not None else "  —   " for v in values)
             print(f"{method:<12} {budget:>6}  {mean:.4f} {std:.4f}   {per_seed}")
     seconds = sum(r["seconds"] for r in results)
-    print(f"\ntotal wall time {seconds / 60:.1f} min; raw numbers in {args.out}")
+    print(f"\ntotal wall time {seconds / 60:.1f} min; raw numbers in {out}")
 
 
 if __name__ == "__main__":
