@@ -9,6 +9,8 @@ event and in order, what the database holds for it.
 from __future__ import annotations
 
 import _thread
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -16,10 +18,12 @@ from pathlib import Path
 import pytest
 
 from agent.study import TuneOptions, resume, tune
-from executors.local import LocalExecutor
 from memory.records import FailureKind, TrialEvent, TrialResult, TrialState
 from memory.store import Store
+from tests.agent.test_resume_process import _gone_within, _output, _resume, _start, _stop, _wait_for, _workers, env
 from tests.fakes import FakeExecutor
+
+__all__ = ["env"]  # the fixture, shared with the kill -9 and Ctrl-C tests
 
 
 def _options(tmp_path: Path, data: Path, **kw) -> TuneOptions:  # noqa: ANN003
@@ -126,23 +130,68 @@ def test_parallel_fake_trials_lose_no_event_and_no_trial(tmp_path: Path, reviews
 
 
 @pytest.mark.slow
-def test_parallel_real_trials_every_worker_event_reaches_sqlite(tmp_path: Path, reviews_csv: Path) -> None:
-    """Three real LoRA workers at once; each one's events.jsonl equals what the database holds."""
-    budget = 3
-    outcome = tune(_options(tmp_path, reviews_csv, trials=budget, max_rows=60), executor=LocalExecutor())
-    run_dir = Path(outcome.study.run_dir)
-    emitted = {}
-    for number in range(budget):
-        lines = (run_dir / "trials" / f"{number:04d}" / "events.jsonl").read_text().splitlines()
-        emitted[number] = [TrialEvent.model_validate_json(line) for line in lines if line.strip()]
-        kinds = [e.kind for e in emitted[number]]
-        assert kinds[0] == "started" and kinds[-1] == "finished" and "progress" in kinds and "eval" in kinds
-    _check_store(str(tmp_path / "s.db"), "par", emitted, budget)
-    # They did run at once: every trial started before any finished.
-    trials = outcome.trials
+def test_parallel_real_trials_stopped_by_ctrl_c_and_resumed_lose_no_event(
+    tmp_path: Path, env: dict[str, str], reviews_csv: Path
+) -> None:
+    """`autoglm tune --parallel 3` on real LoRA workers: Ctrl-C while all three train, then `autoglm resume`.
+
+    Each attempt's events.jsonl (written by the executor from the worker's stream) equals, event for
+    event, what SQLite holds for that attempt; the first attempts end in the requeue marker.
+    """
+    name, budget = "par", 3
+    db, runs = tmp_path / "s.db", tmp_path / "runs"
+    proc = _start(tmp_path, env, reviews_csv, name, budget, "--parallel", "3")
+    try:
+        _wait_for(
+            proc,
+            tmp_path,
+            name,
+            lambda rows: sum(r[2] == "running" and r[3] > 0 for r in rows) == 3,
+            "3 trials training",
+        )
+        workers = _workers(runs)
+        sent = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(timeout=120)
+        assert time.monotonic() - sent < 30, "Ctrl-C waited for the running trials to end"
+        assert not _gone_within(workers, 10)
+    finally:
+        _stop(proc)
+        for p in _workers(runs):
+            p.kill()
+    assert code == 130, _output(tmp_path, name)
+
+    def logged(number: int) -> list[TrialEvent]:
+        lines = (runs / name / "trials" / f"{number:04d}" / "events.jsonl").read_text().splitlines()
+        return [TrialEvent.model_validate_json(line) for line in lines if line.strip()]
+
+    first_attempts = {n: logged(n) for n in range(budget)}
+    with Store(db, create=False) as store:
+        study = store.get_study(name)
+        trials = store.trials(study.id)
+        assert study.status == "interrupted"
+        assert [t.state for t in trials] == [TrialState.waiting] * budget  # stopped, not failed
+        for t in trials:
+            stored = store.events(t.id)
+            assert [e.kind for e in stored][-1] == "requeued"
+            assert stored[:-1] == first_attempts[t.number] and "progress" in [e.kind for e in stored]
+        ids = {t.number: t.id for t in trials}
+
+    result = _resume(tmp_path, env, name)
+    assert result.returncode == 0, result.stderr[-3000:]
+    second_attempts = {n: logged(n) for n in range(budget)}
+    with Store(db, create=False) as store:
+        trials = store.trials(study.id)
+        assert {t.number: t.id for t in trials} == ids  # the same three trials, no new ones
+        assert all(t.state in (TrialState.complete, TrialState.failed) for t in trials)
+        for t in trials:
+            stored, first, second = store.events(t.id), first_attempts[t.number], second_attempts[t.number]
+            assert second[0].kind == "started" and second[-1].kind in ("finished", "failed")
+            assert stored == [*first, stored[len(first)], *second]  # first attempt, requeued, second attempt
+        assert store.get_study(name).status == "complete"
+    # On resume too the three ran at once: each started before any finished.
     assert max(t.started_at for t in trials) < min(t.finished_at for t in trials)
-    adapters = {t.adapter_dir for t in trials}
-    assert len(adapters) == budget and all(Path(a, "adapter_config.json").exists() for a in adapters)
+    assert len({t.adapter_dir for t in trials}) == budget
 
 
 def test_ctrl_c_with_parallel_trials_stops_them_now_and_queues_them_again(tmp_path: Path, reviews_csv: Path) -> None:
