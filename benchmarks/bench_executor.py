@@ -138,7 +138,7 @@ def run_trainer(task: TaskSpec, config: TrialConfig, folder: Path, group_by_leng
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1250, help="rows taken from the data (80%% train)")
+    parser.add_argument("--rows", type=int, default=2500, help="rows taken from the data (80%% train)")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--device", default="cpu")

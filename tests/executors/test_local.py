@@ -151,10 +151,10 @@ def test_generation_trial_on_cmudict(phonemes_jsonl: Path, tmp_path: Path, trial
         label_column="output",
         metric="exact_match",
         direction="maximize",
-        max_rows=80,
+        max_rows=60,
     )
     config = TrialConfig(
-        model="smollm2", max_steps=4, batch_size=8, learning_rate=1e-3, max_length=64, max_new_tokens=12
+        model="smollm2", max_steps=3, batch_size=8, learning_rate=1e-3, max_length=64, max_new_tokens=12
     )
     result = LocalExecutor(device="cpu", env=trial_env).run(task, config, tmp_path / "t", timeout_s=400)
     assert result.state == TrialState.complete, result.message
