@@ -196,7 +196,7 @@ def test_parallel_real_trials_stopped_by_ctrl_c_and_resumed_lose_no_event(
 
 def test_ctrl_c_with_parallel_trials_stops_them_now_and_queues_them_again(tmp_path: Path, reviews_csv: Path) -> None:
     """Ctrl-C while three trials run: they stop at once (not when they end), none counts as failed, resume runs them."""
-    executor = StoppableExecutor(steps=200, step_seconds=0.05)  # a trial would take 10 s
+    executor = StoppableExecutor(steps=400, step_seconds=0.05)  # a trial would take 20 s
     started: set[int] = set()
     lock = threading.Lock()
 
