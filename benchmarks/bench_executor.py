@@ -27,6 +27,7 @@ import pandas as pd  # noqa: E402
 from executors.data import prepare_splits  # noqa: E402
 from executors.local import LocalExecutor  # noqa: E402
 from executors.models import resolve_model  # noqa: E402
+from executors.tasks import use_mean_pooling  # noqa: E402
 from memory.records import TaskSpec, TrialConfig, TrialEvent  # noqa: E402
 
 
@@ -105,13 +106,13 @@ def run_trainer(task: TaskSpec, config: TrialConfig, folder: Path, group_by_leng
     ]
     torch.manual_seed(config.seed)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(label_ids))
+    use_mean_pooling(model)  # the same network as our trial's (MiniLM is a mean-pooled sentence encoder)
     lora = LoraConfig(
         task_type="SEQ_CLS",
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         target_modules=["query", "value"],
-        modules_to_save=["pooler"],
     )
     model = get_peft_model(model, lora)
     args = TrainingArguments(
@@ -126,7 +127,7 @@ def run_trainer(task: TaskSpec, config: TrialConfig, folder: Path, group_by_leng
         eval_strategy="no",
         report_to=[],
         seed=config.seed,
-        group_by_length=group_by_length,
+        train_sampling_strategy="group_by_length" if group_by_length else "random",
         dataloader_num_workers=0,
         disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(),
@@ -176,7 +177,8 @@ def main() -> None:
 
     n_train = _TRAIN_SIZE[task.train_path]
     print(
-        f"\nMiniLM-L6 LoRA r=8 (query,value + pooler/classifier), {n_train} train rows, batch 16, max_length 64, "
+        f"\nMiniLM-L6 LoRA r=8 (query,value + classifier), mean pooling, {n_train} train rows, batch 16, "
+        f"max_length 64, "
         f"{args.epochs:g} epoch(s), device {args.device}, {os.cpu_count()} CPUs, repeat {args.repeat}\n"
     )
     start, end, final_eval, total = (

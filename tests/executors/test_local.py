@@ -236,3 +236,16 @@ def test_stop_trial_from_callback_prunes(reviews_csv: Path, tmp_path: Path, tria
     assert result.state == TrialState.pruned and "macro_f1" in result.metrics
     assert result.message == "pruned by the median rule"
     assert executor.pids == []
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_trial_on_gpu(reviews_csv: Path, tmp_path: Path, trial_env: dict[str, str]) -> None:
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    result = LocalExecutor(device="cuda:0", env=trial_env).run(
+        review_task(reviews_csv), tiny(max_steps=5), tmp_path / "t", timeout_s=300
+    )
+    assert result.state == TrialState.complete, result.message
+    assert result.peak_memory_mb and result.peak_memory_mb < 10_000
