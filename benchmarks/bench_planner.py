@@ -74,6 +74,8 @@ def run(method: str, seed: int, budget: int, data: Path, rows: int, workdir: Pat
     )
     started = time.time()
     outcome = tune(options, llm_proposer=proposer)
+    if outcome.interrupted:
+        raise KeyboardInterrupt
     return {
         "method": method,
         "seed": seed,
