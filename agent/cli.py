@@ -25,8 +25,9 @@ app = typer.Typer(
     help="Open-AutoGLM: describe a fine-tuning task, get the best LoRA adapter.",
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+# Off a terminal rich assumes 80 columns, which folds wide tables in logs and pipes.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 F = TypeVar("F", bound=Callable[..., Any])
 
 DB_OPTION = typer.Option(None, "--db", help="Study database (default: ./autoglm.db, or $AUTOGLM_DB).")
