@@ -270,7 +270,7 @@ def describe(spec: TaskSpec) -> list[tuple[str, str]]:
     ]
     return [
         ("task", spec.task_type.value),
-        ("data", spec.train_path + (f" (first {spec.max_rows} rows, seeded)" if spec.max_rows else "")),
+        ("data", spec.train_path + (f" (seeded subset of {spec.max_rows} rows)" if spec.max_rows else "")),
         ("validation", spec.validation_path or f"seeded {spec.validation_fraction:.0%} split of the data"),
         ("input", ", ".join(spec.text_columns)),
         ("label", spec.label_column),
