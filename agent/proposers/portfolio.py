@@ -3,7 +3,8 @@
 Order of business for each slot:
 1. the known-good default, when the study has tried nothing yet and no warm start exists;
 2. warm-start configs from similar past studies, while they last (at most `max_warm`);
-3. otherwise an allocation policy picks the classical optimiser or the LLM. Each
+3. the LLM's first proposal, right after the opening trial;
+4. otherwise an allocation policy picks the classical optimiser or the LLM. Each
    source's chance of improving the best result is a Beta(1 + improvements,
    1 + misses) posterior mean from this study's trials; the LLM's share follows
    its posterior relative to the optimiser's, clipped to [min_llm_share,
@@ -105,7 +106,14 @@ class PortfolioProposer(BaseProposer):
         share = self.llm_share(view)
         while len(out) < n:
             before = len(out)
-            if self.llm is not None and rng.random() < share:
+            # The LLM's first proposal comes early (after the opening trial), so its share is soon measured.
+            untried = (
+                self.llm is not None
+                and view.trials
+                and not any(t.source == self.llm.name for t in view.trials)
+                and not any(p.source == self.llm.name for p in out)
+            )
+            if self.llm is not None and share > 0 and (untried or rng.random() < share):
                 suggestion = self.classical.propose(view, 1)
                 hints = {**view.hints, "sampler_suggestion": suggestion[0].values if suggestion else None}
                 llm_view = PlannerView(view.task, view.space, view.profile, view.trials, view.seed, hints)

@@ -137,3 +137,9 @@ def test_an_unreachable_llm_is_dropped_after_repeated_errors():
         assert len(portfolio.propose(view, 1)) == 1  # the optimiser fills every slot
     errors = [c for c in portfolio.drain_calls() if c.outcome == "error"]
     assert len(errors) == 2 and portfolio.llm_share(view) == 0.0
+
+
+def test_the_llm_gets_an_early_slot_so_its_share_can_be_measured():
+    portfolio = PortfolioProposer(OptunaProposer("tpe"), llm=_Scripted("llm"), min_llm_share=0.01, max_llm_share=0.01)
+    [proposal] = portfolio.propose(PlannerView(TASK, SPACE, PROFILE, history(1)), 1)
+    assert proposal.source == "llm"
