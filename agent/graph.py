@@ -198,8 +198,10 @@ def _run_trial(
     started = time.time()
     result: TrialResult = ctx.executor.run(study.task, trial.config, trial_dir, on_event, timeout)
     ctx.live.pop(trial.id, None)
-    if stopping is not None and stopping.is_set() and result.state == TrialState.failed:
-        return trial  # killed by a Ctrl-C, not failed: left running, so the study queues it again
+    if stopping is not None and stopping.is_set() and result.state != TrialState.complete:
+        # Stopped by a Ctrl-C (as failed or pruned, by the executor's stop_all): not a result of its
+        # own, so it is left running in the store and the study queues it again.
+        return trial
     if ctx.budget is not None:
         ctx.budget.add_trial(time.time() - started, devices=1)
     return ctx.store.finish_trial(trial.id, result)

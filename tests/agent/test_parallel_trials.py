@@ -69,11 +69,12 @@ class RecordingExecutor(FakeExecutor):
 
 
 class StoppableExecutor(FakeExecutor):
-    """Slow fake trials that `stop_all` kills the way LocalExecutor does (they come back as worker_lost)."""
+    """Slow fake trials that `stop_all` kills the way LocalExecutor does (they come back failed or pruned)."""
 
-    def __init__(self, **kw) -> None:  # noqa: ANN003
+    def __init__(self, stopped_as: TrialState = TrialState.failed, **kw) -> None:  # noqa: ANN003
         super().__init__(**kw)
         self.stopped = threading.Event()
+        self.stopped_as = stopped_as
 
     def run(self, task, config, trial_dir, on_event=None, timeout_s=None):  # noqa: ANN001, ANN201
         def check(event: TrialEvent) -> None:
@@ -85,6 +86,8 @@ class StoppableExecutor(FakeExecutor):
         try:
             return super().run(task, config, trial_dir, check, timeout_s)
         except _Killed:
+            if self.stopped_as == TrialState.pruned:
+                return TrialResult(state=TrialState.pruned, message="stopped by the study")
             return TrialResult(state=TrialState.failed, failure_kind=FailureKind.worker_lost, message="killed")
 
     def stop_all(self) -> None:
@@ -194,9 +197,12 @@ def test_parallel_real_trials_stopped_by_ctrl_c_and_resumed_lose_no_event(
     assert len({t.adapter_dir for t in trials}) == budget
 
 
-def test_ctrl_c_with_parallel_trials_stops_them_now_and_queues_them_again(tmp_path: Path, reviews_csv: Path) -> None:
+@pytest.mark.parametrize("stopped_as", [TrialState.failed, TrialState.pruned])
+def test_ctrl_c_with_parallel_trials_stops_them_now_and_queues_them_again(
+    tmp_path: Path, reviews_csv: Path, stopped_as: TrialState
+) -> None:
     """Ctrl-C while three trials run: they stop at once (not when they end), none counts as failed, resume runs them."""
-    executor = StoppableExecutor(steps=400, step_seconds=0.05)  # a trial would take 20 s
+    executor = StoppableExecutor(stopped_as, steps=400, step_seconds=0.05)  # a trial would take 20 s
     started: set[int] = set()
     lock = threading.Lock()
 
