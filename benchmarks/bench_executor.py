@@ -143,7 +143,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads on both sides (default: all cores)")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        os.environ["AUTOGLM_THREADS"] = str(args.threads)
+    load_before = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -168,9 +175,14 @@ def main() -> None:
             # Warm the tokenized cache once, as every trial after a study's first finds it.
             if i == 0:
                 run_ours(task, config.model_copy(update={"max_steps": 1}), folder / "warm", args.device)
-            ours.append(run_ours(task, config, folder / f"ours{i}", args.device))
-            plain.append(run_trainer(task, config, folder / f"plain{i}", group_by_length=False))
-            grouped.append(run_trainer(task, config, folder / f"grouped{i}", group_by_length=True))
+            # Alternate who goes first, so a change in machine load hits both sides alike.
+            order = ["ours", "plain", "grouped"]
+            for side in order if i % 2 == 0 else order[::-1]:
+                if side == "ours":
+                    ours.append(run_ours(task, config, folder / f"ours{i}", args.device))
+                else:
+                    runs = plain if side == "plain" else grouped
+                    runs.append(run_trainer(task, config, folder / f"{side}{i}", group_by_length=side == "grouped"))
 
     def mean(rows: list[dict[str, float]], key: str) -> float:
         return sum(r[key] for r in rows) / len(rows)
@@ -179,7 +191,8 @@ def main() -> None:
     print(
         f"\nMiniLM-L6 LoRA r=8 (query,value + classifier), mean pooling, {n_train} train rows, batch 16, "
         f"max_length 64, "
-        f"{args.epochs:g} epoch(s), device {args.device}, {os.cpu_count()} CPUs, repeat {args.repeat}\n"
+        f"{args.epochs:g} epoch(s), device {args.device}, {os.cpu_count()} CPUs, repeat {args.repeat}, "
+        f"load average {load_before:.1f} before / {os.getloadavg()[0]:.1f} after\n"
     )
     start, end, final_eval, total = (
         mean(ours, k) for k in ("start_overhead_s", "end_overhead_s", "final_eval_s", "total_s")

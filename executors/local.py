@@ -47,6 +47,7 @@ class LocalExecutor(BaseExecutor):
         self.memory_limit_mb = memory_limit_mb
         self.python = python
         self._procs: dict[int, subprocess.Popen[str]] = {}
+        self._stopped: dict[int, str] = {}  # pid -> why stop_all killed it
         self._lock = threading.Lock()
 
     def _command(self, trial_dir: Path) -> tuple[list[str], dict[str, str]]:
@@ -156,6 +157,11 @@ class LocalExecutor(BaseExecutor):
                 _kill(proc)
             for t in readers:
                 t.join(timeout=5)
+            with self._lock:
+                stopped = self._stopped.pop(proc.pid, None)
+            if stopped is not None and final is None:
+                metrics = dict(last_eval.metrics) if last_eval else {}
+                return TrialResult(state=TrialState.pruned, metrics=metrics, message=stopped)
             return self._result(task, final, proc, tail)
         finally:
             if proc.poll() is None:  # the caller was interrupted or on_event raised: leave no orphan
@@ -208,10 +214,11 @@ class LocalExecutor(BaseExecutor):
         with self._lock:
             return list(self._procs)
 
-    def stop_all(self) -> None:
-        """Kill every trial this executor is running; their `run` calls return promptly."""
+    def stop_all(self, reason: str = "stopped by the study") -> None:
+        """Kill every trial this executor is running; their `run` calls return `pruned` with `reason`."""
         with self._lock:
             procs = list(self._procs.values())
+            self._stopped.update({proc.pid: reason for proc in procs})
         for proc in procs:
             _kill(proc)
 

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -249,3 +250,15 @@ def test_trial_on_gpu(reviews_csv: Path, tmp_path: Path, trial_env: dict[str, st
     )
     assert result.state == TrialState.complete, result.message
     assert result.peak_memory_mb and result.peak_memory_mb < 10_000
+
+
+@pytest.mark.slow
+def test_stop_all_from_another_thread_prunes(reviews_csv: Path, tmp_path: Path, trial_env: dict[str, str]) -> None:
+    executor = LocalExecutor(device="cpu", env=trial_env)
+
+    def stop_on_first_step(event: TrialEvent) -> None:
+        if event.kind == "progress":
+            threading.Thread(target=executor.stop_all, args=("budget spent",)).start()
+
+    result = executor.run(review_task(reviews_csv), tiny(max_steps=500), tmp_path / "t", stop_on_first_step, 300)
+    assert result.state == TrialState.pruned and result.message == "budget spent"
