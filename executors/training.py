@@ -14,6 +14,7 @@ import os
 import pickle
 import random
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -206,10 +207,13 @@ def _autocast(device: torch.device) -> tuple[Any, torch.dtype]:
 
 
 def run_trial(task: TaskSpec, config: TrialConfig, trial_dir: Path, device_name: str, events: EventWriter) -> None:
-    """Train, evaluate and save one LoRA trial; raises TrialFailure or DataError on known failures."""
+    """Train, evaluate and save one LoRA trial after the caller's `started` event.
+
+    Emits progress, eval and finished events; raises TrialFailure or DataError on known failures.
+    """
     durations: dict[str, float] = {}
     device = pick_device(device_name)
-    events.emit("started", message=f"{task.task_type.value} trial of {config.model} on {device}")
+    print(f"training on {device}", file=sys.stderr)
     set_threads()
     seed_everything(config.seed)
     fault = os.environ.get(FAULT_ENV, "")

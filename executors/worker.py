@@ -76,11 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     events = EventWriter(stream)
     try:
         _limit_memory()
-        from executors.training import run_trial
         from memory.records import TaskSpec, TrialConfig
 
         task = TaskSpec.model_validate_json(args.task.read_text())
         config = TrialConfig.model_validate_json(args.config.read_text())
+        # Announce before importing torch (seconds on a CPU box), so a live view sees the trial start at once.
+        events.emit("started", message=f"{task.task_type.value} trial of {config.model} on {args.device}")
+        from executors.training import run_trial
+
         args.trial_dir.mkdir(parents=True, exist_ok=True)
         run_trial(task, config, args.trial_dir, args.device, events)
     except BaseException as error:  # noqa: BLE001 - every ending must become one failed event

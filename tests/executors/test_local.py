@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from executors.base import StopTrial
+from executors.data import prepare_splits
 from executors.local import LocalExecutor
 from executors.predict import export_merged, load_adapter, predict
 from memory.records import FailureKind, TaskSpec, TrialConfig, TrialEvent, TrialState
@@ -110,6 +111,11 @@ def test_classification_trial_on_reviews(reviews_csv: Path, tmp_path: Path, tria
     labels = predict(loaded, texts)
     assert len(labels) == 2 and set(labels) <= {"fresh", "rotten"}
     assert predict(loaded, [{"text": t} for t in texts]) == labels
+    # The reloaded adapter scores the held-out rows exactly as the trial did.
+    held_out = prepare_splits(task).eval
+    again_labels = predict(loaded, held_out["text"].tolist())
+    accuracy = sum(a == b for a, b in zip(again_labels, held_out["category"], strict=True)) / len(held_out)
+    assert accuracy == pytest.approx(result.metrics["accuracy"])
 
     merged = export_merged(result.adapter_dir, tmp_path / "merged")
     assert (merged / "config.json").exists() and (merged / "autoglm.json").exists()
