@@ -34,7 +34,8 @@ DEFAULT_LOCAL_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 LOCAL_TIMEOUT_S = 180.0
 # LlmProposer limits that suit a 135M model on a CPU: a shorter prompt (it is also a better
 # reader of short prompts) and a short answer. Pass as LlmProposer(client, **SMALL_MODEL_LIMITS).
-SMALL_MODEL_LIMITS: dict[str, int] = {"max_prompt_tokens": 1200, "max_tokens": 160}
+# One worked example exchange: without it SmolLM2-135M tends to answer in prose, with no JSON.
+SMALL_MODEL_LIMITS: dict[str, int] = {"max_prompt_tokens": 1200, "max_tokens": 160, "examples": 1}
 
 
 def free_port(host: str = "127.0.0.1") -> int:

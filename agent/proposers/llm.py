@@ -101,8 +101,12 @@ class LlmProposer(BaseProposer):
         max_tokens: int = 384,
         temperature: float = 0.2,
         max_prompt_tokens: int = 2500,
+        examples: int = 0,
     ) -> None:
         super().__init__()
+        # Worked example exchanges put before the question as real chat turns. A tiny model copies
+        # the format of an earlier assistant turn far more reliably than it follows instructions.
+        self.examples = examples
         self.client = client
         self.max_tokens = max_tokens
         self.temperature = temperature
@@ -156,12 +160,16 @@ class LlmProposer(BaseProposer):
 
     def build_messages(self, view: PlannerView, n: int) -> list[dict[str, str]]:
         """The propose.md prompt for `view`, shrunk until it fits `max_prompt_tokens`."""
+        examples = example_turns(view) if self.examples > 0 else []
         messages: list[dict[str, str]] = []
         for top_k, last_n, samples, max_columns in SHRINK_LEVELS:
             messages = prompting.messages(
                 PROPOSE_TEMPLATE, **propose_values(view, n, top_k=top_k, last_n=last_n, samples=samples,
                                                    max_columns=max_columns),
             )  # fmt: skip
+            # The worked example goes between the system message and the question.
+            system = [m for m in messages if m["role"] == "system"]
+            messages = system + examples + [m for m in messages if m["role"] != "system"]
             if prompting.estimate_tokens(_flatten(messages)) <= self.max_prompt_tokens:
                 break
         return messages
@@ -281,6 +289,42 @@ def propose_values(
     }
 
 
+def example_turns(view: PlannerView) -> list[dict[str, str]]:
+    """A short worked exchange (question, then the bare JSON answer) in the shape asked of the model.
+
+    The answer is a valid point of the space, and it differs from the sampler's suggestion so a model
+    that copies it still proposes something new.
+    """
+    space = view.space
+    suggestion = sampler_suggestion(view)
+    middle = _middle_values(space)
+    if suggestion:
+        name = next((p.name for p in space.params if not isinstance(p, CategoricalParam)), space.names[0])
+        values = {name: middle[name]}
+        question = (
+            f"Example. Optimiser's suggestion: {prompting.compact_json(suggestion)}\n"
+            "Propose 1 configuration. Write only the parameters you change, as one JSON object."
+        )
+    else:
+        values = middle
+        question = f"Example. No trial yet. Propose 1 configuration with every parameter: {', '.join(space.names)}."
+    answer = {"proposals": [{**{k: prompting.compact_value(v) for k, v in values.items()},
+                             "rationale": "the middle of the range is a safe next step"}]}  # fmt: skip
+    return [{"role": "user", "content": question}, {"role": "assistant", "content": json.dumps(answer)}]
+
+
+def _middle_values(space: SearchSpace) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for p in space.params:
+        if isinstance(p, CategoricalParam):
+            values[p.name] = p.choices[len(p.choices) // 2]
+        elif p.log:
+            values[p.name] = math.sqrt(p.low * p.high)
+        else:
+            values[p.name] = (p.low + p.high) / 2
+    return dict(space.repair(values).values)
+
+
 def proposal_schema(space: SearchSpace, n: int, *, complete: bool = True) -> dict[str, Any]:
     """The JSON schema of an answer: {"proposals": [{param: value, ..., "rationale": str}]}.
 
@@ -308,15 +352,7 @@ def _example_values(view: PlannerView) -> dict[str, Any]:
     best = view.best()
     if best is not None:
         return {name: getattr(best.config, name) for name in view.space.names}
-    values: dict[str, Any] = {}
-    for p in view.space.params:
-        if isinstance(p, CategoricalParam):
-            values[p.name] = p.choices[len(p.choices) // 2]
-        elif p.log:
-            values[p.name] = math.sqrt(p.low * p.high)
-        else:
-            values[p.name] = (p.low + p.high) / 2
-    return view.space.repair(values).values
+    return _middle_values(view.space)
 
 
 def sampler_suggestion(view: PlannerView) -> dict[str, Any] | None:

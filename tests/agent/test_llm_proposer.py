@@ -371,3 +371,20 @@ def test_analyze_failure_keeps_changes_inside_the_space(server):
     failed = history()[9]
     out = analyze_failure(client, failed, view(history()))
     assert out == {"cause": "batch too large for memory", "change": {"batch_size": 32, "learning_rate": 5e-3}}
+
+
+@pytest.mark.parametrize("suggestion", [SUGGESTION, None])
+def test_small_models_get_a_worked_example_turn_that_is_itself_a_valid_answer(suggestion):
+    v = view(history(), suggestion)
+    plain = LlmProposer(None, max_prompt_tokens=1200).build_messages(v, 1)  # type: ignore[arg-type]
+    assert [m["role"] for m in plain] == ["system", "user"]
+    proposer = LlmProposer(None, max_prompt_tokens=1200, examples=1)  # type: ignore[arg-type]
+    messages = proposer.build_messages(v, 1)
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[-1] == plain[-1] or "## Question" in messages[-1]["content"]
+    example = messages[2]["content"]
+    assert json.loads(example)["proposals"]
+    proposals, problems = proposer.parse_answer(example, view((), suggestion), 1)
+    assert proposals, problems
+    assert_inside(SPACE, proposals[0])
+    assert proposals[0].values != (suggestion and SPACE.repair(suggestion).values)
