@@ -202,7 +202,7 @@ def _event_kinds(path: Path) -> list[str]:
 def test_kill_9_mid_trial_then_resume_keeps_finished_trials_and_reruns_the_interrupted_one(
     tmp_path: Path, env: dict[str, str], reviews_csv: Path
 ) -> None:
-    name, budget = "killed", 3
+    name, budget = "killed", 2
     db, runs = tmp_path / "s.db", tmp_path / "runs"
     proc = _start(tmp_path, env, reviews_csv, name, budget)
     try:
