@@ -16,7 +16,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,8 +157,11 @@ def execute(ctx: StudyContext, state: StudyState) -> StudyState:
     else:
         stopping = threading.Event()
         pool = ThreadPoolExecutor(max_workers=len(claimed))
-        futures = [pool.submit(_run_trial, ctx, study, trial, stopping) for trial in claimed]
+        futures: list[Future[TrialRecord]] = []
         try:
+            # Inside the try: a Ctrl-C may come while a trial starts (submit waits for its thread).
+            for trial in claimed:
+                futures.append(pool.submit(_run_trial, ctx, study, trial, stopping))
             # Short waits, so a Ctrl-C is handled now in this (the main) thread, not when the trials end.
             while wait_futures(futures, timeout=0.5).not_done:
                 pass
