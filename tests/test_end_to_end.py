@@ -1,0 +1,66 @@
+"""A real 3-trial study on MiniLM: database, report, and an adapter that reloads with PEFT."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from agent.study import TuneOptions, tune
+from memory.records import TrialState
+from memory.store import Store
+
+
+@pytest.mark.slow
+def test_a_real_three_trial_study_end_to_end(tmp_path, reviews_csv):
+    options = TuneOptions(
+        description="classify critic snippets as fresh or rotten, optimise macro-F1",
+        data=str(reviews_csv),
+        max_rows=150,
+        trials=3,
+        name="e2e",
+        db=str(tmp_path / "autoglm.db"),
+        runs_dir=str(tmp_path / "runs"),
+        warm_start=False,
+        pruner="none",
+    )
+    outcome = tune(options)
+
+    # The database: three finished trials with metrics and curves, the best one marked.
+    with Store(options.db, create=False) as store:
+        study = store.get_study("e2e")
+        trials = store.trials(study.id)
+        assert study.status == "complete" and len(trials) == 3
+        assert all(t.state == TrialState.complete and 0.0 <= t.objective <= 1.0 for t in trials)
+        assert study.best_trial_id == max(trials, key=lambda t: t.objective).id
+        assert any(row["name"] == "macro_f1" for row in store.metric_curve(study.best_trial_id))
+
+    # The report names the task and the best score.
+    report = outcome.report_path.read_text()
+    assert "## Leaderboard" in report and f"macro_f1 = {outcome.best.objective:.4f}" in report
+
+    # The adapter reloads with plain PEFT on the base model...
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from executors.models import resolve_model
+
+    adapter = tmp_path / "runs" / "e2e" / "best_adapter"
+    base = AutoModelForSequenceClassification.from_pretrained(
+        resolve_model("sentence-transformers/all-MiniLM-L6-v2"), num_labels=2
+    )
+    model = PeftModel.from_pretrained(base, str(adapter)).eval()
+    batch = AutoTokenizer.from_pretrained(str(adapter))(["A tender, funny film."], return_tensors="pt")
+    assert model(**batch).logits.shape == (1, 2)
+
+    # ...and `autoglm predict` runs it on new text.
+    done = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "predict", str(adapter), "A tender, funny film.", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["prediction"] in ("fresh", "rotten")
