@@ -236,14 +236,17 @@ class Store:
         with self._lock, self._errors():
             # IMMEDIATE takes the write lock up front, so a read-then-write (claiming a trial,
             # numbering one) cannot interleave with another process's write.
-            self._conn.execute("BEGIN IMMEDIATE")
+            if self._conn.in_transaction:
+                # A write cut short by Ctrl-C between BEGIN and COMMIT left its transaction open: undo it whole.
+                self._conn.execute("ROLLBACK")
             try:
+                self._conn.execute("BEGIN IMMEDIATE")
                 yield
+                self._conn.execute("COMMIT")
             except BaseException:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
 
     @contextmanager
     def _read(self) -> Iterator[None]:

@@ -336,3 +336,14 @@ def test_two_connections_claim_each_trial_once(tmp_path: Path) -> None:
         for t in threads:
             t.join()
         assert sorted(claimed) == sorted(t.id for t in first.trials(study.id))
+
+
+def test_a_write_cut_short_by_ctrl_c_is_rolled_back_and_the_store_still_writes(store: Store, study) -> None:
+    """Ctrl-C can land between BEGIN and COMMIT; the next write (requeue on interrupt) must still work."""
+    store._conn.execute("BEGIN IMMEDIATE")  # as if interrupted right after BEGIN
+    store._conn.execute("insert into _migrations (name, applied_at) values ('half-written', 0)")
+    trial = store.add_trial(study.id, config(), "tpe")
+    store.claim_waiting_trial(study.id)
+    assert store.requeue_interrupted(study.id) == [trial.id]
+    names = [r[0] for r in store._conn.execute("select name from _migrations")]
+    assert "half-written" not in names
