@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import json
 import os
 import queue
 import signal
@@ -13,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TextIO
 
 from executors.base import BaseExecutor, EventCallback, StopTrial
 from executors.events import parse_event
@@ -27,11 +29,18 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 class LocalExecutor(BaseExecutor):
     """One subprocess per trial on this machine; a crash, OOM, NaN or hang never reaches the caller.
 
+    With `prewarm` (the default) the executor keeps one standby worker that has
+    already imported torch, transformers and PEFT (seconds on a CPU box) and
+    waits for its job on stdin; the next trial takes it and a new one starts
+    once that trial is training. Call `warm_up()` early to prepare the first
+    trial too, and `close()` (or use `with`) to end the standby worker.
+
     Args:
         device: "auto", "cpu" or "cuda:N". A CUDA device is pinned with
             CUDA_VISIBLE_DEVICES, so the worker sees only its own GPU.
         env: extra environment variables for the worker (they win over ours).
         memory_limit_mb: cap on a worker's address space; past it the trial fails with `oom`.
+        prewarm: keep a standby worker for the next trial.
         python: the interpreter that runs the worker.
     """
 
@@ -40,17 +49,22 @@ class LocalExecutor(BaseExecutor):
         device: str = "auto",
         env: Mapping[str, str] | None = None,
         memory_limit_mb: float | None = None,
+        prewarm: bool = True,
         python: str = sys.executable,
     ) -> None:
         self.device = device
         self.env = dict(env or {})
         self.memory_limit_mb = memory_limit_mb
+        self.prewarm = prewarm
         self.python = python
         self._procs: dict[int, subprocess.Popen[str]] = {}
         self._stopped: dict[int, str] = {}  # pid -> why stop_all killed it
+        self._spare: _Worker | None = None
         self._lock = threading.Lock()
 
-    def _command(self, trial_dir: Path) -> tuple[list[str], dict[str, str]]:
+    # ----------------------------------------------------------------- workers
+
+    def _spawn(self) -> _Worker:
         env = {**os.environ, **self.env}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
@@ -60,20 +74,47 @@ class LocalExecutor(BaseExecutor):
             device = "cuda:0"
         if self.memory_limit_mb:
             env["AUTOGLM_MEMORY_LIMIT_MB"] = str(self.memory_limit_mb)
-        cmd = [
-            self.python,
-            "-m",
-            "executors.worker",
-            "--task",
-            str(trial_dir / "task.json"),
-            "--config",
-            str(trial_dir / "config.json"),
-            "--trial-dir",
-            str(trial_dir),
-            "--device",
-            device,
-        ]
-        return cmd, env
+        return _Worker([self.python, "-m", "executors.worker", "--standby", "--device", device], env)
+
+    def warm_up(self) -> None:
+        """Start a standby worker now (if none is waiting), so the next trial skips start-up."""
+        with self._lock:
+            spare = self._spare
+            if spare is not None and spare.proc.poll() is None:
+                return
+            self._spare = self._spawn()
+        if spare is not None:
+            spare.kill()
+
+    def _take_worker(self) -> _Worker:
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if spare is not None and spare.proc.poll() is None:
+            return spare
+        if spare is not None:  # it died while waiting (e.g. the thread that started it ended)
+            spare.kill()
+        return self._spawn()
+
+    def close(self) -> None:
+        """End the standby worker; running trials are left alone."""
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.kill()
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # ----------------------------------------------------------------- trials
 
     def run(
         self,
@@ -87,28 +128,19 @@ class LocalExecutor(BaseExecutor):
         trial_dir.mkdir(parents=True, exist_ok=True)
         (trial_dir / "task.json").write_text(task.model_dump_json(indent=2))
         (trial_dir / "config.json").write_text(config.model_dump_json(indent=2))
-        cmd, env = self._command(trial_dir)
         deadline = time.monotonic() + timeout_s if timeout_s else None
-        proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-            env=env,
-            start_new_session=True,  # its own process group, so a kill takes its children too
-            preexec_fn=_die_with_parent(),
-        )
+        worker = self._take_worker()
+        proc = worker.proc
         with self._lock:
             self._procs[proc.pid] = proc
-        lines: queue.Queue[str | None] = queue.Queue()
-        tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
-        readers = [
-            threading.Thread(target=_pump_stdout, args=(proc, lines), daemon=True),
-            threading.Thread(target=_pump_stderr, args=(proc, tail, trial_dir / "worker.log"), daemon=True),
-        ]
-        for t in readers:
-            t.start()
+        worker.log_to(trial_dir / "worker.log")
+        worker.assign(
+            {
+                "task": str(trial_dir / "task.json"),
+                "config": str(trial_dir / "config.json"),
+                "trial_dir": str(trial_dir),
+            }
+        )
         final: TrialEvent | None = None
         last_eval: TrialEvent | None = None
         last_step: int | None = None
@@ -117,7 +149,7 @@ class LocalExecutor(BaseExecutor):
                 while True:
                     wait = None if deadline is None else deadline - time.monotonic()
                     if wait is not None and wait <= 0:
-                        _kill(proc)
+                        worker.kill()
                         where = f" at step {last_step}" if last_step is not None else " before the first step"
                         return TrialResult(
                             state=TrialState.failed,
@@ -126,7 +158,7 @@ class LocalExecutor(BaseExecutor):
                             message=f"trial exceeded its {timeout_s:g} s limit{where} and was killed",
                         )
                     try:
-                        line = lines.get(timeout=wait)
+                        line = worker.lines.get(timeout=wait)
                     except queue.Empty:
                         continue
                     if line is None:
@@ -137,6 +169,9 @@ class LocalExecutor(BaseExecutor):
                     log.write(line if line.endswith("\n") else line + "\n")
                     log.flush()
                     last_step = event.step if event.step is not None else last_step
+                    if event.kind == "progress" and self.prewarm and event.step == 1:
+                        # Training has begun: start the next trial's worker while this one trains.
+                        self.warm_up()
                     if event.kind == "eval":
                         last_eval = event
                     if event.kind in ("finished", "failed"):
@@ -145,29 +180,32 @@ class LocalExecutor(BaseExecutor):
                         try:
                             on_event(event)
                         except StopTrial as stop:
-                            _kill(proc)
+                            worker.kill()
                             return TrialResult(
                                 state=TrialState.pruned,
                                 metrics=dict(last_eval.metrics) if last_eval else {},
                                 message=str(stop) or f"stopped at step {last_step}",
                             )
+                    if final is not None:
+                        break  # the result is known; the worker exits on its own (checked below)
             try:
                 proc.wait(timeout=EXIT_GRACE_S if final else 5)
             except subprocess.TimeoutExpired:
-                _kill(proc)
-            for t in readers:
-                t.join(timeout=5)
+                worker.kill()
+            worker.join()
             with self._lock:
                 stopped = self._stopped.pop(proc.pid, None)
             if stopped is not None and final is None:
                 metrics = dict(last_eval.metrics) if last_eval else {}
                 return TrialResult(state=TrialState.pruned, metrics=metrics, message=stopped)
-            return self._result(task, final, proc, tail)
+            return self._result(task, final, proc, worker.tail)
         finally:
             if proc.poll() is None:  # the caller was interrupted or on_event raised: leave no orphan
-                _kill(proc)
+                worker.kill()
             with self._lock:
                 self._procs.pop(proc.pid, None)
+            if self.prewarm:
+                self.warm_up()
 
     def _result(
         self, task: TaskSpec, final: TrialEvent | None, proc: subprocess.Popen[str], tail: collections.deque[str]
@@ -210,7 +248,7 @@ class LocalExecutor(BaseExecutor):
 
     @property
     def pids(self) -> list[int]:
-        """Process ids of the workers running now (each leads its own process group)."""
+        """Process ids of the workers running trials now (each leads its own process group)."""
         with self._lock:
             return list(self._procs)
 
@@ -221,6 +259,78 @@ class LocalExecutor(BaseExecutor):
             self._stopped.update({proc.pid: reason for proc in procs})
         for proc in procs:
             _kill(proc)
+
+
+class _Worker:
+    """A worker process in standby: its stdout lines, its stderr tail, and the job it is given on stdin."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            env=env,
+            start_new_session=True,  # its own process group, so a kill takes its children too
+            preexec_fn=_die_with_parent(),
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        self._log: TextIO | None = None
+        self._pending: list[str] = []  # stderr written before the worker had a trial directory
+        self._log_lock = threading.Lock()
+        self._readers = [
+            threading.Thread(target=self._pump_stdout, daemon=True),
+            threading.Thread(target=self._pump_stderr, daemon=True),
+        ]
+        for t in self._readers:
+            t.start()
+
+    def log_to(self, path: Path) -> None:
+        with self._log_lock:
+            self._log = path.open("a", encoding="utf-8")
+            self._log.writelines(self._pending)
+            self._log.flush()
+            self._pending.clear()
+
+    def assign(self, job: dict[str, str]) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(json.dumps(job) + "\n")
+            self.proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass  # it died while waiting: run() reads EOF and reports worker_lost with its stderr
+
+    def kill(self) -> None:
+        _kill(self.proc)
+        self.join()
+
+    def join(self) -> None:
+        for t in self._readers:
+            t.join(timeout=5)
+        with self._log_lock:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+
+    def _pump_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def _pump_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.tail.append(line)
+            with self._log_lock:
+                if self._log is not None:
+                    self._log.write(line)
+                    self._log.flush()
+                elif len(self._pending) < 1000:
+                    self._pending.append(line)
 
 
 def _die_with_parent() -> Callable[[], None] | None:
@@ -256,19 +366,3 @@ def _kill(proc: subprocess.Popen[str]) -> None:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         pass
-
-
-def _pump_stdout(proc: subprocess.Popen[str], lines: queue.Queue[str | None]) -> None:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.put(line)
-    lines.put(None)
-
-
-def _pump_stderr(proc: subprocess.Popen[str], tail: collections.deque[str], path: Path) -> None:
-    assert proc.stderr is not None
-    with path.open("a", encoding="utf-8") as log:
-        for line in proc.stderr:
-            tail.append(line)
-            log.write(line)
-            log.flush()

@@ -44,6 +44,16 @@ class TaskHandler(ABC):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         return self.tokenizer
 
+    metric_modules: tuple[str, ...] = ()
+
+    @classmethod
+    def prefetch(cls) -> None:
+        """Import the metric libraries (about a second for scikit-learn) before the first evaluation needs them."""
+        import importlib
+
+        for name in cls.metric_modules:
+            importlib.import_module(name)
+
     def on_labels(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Called once `self.labels` is known (from the data or the tokenized cache)."""
 
@@ -170,6 +180,7 @@ class ClassificationHandler(TaskHandler):
     """Sequence classification: one label per row, weighted cross-entropy, macro-F1."""
 
     peft_task_type = "SEQ_CLS"
+    metric_modules = ("sklearn.metrics",)
 
     def __init__(self, task: TaskSpec, config: TrialConfig, labels: list[str]) -> None:
         super().__init__(task, config, labels)
@@ -255,6 +266,7 @@ class TokenClassificationHandler(TaskHandler):
     """BIO tagging: the first sub-token of each word carries its tag, the rest -100; entity F1 via seqeval."""
 
     peft_task_type = "TOKEN_CLS"
+    metric_modules = ("seqeval.metrics",)
 
     def __init__(self, task: TaskSpec, config: TrialConfig, labels: list[str]) -> None:
         super().__init__(task, config, labels)
@@ -359,6 +371,7 @@ class GenerationHandler(TaskHandler):
     """Instruction tuning of a causal LM: loss on the response only, exact match and ROUGE-L on generated answers."""
 
     peft_task_type = "CAUSAL_LM"
+    metric_modules = ("rouge_score.rouge_scorer",)
 
     def load_model(self, model_path: str, dtype: torch.dtype) -> Any:
         from transformers import AutoModelForCausalLM

@@ -16,6 +16,7 @@ import random
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -262,6 +263,9 @@ def run_trial(task: TaskSpec, config: TrialConfig, trial_dir: Path, device_name:
     first_loss: float | None = None
     loss_sum, loss_count = 0.0, 0
     grad_norm = torch.zeros(())
+    # Metric imports overlap training instead of delaying the first evaluation (started only now, so
+    # they never race the main thread's imports).
+    threading.Thread(target=handler.prefetch, daemon=True).start()
     model.train()
     train_start = time.perf_counter()
     eval_time = 0.0

@@ -1,6 +1,7 @@
 """Run one trial in this process and write its events as JSON lines on stdout.
 
     python -m executors.worker --task TASK.json --config CONFIG.json --trial-dir DIR [--device auto]
+    python -m executors.worker --standby [--device auto]   # then one JSON line on stdin: task, config, trial_dir
 
 stdout carries only events: the real stdout is kept for them and fd 1 is
 pointed at stderr, so a library that prints cannot corrupt the stream.
@@ -15,6 +16,7 @@ trial fails with a real allocation error instead of taking the machine down.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import traceback
@@ -61,21 +63,55 @@ def failure_kind(error: BaseException) -> str:
     return "error"
 
 
+def _preload() -> None:
+    """Import what every trial needs, so a standby worker spends its start-up before its trial."""
+    import peft  # noqa: F401
+    import torch  # noqa: F401
+    import transformers
+    from transformers import AutoTokenizer  # noqa: F401
+
+    import executors.training  # noqa: F401
+
+    for name in ("AutoModelForSequenceClassification", "AutoModelForTokenClassification", "AutoModelForCausalLM"):
+        getattr(transformers, name)  # resolves transformers' lazy modules now
+    from executors.tasks import HANDLERS
+
+    for handler in HANDLERS.values():
+        handler.prefetch()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m executors.worker", description=__doc__.splitlines()[0])
-    parser.add_argument("--task", required=True, type=Path, help="TaskSpec as JSON")
-    parser.add_argument("--config", required=True, type=Path, help="TrialConfig as JSON")
-    parser.add_argument("--trial-dir", required=True, type=Path, help="directory this trial owns")
+    parser.add_argument("--task", type=Path, help="TaskSpec as JSON")
+    parser.add_argument("--config", type=Path, help="TrialConfig as JSON")
+    parser.add_argument("--trial-dir", type=Path, help="directory this trial owns")
     parser.add_argument("--device", default="auto", help="cpu, cuda:0, ... or auto")
+    parser.add_argument(
+        "--standby", action="store_true", help='preload, then read {"task", "config", "trial_dir"} as one JSON line'
+    )
     args = parser.parse_args(argv)
+    if not args.standby and not (args.task and args.config and args.trial_dir):
+        parser.error("--task, --config and --trial-dir are required unless --standby")
 
     stream = _claim_stdout()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # its fork warning is noise here
     from executors.events import EventWriter
 
     events = EventWriter(stream)
+    if args.standby:
+        try:
+            _limit_memory()
+            _preload()
+        except BaseException:  # noqa: BLE001 - the job's own imports will fail again and report it
+            traceback.print_exc(file=sys.stderr)
+        line = sys.stdin.readline()
+        if not line.strip():
+            return 0  # closed without a job: the executor no longer needs this worker
+        job = json.loads(line)
+        args.task, args.config, args.trial_dir = Path(job["task"]), Path(job["config"]), Path(job["trial_dir"])
     try:
-        _limit_memory()
+        if not args.standby:
+            _limit_memory()
         from memory.records import TaskSpec, TrialConfig
 
         task = TaskSpec.model_validate_json(args.task.read_text())
@@ -97,4 +133,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown (a second or more with torch loaded): the events are flushed, the adapter saved.
+    os._exit(code)

