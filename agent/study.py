@@ -357,6 +357,8 @@ def _run(ctx: StudyContext, state: StudyState, study_ref: list[int]) -> StudyOut
                     study_ref.append(update["study_id"])
         except KeyboardInterrupt:
             interrupted = True
+        finally:
+            ctx.executor.close()  # no standby worker outlives the study
     if interrupted and study_ref:
         ctx.store.requeue_interrupted(study_ref[0])
         ctx.store.update_study(study_ref[0], status="interrupted", spent=ctx.budget.spent if ctx.budget else None)

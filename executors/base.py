@@ -38,6 +38,9 @@ class BaseExecutor(ABC):
             timeout_s: wall-clock limit; past it the trial is killed and fails with `timeout`.
         """
 
+    def close(self) -> None:  # noqa: B027 - optional hook; most executors hold nothing between trials
+        """Release what the executor holds between trials (a standby worker, say); running trials go on."""
+
 
 class StopTrial(Exception):
     """Raise from `on_event` to stop a running trial now (pruning); `run` returns it as `pruned`."""

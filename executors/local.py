@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
@@ -24,6 +25,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STDERR_TAIL_LINES = 40
 EXIT_GRACE_S = 30.0  # after its final event a worker gets this long to exit before it is killed
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autoglm-spawner")
 
 
 class LocalExecutor(BaseExecutor):
@@ -74,7 +76,10 @@ class LocalExecutor(BaseExecutor):
             device = "cuda:0"
         if self.memory_limit_mb:
             env["AUTOGLM_MEMORY_LIMIT_MB"] = str(self.memory_limit_mb)
-        return _Worker([self.python, "-m", "executors.worker", "--standby", "--device", device], env)
+        cmd = [self.python, "-m", "executors.worker", "--standby", "--device", device]
+        # Started from one thread that lives as long as this process: a worker gets SIGKILL when the
+        # thread that started it ends (see _die_with_parent), and a caller's thread may end first.
+        return _SPAWNER.submit(_Worker, cmd, env).result()
 
     def warm_up(self) -> None:
         """Start a standby worker now (if none is waiting), so the next trial skips start-up."""
@@ -91,7 +96,7 @@ class LocalExecutor(BaseExecutor):
             spare, self._spare = self._spare, None
         if spare is not None and spare.proc.poll() is None:
             return spare
-        if spare is not None:  # it died while waiting (e.g. the thread that started it ended)
+        if spare is not None:  # it died while waiting
             spare.kill()
         return self._spawn()
 
@@ -338,7 +343,7 @@ def _die_with_parent() -> Callable[[], None] | None:
 
     Otherwise the orphan would run on (holding its GPU, or writing into a trial
     directory a resumed study is reusing) until its next event hit the closed pipe.
-    The signal comes when the thread that started the worker ends; `run` outlives its worker.
+    The signal comes when the thread that started the worker ends, hence `_SPAWNER`.
     """
     if not sys.platform.startswith("linux"):
         return None

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from executors.models import cache_dir
+
 # Tests never touch the network; packaged models resolve without it.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -30,3 +32,14 @@ def reviews_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("data") / "reviews.csv"
     make_demo_data.make(path, rows=1200, seed=0)
     return path
+
+
+@pytest.fixture()
+def trial_env(tmp_path: Path) -> dict[str, str]:
+    """A fresh cache per test (tokenized data), sharing the converted models of the user's cache."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    models = cache_dir() / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    os.symlink(models, cache / "models")
+    return {"AUTOGLM_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}

@@ -20,10 +20,16 @@ import pytest
 from agent.study import TuneOptions, resume, tune
 from memory.records import FailureKind, TrialEvent, TrialResult, TrialState
 from memory.store import Store
-from tests.agent.test_resume_process import _gone_within, _output, _resume, _start, _stop, _wait_for, _workers, env
+from tests.agent.study_process import (
+    gone_within,
+    resume_study,
+    start_study,
+    stop_study,
+    study_stderr,
+    wait_for,
+    worker_processes,
+)
 from tests.fakes import FakeExecutor
-
-__all__ = ["env"]  # the fixture, shared with the kill -9 and Ctrl-C tests
 
 
 def _options(tmp_path: Path, data: Path, **kw) -> TuneOptions:  # noqa: ANN003
@@ -143,26 +149,26 @@ def test_parallel_real_trials_stopped_by_ctrl_c_and_resumed_lose_no_event(
     """
     name, budget = "par", 3
     db, runs = tmp_path / "s.db", tmp_path / "runs"
-    proc = _start(tmp_path, env, reviews_csv, name, budget, "--parallel", "3")
+    proc = start_study(tmp_path, env, reviews_csv, name, budget, "--parallel", "3")
     try:
-        _wait_for(
+        wait_for(
             proc,
             tmp_path,
             name,
             lambda rows: sum(r[2] == "running" and r[3] > 0 for r in rows) == 3,
             "3 trials training",
         )
-        workers = _workers(runs)
+        workers = worker_processes(env)
         sent = time.monotonic()
         os.killpg(proc.pid, signal.SIGINT)
         code = proc.wait(timeout=120)
         assert time.monotonic() - sent < 30, "Ctrl-C waited for the running trials to end"
-        assert not _gone_within(workers, 10)
+        assert not gone_within(workers, 10)
     finally:
-        _stop(proc)
-        for p in _workers(runs):
+        stop_study(proc)
+        for p in worker_processes(env):
             p.kill()
-    assert code == 130, _output(tmp_path, name)
+    assert code == 130, study_stderr(tmp_path, name)
 
     def logged(number: int) -> list[TrialEvent]:
         lines = (runs / name / "trials" / f"{number:04d}" / "events.jsonl").read_text().splitlines()
@@ -180,7 +186,7 @@ def test_parallel_real_trials_stopped_by_ctrl_c_and_resumed_lose_no_event(
             assert stored[:-1] == first_attempts[t.number] and "progress" in [e.kind for e in stored]
         ids = {t.number: t.id for t in trials}
 
-    result = _resume(tmp_path, env, name)
+    result = resume_study(tmp_path, env, name)
     assert result.returncode == 0, result.stderr[-3000:]
     second_attempts = {n: logged(n) for n in range(budget)}
     with Store(db, create=False) as store:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -19,31 +18,17 @@ from pathlib import Path
 import psutil
 import pytest
 
-from executors.models import cache_dir
 from memory.records import TrialState
 from memory.store import Store
-
-DESCRIPTION = "fresh or rotten critic snippets, macro-F1"
-MAX_ROWS = 60  # ~48 training rows: a trial is seconds of training, the rest is loading
-WAIT_S = 900.0  # generous: the CI box may be shared; a quiet one needs a fraction of this
-
-
-def _autoglm() -> list[str]:
-    """The installed `autoglm` script next to this interpreter, else the same CLI via -m."""
-    script = Path(sys.executable).with_name("autoglm")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "agent.cli"]
-
-
-@pytest.fixture()
-def env(tmp_path: Path) -> dict[str, str]:
-    """A fresh cache (tokenized data) sharing the converted models, offline."""
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    models = cache_dir() / "models"
-    models.mkdir(parents=True, exist_ok=True)
-    os.symlink(models, cache / "models")
-    return {**os.environ, "AUTOGLM_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-
+from tests.agent.study_process import (
+    gone_within,
+    resume_study,
+    start_study,
+    stop_study,
+    study_stderr,
+    wait_for,
+    worker_processes,
+)
 
 # A study process whose one trial "worker" is a sleeper: it never writes an event, so only the
 # executor's parent-death signal (not a broken pipe at its next event) can end it.
@@ -78,112 +63,12 @@ def test_a_trial_worker_dies_with_its_killed_study_even_between_events(tmp_path:
         assert workers, "the study never started its worker"
         os.kill(study.pid, signal.SIGKILL)
         study.wait(timeout=10)
-        assert not _gone_within(workers, 5), "the worker outlived its killed study (no parent-death signal)"
+        assert not gone_within(workers, 5), "the worker outlived its killed study (no parent-death signal)"
     finally:
-        _stop(study)
+        stop_study(study)
         for p in psutil.process_iter(["cmdline"]):
             if str(trial_dir) in " ".join(p.info.get("cmdline") or []):
                 p.kill()
-
-
-def _start(
-    tmp_path: Path, env: dict[str, str], data: Path, name: str, trials: int, *extra: str
-) -> subprocess.Popen[bytes]:
-    """`autoglm tune` as a job of its own: its own session and process group, output to files."""
-    args = [
-        *_autoglm(),
-        "tune",
-        DESCRIPTION,
-        "--data",
-        str(data),
-        "--max-rows",
-        str(MAX_ROWS),
-        "--trials",
-        str(trials),
-        "--yes",
-        "--db",
-        str(tmp_path / "s.db"),
-        "--runs-dir",
-        str(tmp_path / "runs"),
-        "--name",
-        name,
-        *extra,
-    ]
-    with (tmp_path / f"{name}.out").open("wb") as out, (tmp_path / f"{name}.err").open("wb") as err:
-        return subprocess.Popen(args, stdout=out, stderr=err, env=env, cwd=tmp_path, start_new_session=True)
-
-
-def _resume(tmp_path: Path, env: dict[str, str], name: str) -> subprocess.CompletedProcess[str]:
-    args = [*_autoglm(), "resume", name, "--db", str(tmp_path / "s.db")]
-    return subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=WAIT_S)
-
-
-def _read(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
-    """A read-only query that never writes or locks the study's database; [] until it exists."""
-    if not db.exists():
-        return []
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        try:
-            return conn.execute(sql, params).fetchall()
-        finally:
-            conn.close()
-    except sqlite3.OperationalError:  # not created yet, or mid-migration
-        return []
-
-
-def _trial_states(db: Path, name: str) -> list[tuple[int, int, str, int]]:
-    """(id, number, state, progress events of this attempt) for each trial of study `name`."""
-    return _read(
-        db,
-        """
-        select t.id, t.number, t.state,
-               (select count(*) from events e
-                where e.trial_id = t.id and e.kind = 'progress' and e.time >= coalesce(t.started_at, 0))
-        from trials t join studies s on s.id = t.study_id where s.name = ? order by t.number
-        """,
-        (name,),
-    )
-
-
-def _wait_for(proc: subprocess.Popen[bytes], tmp_path: Path, name: str, ready, what: str) -> list[tuple]:  # noqa: ANN001
-    """Poll the database until `ready(rows)`; fail with the study's output if it exits or hangs first."""
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        rows = _trial_states(tmp_path / "s.db", name)
-        if ready(rows):
-            return rows
-        if proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    _stop(proc)
-    pytest.fail(f"the study never got to {what}; trials {rows}; stderr:\n{_output(tmp_path, name)}")
-
-
-def _output(tmp_path: Path, name: str) -> str:
-    return (tmp_path / f"{name}.err").read_text(errors="replace")[-3000:]
-
-
-def _workers(runs: Path) -> list[psutil.Process]:
-    """Trial worker processes started for this test's runs directory (and no one else's)."""
-    found = []
-    for p in psutil.process_iter(["cmdline"]):
-        cmdline = p.info.get("cmdline") or []
-        if "executors.worker" in cmdline and any(str(runs) in part for part in cmdline):
-            found.append(p)
-    return found
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-def _gone_within(procs: list[psutil.Process], seconds: float) -> list[psutil.Process]:
-    """The processes still alive after `seconds` (zombies count as gone)."""
-    _, alive = psutil.wait_procs(procs, timeout=seconds)
-    return [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
 def _snapshot(run_dir: Path, number: int) -> dict[str, object]:
@@ -203,27 +88,27 @@ def test_kill_9_mid_trial_then_resume_keeps_finished_trials_and_reruns_the_inter
     tmp_path: Path, env: dict[str, str], reviews_csv: Path
 ) -> None:
     name, budget = "killed", 2
-    db, runs = tmp_path / "s.db", tmp_path / "runs"
-    proc = _start(tmp_path, env, reviews_csv, name, budget)
+    db = tmp_path / "s.db"
+    proc = start_study(tmp_path, env, reviews_csv, name, budget)
     try:
         # One trial complete and the next one training (it has reported a step): now pull the plug.
-        rows = _wait_for(
+        rows = wait_for(
             proc,
             tmp_path,
             name,
             lambda rows: any(r[2] == "complete" for r in rows) and any(r[2] == "running" and r[3] for r in rows),
             "one complete trial and one mid-training",
         )
-        workers = _workers(runs)
+        workers = worker_processes(env)
         assert workers, "a trial is running, so its worker process should exist"
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL
         # The study process is gone without a chance to clean up; its worker must not outlive it.
-        orphans = _gone_within(workers, 10)
+        orphans = gone_within(workers, 10)
         assert not orphans, f"trial workers outlived the killed study: {[p.pid for p in orphans]}"
     finally:
-        _stop(proc)
-        for p in _workers(runs):
+        stop_study(proc)
+        for p in worker_processes(env):
             p.kill()
 
     interrupted = [r for r in rows if r[2] == "running"]
@@ -238,7 +123,7 @@ def test_kill_9_mid_trial_then_resume_keeps_finished_trials_and_reruns_the_inter
     on_disk = {n: _snapshot(run_dir, n) for n in before}
     assert before and interrupted_number not in before
 
-    result = _resume(tmp_path, env, name)
+    result = resume_study(tmp_path, env, name)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "1 interrupted trial(s) ran again" in result.stderr
 
@@ -271,7 +156,7 @@ def test_kill_9_mid_trial_then_resume_keeps_finished_trials_and_reruns_the_inter
         assert study.status == "complete" and study.best_trial_id is not None
     assert (run_dir / "report.md").exists()
     assert (run_dir / "best_adapter" / "adapter_config.json").exists()
-    assert not _workers(runs)
+    assert not worker_processes(env)
 
 
 @pytest.mark.slow
@@ -279,22 +164,22 @@ def test_ctrl_c_stops_with_exit_130_and_a_resume_hint_then_resume_finishes(
     tmp_path: Path, env: dict[str, str], reviews_csv: Path
 ) -> None:
     name, budget = "ctrlc", 1
-    db, runs = tmp_path / "s.db", tmp_path / "runs"
-    proc = _start(tmp_path, env, reviews_csv, name, budget)
+    db = tmp_path / "s.db"
+    proc = start_study(tmp_path, env, reviews_csv, name, budget)
     try:
-        rows = _wait_for(
+        rows = wait_for(
             proc, tmp_path, name, lambda rows: any(r[2] == "running" and r[3] for r in rows), "a trial training"
         )
-        workers = _workers(runs)
+        workers = worker_processes(env)
         # What a terminal does on Ctrl-C: SIGINT to the foreground process group (the worker has its own).
         os.killpg(proc.pid, signal.SIGINT)
         code = proc.wait(timeout=120)
-        assert not _gone_within(workers, 10), "Ctrl-C must stop the running trial's worker too"
+        assert not gone_within(workers, 10), "Ctrl-C must stop the running trial's worker too"
     finally:
-        _stop(proc)
-        for p in _workers(runs):
+        stop_study(proc)
+        for p in worker_processes(env):
             p.kill()
-    stderr = _output(tmp_path, name)
+    stderr = study_stderr(tmp_path, name)
     assert code == 130, stderr
     assert f"Resume with: autoglm resume {name} --db {db}" in stderr
     assert "Traceback" not in stderr
@@ -306,7 +191,7 @@ def test_ctrl_c_stops_with_exit_130_and_a_resume_hint_then_resume_finishes(
         assert rows[-1][2] == "running" and interrupted.state == TrialState.waiting
         assert [e.kind for e in store.events(interrupted.id)].count("requeued") == 1
 
-    result = _resume(tmp_path, env, name)
+    result = resume_study(tmp_path, env, name)
     assert result.returncode == 0, result.stderr[-3000:]
     with Store(db, create=False) as store:
         study = store.get_study(name)
@@ -315,4 +200,4 @@ def test_ctrl_c_stops_with_exit_130_and_a_resume_hint_then_resume_finishes(
         assert [t.number for t in trials] == list(range(budget))
         assert all(t.state in (TrialState.complete, TrialState.failed) for t in trials)
     assert (Path(study.run_dir) / "report.md").exists()
-    assert not _workers(runs)
+    assert not worker_processes(env)

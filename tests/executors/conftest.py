@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from executors.models import cache_dir
 
 
 def package_dir(name: str) -> Path:
@@ -59,14 +56,3 @@ def phonemes_jsonl(tmp_path_factory: pytest.TempPathFactory) -> Path:
             }
             f.write(json.dumps(row) + "\n")
     return path
-
-
-@pytest.fixture()
-def trial_env(tmp_path: Path) -> dict[str, str]:
-    """A fresh cache per test (tokenized data), sharing the converted models of the user's cache."""
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    models = cache_dir() / "models"
-    models.mkdir(parents=True, exist_ok=True)
-    os.symlink(models, cache / "models")
-    return {"AUTOGLM_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}

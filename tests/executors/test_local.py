@@ -289,3 +289,23 @@ def test_standby_worker_takes_the_next_trial(reviews_csv: Path, tmp_path: Path, 
         spare = executor._spare
         assert spare is not None and spare.proc.poll() is None
     assert spare.proc.poll() is not None  # close() ended the standby worker
+
+
+def test_a_standby_worker_outlives_the_thread_that_asked_for_it(tmp_path: Path) -> None:
+    # A parent-death signal fires when the *thread* that forked the worker ends; trials run in
+    # short-lived threads (parallel studies), so a standby worker must not be tied to one of them.
+    sleeper = tmp_path / "python"
+    sleeper.write_text("#!/bin/sh\nexec sleep 300\n")
+    sleeper.chmod(0o755)
+    with LocalExecutor(python=str(sleeper)) as executor:
+        asker = threading.Thread(target=executor.warm_up)
+        asker.start()
+        asker.join()
+        standby = executor._spare
+        assert standby is not None
+        try:
+            standby.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            pass
+        assert standby.proc.poll() is None, "the standby worker died with the thread that started it"
+    assert standby.proc.poll() is not None  # close() ended it
