@@ -10,6 +10,7 @@ over, so the graph state itself stays a small dict that a test can build by hand
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import shutil
@@ -38,6 +39,7 @@ from memory.records import (
     TrialState,
 )
 from memory.store import Store
+from memory.study_lock import study_lock
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,8 @@ class StudyContext:
     task: TaskSpec | None = None
     profile: dict[str, Any] = field(default_factory=dict)
     budget: BudgetTracker | None = None
+    # What the study holds until it ends (its lock); the caller closes it.
+    held: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def study(self, study_id: int) -> StudyRecord:
         return self.store.get_study(study_id)
@@ -110,7 +114,7 @@ def profile(ctx: StudyContext, state: StudyState) -> StudyState:
     assert ctx.task is not None and ctx.make_space is not None
     space = ctx.make_space(ctx.task, ctx.profile)
     run_dir = ctx.runs_dir / ctx.name
-    run_dir.mkdir(parents=True, exist_ok=True)
+    ctx.held.enter_context(study_lock(run_dir, ctx.name))
     study = ctx.store.create_study(ctx.name, ctx.task, space, ctx.settings, str(run_dir), ctx.profile)
     ctx.budget = BudgetTracker(ctx.task.budget)
     return {"study_id": study.id, "iterations": 0}

@@ -30,6 +30,7 @@ from executors.local import LocalExecutor
 from memory.errors import UserError
 from memory.records import Budget, StudyRecord, TaskSpec, TrialRecord, TrialState
 from memory.store import Store
+from memory.study_lock import study_lock
 
 DEFAULT_DB = "autoglm.db"
 FLAG = {"task_type": "task", "text_columns": "text", "label_column": "label", "metric": "metric"}
@@ -225,7 +226,7 @@ def tune(
     def make_space(task: TaskSpec, profile: dict[str, Any]):  # noqa: ANN202
         return default_space(task, profile, tuple(options.models) if options.models else None)
 
-    with Store(options.db) as store:
+    with Store(options.db) as store, contextlib.ExitStack() as held:
         if any(s.name == name for s in store.list_studies()):
             raise UserError(f"a study named {name!r} already exists in {options.db}; pick another --name")
         settings = {k: v for k, v in options.__dict__.items() if k not in ("yes",)}
@@ -244,6 +245,7 @@ def tune(
             pruner=options.pruner,
             trial_timeout_s=options.trial_timeout,
             on_update=on_update or (lambda snapshot: None),
+            held=held,
         )
         study_ref: list[int] = []
 
@@ -266,10 +268,11 @@ def resume(
     executor: BaseExecutor | None = None,
 ) -> StudyOutcome:
     """Continue a study after Ctrl-C or a crash; interrupted trials run again, finished ones never do."""
-    with Store(db, create=False) as store:
+    with Store(db, create=False) as store, contextlib.ExitStack() as held:
         study = store.get_study(name)
         if study.status == "complete" and not extra_trials:
             raise UserError(f"study {study.name!r} is already complete; pass --trials N to run N more")
+        held.enter_context(study_lock(Path(study.run_dir), study.name))  # before its "running" trials are requeued
         requeued = store.requeue_interrupted(study.id)
         settings = study.settings
         options = TuneOptions(**{k: v for k, v in settings.items() if k in {f.name for f in fields(TuneOptions)}})
@@ -296,6 +299,7 @@ def resume(
             on_update=on_update or (lambda snapshot: None),
             task=task,
             profile=study.profile,
+            held=held,
         )
         ctx.budget = BudgetTracker.from_study(
             store.get_study(study.id),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -43,3 +45,35 @@ def trial_env(tmp_path: Path) -> dict[str, str]:
     models.mkdir(parents=True, exist_ok=True)
     os.symlink(models, cache / "models")
     return {"AUTOGLM_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+
+
+_HOLD_STUDY_LOCK = """
+import sys, time
+from pathlib import Path
+from memory.study_lock import study_lock
+with study_lock(Path(sys.argv[1]), "s"):
+    print("held", flush=True)
+    time.sleep(300)
+"""
+
+
+@pytest.fixture()
+def hold_study_lock() -> Iterator[Callable[[Path], subprocess.Popen[str]]]:
+    """Start another process that holds a study's lock (as a running `autoglm tune` would) until the test ends."""
+    holders: list[subprocess.Popen[str]] = []
+
+    def hold(run_dir: Path) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _HOLD_STUDY_LOCK, str(run_dir)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        holders.append(proc)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        return proc
+
+    yield hold
+    for proc in holders:
+        proc.kill()
+        proc.wait()

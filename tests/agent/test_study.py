@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+import sys
 
+import pytest
+from typer.testing import CliRunner
+
+from agent.cli import app
 from agent.graph import decide, route_start
 from agent.study import TuneOptions, load_config, resume, tune
 from memory.errors import UserError
@@ -120,3 +124,21 @@ def test_median_pruner_stops_trials_that_trail_the_field(tmp_path, reviews_csv):
     assert all(t.number >= 5 for t in pruned)  # the first five trials only set the bar
     assert all(t.objective is None and "median" in (t.message or "") for t in pruned)
     assert outcome.best in complete
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="advisory locks are POSIX-only")
+def test_resume_of_a_study_that_is_still_running_is_refused_and_changes_nothing(tmp_path, reviews_csv, hold_study_lock):
+    options = _options(tmp_path, reviews_csv)
+    tune(options, executor=_Interrupting(at=2))
+    with Store(options.db, create=False) as store:
+        before = store.trials(store.get_study("s1").id)
+    holder = hold_study_lock(tmp_path / "runs" / "s1")  # another live process running this study
+    result = CliRunner().invoke(app, ["resume", "s1", "--db", options.db])
+    assert result.exit_code == 2
+    assert f"study 's1' is running in another process (pid {holder.pid})" in result.output
+    assert "Traceback" not in result.output
+    with Store(options.db, create=False) as store:
+        assert store.trials(store.get_study("s1").id) == before  # its waiting trial was not touched
+    holder.kill()
+    holder.wait()
+    assert len(resume("s1", db=options.db, executor=FakeExecutor()).trials) == 6  # once it has ended
