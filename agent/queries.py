@@ -195,18 +195,23 @@ def render_detail(detail: dict[str, Any], max_rows: int = 20) -> RenderableType:
         parts.append(Text(f"warm start from: {', '.join(detail['warm_start_from'])}", style="dim"))
     board = detail["leaderboard"]
     if board:
-        names = list(board[0]["params"])
+        # Only the parameters that differ between trials get a column: fifteen would not fit a terminal.
+        shown = board[:max_rows]
+        names = [n for n in board[0]["params"] if len({_fmt(row["params"].get(n)) for row in shown}) > 1]
+        same = [f"{n}={_fmt(v)}" for n, v in board[0]["params"].items() if n not in names]
+        if same:
+            parts.append(Text(f"same in every trial shown: {', '.join(same)}", style="dim"))
         table = Table(show_edge=False)
         for col in ("#", "trial", "source", "state", task["metric"], *names, "failure"):
             table.add_column(col)
-        for row in board[:max_rows]:
+        for row in shown:
             table.add_row(
                 str(row["rank"]),
                 str(row["number"]),
                 row["source"],
                 row["state"],
                 _fmt(row["objective"]),
-                *(_fmt(row["params"][n]) for n in names),
+                *(_fmt(row["params"].get(n)) for n in names),
                 _fmt(row["failure_kind"]),
             )
         parts.append(table)

@@ -85,11 +85,15 @@ def test_study_detail(store: Store) -> None:
     json.dumps(detail, allow_nan=False)
 
 
-def test_render_detail(store: Store) -> None:
-    console = Console(width=200, record=True)
+def test_render_detail_fits_a_terminal(store: Store) -> None:
+    console = Console(width=100, record=True)
     console.print(render_detail(study_detail(store, "reviews")))
     text = console.export_text()
     assert "reviews" in text and "0.84" in text and "oom" in text and "warm start from: older" in text
+    header = next(line for line in text.splitlines() if "trial" in line and "source" in line)
+    assert "learning_rate" in header  # it differs between trials: a column
+    assert "lora_r" not in header and "lora_r=8" in text  # the same everywhere: said once, above the table
+    assert max(len(line) for line in text.splitlines()) <= 100
 
 
 def test_unknown_study(store: Store) -> None:
