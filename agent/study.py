@@ -354,6 +354,7 @@ def _run(ctx: StudyContext, state: StudyState, study_ref: list[int]) -> StudyOut
     interrupted = False
     with _sigterm_as_interrupt():
         try:
+            ctx.executor.warm_up()  # the first trial's worker loads torch while the task is read and confirmed
             # stream so the study id is known (for warm start and for a clean Ctrl-C) as soon as it exists
             for update in graph.stream(state, {"recursion_limit": limit}, stream_mode="values"):
                 final = update

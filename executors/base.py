@@ -38,6 +38,9 @@ class BaseExecutor(ABC):
             timeout_s: wall-clock limit; past it the trial is killed and fails with `timeout`.
         """
 
+    def warm_up(self) -> None:  # noqa: B027 - optional hook
+        """Get ready for the next trial in the background (start a worker, say), so it starts sooner."""
+
     def close(self) -> None:  # noqa: B027 - optional hook; most executors hold nothing between trials
         """Release what the executor holds between trials (a standby worker, say); running trials go on."""
 
