@@ -7,9 +7,11 @@ features the trial trained on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,10 +73,30 @@ def load_adapter(adapter_dir: str | Path, device: str = "auto") -> LoadedAdapter
     if not base_path or not Path(base_path).exists():
         base_path = resolve_model(meta["model"])
     dtype = torch.bfloat16 if dev.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
-    base = handler.load_model(base_path, dtype)
-    model = PeftModel.from_pretrained(base, str(adapter_dir)).to(dev)
+    # The base model's new head is reported as "MISSING, newly initialized"; the adapter restores it,
+    # so that note (and a deprecation warning from inside PEFT) would only alarm the user here.
+    with _quiet_loading():
+        base = handler.load_model(base_path, dtype)
+        model = PeftModel.from_pretrained(base, str(adapter_dir)).to(dev)
     model.eval()
     return LoadedAdapter(model=model, handler=handler, meta=meta, device=dev)
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _frame(inputs: Inputs, meta: dict[str, Any]) -> pd.DataFrame:

@@ -63,4 +63,6 @@ def test_a_real_three_trial_study_end_to_end(tmp_path, reviews_csv):
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.splitlines()[-1])["prediction"] in ("fresh", "rotten")
+    assert [json.loads(line)["prediction"] in ("fresh", "rotten") for line in done.stdout.splitlines()] == [True]
+    # The new head the adapter fills in is not reported to the user as "newly initialized".
+    assert "MISSING" not in done.stderr and "Warning" not in done.stderr, done.stderr
