@@ -6,6 +6,7 @@ propose. The best score at budget b is the best of a study's first b trials.
 
     python benchmarks/bench_planner.py --seeds 0 1 2 --budgets 8 16 --rows 400
     python benchmarks/bench_planner.py --methods tpe planner --seeds 0   # a quick look
+    python benchmarks/bench_planner.py --resume ...   # after an interruption: run only what is missing
 
 Prints a table (mean ± std over seeds, and each seed) and writes the raw
 numbers to benchmarks/results/planner.json.
@@ -93,11 +94,19 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=400, help="seeded subset size (80%% train, 20%% validation)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "planner.json"))
     parser.add_argument("--table-only", action="store_true", help="print the table of an earlier run's --out file")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the (method, seed) runs already in --out; run only the others"
+    )
     args = parser.parse_args()
     if args.table_only:
         saved = json.loads(Path(args.out).read_text())
         print_table(
-            saved["results"], args.methods, args.budgets, saved["args"]["seeds"], saved["args"]["rows"], args.out
+            saved["results"],
+            args.methods,
+            args.budgets,
+            sorted({r["seed"] for r in saved["results"]}),
+            saved["args"]["rows"],
+            args.out,
         )
         return
 
@@ -106,10 +115,19 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-planner-"))
     data = workdir / "reviews.csv"
     make_demo_data.make(data, rows=None, seed=0)
-    results = []
+    results: list[dict] = []
+    if args.resume and Path(args.out).exists():
+        saved = json.loads(Path(args.out).read_text())
+        if saved["args"]["rows"] != args.rows:
+            parser.error(f"{args.out} was run with --rows {saved['args']['rows']}; pass the same to resume it")
+        results = [r for r in saved["results"] if len(r["scores"]) >= max(args.budgets)]
+        print(f"resuming: {len(results)} runs kept from {args.out}", flush=True)
+    done = {(r["method"], r["seed"]) for r in results}
     with ExitStack() as stack:
         for seed in args.seeds:
             for method in args.methods:
+                if (method, seed) in done:
+                    continue
                 print(f"{method} seed {seed} ...", flush=True)
                 r = run(method, seed, max(args.budgets), data, args.rows, workdir, stack)
                 results.append(r)
@@ -117,7 +135,8 @@ def main() -> None:
                 Path(args.out).parent.mkdir(parents=True, exist_ok=True)
                 Path(args.out).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
 
-    print_table(results, args.methods, args.budgets, args.seeds, args.rows, args.out)
+    seeds = sorted({r["seed"] for r in results})
+    print_table(results, args.methods, args.budgets, seeds, args.rows, args.out)
 
 
 def print_table(
