@@ -230,22 +230,20 @@ def tune(
         if any(s.name == name for s in store.list_studies()):
             raise UserError(f"a study named {name!r} already exists in {options.db}; pick another --name")
         settings = {k: v for k, v in options.__dict__.items() if k not in ("yes",)}
-        ctx = StudyContext(
-            store=store,
-            executor=executor or LocalExecutor(device=options.device),
+        ctx = _context(
+            store,
+            options,
+            executor,
+            llm_proposer,
+            on_update,
+            held,
             proposer=OptunaProposer(options.sampler),  # replaced once the task is known
             runs_dir=Path(options.runs_dir),
             name=name,
             make_task=make_task,
             make_space=make_space,
             confirm=confirm or (lambda task, profile: None),
-            write_report=_report_writer(llm_proposer),
             settings=settings,
-            parallel=options.parallel,
-            pruner=options.pruner,
-            trial_timeout_s=options.trial_timeout,
-            on_update=on_update or (lambda snapshot: None),
-            held=held,
         )
         study_ref: list[int] = []
 
@@ -285,21 +283,19 @@ def resume(
             store.update_study_task(study.id, task)
         store.update_study(study.id, status="running")
         study_ref = [study.id]
-        ctx = StudyContext(
-            store=store,
-            executor=executor or LocalExecutor(device=options.device),
+        ctx = _context(
+            store,
+            options,
+            executor,
+            llm_proposer,
+            on_update,
+            held,
             proposer=_proposer(store, study_ref, options, task, llm_proposer, default_values(task, study.space)),
             runs_dir=Path(study.run_dir).parent,
             name=study.name,
-            write_report=_report_writer(llm_proposer),
             settings=settings,
-            parallel=options.parallel,
-            pruner=options.pruner,
-            trial_timeout_s=options.trial_timeout,
-            on_update=on_update or (lambda snapshot: None),
             task=task,
             profile=study.profile,
-            held=held,
         )
         ctx.budget = BudgetTracker.from_study(
             store.get_study(study.id),
@@ -311,6 +307,29 @@ def resume(
         if requeued:
             outcome.warnings.append(f"{len(requeued)} interrupted trial(s) ran again")
         return outcome
+
+
+def _context(
+    store: Store,
+    options: TuneOptions,
+    executor: BaseExecutor | None,
+    llm_proposer: BaseProposer | None,
+    on_update: Callable[[dict[str, Any]], None] | None,
+    held: contextlib.ExitStack,
+    **fields: Any,
+) -> StudyContext:
+    """What a new and a resumed study share: the executor, report writer, parallelism, pruner and callbacks."""
+    return StudyContext(
+        store=store,
+        executor=executor or LocalExecutor(device=options.device),
+        write_report=_report_writer(llm_proposer),
+        parallel=options.parallel,
+        pruner=options.pruner,
+        trial_timeout_s=options.trial_timeout,
+        on_update=on_update or (lambda snapshot: None),
+        held=held,
+        **fields,
+    )
 
 
 def _report_writer(llm_proposer: BaseProposer | None) -> Callable[[Store, StudyRecord], Path]:
