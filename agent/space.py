@@ -7,6 +7,7 @@ replace any of it.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from memory.records import CategoricalParam, FloatParam, IntParam, Param, SearchSpace, TaskSpec, TaskType
@@ -16,6 +17,9 @@ DEFAULT_MODELS: dict[TaskType, tuple[str, ...]] = {
     TaskType.token_classification: ("sentence-transformers/all-MiniLM-L6-v2",),
     TaskType.generation: ("HuggingFaceTB/SmolLM2-135M-Instruct",),
 }
+
+# The fewest optimizer steps the default start takes, where the data and the space allow it.
+MIN_START_STEPS = 200
 
 # A known-good starting point for each task type: the first trial of a study
 # with no history, so a study never starts from a random corner of the space.
@@ -86,15 +90,45 @@ def default_space(task: TaskSpec, profile: dict[str, Any], models: tuple[str, ..
     return SearchSpace(params=tuple(params), fixed=fixed)
 
 
-def default_values(task: TaskSpec, space: SearchSpace) -> dict[str, Any]:
-    """The known-good start for this task, fitted into `space`."""
+def default_values(task: TaskSpec, space: SearchSpace, profile: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The known-good start for this task, fitted to the size of its data and into `space`."""
     wanted = dict(DEFAULT_VALUES[task.task_type])
+    if task.task_type != TaskType.generation:  # a new, random head; an LM head is trained already
+        _enough_updates(wanted, space, _train_rows(task, profile or {}))
     for p in space.params:
         if p.name not in wanted:
             wanted[p.name] = p.choices[0] if isinstance(p, CategoricalParam) else (p.low + p.high) / 2
         if p.name == "max_length" and isinstance(p, CategoricalParam):
             wanted[p.name] = p.choices[len(p.choices) // 2]
     return space.repair({k: v for k, v in wanted.items() if space.param(k) is not None}).values
+
+
+def _train_rows(task: TaskSpec, profile: dict[str, Any]) -> int | None:
+    """About how many rows the trials train on: the file's, capped by max_rows, less the held-out split."""
+    rows = profile.get("n_rows")
+    if not rows:
+        return None
+    rows = min(rows, task.max_rows or rows)
+    return rows if task.validation_path else round(rows * (1 - task.validation_fraction))
+
+
+def _enough_updates(wanted: dict[str, Any], space: SearchSpace, train_rows: int | None) -> None:
+    """Give the start at least MIN_START_STEPS optimizer steps: more epochs first, then smaller batches.
+
+    Two epochs of batch 16 suit a few thousand rows; on a few hundred that is
+    forty updates, too few for a new classifier head to learn anything (it
+    predicts the majority class), so small data gets more, smaller steps.
+    """
+    epochs, batch = space.param("epochs"), space.param("batch_size")
+    if not train_rows or not isinstance(epochs, IntParam) or not isinstance(batch, CategoricalParam):
+        return
+    accum = wanted.get("grad_accum", 1)
+    for size in sorted((b for b in batch.choices if b <= wanted["batch_size"]), reverse=True):
+        need = math.ceil(MIN_START_STEPS / math.ceil(train_rows / (size * accum)))
+        if need <= epochs.high:
+            wanted.update(batch_size=size, epochs=max(wanted["epochs"], need))
+            return
+    wanted.update(batch_size=min(batch.choices), epochs=epochs.high)
 
 
 def suggest_max_length(task: TaskSpec, profile: dict[str, Any]) -> int:

@@ -249,7 +249,9 @@ def tune(
 
         def make_space_and_proposer(task: TaskSpec, profile: dict[str, Any]):  # noqa: ANN202
             space = make_space(task, profile)
-            ctx.proposer = _proposer(store, study_ref, options, task, llm_proposer, default_values(task, space))
+            ctx.proposer = _proposer(
+                store, study_ref, options, task, llm_proposer, default_values(task, space, profile)
+            )
             return space
 
         ctx.make_space = make_space_and_proposer
@@ -290,7 +292,9 @@ def resume(
             llm_proposer,
             on_update,
             held,
-            proposer=_proposer(store, study_ref, options, task, llm_proposer, default_values(task, study.space)),
+            proposer=_proposer(
+                store, study_ref, options, task, llm_proposer, default_values(task, study.space, study.profile)
+            ),
             runs_dir=Path(study.run_dir).parent,
             name=study.name,
             settings=settings,

@@ -143,3 +143,22 @@ def test_the_llm_gets_an_early_slot_so_its_share_can_be_measured():
     portfolio = PortfolioProposer(OptunaProposer("tpe"), llm=_Scripted("llm"), min_llm_share=0.01, max_llm_share=0.01)
     [proposal] = portfolio.propose(PlannerView(TASK, SPACE, PROFILE, history(1)), 1)
     assert proposal.source == "llm"
+
+
+@pytest.mark.parametrize(
+    ("rows", "max_rows", "batch_size", "epochs"),
+    [
+        (12_752, 3000, 16, 2),  # the demo: 2,400 training rows, 2 epochs of batch 16 = 300 steps, unchanged
+        (12_752, 1000, 8, 2),  # 800 rows: 4 epochs of batch 16 would be needed, 2 of batch 8 do
+        (12_752, 400, 8, 3),  # 320 rows: 40 steps an epoch even at batch 8; the most the space allows
+        (12_752, None, 16, 2),
+    ],
+)
+def test_the_default_start_takes_enough_steps_for_its_data(reviews_csv, rows, max_rows, batch_size, epochs):
+    from agent.understand import profile_data, understand
+
+    profile = {**profile_data(reviews_csv), "n_rows": rows}
+    task = understand("fresh or rotten", reviews_csv, profile=profile, max_rows=max_rows)
+    values = default_values(task, default_space(task, profile), profile)
+    assert (values["batch_size"], values["epochs"]) == (batch_size, epochs)
+    assert default_values(task, default_space(task, profile))["epochs"] == 2  # no profile: the plain default
