@@ -266,7 +266,7 @@ def propose_values(
     space = view.space
     suggestion = sampler_suggestion(view)
     if suggestion:
-        first = next((p.name for p in space.params if not isinstance(p, CategoricalParam)), space.names[0])
+        first = _first_numeric(space)
         example_values = {first: suggestion[first]}
         rules = (
             f"Start from the optimiser's own next suggestion: {prompting.compact_json(suggestion)}\n"
@@ -299,7 +299,7 @@ def example_turns(view: PlannerView) -> list[dict[str, str]]:
     suggestion = sampler_suggestion(view)
     middle = _middle_values(space)
     if suggestion:
-        name = next((p.name for p in space.params if not isinstance(p, CategoricalParam)), space.names[0])
+        name = _first_numeric(space)
         values = {name: middle[name]}
         question = (
             f"Example. Optimiser's suggestion: {prompting.compact_json(suggestion)}\n"
@@ -311,6 +311,11 @@ def example_turns(view: PlannerView) -> list[dict[str, str]]:
     answer = {"proposals": [{**{k: prompting.compact_value(v) for k, v in values.items()},
                              "rationale": "the middle of the range is a safe next step"}]}  # fmt: skip
     return [{"role": "user", "content": question}, {"role": "assistant", "content": json.dumps(answer)}]
+
+
+def _first_numeric(space: SearchSpace) -> str:
+    """The parameter the examples show being changed: the first numeric one (else the first)."""
+    return next((p.name for p in space.params if not isinstance(p, CategoricalParam)), space.names[0])
 
 
 def _middle_values(space: SearchSpace) -> dict[str, Any]:
