@@ -249,33 +249,41 @@ def _strata(df: pd.DataFrame, task: TaskSpec) -> np.ndarray | None:
     return df[task.label_column].to_numpy() if task.task_type == TaskType.classification else None
 
 
-def _stratified_pick(n_rows: int, strata: np.ndarray | None, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Seeded choice of k row indices, keeping each stratum's share (largest remainders)."""
-    if strata is None:
-        return np.sort(rng.permutation(n_rows)[:k])
-    groups = {s: np.flatnonzero(strata == s) for s in sorted(set(strata.tolist()), key=str)}
-    exact = {s: k * len(idx) / n_rows for s, idx in groups.items()}
-    take = {s: int(np.floor(v)) for s, v in exact.items()}
-    for s in sorted(exact, key=lambda s: (take[s] - exact[s], str(s)))[: k - sum(take.values())]:
-        take[s] += 1
-    picked = [rng.permutation(idx)[: take[s]] for s, idx in groups.items()]
-    return np.sort(np.concatenate(picked))
+def _pick_rows(n_rows: int, k: int, strata: np.ndarray | None, seed: int) -> np.ndarray:
+    """Seeded, sorted choice of k row indices by scikit-learn's `train_test_split`, stratified by class where it can be.
+
+    A class with a single row cannot be stratified, so its rows are left out of the
+    pick (in the eval split they stay in training, where every eval label must occur).
+    A pick too small to hold one row of every class is an unstratified random choice.
+    """
+    from sklearn.model_selection import train_test_split
+
+    rows = np.arange(n_rows)
+    if strata is not None:
+        classes, counts = np.unique(strata, return_counts=True)
+        pool = rows[np.isin(strata, classes[counts >= 2])]
+        if k < len(pool):
+            try:
+                return np.sort(train_test_split(pool, test_size=k, random_state=seed, stratify=strata[pool])[1])
+            except ValueError:  # fewer rows to pick (or to leave) than classes: no stratified split exists
+                pass
+    return np.sort(train_test_split(rows, test_size=k, random_state=seed)[1])
 
 
 def prepare_splits(task: TaskSpec, config: TrialConfig | None = None) -> Splits:
     """Clean the task's data and split it into train and eval rows, deterministically per task.
 
-    Uses `task.validation_path` when given, else a seeded stratified split of
-    `validation_fraction`; `task.max_rows` first takes a seeded stratified
-    subset. The config only adds checks that its feature columns exist.
+    Uses `task.validation_path` when given, else a seeded split of
+    `validation_fraction`, stratified by class for classification;
+    `task.max_rows` first takes a seeded subset the same way (`_pick_rows`).
+    The config only adds checks that its feature columns exist.
 
     Raises:
         DataError: for any problem with the data, worded for the user.
     """
-    rng = np.random.default_rng(task.seed)
     train = clean_table(load_table(task.train_path), task, Path(task.train_path).name)
     if task.max_rows is not None and len(train) > task.max_rows:
-        keep = _stratified_pick(len(train), _strata(train, task), task.max_rows, rng)
+        keep = _pick_rows(len(train), task.max_rows, _strata(train, task), task.seed)
         train = train.iloc[keep].reset_index(drop=True)
     if task.validation_path:
         eval_df = clean_table(load_table(task.validation_path), task, Path(task.validation_path).name)
@@ -283,7 +291,7 @@ def prepare_splits(task: TaskSpec, config: TrialConfig | None = None) -> Splits:
         if len(train) < 4:
             raise DataError(f"only {len(train)} usable rows; a train/eval split needs at least 4 - add data")
         n_eval = min(max(1, round(len(train) * task.validation_fraction)), len(train) - 1)
-        eval_idx = _stratified_pick(len(train), _strata(train, task), n_eval, rng)
+        eval_idx = _pick_rows(len(train), n_eval, _strata(train, task), task.seed)
         mask = np.zeros(len(train), dtype=bool)
         mask[eval_idx] = True
         eval_df = train[mask].reset_index(drop=True)

@@ -32,7 +32,7 @@ from executors.tasks import Example, TaskHandler, make_handler, steps_per_epoch,
 from memory.records import TaskSpec, TrialConfig
 
 META_FILE = "autoglm.json"
-TOKENIZED_VERSION = 1  # bump when encoding changes, so old caches are not reused
+TOKENIZED_VERSION = 2  # bump when encoding or splitting changes, so old caches are not reused (2: sklearn splits)
 DIVERGENCE_FACTOR = 4.0  # a logged loss this many times the first one means the run diverged
 FAULT_ENV = "AUTOGLM_FAULT"  # fault-injection hook for tests only: "nan" or "oom"
 
@@ -131,6 +131,7 @@ def length_grouped_batches(
     examples: list[Example], handler: TaskHandler, batch_size: int, seed: int
 ) -> list[list[Example]]:
     """Shuffle, sort by length inside mega-batches of 50, then shuffle batch order (like HF's group_by_length)."""
+    # Not transformers' LengthGroupedSampler: it runs each mega-batch longest to shortest, a trend we shuffle away.
     rng = random.Random(seed)
     order = list(range(len(examples)))
     rng.shuffle(order)

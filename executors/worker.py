@@ -66,6 +66,7 @@ def failure_kind(error: BaseException) -> str:
 def _preload() -> None:
     """Import what every trial needs, so a standby worker spends its start-up before its trial."""
     import peft  # noqa: F401
+    import sklearn.model_selection  # noqa: F401 - prepare_splits' train_test_split, a second to import
     import torch  # noqa: F401
     import transformers
     from transformers import AutoTokenizer  # noqa: F401

@@ -177,6 +177,29 @@ def test_split_is_deterministic_stratified_and_disjoint(reviews_csv: Path) -> No
     assert set(other.eval["text"]) != set(a.eval["text"])
 
 
+def test_a_class_too_rare_to_stratify_stays_in_training(tmp_path: Path) -> None:
+    # 'neutral' has one row: no stratified split can share it, so it trains and never lands in eval alone.
+    rows = [{"text": f"review {i}", "label": "pos" if i % 2 else "neg"} for i in range(40)]
+    path = write_csv(tmp_path / "a.csv", [*rows, {"text": "meh", "label": "neutral"}])
+    task = task_for(path, validation_fraction=0.25, seed=7)
+    a, b = prepare_splits(task), prepare_splits(task)
+    pd.testing.assert_frame_equal(a.eval, b.eval)
+    assert len(a.train) == 31 and len(a.eval) == 10
+    assert "meh" in set(a.train["text"]) and a.labels == ["neg", "neutral", "pos"]
+    assert a.eval["label"].value_counts().to_dict() == {"neg": 5, "pos": 5}
+
+
+def test_max_rows_subset_is_seeded_and_stratified(tmp_path: Path) -> None:
+    rows = [{"text": f"review {i}", "label": "pos" if i % 4 else "neg"} for i in range(200)]
+    task = task_for(write_csv(tmp_path / "a.csv", rows), max_rows=40, validation_fraction=0.25)
+    a = prepare_splits(task)
+    assert len(a.train) + len(a.eval) == 40
+    assert pd.concat([a.train, a.eval])["label"].value_counts().to_dict() == {"pos": 30, "neg": 10}
+    assert a.eval["label"].value_counts().to_dict() == {"pos": 7, "neg": 3}
+    assert set(prepare_splits(task).eval["text"]) == set(a.eval["text"])
+    assert set(prepare_splits(task.model_copy(update={"seed": 1})).eval["text"]) != set(a.eval["text"])
+
+
 def test_split_ignores_trial_features(reviews_csv: Path) -> None:
     task = task_for(reviews_csv, label_column="category", max_rows=200)
     plain = prepare_splits(task)
