@@ -97,7 +97,7 @@ def _live(stack: ExitStack) -> Callable[[dict[str, Any]], None]:
 
 
 def _llm_proposer(stack: ExitStack, llm: str, model: str | None) -> Any:
-    from agent.llm_setup import open_llm_proposer
+    from agent.proposers.llm import open_llm_proposer
 
     proposer, note = open_llm_proposer(stack, llm, model)
     if note:

@@ -15,13 +15,14 @@ import yaml
 
 from agent.budget import BudgetTracker
 from agent.graph import StudyContext, StudyState, build_graph, recursion_limit
+from agent.narrate import narrate_report
 from agent.proposers.base import BaseProposer
 from agent.proposers.classical import SAMPLERS, OptunaProposer
-from agent.proposers.llm import narrate_report, refine_task
 from agent.proposers.portfolio import PortfolioProposer
 from agent.proposers.warm_start import WarmStartProposer
 from agent.pruning import PRUNERS
 from agent.queries import study_detail
+from agent.refine import refine_task
 from agent.report import best_trial, write_report
 from agent.space import default_space, default_values
 from agent.understand import parse_duration, profile_data, understand

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from agent.llm_setup import open_llm_proposer  # noqa: E402
+from agent.proposers.llm import open_llm_proposer  # noqa: E402
 from agent.study import TuneOptions, tune  # noqa: E402
 
 METHODS = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import ctypes
 import json
 import os
 import queue
@@ -12,20 +11,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
 from executors.base import BaseExecutor, EventCallback, StopTrial
 from executors.events import parse_event
+from executors.processes import start_group, stop_group
 from memory.records import FailureKind, TaskSpec, TrialConfig, TrialEvent, TrialResult, TrialState
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STDERR_TAIL_LINES = 40
 EXIT_GRACE_S = 30.0  # after its final event a worker gets this long to exit before it is killed
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autoglm-spawner")
 
 
 class LocalExecutor(BaseExecutor):
@@ -77,9 +74,9 @@ class LocalExecutor(BaseExecutor):
         if self.memory_limit_mb:
             env["AUTOGLM_MEMORY_LIMIT_MB"] = str(self.memory_limit_mb)
         cmd = [self.python, "-m", "executors.worker", "--standby", "--device", device]
-        # Started from one thread that lives as long as this process: a worker gets SIGKILL when the
-        # thread that started it ends (see _die_with_parent), and a caller's thread may end first.
-        return _SPAWNER.submit(_Worker, cmd, env).result()
+        # Forked from `executors.processes`' one long-lived thread: the parent-death signal fires when the
+        # forking *thread* ends, and a caller's thread (a trial slot) may end long before the worker should.
+        return _Worker(cmd, env)
 
     def warm_up(self) -> None:
         """Start a standby worker now (if none is waiting), so the next trial skips start-up."""
@@ -270,16 +267,18 @@ class _Worker:
     """A worker process in standby: its stdout lines, its stderr tail, and the job it is given on stdin."""
 
     def __init__(self, cmd: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
+        # Its own process group, so a kill takes its children too; SIGKILL when the study dies, even by
+        # `kill -9`, so no orphan trains on (holding its GPU, or writing into a trial directory a
+        # resumed study is reusing) until its next event hits the closed pipe.
+        self.proc: subprocess.Popen[str] = start_group(
             cmd,
+            death_signal=signal.SIGKILL,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             bufsize=1,
             env=env,
-            start_new_session=True,  # its own process group, so a kill takes its children too
-            preexec_fn=_die_with_parent(),
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
@@ -338,36 +337,6 @@ class _Worker:
                     self._pending.append(line)
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """On Linux, a worker that gets SIGKILL when the study process dies, even by `kill -9`.
-
-    Otherwise the orphan would run on (holding its GPU, or writing into a trial
-    directory a resumed study is reusing) until its next event hit the closed pipe.
-    The signal comes when the thread that started the worker ends, hence `_SPAWNER`.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the forked child only calls it
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
-        if os.getppid() != parent:  # the study died before the line above: no signal would come
-            os._exit(1)
-
-    return preexec
-
-
 def _kill(proc: subprocess.Popen[str]) -> None:
     """SIGKILL the worker's whole process group; the adapter is written atomically, so this is safe."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
+    stop_group(proc, grace_s=0, wait_s=10)

@@ -10,6 +10,11 @@ Order of business for each slot:
    its posterior relative to the optimiser's, clipped to [min_llm_share,
    max_llm_share], so the optimiser always carries most of the load until the
    LLM earns more, and an LLM that returns nothing hands its slot back.
+
+Whatever the source, a proposal that would repeat a recent out-of-memory or
+NaN failure is shrunk by a deterministic guard first (a smaller batch or
+length, a lower learning rate; the change recorded as a repair, the source
+kept), or dropped when the space has nothing smaller.
 """
 
 from __future__ import annotations
@@ -17,11 +22,23 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from agent.proposers.base import BaseProposer, PlannerView, Proposal
 from agent.proposers.classical import OptunaProposer
-from memory.records import PlannerCall, TrialState
+from memory.errors import InvalidProposal
+from memory.records import (
+    CategoricalParam,
+    FailureKind,
+    FloatParam,
+    IntParam,
+    Param,
+    PlannerCall,
+    TrialRecord,
+    TrialState,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +107,10 @@ class PortfolioProposer(BaseProposer):
 
         def take(proposals: list[Proposal]) -> None:
             for p in proposals:
-                if len(out) < n and _key(p.config) not in seen:
-                    seen.add(_key(p.config))
-                    out.append(p)
+                guarded = guard(p, view)
+                if guarded is not None and len(out) < n and _key(guarded.config) not in seen:
+                    seen.add(_key(guarded.config))
+                    out.append(guarded)
 
         warm_used = sum(1 for t in view.trials if t.source == "warm_start")
         if self.warm_start is not None and warm_used < self.max_warm:
@@ -143,3 +161,94 @@ class PortfolioProposer(BaseProposer):
             if member is not None:
                 calls.extend(member.drain_calls())
         return calls
+
+
+# --------------------------------------------------------------------------- the failure guard
+
+
+def guard(proposal: Proposal, view: PlannerView) -> Proposal | None:
+    """`proposal` changed where it would repeat a recent failure, the change recorded; None if it cannot be.
+
+    The source stays the proposer's: the guard corrects a proposal, it does not make one.
+    """
+    try:
+        values, notes = guard_failures(dict(proposal.values), view)
+    except InvalidProposal as e:
+        log.info("dropped a %s proposal: %s", proposal.source, e)
+        return None
+    if not notes:
+        return proposal
+    values = dict(view.space.repair(values).values)
+    config = view.space.to_config(values)
+    return replace(proposal, values=values, config=config, repairs=(*proposal.repairs, *notes))
+
+
+def guard_failures(values: dict[str, Any], view: PlannerView) -> tuple[dict[str, Any], list[str]]:
+    """Do not repeat a recent failure: after an OOM shrink the batch or the length, after a NaN loss the rate.
+
+    Raises:
+        InvalidProposal: the proposal would repeat a failure and the space allows no smaller value.
+    """
+    space = view.space
+    values = dict(values)
+    notes: list[str] = []
+    effective = space.to_config(values)
+    failed = sorted((t for t in view.trials if t.state == TrialState.failed), key=lambda t: t.number)[-10:]
+    for t in failed:
+        if t.config.model != effective.model or _contradicted(t, view.trials):
+            continue
+        if t.failure_kind == FailureKind.oom:
+            if effective.batch_size >= t.config.batch_size and effective.max_length >= t.config.max_length:
+                for name in ("batch_size", "max_length"):
+                    smaller = _smaller(space.param(name), getattr(t.config, name))
+                    if smaller is not None:
+                        values[name] = smaller
+                        notes.append(f"guard: {name} {getattr(effective, name)} -> {smaller} after OOM in #{t.number}")
+                        break
+                else:
+                    raise InvalidProposal(f"would repeat the out-of-memory failure of trial #{t.number}")
+        elif t.failure_kind == FailureKind.nan_loss and effective.learning_rate >= t.config.learning_rate:
+            lower = _lower_rate(space.param("learning_rate"), t.config.learning_rate)
+            if lower is None:
+                raise InvalidProposal(f"would repeat the NaN loss of trial #{t.number}")
+            values["learning_rate"] = lower
+            notes.append(f"guard: learning_rate {effective.learning_rate:.3g} -> {lower:.3g} after NaN in #{t.number}")
+        effective = space.to_config(values)
+    return values, notes
+
+
+def _contradicted(failed: TrialRecord, trials: Sequence[TrialRecord]) -> bool:
+    """True when a trial at least as large (OOM) or as fast (NaN) ran fine: the failure was not about that."""
+    c = failed.config
+    for t in trials:
+        if t.state not in (TrialState.complete, TrialState.pruned) or t.config.model != c.model:
+            continue
+        if failed.failure_kind == FailureKind.oom and t.config.batch_size >= c.batch_size \
+                and t.config.max_length >= c.max_length:  # fmt: skip
+            return True
+        if failed.failure_kind == FailureKind.nan_loss and t.config.learning_rate >= c.learning_rate:
+            return True
+    return False
+
+
+def _smaller(p: Param | None, than: int) -> int | None:
+    """The largest value of `p` below `than`, or None."""
+    if isinstance(p, CategoricalParam):
+        below = [c for c in p.choices if isinstance(c, int) and not isinstance(c, bool) and c < than]
+        return max(below) if below else None
+    if isinstance(p, IntParam):
+        candidate = max(p.low, than // 2)
+        candidate = p.low + ((candidate - p.low) // p.step) * p.step
+        return candidate if candidate < than else None
+    return None
+
+
+def _lower_rate(p: Param | None, failed: float) -> float | None:
+    """A third of the failed rate, kept inside the space; None if the space has nothing lower."""
+    if isinstance(p, FloatParam):
+        lower = max(p.low, failed / 3)
+        return lower if lower < failed else None
+    if isinstance(p, CategoricalParam):
+        below = [c for c in p.choices if isinstance(c, float) and c < failed]
+        return max(below) if below else None
+    return None

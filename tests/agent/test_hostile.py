@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from agent.llm import LlmClient, LlmSettings
-from agent.local_llm import ScriptedLlmServer
+from agent.llm.client import LlmClient, LlmSettings
 from agent.proposers.llm import LlmProposer
+from tests.agent.scripted_llm import ScriptedLlmServer
 from tests.agent.test_llm_proposer import SPACE, SUGGESTION, assert_inside, history, view
 
 CORPUS = [json.loads(line) for line in (Path(__file__).parent / "hostile_answers.jsonl").read_text().splitlines()]
@@ -45,7 +45,7 @@ def test_the_corpus_is_large_and_named_uniquely():
 def test_hostile_answer_is_survived_and_stays_inside_the_space(server, case: dict[str, Any], which: str, caplog):
     server.steps = [case["answer"] if "answer" in case else case["step"]]
     settings = LlmSettings(base_url=server.base_url, api_key=SECRET, model="scripted", timeout_s=3, max_retries=1)
-    proposer = LlmProposer(LlmClient(settings, backoff_s=0.01))
+    proposer = LlmProposer(LlmClient(settings))
     caplog.set_level(logging.DEBUG)
 
     proposals = proposer.propose(VIEWS[which](), 2)  # must not raise

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from agent.llm_json import LlmJsonError, find_objects, parse_all, parse_lenient, rationale_of
+from agent.llm.parsing import LlmJsonError, find_objects, parse_all, parse_lenient, rationale_of
 
 NAMES = ("learning_rate", "batch_size")
 

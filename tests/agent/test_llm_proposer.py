@@ -14,17 +14,14 @@ from typing import Any
 
 import pytest
 
-from agent.llm import LlmClient
-from agent.local_llm import ScriptedLlmServer
+from agent.llm.client import LlmClient, LlmSettings
+from agent.llm.server import free_port
+from agent.narrate import narrate_report
 from agent.proposers.base import PlannerView, Proposal
-from agent.proposers.llm import (
-    LlmProposer,
-    analyze_failure,
-    narrate_report,
-    propose_values,
-    refine_task,
-    validate_task_answer,
-)
+from agent.proposers.classical import OptunaProposer
+from agent.proposers.llm import LlmProposer, propose_values
+from agent.proposers.portfolio import PortfolioProposer
+from agent.refine import refine_task, validate_task_answer
 from memory.records import (
     Budget,
     CategoricalParam,
@@ -39,6 +36,7 @@ from memory.records import (
     TrialState,
 )
 from tests.agent.proposer_contract import check_contract
+from tests.agent.scripted_llm import ScriptedLlmServer
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 SPACE = SearchSpace(
@@ -142,7 +140,7 @@ def server() -> Iterator[ScriptedLlmServer]:
 def proposer_for(server: ScriptedLlmServer, *answers: Any, **kwargs: Any) -> LlmProposer:
     server.steps = list(answers)
     server.requests.clear()
-    return LlmProposer(LlmClient(server.settings(timeout_s=3, max_retries=1), backoff_s=0.01), **kwargs)
+    return LlmProposer(LlmClient(server.settings(timeout_s=3, max_retries=1)), **kwargs)
 
 
 def answer(*configs: dict[str, Any], rationale: str = "closer to the best region") -> str:
@@ -265,25 +263,30 @@ def test_failures_are_in_the_prompt_with_kind_and_message(server):
     assert "diverged (NaN loss) at learning_rate=0.004" in prompt
 
 
-def test_oom_guard_shrinks_a_config_that_would_run_out_of_memory_again(server):
-    past = history()
-    proposer = proposer_for(server, answer({**SUGGESTION, "batch_size": 32, "max_length": 256}))
-    [p] = proposer.propose(view(past), 1)
-    assert p.config.batch_size == 16 and p.config.max_length == 256
+def guarded_llm(server: ScriptedLlmServer, *answers: Any) -> PortfolioProposer:
+    """The LLM proposer as a study runs it: inside the portfolio, which guards every proposal."""
+    return PortfolioProposer(OptunaProposer("tpe"), llm=proposer_for(server, *answers), min_llm_share=1.0,
+                             max_llm_share=1.0)  # fmt: skip
+
+
+def test_oom_guard_shrinks_an_llm_config_that_would_run_out_of_memory_again(server):
+    portfolio = guarded_llm(server, answer({**SUGGESTION, "batch_size": 32, "max_length": 256, "lora_r": 8}))
+    [p] = portfolio.propose(view(history()), 1)
+    assert p.source == "llm" and p.config.batch_size == 16 and p.config.max_length == 256 and p.config.lora_r == 8
     assert any(r.startswith("guard: batch_size 32 -> 16 after OOM in #9") for r in p.repairs)
 
 
-def test_nan_guard_lowers_a_learning_rate_that_diverged(server):
-    proposer = proposer_for(server, answer({**SUGGESTION, "learning_rate": 5e-3, "lora_r": 8}))
-    [p] = proposer.propose(view(history()), 1)
-    assert p.config.learning_rate < 4e-3
+def test_nan_guard_lowers_an_llm_learning_rate_that_diverged(server):
+    portfolio = guarded_llm(server, answer({**SUGGESTION, "learning_rate": 5e-3, "lora_r": 8}))
+    [p] = portfolio.propose(view(history()), 1)
+    assert p.source == "llm" and p.config.learning_rate < 4e-3
     assert any("after NaN in #10" in r for r in p.repairs)
 
 
 def test_guards_leave_a_config_alone_when_it_already_avoids_the_failure(server):
-    proposer = proposer_for(server, answer({**SUGGESTION, "batch_size": 8, "learning_rate": 2e-4, "lora_r": 8}))
-    [p] = proposer.propose(view(history()), 1)
-    assert not any(r.startswith("guard") for r in p.repairs)
+    portfolio = guarded_llm(server, answer({**SUGGESTION, "batch_size": 8, "learning_rate": 2e-4, "lora_r": 8}))
+    [p] = portfolio.propose(view(history()), 1)
+    assert p.source == "llm" and not any(r.startswith("guard") for r in p.repairs)
 
 
 # --------------------------------------------------------------------------- prompt content and size
@@ -331,7 +334,7 @@ def test_refine_task_keeps_only_suggestions_that_fit_the_data(server):
     good = '{"task_type": "classification", "text_columns": ["title", "text"], "label_column": "queue",' \
            ' "metric": "accuracy", "rationale": "the user asks for queues"}'  # fmt: skip
     server.steps = [good]
-    client = LlmClient(server.settings(), backoff_s=0.01)
+    client = LlmClient(server.settings())
     calls: list = []
     draft = {"task_type": "classification", "text_columns": ["text"], "label_column": "queue", "metric": "macro_f1"}
     out = refine_task(client, TASK.description, PROFILE, draft, calls=calls)
@@ -346,9 +349,6 @@ def test_refine_task_keeps_only_suggestions_that_fit_the_data(server):
 
 
 def test_refine_task_returns_nothing_when_the_llm_is_down():
-    from agent.llm import LlmSettings
-    from agent.local_llm import free_port
-
     client = LlmClient(LlmSettings(base_url=f"http://127.0.0.1:{free_port()}/v1", model="m", max_retries=0))
     calls: list = []
     assert refine_task(client, "classify", PROFILE, {}, calls=calls) == {}
@@ -357,20 +357,12 @@ def test_refine_task_returns_nothing_when_the_llm_is_down():
 
 def test_narrate_report_returns_plain_text_or_none(server):
     server.steps = ["## Summary\n**Twelve trials** ran.\n```\ncode\n```\nThe best macro_f1 was 0.71."]
-    client = LlmClient(server.settings(), backoff_s=0.01)
+    client = LlmClient(server.settings())
     text = narrate_report(client, {"best": {"macro_f1": 0.71}, "trials": 12})
     assert text == "Summary Twelve trials ran. The best macro_f1 was 0.71."
     assert "response_format" not in server.requests[-1]
     server.steps = [{"status": 500}]
     assert narrate_report(LlmClient(server.settings(max_retries=0)), {"trials": 1}) is None
-
-
-def test_analyze_failure_keeps_changes_inside_the_space(server):
-    server.steps = ['{"cause": "batch too large for memory", "change": {"batch_size": 64, "lr": 1e9, "foo": 1}}']
-    client = LlmClient(server.settings(), backoff_s=0.01)
-    failed = history()[9]
-    out = analyze_failure(client, failed, view(history()))
-    assert out == {"cause": "batch too large for memory", "change": {"batch_size": 32, "learning_rate": 5e-3}}
 
 
 @pytest.mark.parametrize("suggestion", [SUGGESTION, None])

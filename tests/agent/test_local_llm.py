@@ -7,7 +7,6 @@ lifecycle is the same); the slow one serves the packaged SmolLM2 for real.
 from __future__ import annotations
 
 import importlib.util
-import os
 import signal
 import socket
 import subprocess
@@ -18,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.llm import LlmClient, LlmUnavailable
-from agent.local_llm import SMALL_MODEL_LIMITS, LocalLlmServer
+from agent.llm.client import LlmClient, LlmUnavailable
+from agent.llm.server import SMALL_MODEL_LIMITS, LocalLlmServer
+from tests.process_checks import alive, wait_dead
 
 FAKE_SERVER = textwrap.dedent(
     """
@@ -50,27 +50,6 @@ class ScriptServer(LocalLlmServer):
 
     def command(self) -> list[str]:
         return [sys.executable, "-c", self.script, str(self.port), *self.args]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purposes; reap it if it is ours.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
-
-
-def wait_dead(pid: int, seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not alive(pid):
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def port_open(port: int) -> bool:
@@ -184,5 +163,5 @@ def test_smollm2_served_locally_gives_proposals_inside_the_space():
         assert proposals and all(p.source == "llm" for p in proposals)
         for p in proposals:
             assert_inside(SPACE, p)
-        assert client.usage.total_tokens > 0
+        assert call.prompt_tokens and call.completion_tokens
     assert pid is not None and wait_dead(pid) and not port_open(port)

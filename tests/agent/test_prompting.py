@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from agent import prompting
-from agent.prompting import PromptError, data_block, messages, placeholders, render
+from agent.llm import prompts
+from agent.llm.prompts import PromptError, data_block, messages, placeholders, render
 
-TEMPLATES = ("propose.md", "understand.md", "failure.md", "report.md")
+TEMPLATES = ("propose.md", "understand.md", "report.md")
 
 
 @pytest.mark.parametrize("name", TEMPLATES)
@@ -35,7 +35,7 @@ def test_a_missing_value_names_what_is_missing_and_what_was_given():
 
 
 def test_an_unknown_template_lists_the_available_ones():
-    with pytest.raises(PromptError, match="no prompt template 'nope.md'; available: failure.md, propose.md"):
+    with pytest.raises(PromptError, match="no prompt template 'nope.md'; available: propose.md, report.md"):
         render("nope")
     with pytest.raises(PromptError, match="plain file name"):
         render("../pyproject.toml")
@@ -53,8 +53,8 @@ def test_data_blocks_cannot_be_closed_from_inside():
 
 
 def test_one_line_strips_control_characters_and_cuts():
-    assert prompting.one_line("a\n\tb\x00\x1b[31m c", 100) == "a b [31m c"
-    assert prompting.one_line("x" * 50, 10) == "x" * 9 + "…"
+    assert prompts.one_line("a\n\tb\x00\x1b[31m c", 100) == "a b [31m c"
+    assert prompts.one_line("x" * 50, 10) == "x" * 9 + "…"
 
 
 def test_templates_ship_as_package_data():

@@ -1,10 +1,10 @@
 import pytest
 
-from agent.proposers.base import PlannerView
+from agent.proposers.base import PlannerView, Proposal
 from agent.proposers.classical import OptunaProposer
 from agent.proposers.portfolio import PortfolioProposer, source_stats
 from agent.space import default_space, default_values
-from memory.records import TrialRecord, TrialState
+from memory.records import FailureKind, TrialRecord, TrialState
 from tests.agent.proposer_contract import PROFILE, SPACE, TASK, assert_inside, check_contract, history
 
 
@@ -125,7 +125,7 @@ def test_default_space_fits_its_defaults(reviews_csv):
 
 
 def test_an_unreachable_llm_is_dropped_after_repeated_errors():
-    from agent.llm import LlmClient, LlmSettings
+    from agent.llm.client import LlmClient, LlmSettings
     from agent.proposers.llm import LlmProposer
 
     client = LlmClient(LlmSettings(base_url="http://127.0.0.1:9/v1", model="x", timeout_s=2, max_retries=0))
@@ -162,3 +162,30 @@ def test_the_default_start_takes_enough_steps_for_its_data(reviews_csv, rows, ma
     values = default_values(task, default_space(task, profile), profile)
     assert (values["batch_size"], values["epochs"]) == (batch_size, epochs)
     assert default_values(task, default_space(task, profile))["epochs"] == 2  # no profile: the plain default
+
+
+def test_a_sampler_proposal_that_repeats_an_oom_is_shrunk_by_the_portfolio():
+    """The failure guard sits in the portfolio, so it covers every source, not just the LLM."""
+    values = {"learning_rate": 1e-3, "epochs": 2, "batch_size": 32, "lora_r": 8, "lora_dropout": 0.1,
+              "text_columns": ("text",)}  # fmt: skip
+
+    def record(number: int, config_values: dict, state: TrialState, **outcome: object) -> TrialRecord:
+        config = SPACE.to_config(config_values)
+        return TrialRecord(id=number + 1, study_id=1, number=number, config=config, source="tpe", state=state,
+                           created_at=0.0, **outcome)  # fmt: skip
+
+    trials = (
+        record(0, {**values, "batch_size": 16}, TrialState.complete, objective=0.7),
+        record(1, {**values, "learning_rate": 2e-3}, TrialState.failed, failure_kind=FailureKind.oom),
+    )
+
+    class _Repeating(OptunaProposer):
+        """A sampler that insists on the batch size that ran out of memory."""
+
+        def propose(self, view, n):
+            again = {**values, "learning_rate": 1.5e-3}
+            return [Proposal(again, SPACE.to_config(again), self.name, "tpe sample")]
+
+    [p] = PortfolioProposer(_Repeating("tpe")).propose(PlannerView(TASK, SPACE, PROFILE, trials), 1)
+    assert p.source == "tpe" and p.config.batch_size == 16 and p.config.learning_rate == 1.5e-3
+    assert any(r.startswith("guard: batch_size 32 -> 16 after OOM in #1") for r in p.repairs)

@@ -1,12 +1,15 @@
 """One client for any OpenAI-compatible endpoint, with retries, timeouts and token counts.
 
-Everything in Open-AutoGLM that talks to an LLM goes through `LlmClient`. It
-asks for structured output (`response_format` with a JSON schema) and falls
-back to plain text, once and for the client's lifetime, when the endpoint
-rejects it; answers are parsed leniently by the caller either way. Transient
-failures (timeouts, connection errors, 429, 5xx) are retried with exponential
-backoff; when the client gives up it raises one `LlmUnavailable`, which
-callers turn into a warning and a fallback.
+Everything in Open-AutoGLM that talks to an LLM goes through `LlmClient`; this
+is the only module that imports `openai`. It asks for structured output
+(`response_format` with a JSON schema) and falls back to plain text, once and
+for the client's lifetime, when the endpoint rejects it; answers are parsed
+leniently by the caller either way. Transient failures (timeouts, connection
+errors, 408/409/429, 5xx) are retried by the openai client itself, with
+jittered exponential backoff and the server's Retry-After (a Retry-After
+longer than openai's limit ends the call at once rather than stalling the
+study); when the client gives up it raises one `LlmUnavailable`, which callers
+turn into a warning and a fallback.
 
 The API key is a `SecretStr`: it is masked in repr and in every dump, and
 `LlmSettings.public()` is what may be logged or stored.
@@ -16,8 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -132,41 +133,11 @@ class LlmReply:
         return self.prompt_tokens + self.completion_tokens
 
 
-@dataclass
-class LlmUsage:
-    """Tokens and calls spent through one client, for the study's LLM budget."""
-
-    calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-
 class LlmClient:
-    """Chat completions against one OpenAI-compatible endpoint.
+    """Chat completions against one OpenAI-compatible endpoint; thread-safe for concurrent calls."""
 
-    Thread-safe for concurrent calls; the openai client underneath is built
-    with its own retries off, so the backoff here is the only one and the
-    tests can see it.
-    """
-
-    def __init__(
-        self,
-        settings: LlmSettings | None = None,
-        *,
-        backoff_s: float = 0.5,
-        max_backoff_s: float = 8.0,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+    def __init__(self, settings: LlmSettings | None = None) -> None:
         self.settings = settings or LlmSettings.resolve()
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
-        self._sleep = sleep
-        self._lock = threading.Lock()
-        self.usage = LlmUsage()
         # None: not tried yet; False: the endpoint rejected response_format, use plain text from now on.
         self.structured_output: bool | None = None
         self._model: str | None = self.settings.model
@@ -175,7 +146,7 @@ class LlmClient:
             api_key=key,
             base_url=self.settings.base_url,
             timeout=self.settings.timeout_s,
-            max_retries=0,
+            max_retries=self.settings.max_retries,
         )
 
     def __repr__(self) -> str:
@@ -194,7 +165,7 @@ class LlmClient:
     def model(self) -> str:
         """The model to ask; when none is configured, the first one the endpoint lists."""
         if self._model is None:
-            models = self._with_retries(lambda: list(self._openai.models.list()), what="list models")
+            models = self._request(lambda: list(self._openai.models.list()), what="list models")
             if not models:
                 raise LlmUnavailable(f"the LLM endpoint {self.settings.base_url} lists no models; set a model")
             self._model = str(models[0].id)
@@ -269,7 +240,7 @@ class LlmClient:
         use_format = response_format is not None and self.structured_output is not False
         start = time.perf_counter()
         try:
-            response = self._with_retries(
+            response = self._request(
                 lambda: self._openai.chat.completions.create(
                     **request, **({"response_format": response_format} if use_format else {})
                 ),
@@ -277,7 +248,7 @@ class LlmClient:
                 reject_format=use_format,
             )
         except _FormatRejected:
-            response = self._with_retries(lambda: self._openai.chat.completions.create(**request), what=what)
+            response = self._request(lambda: self._openai.chat.completions.create(**request), what=what)
             # Only now is it clear the format, not the request, was the problem.
             log.info("LLM endpoint rejected response_format; asking for plain text from now on")
             self.structured_output = False
@@ -293,15 +264,17 @@ class LlmClient:
             prompt_tokens = sum(len(str(m.get("content", ""))) for m in messages) // 4
         if completion_tokens is None:
             completion_tokens = len(text) // 4
-        with self._lock:
-            self.usage.calls += 1
-            self.usage.prompt_tokens += prompt_tokens
-            self.usage.completion_tokens += completion_tokens
         return LlmReply(text, latency, prompt_tokens, completion_tokens, _finish_reason(response))
 
-    def _with_retries(self, call: Callable[[], Any], *, what: str, reject_format: bool = False) -> Any:
+    def _request(self, call: Callable[[], Any], *, what: str, reject_format: bool = False) -> Any:
+        """`call()`, with every failure turned into `LlmUnavailable` (or `_FormatRejected`).
+
+        The openai client has already retried what is worth retrying. A 200
+        whose body is not the API's JSON (a proxy's error page) it does not
+        retry: that alone is retried here, at once (the endpoint is up: it answered),
+        as often as the settings allow.
+        """
         attempts = self.settings.max_retries + 1
-        last: Exception | None = None
         for attempt in range(attempts):
             try:
                 return call()
@@ -309,33 +282,23 @@ class LlmClient:
                 if reject_format:
                     raise _FormatRejected() from e
                 raise LlmUnavailable(f"LLM rejected the {what} request: {_describe(e)}") from None
+            except (openai.APIResponseValidationError, ValueError) as e:  # a body that is not the API's JSON
+                if attempt + 1 == attempts:
+                    raise LlmUnavailable(self._gave_up(what, e)) from None
+                log.warning("LLM %s failed (%s); retry %d/%d", what, _describe(e), attempt + 1, attempts - 1)
             except openai.APIStatusError as e:
                 if not _retryable_status(e.status_code):
                     raise LlmUnavailable(f"LLM refused the {what} request: {_describe(e)}") from None
-                last = e
-                delay = _retry_after(e) or self._backoff(attempt)
-            except openai.APIConnectionError as e:  # includes APITimeoutError
-                last = e
-                delay = self._backoff(attempt)
-            except (openai.APIResponseValidationError, ValueError) as e:  # a body that is not the API's JSON
-                last = e
-                delay = self._backoff(attempt)
-            except openai.OpenAIError as e:  # anything else the client raises: give up, plainly
-                raise LlmUnavailable(f"LLM {what} request failed: {_describe(e)}") from None
-            if attempt + 1 < attempts:
-                log.warning(
-                    "LLM %s failed (%s); retry %d/%d in %.1fs", what, _describe(last), attempt + 1, attempts - 1, delay
-                )
-                self._sleep(delay)
-        raise LlmUnavailable(
-            f"LLM at {self.settings.base_url or 'api.openai.com'} unavailable after {attempts} attempt(s) "
-            f"for {what}: {_describe(last)}"
-        )
+                raise LlmUnavailable(self._gave_up(what, e)) from None
+            except openai.OpenAIError as e:  # timeouts and connection errors (already retried), and anything else
+                raise LlmUnavailable(self._gave_up(what, e)) from None
+        raise AssertionError("unreachable")  # the last attempt returns or raises
 
-    def _backoff(self, attempt: int) -> float:
-        # Jitter keeps parallel studies sharing one endpoint from retrying in lockstep.
-        base = min(self.max_backoff_s, self.backoff_s * (2**attempt))
-        return base * (0.75 + 0.5 * random.random())
+    def _gave_up(self, what: str, error: Exception) -> str:
+        return (
+            f"LLM at {self.settings.base_url or 'api.openai.com'} unavailable for {what} "
+            f"(at most {self.settings.max_retries + 1} attempt(s)): {_describe(error)}"
+        )
 
 
 class _FormatRejected(Exception):
@@ -343,16 +306,8 @@ class _FormatRejected(Exception):
 
 
 def _retryable_status(status: int) -> bool:
+    """The statuses the openai client retries: only for the wording of the error."""
     return status in (408, 409, 429) or status >= 500
-
-
-def _retry_after(error: openai.APIStatusError) -> float | None:
-    """The server's Retry-After in seconds, capped so a hostile server cannot stall the study."""
-    try:
-        value = float(error.response.headers.get("retry-after", ""))
-    except (ValueError, AttributeError):
-        return None
-    return min(max(value, 0.0), 30.0)
 
 
 def _describe(error: Exception | None) -> str:

@@ -1,9 +1,11 @@
-"""Prompt templates: plain files in the `prompts` package, filled by one `render` function.
+"""Prompts: the templates in the `prompts` package, filled by one `render` function, and what fills them.
 
 Templates use `string.Template` placeholders (`$name` or `${name}`) so that
 JSON examples in them need no escaping. A template may split itself into a
 system and a user message with the marker lines `<!-- system -->` and
-`<!-- user -->`; `messages` does that split.
+`<!-- user -->`; `messages` does that split. The `describe_*` functions turn
+a task, a data profile, a search space and a trial history into the short
+plain-text sections the templates are filled with.
 """
 
 from __future__ import annotations

@@ -1,0 +1,65 @@
+"""The report's narrative: a finished study told in a short plain paragraph by the LLM, when there is one.
+
+`agent.report` writes the report from the store alone; `narrate_report` adds
+the paragraph it may open with (prompts/report.md). Markdown and code in the
+answer are stripped; an LLM that fails gives None and the report goes without.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from agent.llm import prompts
+from agent.llm.calls import describe_error, flatten, planner_call
+from agent.llm.client import LlmClient
+from memory.records import PlannerCall
+
+log = logging.getLogger(__name__)
+
+REPORT_TEMPLATE = "report.md"
+# A long summary costs a small local model minutes; its head (task, best, counts) is what matters.
+MAX_SUMMARY_CHARS = 3000
+
+
+def narrate_report(
+    client: LlmClient,
+    summary: Mapping[str, Any],
+    *,
+    calls: list[PlannerCall] | None = None,
+    max_tokens: int = 200,
+    max_chars: int = 1500,
+) -> str | None:
+    """A short plain-text narrative of a finished study, or None when the LLM cannot give one.
+
+    Each request is appended to `calls`.
+    """
+    calls = calls if calls is not None else []
+    prompt = ""
+    try:
+        text = json.dumps(summary, default=str, separators=(", ", ": "))
+        messages = prompts.messages(REPORT_TEMPLATE, summary=prompts.data_block(text[:MAX_SUMMARY_CHARS]))
+        prompt = flatten(messages)
+        reply = client.complete_text(messages, template=REPORT_TEMPLATE, max_tokens=max_tokens)
+    except Exception as e:
+        log.warning("LLM report narrative skipped: %s", describe_error(e))
+        calls.append(planner_call("llm", REPORT_TEMPLATE, prompt, None, "error", describe_error(e)))
+        return None
+    narrative = plain_paragraph(reply.text, max_chars)
+    calls.append(planner_call("llm", REPORT_TEMPLATE, prompt, reply, "accepted" if narrative else "rejected"))
+    return narrative or None
+
+
+def plain_paragraph(text: str, max_chars: int) -> str:
+    """Markdown and code fences stripped, whitespace collapsed, cut at a sentence end."""
+    text = re.sub(r"```.*?(```|$)", " ", text, flags=re.DOTALL)  # code is no part of a narrative
+    flat = prompts.one_line(" ".join(line.lstrip("#*->• ").strip() for line in text.splitlines()), 10 * max_chars)
+    flat = flat.replace("**", "").replace("__", "")
+    if len(flat) <= max_chars:
+        return flat
+    cut = flat[:max_chars]
+    end = cut.rfind(". ")
+    return cut[: end + 1] if end > max_chars // 2 else cut.rstrip() + "…"

@@ -1,0 +1,138 @@
+"""The LLM's second opinion on a task: check a rule-based draft against the data, keep what fits.
+
+`agent.understand` settles a task by rules; when there is an LLM, `refine_task`
+asks it (prompts/understand.md) and `validate_task_answer` keeps only the
+suggestions that name this data's real columns, a known task type and a known
+metric. The rules' draft always stands without it: an LLM that fails gives {}.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from agent.llm import prompts
+from agent.llm.calls import describe_error, flatten, planner_call
+from agent.llm.client import LlmClient
+from agent.llm.parsing import MAX_RATIONALE_CHARS, LlmJsonError, find_objects, parse_lenient, rationale_of
+from memory.records import METRIC_DIRECTION, PlannerCall, PlannerOutcome, TaskType
+
+log = logging.getLogger(__name__)
+
+UNDERSTAND_TEMPLATE = "understand.md"
+TASK_FIELDS = ("task_type", "text_columns", "label_column", "metric")
+
+
+def refine_task(
+    client: LlmClient,
+    description: str,
+    profile: Mapping[str, Any],
+    draft: Mapping[str, Any],
+    *,
+    calls: list[PlannerCall] | None = None,
+    max_tokens: int = 160,
+) -> dict[str, Any]:
+    """Ask the LLM to check a rule-based task draft; return only suggestions valid for this data.
+
+    Returns a dict with any of task_type, text_columns, label_column, metric
+    (and rationale); invalid or unknown values are left out, and an LLM that
+    fails gives {}. Each request is appended to `calls`.
+    """
+    calls = calls if calls is not None else []
+    columns = [str(c) for c in (profile.get("columns") or {})]
+    example = {
+        "task_type": str(draft.get("task_type") or "classification"),
+        "text_columns": list(draft.get("text_columns") or columns[:1]),
+        "label_column": str(draft.get("label_column") or (columns[-1] if columns else "label")),
+        "metric": str(draft.get("metric") or "macro_f1"),
+        "rationale": "one short sentence",
+    }
+    prompt = ""
+    try:
+        messages = prompts.messages(
+            UNDERSTAND_TEMPLATE,
+            description=prompts.one_line(description, 600) or "(no description)",
+            columns=prompts.describe_profile(profile, samples=1, max_columns=20),
+            draft=json.dumps({k: _jsonable(v) for k, v in draft.items()}, default=str),
+            task_types=", ".join(t.value for t in TaskType),
+            metrics=", ".join(METRIC_DIRECTION),
+            example=json.dumps(example),
+        )
+        prompt = flatten(messages)
+        schema = {
+            "type": "object",
+            "properties": {
+                "task_type": {"enum": [t.value for t in TaskType]},
+                "text_columns": {"type": "array", "items": {"enum": columns} if columns else {"type": "string"}},
+                "label_column": {"enum": columns} if columns else {"type": "string"},
+                "metric": {"enum": list(METRIC_DIRECTION)},
+                "rationale": {"type": "string"},
+            },
+        }
+        # The answer is one flat object: stopping at its first "}" saves a small model's rambling.
+        reply = client.complete_json(messages, schema, template=UNDERSTAND_TEMPLATE, max_tokens=max_tokens, stop=["}"])
+        text = reply.text
+        if reply.finish_reason == "stop" and "{" in text and not text.rstrip().endswith("}"):
+            text += "}"  # OpenAI-style endpoints drop the stop string from the text
+        suggestions, problems = validate_task_answer(text, columns)
+    except Exception as e:  # the rules' draft stands; the LLM only ever refines it
+        log.warning("LLM task check skipped: %s", describe_error(e))
+        calls.append(planner_call("llm", UNDERSTAND_TEMPLATE, prompt, None, "error", describe_error(e)))
+        return {}
+    outcome: PlannerOutcome = "rejected"
+    if suggestions:
+        outcome = "repaired" if problems else "accepted"
+    calls.append(planner_call("llm", UNDERSTAND_TEMPLATE, prompt, reply, outcome, "; ".join(problems)))
+    return suggestions
+
+
+def validate_task_answer(text: str, columns: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
+    """Keep the parts of a task answer that name real columns, task types and metrics; say what was dropped."""
+    try:
+        value = parse_lenient(text)
+    except LlmJsonError as e:
+        return {}, [str(e)]
+    objects = find_objects(value, TASK_FIELDS)
+    if not objects:
+        return {}, ["no task fields in the answer"]
+    obj = objects[0]
+    out: dict[str, Any] = {}
+    problems: list[str] = []
+    known = set(columns)
+    task_type = str(obj.get("task_type", "")).strip().lower()
+    if task_type in {t.value for t in TaskType}:
+        out["task_type"] = task_type
+    elif "task_type" in obj:
+        problems.append(f"ignored task_type {prompts.one_line(obj['task_type'], 40)!r}")
+    label = obj.get("label_column")
+    if isinstance(label, str) and label in known:
+        out["label_column"] = label
+    elif "label_column" in obj:
+        problems.append(f"ignored label_column {prompts.one_line(label, 40)!r}: not a column")
+    inputs = obj.get("text_columns")
+    inputs = [inputs] if isinstance(inputs, str) else inputs
+    if isinstance(inputs, list) and inputs and all(isinstance(c, str) and c in known for c in inputs):
+        if out.get("label_column") not in inputs and len(set(inputs)) == len(inputs):
+            out["text_columns"] = list(inputs)
+        else:
+            problems.append("ignored text_columns: repeats a column or the label")
+    elif "text_columns" in obj:
+        problems.append("ignored text_columns: not a list of column names")
+    metric = str(obj.get("metric", "")).strip().lower()
+    if metric in METRIC_DIRECTION:
+        out["metric"] = metric
+    elif "metric" in obj:
+        problems.append(f"ignored metric {prompts.one_line(obj['metric'], 40)!r}")
+    if out and (why := rationale_of(obj)):
+        out["rationale"] = prompts.one_line(why, MAX_RATIONALE_CHARS)
+    return out, problems
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if hasattr(value, "value"):  # enums
+        return value.value
+    return value

@@ -1,0 +1,69 @@
+"""Child process groups: stopped whole, and gone with the study even after `kill -9`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from executors.processes import start_group, stop_group
+from tests.process_checks import alive, wait_dead
+
+ROOT = Path(__file__).resolve().parents[2]
+# A child that starts a grandchild and writes its pid, then waits.
+SLEEP = "import time; time.sleep(600)"
+PARENT = (
+    f"import subprocess as s, sys; c = s.Popen([sys.executable, '-c', {SLEEP!r}]); print(c.pid, flush=True); {SLEEP}"
+)
+
+
+def test_a_child_leads_its_own_group_and_stops_with_its_children():
+    proc = start_group([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
+    grandchild = int(proc.stdout.readline())  # type: ignore[union-attr]
+    assert os.getpgid(proc.pid) == proc.pid != os.getpgid(0)
+    assert os.getpgid(grandchild) == proc.pid
+    stop_group(proc, grace_s=5)
+    assert proc.returncode == -signal.SIGTERM and wait_dead(grandchild)
+    stop_group(proc)  # idempotent
+
+
+def test_a_child_that_ignores_sigterm_is_killed_after_the_grace():
+    ignore = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(1, flush=True); time.sleep(600)"
+    proc = start_group([sys.executable, "-c", ignore], stdout=subprocess.PIPE, text=True)
+    proc.stdout.readline()  # type: ignore[union-attr]
+    start = time.monotonic()
+    stop_group(proc, grace_s=0.5)
+    assert proc.returncode == -signal.SIGKILL and 0.5 <= time.monotonic() - start < 5
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only")
+def test_a_child_outlives_the_thread_that_started_it_but_not_a_killed_study():
+    """The kernel's parent-death signal follows the forking thread: children are forked from a long-lived one."""
+    study = textwrap.dedent(
+        f"""
+        import sys, threading, time
+        sys.path.insert(0, {str(ROOT)!r})
+        from executors.processes import start_group
+        started = []
+        thread = threading.Thread(target=lambda: started.append(start_group([sys.executable, "-c",
+                                  "import time; time.sleep(600)"])))
+        thread.start(); thread.join()  # the caller's thread is gone before the child is
+        print(started[0].pid, flush=True)
+        time.sleep(600)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", study], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(proc.stdout.readline())  # type: ignore[union-attr]
+        time.sleep(0.5)
+        assert alive(child), "the child died with the thread that started it"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert wait_dead(child), "the child outlived the killed study"
