@@ -61,19 +61,9 @@ class HintRecorder:
     def __init__(self) -> None:
         self.original = agent.study.refine_task
         self.last: dict[str, Any] = {}
-        self.warned = False
 
-    def __call__(self, client: LlmClient, description: str, profile: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        try:
-            self.last = self.original(client, description, profile, *args, **kwargs)
-        except AttributeError:
-            if not hasattr(profile, "model_dump"):
-                raise
-            # A refine_task that reads the profile as a mapping, handed a DataProfile: give it the mapping.
-            if not self.warned:
-                print("warning: refine_task cannot read a DataProfile; handing it profile.model_dump()", flush=True)
-                self.warned = True
-            self.last = self.original(client, description, profile.model_dump(mode="json"), *args, **kwargs)
+    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        self.last = self.original(*args, **kwargs)
         return self.last
 
     def __enter__(self) -> HintRecorder:
