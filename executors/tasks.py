@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ from executors.data import feature_columns, normalize_text, render_texts
 from memory.records import TaskSpec, TaskType, TrialConfig
 
 Example = dict[str, Any]
+Collator = Callable[[list[Example]], Mapping[str, Any]]
 IGNORE = -100  # label id the loss skips (padding, non-first sub-tokens, prompt tokens)
+PADDED_KEYS = ("input_ids", "labels")  # what a data collator pads; an example's other keys (gold tags, ...) are ours
 
 
 class TaskHandler(ABC):
@@ -34,6 +37,7 @@ class TaskHandler(ABC):
         self.config = config
         self.labels = labels
         self.tokenizer: Any = None
+        self.collator: Collator | None = None
 
     def load_tokenizer(self, model_path: str) -> Any:
         from transformers import AutoTokenizer
@@ -42,7 +46,14 @@ class TaskHandler(ABC):
         if self.tokenizer.pad_token_id is None:
             # Decoder-only tokenizers often lack a pad token; eos is the usual stand-in.
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.collator = self.data_collator()
         return self.tokenizer
+
+    def data_collator(self) -> Collator:
+        """The transformers data collator that pads this task's batches (one label per row here)."""
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(self.tokenizer)
 
     metric_modules: tuple[str, ...] = ()
 
@@ -73,27 +84,9 @@ class TaskHandler(ABC):
         return len(example["input_ids"])
 
     def collate(self, batch: list[Example]) -> dict[str, torch.Tensor]:
-        """Pad a batch to its longest example (dynamic padding)."""
-        width = max(len(e["input_ids"]) for e in batch)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, e in enumerate(batch):
-            n = len(e["input_ids"])
-            ids[i, :n] = torch.tensor(e["input_ids"])
-            mask[i, :n] = 1
-        out = {"input_ids": ids, "attention_mask": mask}
-        if "labels" in batch[0]:
-            out["labels"] = self._collate_labels(batch, width)
-        return out
-
-    def _collate_labels(self, batch: list[Example], width: int) -> torch.Tensor:
-        if isinstance(batch[0]["labels"], int):
-            return torch.tensor([e["labels"] for e in batch], dtype=torch.long)
-        labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
-        for i, e in enumerate(batch):
-            labels[i, : len(e["labels"])] = torch.tensor(e["labels"])
-        return labels
+        """Pad a batch to its longest example (dynamic padding) with the task's data collator."""
+        assert self.collator is not None, "load_tokenizer() first"
+        return dict(self.collator([{k: e[k] for k in PADDED_KEYS if k in e} for e in batch]))
 
     @abstractmethod
     def loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -104,7 +97,7 @@ class TaskHandler(ABC):
         """The fixed harness metrics on the eval split."""
 
     def meta(self) -> dict[str, Any]:
-        """What predict needs to rebuild features and decode outputs."""
+        """The task's fields of the `AdapterMeta` saved with the adapter: how predict rebuilds features and outputs."""
         return {
             "task_type": self.task.task_type.value,
             "labels": self.labels,
@@ -277,6 +270,11 @@ class TokenClassificationHandler(TaskHandler):
     def on_labels(self) -> None:
         self.label_ids = {label: i for i, label in enumerate(self.labels)}
 
+    def data_collator(self) -> Collator:
+        from transformers import DataCollatorForTokenClassification
+
+        return DataCollatorForTokenClassification(self.tokenizer, label_pad_token_id=IGNORE)
+
     def load_model(self, model_path: str, dtype: torch.dtype) -> Any:
         from transformers import AutoModelForTokenClassification
 
@@ -380,8 +378,14 @@ class GenerationHandler(TaskHandler):
 
     def load_tokenizer(self, model_path: str) -> Any:
         tokenizer = super().load_tokenizer(model_path)
-        tokenizer.padding_side = "left"  # batched generation continues from the right edge
+        # Teacher-forced batches pad on the right (the collator follows the tokenizer); `generate` pads left itself.
+        tokenizer.padding_side = "right"
         return tokenizer
+
+    def data_collator(self) -> Collator:
+        from transformers import DataCollatorForSeq2Seq
+
+        return DataCollatorForSeq2Seq(self.tokenizer, label_pad_token_id=IGNORE)
 
     def user_text(self, record: dict[str, Any]) -> str:
         """The user turn: the template filled from the row, else the instruction and input on separate lines."""
@@ -433,32 +437,16 @@ class GenerationHandler(TaskHandler):
             )
         return out
 
-    def collate(self, batch: list[Example]) -> dict[str, torch.Tensor]:
-        # Right padding for teacher-forced training; generation builds its own left-padded batch.
-        width = max(len(e["input_ids"]) for e in batch)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
-        for i, e in enumerate(batch):
-            n = len(e["input_ids"])
-            ids[i, :n] = torch.tensor(e["input_ids"])
-            mask[i, :n] = 1
-            labels[i, :n] = torch.tensor(e["labels"])
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
-
     def loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return model(**batch).loss
 
     def generate(self, model: Any, prompts: list[list[int]], device: torch.device) -> list[str]:
         """Decode with the trial's decoding parameters; greedy when temperature is 0."""
         pad = self.tokenizer.pad_token_id
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, p in enumerate(prompts):
-            ids[i, width - len(p) :] = torch.tensor(p)
-            mask[i, width - len(p) :] = 1
+        # Batched generation continues from the right edge, so prompts pad on the left.
+        batch = self.tokenizer.pad({"input_ids": prompts}, padding_side="left", return_tensors="pt")
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        width = ids.shape[1]
         c = self.config
         sampling = c.temperature > 0
         kwargs: dict[str, Any] = {"do_sample": sampling, "num_beams": c.num_beams, "max_new_tokens": c.max_new_tokens}
