@@ -41,6 +41,8 @@ class LocalExecutor(BaseExecutor):
         memory_limit_mb: cap on a worker's address space; past it the trial fails with `oom`.
         prewarm: keep a standby worker for the next trial.
         python: the interpreter that runs the worker.
+        worker_module: the module each worker runs (`python -m`); another must speak
+            `executors.worker`'s protocol, as the tests' fault-injecting worker does.
     """
 
     def __init__(
@@ -50,12 +52,14 @@ class LocalExecutor(BaseExecutor):
         memory_limit_mb: float | None = None,
         prewarm: bool = True,
         python: str = sys.executable,
+        worker_module: str = "executors.worker",
     ) -> None:
         self.device = device
         self.env = dict(env or {})
         self.memory_limit_mb = memory_limit_mb
         self.prewarm = prewarm
         self.python = python
+        self.worker_module = worker_module
         self._procs: dict[int, subprocess.Popen[str]] = {}
         self._stopped: dict[int, str] = {}  # pid -> why stop_all killed it
         self._spare: _Worker | None = None
@@ -73,7 +77,7 @@ class LocalExecutor(BaseExecutor):
             device = "cuda:0"
         if self.memory_limit_mb:
             env["AUTOGLM_MEMORY_LIMIT_MB"] = str(self.memory_limit_mb)
-        cmd = [self.python, "-m", "executors.worker", "--standby", "--device", device]
+        cmd = [self.python, "-m", self.worker_module, "--standby", "--device", device]
         # Forked from `executors.processes`' one long-lived thread: the parent-death signal fires when the
         # forking *thread* ends, and a caller's thread (a trial slot) may end long before the worker should.
         return _Worker(cmd, env)

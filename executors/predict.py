@@ -1,8 +1,8 @@
 """Reload a trial's saved adapter and predict with it, or export a merged model.
 
 The adapter directory holds the PEFT adapter, the tokenizer and `autoglm.json`
-(task type, labels, feature settings), so predictions see exactly the
-features the trial trained on.
+(an `AdapterMeta`: task type, labels, feature settings), so predictions see
+exactly the features the trial trained on.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ from typing import Any
 
 import pandas as pd
 import torch
+from pydantic import ValidationError
 
 from executors.models import resolve_model
 from executors.tasks import GenerationHandler, TaskHandler, make_handler, to_device
 from executors.training import META_FILE, pick_device
 from memory.errors import UserError
-from memory.records import TaskSpec, TaskType, TrialConfig
+from memory.records import ADAPTER_META_VERSION, DEFAULT_METRIC, AdapterMeta, TaskSpec, TaskType
 
 Inputs = Sequence[str] | Sequence[Sequence[str]] | Sequence[Mapping[str, Any]] | pd.DataFrame
 
@@ -34,31 +35,52 @@ class LoadedAdapter:
 
     model: Any
     handler: TaskHandler
-    meta: dict[str, Any]
+    meta: AdapterMeta
     device: torch.device
 
 
-def read_meta(adapter_dir: str | Path) -> dict[str, Any]:
-    path = Path(adapter_dir) / META_FILE
-    if not path.exists():
+def read_meta(adapter_dir: str | Path) -> AdapterMeta:
+    """The adapter's `autoglm.json`, validated.
+
+    Raises:
+        UserError: the folder or the file is missing, the file is not JSON, not adapter
+            metadata, or of a format newer than this code reads; one line says which.
+    """
+    folder = Path(adapter_dir)
+    path = folder / META_FILE
+    fix = "pass the adapter folder a study wrote (runs/<study>/best_adapter, or a trial's adapter/)"
+    if not folder.is_dir():
+        raise UserError(f"adapter folder {folder} does not exist; {fix}")
+    if not path.is_file():
+        raise UserError(f"{path} is missing: {folder} is not an Open-AutoGLM adapter folder; {fix}")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{path} cannot be read as JSON ({e}); it was damaged or edited - {fix}") from e
+    version = raw.get("format_version") if isinstance(raw, dict) else None
+    if isinstance(version, int) and version > ADAPTER_META_VERSION:
         raise UserError(
-            f"{str(adapter_dir)!r} is not an Open-AutoGLM adapter (no {META_FILE}); pass a trial's adapter/"
+            f"{path} is in format {version}, newer than this Open-AutoGLM reads ({ADAPTER_META_VERSION}); "
+            "upgrade open-autoglm to load this adapter"
         )
-    return json.loads(path.read_text())
+    try:
+        return AdapterMeta.model_validate(raw)
+    except ValidationError as e:
+        error = e.errors()[0]
+        where = ".".join(map(str, error["loc"])) or "the file"
+        raise UserError(f"{path} is not Open-AutoGLM adapter metadata ({where}: {error['msg']}); {fix}") from e
 
 
-def _handler(meta: dict[str, Any]) -> TaskHandler:
-    task_type = TaskType(meta["task_type"])
+def _handler(meta: AdapterMeta) -> TaskHandler:
     task = TaskSpec(
-        task_type=task_type,
+        task_type=meta.task_type,
         train_path="-",
-        text_columns=tuple(meta["text_columns"]),
-        label_column=meta["label_column"],
-        metric={"classification": "macro_f1", "token_classification": "entity_f1"}.get(task_type.value, "exact_match"),
+        text_columns=meta.text_columns,
+        label_column=meta.label_column,
+        metric=DEFAULT_METRIC[meta.task_type],
         direction="maximize",
     )
-    config = TrialConfig.model_validate(meta["config"])
-    return make_handler(task, config, list(meta["labels"]))
+    return make_handler(task, meta.config, list(meta.labels))
 
 
 def load_adapter(adapter_dir: str | Path, device: str = "auto") -> LoadedAdapter:
@@ -69,9 +91,9 @@ def load_adapter(adapter_dir: str | Path, device: str = "auto") -> LoadedAdapter
     handler = _handler(meta)
     dev = pick_device(device)
     handler.load_tokenizer(str(adapter_dir))
-    base_path = meta.get("base_model_path")
+    base_path = meta.base_model_path
     if not base_path or not Path(base_path).exists():
-        base_path = resolve_model(meta["model"])
+        base_path = resolve_model(meta.model)
     dtype = torch.bfloat16 if dev.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     # The base model's new head is reported as "MISSING, newly initialized"; the adapter restores it,
     # so that note (and a deprecation warning from inside PEFT) would only alarm the user here.
@@ -99,22 +121,22 @@ def _quiet_loading() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _frame(inputs: Inputs, meta: dict[str, Any]) -> pd.DataFrame:
+def _frame(inputs: Inputs, meta: AdapterMeta) -> pd.DataFrame:
     """Rows as a DataFrame; a bare string (or token list) fills the first input column."""
     if isinstance(inputs, pd.DataFrame):
         return inputs.reset_index(drop=True)
     rows = list(inputs)
     if not rows:
-        return pd.DataFrame(columns=meta["text_columns"])
-    first = meta["text_columns"][0]
+        return pd.DataFrame(columns=list(meta.text_columns))
+    first = meta.text_columns[0]
     if isinstance(rows[0], Mapping):
         records = [dict(r) for r in rows]  # type: ignore[arg-type]
-    elif meta["task_type"] == TaskType.token_classification.value:
+    elif meta.task_type == TaskType.token_classification:
         records = [{first: r.split() if isinstance(r, str) else list(r)} for r in rows]
     else:
         records = [{first: r} for r in rows]
     for r in records:
-        for column in meta["text_columns"]:
+        for column in meta.text_columns:
             r.setdefault(column, "")
     return pd.DataFrame(records)
 
@@ -182,9 +204,9 @@ def export_merged(adapter_dir: str | Path, output_dir: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out)
     loaded.handler.tokenizer.save_pretrained(out)
-    pooling = Path(loaded.meta.get("base_model_path", "")) / "1_Pooling"
+    pooling = Path(loaded.meta.base_model_path) / "1_Pooling"
     if pooling.is_dir():
         # Keeps the mean-pooling marker, so loading the export through our handlers pools as trained.
         shutil.copytree(pooling, out / "1_Pooling", dirs_exist_ok=True)
-    (out / META_FILE).write_text(json.dumps({**loaded.meta, "merged": True}, indent=2))
+    (out / META_FILE).write_text(loaded.meta.model_copy(update={"merged": True}).model_dump_json(indent=2))
     return out

@@ -29,12 +29,11 @@ from executors.data import feature_columns, prepare_splits
 from executors.events import EventWriter, TrialFailure
 from executors.models import cache_dir, resolve_model
 from executors.tasks import Example, TaskHandler, make_handler, steps_per_epoch, to_device
-from memory.records import TaskSpec, TrialConfig
+from memory.records import AdapterMeta, TaskSpec, TrialConfig
 
 META_FILE = "autoglm.json"
 TOKENIZED_VERSION = 2  # bump when encoding or splitting changes, so old caches are not reused (2: sklearn splits)
 DIVERGENCE_FACTOR = 4.0  # a logged loss this many times the first one means the run diverged
-FAULT_ENV = "AUTOGLM_FAULT"  # fault-injection hook for tests only: "nan" or "oom"
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -218,7 +217,6 @@ def run_trial(task: TaskSpec, config: TrialConfig, trial_dir: Path, device_name:
     print(f"training on {device}", file=sys.stderr)
     set_threads()
     seed_everything(config.seed)
-    fault = os.environ.get(FAULT_ENV, "")
 
     handler = make_handler(task, config)
     with timed(durations, "load"):
@@ -275,10 +273,6 @@ def run_trial(task: TaskSpec, config: TrialConfig, trial_dir: Path, device_name:
             batch = to_device(handler.collate(batch_examples), device)
             with autocast():
                 loss = handler.loss(model, batch)
-            if fault == "nan" and step >= 1:
-                loss = loss * float("nan")
-            if fault == "oom":
-                raise torch.OutOfMemoryError("AUTOGLM_FAULT=oom: injected out-of-memory for tests")
             scaled = loss / config.grad_accum
             (scaler.scale(scaled) if scaler else scaled).backward()
             window_loss += loss.detach().float()
@@ -362,13 +356,8 @@ def save_adapter(model: Any, handler: TaskHandler, config: TrialConfig, model_pa
     tmp = Path(tempfile.mkdtemp(prefix=".adapter-", dir=target.parent))
     model.save_pretrained(tmp)
     handler.tokenizer.save_pretrained(tmp)
-    meta = {
-        **handler.meta(),
-        "model": config.model,
-        "base_model_path": model_path,
-        "config": config.model_dump(mode="json"),
-    }
-    (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+    meta = AdapterMeta(**handler.meta(), model=config.model, base_model_path=model_path, config=config)
+    (tmp / META_FILE).write_text(meta.model_dump_json(indent=2))
     if target.exists():
         shutil.rmtree(target)
     os.replace(tmp, target)

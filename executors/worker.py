@@ -7,8 +7,6 @@ stdout carries only events: the real stdout is kept for them and fd 1 is
 pointed at stderr, so a library that prints cannot corrupt the stream.
 Exactly one `finished` or `failed` event ends every run that is not killed.
 
-Fault injection for tests: AUTOGLM_FAULT=nan makes the loss NaN from step 2,
-AUTOGLM_FAULT=oom raises torch.OutOfMemoryError at the first step.
 AUTOGLM_MEMORY_LIMIT_MB caps this process's address space, so an oversized
 trial fails with a real allocation error instead of taking the machine down.
 """
@@ -21,7 +19,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 OOM_MARKERS = ("out of memory", "not enough memory", "can't allocate memory", "cannot allocate memory")
 
@@ -133,9 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    code = main()
+def exit_now(code: int) -> NoReturn:
+    """Flush and exit without interpreter teardown (a second or more with torch loaded): the events are out."""
     sys.stdout.flush()
     sys.stderr.flush()
-    # Skip interpreter teardown (a second or more with torch loaded): the events are flushed, the adapter saved.
     os._exit(code)
+
+
+if __name__ == "__main__":
+    exit_now(main())

@@ -18,6 +18,7 @@ from executors.data import prepare_splits
 from executors.local import LocalExecutor
 from executors.predict import export_merged, load_adapter, predict
 from memory.records import FailureKind, TaskSpec, TrialConfig, TrialEvent, TrialState
+from tests.executors import faulty_worker
 from tests.executors.conftest import package_dir
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -193,9 +194,12 @@ def test_diverging_learning_rate_is_nan_loss(reviews_csv: Path, tmp_path: Path, 
 def test_fault_injection(
     fault: str, kind: FailureKind, reviews_csv: Path, tmp_path: Path, trial_env: dict[str, str]
 ) -> None:
-    executor = LocalExecutor(device="cpu", prewarm=False, env={**trial_env, "AUTOGLM_FAULT": fault})
+    # A real worker subprocess whose training loss is rigged (tests/executors/faulty_worker.py).
+    env = {**trial_env, faulty_worker.FAULT_ENV: fault}
+    executor = LocalExecutor(device="cpu", prewarm=False, env=env, worker_module=faulty_worker.__name__)
     result = executor.run(review_task(reviews_csv), tiny(max_steps=5), tmp_path / "t")
     assert result.state == TrialState.failed and result.failure_kind == kind, result.message
+    assert ("step 2" if fault == "nan" else "injected out-of-memory") in (result.message or "")
 
 
 @pytest.mark.slow
