@@ -38,6 +38,15 @@ class BaseExecutor(ABC):
             timeout_s: wall-clock limit; past it the trial is killed and fails with `timeout`.
         """
 
+    @abstractmethod
+    def stop_all(self, reason: str = "stopped by the study") -> None:
+        """Stop every trial this executor is running, now; safe to call from any thread (a Ctrl-C, a spent budget).
+
+        Each stopped trial's `run` returns soon after as `pruned` with `reason` as its
+        message, unless it had already finished or failed on its own. Trials started
+        after the call run as usual.
+        """
+
     def warm_up(self) -> None:  # noqa: B027 - optional hook
         """Get ready for the next trial in the background (start a worker, say), so it starts sooner."""
 

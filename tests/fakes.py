@@ -8,7 +8,7 @@ of the config (best near learning_rate=1e-3, lora_r=16), so a planner can learn.
 from __future__ import annotations
 
 import math
-import time
+import threading
 from pathlib import Path
 
 from executors.base import BaseExecutor, EventCallback, StopTrial
@@ -21,6 +21,12 @@ def score(config: TrialConfig) -> float:
     return round(0.9 - 0.1 * lr_term - 0.05 * r_term, 6)
 
 
+class _Stop(threading.Event):
+    """Set by `stop_all` for one running trial; the trial checks it between steps."""
+
+    reason = ""
+
+
 class FakeExecutor(BaseExecutor):
     """Scores configs with `score`; fails with OOM when batch_size >= oom_batch_size."""
 
@@ -29,6 +35,8 @@ class FakeExecutor(BaseExecutor):
         self.step_seconds = step_seconds
         self.oom_batch_size = oom_batch_size
         self.runs: list[TrialConfig] = []
+        self._running: set[_Stop] = set()
+        self._lock = threading.Lock()
 
     def run(
         self,
@@ -40,18 +48,27 @@ class FakeExecutor(BaseExecutor):
     ) -> TrialResult:
         self.runs.append(config)
         emit = on_event or (lambda event: None)
-        if self.oom_batch_size and config.batch_size >= self.oom_batch_size:
-            emit(TrialEvent(kind="failed", failure_kind=FailureKind.oom, message="CUDA out of memory (fake)"))
-            return TrialResult(state=TrialState.failed, failure_kind=FailureKind.oom, message="out of memory (fake)")
         value = score(config)
+        stop = _Stop()
+        with self._lock:
+            self._running.add(stop)
         try:
             emit(TrialEvent(kind="started"))
+            if self.oom_batch_size and config.batch_size >= self.oom_batch_size:
+                emit(TrialEvent(kind="failed", failure_kind=FailureKind.oom, message="CUDA out of memory (fake)"))
+                return TrialResult(
+                    state=TrialState.failed, failure_kind=FailureKind.oom, message="out of memory (fake)"
+                )
             for step in range(1, self.steps + 1):
-                time.sleep(self.step_seconds)
+                if stop.wait(self.step_seconds):  # the step's time, cut short by stop_all
+                    return TrialResult(state=TrialState.pruned, message=stop.reason)
                 emit(TrialEvent(kind="progress", step=step, loss=1.0 / step, learning_rate=config.learning_rate))
                 emit(TrialEvent(kind="eval", step=step, metrics={task.metric: value * step / self.steps}))
-        except StopTrial as stop:
-            return TrialResult(state=TrialState.pruned, message=str(stop))
+        except StopTrial as stopped:
+            return TrialResult(state=TrialState.pruned, message=str(stopped))
+        finally:
+            with self._lock:
+                self._running.discard(stop)
         adapter = trial_dir / "adapter"
         adapter.mkdir(parents=True, exist_ok=True)
         (adapter / "adapter_config.json").write_text("{}")
@@ -64,3 +81,11 @@ class FakeExecutor(BaseExecutor):
             adapter_dir=str(adapter),
             durations={"train": self.steps * self.step_seconds},
         )
+
+    def stop_all(self, reason: str = "stopped by the study") -> None:
+        """Stop every running fake trial at its next step; each returns `pruned` with `reason`."""
+        with self._lock:
+            running = list(self._running)
+        for stop in running:
+            stop.reason = reason
+            stop.set()

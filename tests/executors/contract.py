@@ -1,10 +1,11 @@
 """The contract every BaseExecutor implementation passes; reuse it for a new executor.
 
-from tests.executors.contract import check_completed_trial, check_failed_trial
+from tests.executors.contract import check_completed_trial, check_failed_trial, check_stop_all_prunes
 """
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from executors.base import BaseExecutor
@@ -49,4 +50,24 @@ def check_failed_trial(
     check_event_order(events)
     assert result.state == TrialState.failed and result.failure_kind == kind, (result.failure_kind, result.message)
     assert result.message and result.objective is None
+    return result
+
+
+def check_stop_all_prunes(
+    executor: BaseExecutor, task: TaskSpec, config: TrialConfig, trial_dir: Path, reason: str = "budget spent"
+) -> TrialResult:
+    """`stop_all` from another thread once a long trial trains: `run` returns it pruned, with the reason."""
+    events: list[TrialEvent] = []
+    stopper = threading.Thread(target=executor.stop_all, args=(reason,))
+
+    def stop_at_first_step(event: TrialEvent) -> None:
+        events.append(event)
+        if event.kind == "progress" and stopper.ident is None:  # not started yet
+            stopper.start()
+
+    result = executor.run(task, config, trial_dir, stop_at_first_step, 300)
+    stopper.join()
+    check_event_order(events)
+    assert result.state == TrialState.pruned and result.message == reason, (result.state, result.message)
+    assert "finished" not in [e.kind for e in events] and result.objective is None
     return result
