@@ -17,18 +17,26 @@ def test_a_trial_behind_the_median_is_stopped():
 def test_a_trial_ahead_of_the_median_runs_on():
     prune = TrialPruner(TASK, HISTORY)
     for value in (0.55, 0.65, 0.75):
-        prune(TrialEvent(kind="eval", metrics={"macro_f1": value}))
-    prune(TrialEvent(kind="progress", step=3, loss=9.9))  # only evals count
+        prune(TrialEvent(kind="eval", metrics={"macro_f1": value}))  # a StopTrial here fails the test
+    prune(TrialEvent(kind="progress", step=3, loss=9.9))
+    assert prune.values == [0.55, 0.65, 0.75]  # every eval was weighed; the progress event was not
+    assert not prune.trial.should_prune()
 
 
 def test_too_little_history_prunes_nothing():
     prune = TrialPruner(TASK, {0: [0.9], 1: [0.9]})
     prune(TrialEvent(kind="eval", metrics={"macro_f1": 0.01}))
+    assert prune.values == [0.01] and not prune.trial.should_prune()
+    # The same eval behind five finished trials is stopped: only the short history spared it.
+    with pytest.raises(StopTrial):
+        TrialPruner(TASK, {i: [0.9] for i in range(5)})(TrialEvent(kind="eval", metrics={"macro_f1": 0.01}))
 
 
 def test_direction_is_respected_for_a_loss():
     task = TASK.model_copy(update={"metric": "eval_loss", "direction": Direction.minimize})
     history = {i: [1.0 + i / 10] for i in range(5)}
-    TrialPruner(task, history)(TrialEvent(kind="eval", metrics={"eval_loss": 0.5}))
+    low_loss = TrialPruner(task, history)
+    low_loss(TrialEvent(kind="eval", metrics={"eval_loss": 0.5}))
+    assert low_loss.values == [0.5] and not low_loss.trial.should_prune()
     with pytest.raises(StopTrial):
         TrialPruner(task, history)(TrialEvent(kind="eval", metrics={"eval_loss": 5.0}))

