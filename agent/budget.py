@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from memory.records import SPENT_KEYS, Budget, PlannerCall, StudyRecord, TrialRecord, TrialState
+from memory.records import Budget, BudgetSpent, PlannerCall, StudyRecord, TrialRecord, TrialState
 
 DEFAULT_GRACE_S = 60.0
 GRACE_FRACTION = 0.1  # grace is at most this share of the limit it extends
@@ -50,7 +50,7 @@ class BudgetTracker:
 
     Args:
         budget: the limits.
-        spent: what earlier sessions spent (keys of `memory.records.SPENT_KEYS`).
+        spent: what earlier sessions spent.
         grace_s: how long past the wall-clock or device budget a running trial may go.
         min_start_s: the least wall-clock time left for which a new trial still starts.
         clock: monotonic seconds; injectable for tests.
@@ -60,22 +60,22 @@ class BudgetTracker:
         self,
         budget: Budget,
         *,
-        spent: Mapping[str, float] | None = None,
+        spent: BudgetSpent | None = None,
         grace_s: float = DEFAULT_GRACE_S,
         min_start_s: float = DEFAULT_MIN_START_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        spent = spent or {}
+        spent = spent or BudgetSpent()
         self.budget = budget
         self.grace_s = grace_s
         self.min_start_s = min_start_s
         self._clock = clock
         self._lock = threading.Lock()  # `x += 1` is a read and a write: two threads could lose one
         self._session_start = clock()
-        self._prior_seconds = float(spent.get("seconds", 0.0))
-        self._device_hours = float(spent.get("device_hours", 0.0))
-        self._llm_tokens = float(spent.get("llm_tokens", 0.0))
-        self._trials = float(spent.get("trials", 0.0))
+        self._prior_seconds = spent.seconds
+        self._device_hours = spent.device_hours
+        self._llm_tokens = spent.llm_tokens
+        self._trials = spent.trials
 
     @classmethod
     def from_study(
@@ -99,9 +99,9 @@ class BudgetTracker:
         activity: `last_activity` (e.g. `Store.last_activity`), else the latest
         trial timestamp.
         """
-        saved = {key: float(study.spent.get(key, 0.0)) for key in SPENT_KEYS}
+        saved = study.spent
         finished = [t for t in trials if t.state in FINISHED]
-        seconds = saved["seconds"]
+        seconds = saved.seconds
         if last_activity is None:
             stamps = [s for t in trials for s in (t.created_at, t.started_at, t.finished_at) if s is not None]
             last_activity = max(stamps, default=None)
@@ -114,12 +114,12 @@ class BudgetTracker:
             if t.started_at is not None and t.finished_at is not None
         )
         tokens = sum((c.prompt_tokens or 0) + (c.completion_tokens or 0) for c in calls)
-        spent = {
-            "seconds": seconds,
-            "device_hours": max(saved["device_hours"], trial_hours),
-            "llm_tokens": max(saved["llm_tokens"], float(tokens)),
-            "trials": float(len(finished)),
-        }
+        spent = BudgetSpent(
+            seconds=seconds,
+            device_hours=max(saved.device_hours, trial_hours),
+            llm_tokens=max(saved.llm_tokens, float(tokens)),
+            trials=float(len(finished)),
+        )
         return cls(study.task.budget, spent=spent, grace_s=grace_s, min_start_s=min_start_s, clock=clock)
 
     # ----------------------------------------------------------------- spending
@@ -141,14 +141,11 @@ class BudgetTracker:
         return self._prior_seconds + (self._clock() - self._session_start)
 
     @property
-    def spent(self) -> dict[str, float]:
-        """What has been spent, in the shape `Store.update_study(spent=...)` takes."""
-        return {
-            "seconds": self.seconds,
-            "device_hours": self._device_hours,
-            "llm_tokens": self._llm_tokens,
-            "trials": self._trials,
-        }
+    def spent(self) -> BudgetSpent:
+        """What has been spent so far, earlier sessions included."""
+        return BudgetSpent(
+            seconds=self.seconds, device_hours=self._device_hours, llm_tokens=self._llm_tokens, trials=self._trials
+        )
 
     @property
     def limits(self) -> dict[str, float | None]:
@@ -194,10 +191,21 @@ class BudgetTracker:
             return f"LLM token budget used: {self._llm_tokens:.0f} of {b.max_llm_tokens} tokens"
         return None
 
+    def admit(self, wanted: int, pending: int = 0) -> int:
+        """How many of `wanted` new trials the budget admits now, with `pending` admitted trials not yet finished.
+
+        This is the admission rule: the study proposes and starts only what it admits.
+        """
+        if self.exhausted() is not None:
+            return 0
+        if self.budget.max_trials is not None:
+            wanted = min(wanted, int(self.budget.max_trials - self._trials) - pending)
+        return max(0, wanted)
+
     def can_start(self, running: int = 0) -> str | None:
         """Why a new trial may not start now with `running` trials in flight, or None if it may."""
         reason = self.exhausted()
-        if reason is None and self.budget.max_trials is not None and self._trials + running >= self.budget.max_trials:
+        if reason is None and self.admit(1, running) == 0:
             reason = (
                 f"trial budget taken: {self._trials:.0f} finished and {running} running of {self.budget.max_trials}"
             )
@@ -228,4 +236,4 @@ class BudgetTracker:
             else max(0.0, self.budget.max_llm_tokens - self._llm_tokens),
             "trials": None if self.budget.max_trials is None else max(0.0, self.budget.max_trials - self._trials),
         }
-        return {"spent": self.spent, "limits": self.limits, "left": left}
+        return {"spent": self.spent.model_dump(), "limits": self.limits, "left": left}

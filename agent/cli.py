@@ -60,16 +60,11 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _confirm(yes: bool) -> Callable[[Any, dict[str, Any]], None]:
+def _confirm(yes: bool) -> Callable[[Any, list[str]], None]:
     from agent.understand import describe
 
-    def confirm(task: Any, profile: dict[str, Any]) -> None:
-        table = Table(title="Task", show_header=False)
-        for key, value in describe(task):
-            table.add_row(key, value)
-        out.print(table)
-        for note in profile.get("llm_notes", []):
-            out.print(f"note: {note}", highlight=False)
+    def confirm(task: Any, notes: list[str]) -> None:
+        _task_table(describe(task), notes)
         if yes or not sys.stdin.isatty():
             return
         if not typer.confirm("Start the study?", default=True):
@@ -78,7 +73,7 @@ def _confirm(yes: bool) -> Callable[[Any, dict[str, Any]], None]:
     return confirm
 
 
-def _live(stack: ExitStack) -> Callable[[dict[str, Any]], None]:
+def _live(stack: ExitStack) -> Callable[[Any], None]:
     """The live view on a terminal; one line per finished trial otherwise."""
     from agent import view
 
@@ -87,7 +82,7 @@ def _live(stack: ExitStack) -> Callable[[dict[str, Any]], None]:
         return lambda snapshot: live.update(view.render(snapshot))
     printed: set[str] = set()
 
-    def log(snapshot: dict[str, Any]) -> None:
+    def log(snapshot: Any) -> None:
         entry = view.line(snapshot)
         if entry and entry not in printed:
             printed.add(entry)
@@ -96,13 +91,46 @@ def _live(stack: ExitStack) -> Callable[[dict[str, Any]], None]:
     return log
 
 
-def _llm_proposer(stack: ExitStack, llm: str, model: str | None) -> Any:
+def _llm_proposer(stack: ExitStack, llm: str, model: str | None, quiet: bool = False) -> Any:
     from agent.proposers.llm import open_llm_proposer
 
     proposer, note = open_llm_proposer(stack, llm, model)
-    if note:
+    if note and not quiet:
         err.print(f"[yellow]{note}[/yellow]", highlight=False, soft_wrap=True)
     return proposer
+
+
+def _dry_run(options: Any, as_json: bool) -> None:
+    from agent.study import plan_study
+    from agent.understand import describe
+
+    with ExitStack() as stack:
+        proposer = _llm_proposer(stack, options.llm, options.llm_model, quiet=True)
+        plan = plan_study(options, getattr(proposer, "client", None), proposer.calls if proposer else None)
+    if as_json:
+        print(json.dumps(plan.to_json(), indent=2))
+        return
+    _task_table(describe(plan.task), plan.notes)
+    out.print(f"rows: {plan.train_rows} to train on, {plan.eval_rows} held out to score each trial")
+    space = Table(title="Search space", show_header=True)
+    space.add_column("parameter")
+    space.add_column("range or choices")
+    space.add_column("opening trial")
+    for p in plan.space.params:
+        shown = " | ".join(map(str, p.choices)) if hasattr(p, "choices") else f"{p.low:g} .. {p.high:g}"
+        space.add_row(p.name, shown, _cell(plan.opening.get(p.name)))
+    out.print(space)
+    if plan.space.fixed:
+        out.print("fixed: " + ", ".join(f"{k}={_cell(v)}" for k, v in plan.space.fixed.items()), highlight=False)
+
+
+def _task_table(rows: list[tuple[str, str]], notes: list[str]) -> None:
+    table = Table(title="Task", show_header=False)
+    for key, value in rows:
+        table.add_row(key, value)
+    out.print(table)
+    for note in notes:
+        out.print(f"  {note}", highlight=False, style="dim")
 
 
 def _finish(outcome: Any, db: str) -> None:
@@ -119,8 +147,6 @@ def _finish(outcome: Any, db: str) -> None:
     if outcome.best is not None:
         metric = outcome.study.task.metric
         out.print(f"best: trial {outcome.best.number} ({outcome.best.source}) {metric} = {outcome.best.objective:.4f}")
-    else:
-        out.print("no trial completed")
     if outcome.stop_reason:
         out.print(f"stopped because: {outcome.stop_reason}")
     if outcome.report_path:
@@ -128,6 +154,10 @@ def _finish(outcome: Any, db: str) -> None:
         adapter = Path(outcome.study.run_dir) / "best_adapter"
         if adapter.exists():
             out.print(f"adapter: {adapter}")
+    if outcome.best is None:
+        failures = sorted({f"{t.failure_kind.value}: {t.message}" for t in outcome.trials if t.failure_kind})
+        err.print("[red]no trial completed[/red]" + (f"; {failures[0]}" if failures else ""), highlight=False)
+        raise typer.Exit(1)  # a study that produced no model never looks like a success
 
 
 @app.command()
@@ -157,14 +187,20 @@ def tune(
     planner: str = typer.Option(None, "--planner", help="portfolio (default) or classical (the sampler alone)."),
     no_warm_start: bool = typer.Option(False, "--no-warm-start", help="Do not seed from past studies."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Start without asking for confirmation."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Show the task spec, search space and opening trial; train nothing."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the plan as JSON."),
     db: str = DB_OPTION,
 ) -> None:
-    """Tune a LoRA fine-tune for a task described in plain language."""
-    from agent.study import TuneOptions, load_config
+    """Tune a LoRA fine-tune for a task described in plain language.
+
+    Example: autoglm tune "flag the spam; the rare class matters" --data sms.csv --time 20m
+    """
+    from agent.study import load_config, options_from
     from agent.study import tune as run_tune
 
-    options = load_config(config) if config else TuneOptions()
-    flags = {
+    flags: dict[str, Any] = {
         "description": description or None,
         "data": data,
         "trials": trials,
@@ -185,15 +221,18 @@ def tune(
         "pruner": pruner,
         "runs_dir": runs_dir,
     }
-    for key, value in flags.items():
-        if value is not None:
-            setattr(options, key, value)
-    options.db = db or (options.db if config else _db(None))
-    options.warm_start = options.warm_start and not no_warm_start
-    options.yes = yes or options.yes
+    flags = {key: value for key, value in flags.items() if value is not None}
+    if no_warm_start:
+        flags["warm_start"] = False
+    if db or not config:  # a config file may name its own database
+        flags["db"] = _db(db)
+    options = load_config(config, flags) if config else options_from(flags, "the flags")
+    if dry_run:
+        _dry_run(options, as_json)
+        return
     with ExitStack() as stack:
         proposer = _llm_proposer(stack, options.llm, options.llm_model)
-        outcome = run_tune(options, confirm=_confirm(options.yes), on_update=_live(stack), llm_proposer=proposer)
+        outcome = run_tune(options, confirm=_confirm(yes), on_update=_live(stack), llm_proposer=proposer)
     _finish(outcome, options.db)
 
 
@@ -213,7 +252,7 @@ def resume(
     with Store(path, create=False) as store:
         settings = store.get_study(study).settings
     with ExitStack() as stack:
-        proposer = _llm_proposer(stack, llm or settings.get("llm", "none"), settings.get("llm_model"))
+        proposer = _llm_proposer(stack, llm or settings.llm, settings.llm_model)
         outcome = run_resume(study, db=path, on_update=_live(stack), llm_proposer=proposer, extra_trials=trials)
     _finish(outcome, path)
 

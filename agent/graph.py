@@ -30,6 +30,8 @@ from agent.proposers.base import BaseProposer, PlannerView
 from agent.pruning import TrialPruner
 from executors.base import BaseExecutor
 from memory.records import (
+    BudgetSpent,
+    DataProfile,
     SearchSpace,
     StudyRecord,
     TaskSpec,
@@ -37,6 +39,8 @@ from memory.records import (
     TrialRecord,
     TrialResult,
     TrialState,
+    TuneOptions,
+    best_trial,
 )
 from memory.store import Store
 from memory.study_lock import study_lock
@@ -55,6 +59,17 @@ class StudyState(TypedDict, total=False):
     report_path: str | None
 
 
+@dataclass(frozen=True)
+class StudySnapshot:
+    """The whole visible state of a study at one moment; the live view is a pure function of it."""
+
+    study: StudyRecord
+    trials: list[TrialRecord]
+    live: dict[int, TrialEvent]  # the last progress or eval event of each running trial, by trial id
+    spent: BudgetSpent  # of `study.task.budget`
+    note: str = ""  # what just happened: "proposed", "running", "done", or why the study stopped
+
+
 @dataclass
 class StudyContext:
     """What the nodes need beyond the state: collaborators and callbacks."""
@@ -65,20 +80,21 @@ class StudyContext:
     runs_dir: Path
     name: str
     # Filled by understand/profile for a new study; loaded from the store on resume.
-    make_task: Callable[[], tuple[TaskSpec, dict[str, Any]]] | None = None
-    make_space: Callable[[TaskSpec, dict[str, Any]], SearchSpace] | None = None
-    confirm: Callable[[TaskSpec, dict[str, Any]], None] = lambda task, profile: None
+    # make_task gives the task, the data profile, and notes for the user (say, an LLM's second opinion).
+    make_task: Callable[[], tuple[TaskSpec, DataProfile, list[str]]] | None = None
+    make_space: Callable[[TaskSpec, DataProfile], SearchSpace] | None = None
+    confirm: Callable[[TaskSpec, list[str]], None] = lambda task, notes: None
     write_report: Callable[[Store, StudyRecord], Path] | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: TuneOptions = field(default_factory=TuneOptions)
     parallel: int = 1
     pruner: str = "none"  # "median": stop trials whose intermediate evals trail the median of past trials
     trial_timeout_s: float | None = None
-    on_update: Callable[[dict[str, Any]], None] = lambda snapshot: None
+    on_update: Callable[[StudySnapshot], None] = lambda snapshot: None
     stop_requested: bool = False
     # Live progress of running trials, by trial id: the last progress/eval event.
     live: dict[int, TrialEvent] = field(default_factory=dict)
     task: TaskSpec | None = None
-    profile: dict[str, Any] = field(default_factory=dict)
+    profile: DataProfile | None = None
     budget: BudgetTracker | None = None
     # What the study holds until it ends (its lock); the caller closes it.
     held: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
@@ -86,16 +102,10 @@ class StudyContext:
     def study(self, study_id: int) -> StudyRecord:
         return self.store.get_study(study_id)
 
-    def snapshot(self, study_id: int, note: str = "") -> dict[str, Any]:
-        """The whole visible state of the study; the live view is a pure function of it."""
+    def snapshot(self, study_id: int, note: str = "") -> StudySnapshot:
         study = self.store.get_study(study_id)
-        return {
-            "study": study,
-            "trials": self.store.trials(study_id),
-            "live": dict(self.live),
-            "budget": self.budget.report() if self.budget else {},
-            "note": note,
-        }
+        spent = self.budget.spent if self.budget else study.spent
+        return StudySnapshot(study, self.store.trials(study_id), dict(self.live), spent, note)
 
 
 # --------------------------------------------------------------------------- nodes
@@ -104,14 +114,14 @@ class StudyContext:
 def understand(ctx: StudyContext, state: StudyState) -> StudyState:
     """Turn the description and data into a task spec, and let the user confirm it."""
     assert ctx.make_task is not None, "a new study needs make_task"
-    ctx.task, ctx.profile = ctx.make_task()
-    ctx.confirm(ctx.task, ctx.profile)
+    ctx.task, ctx.profile, notes = ctx.make_task()
+    ctx.confirm(ctx.task, notes)
     return {}
 
 
 def profile(ctx: StudyContext, state: StudyState) -> StudyState:
     """Fit the search space to the data and open the study in the store."""
-    assert ctx.task is not None and ctx.make_space is not None
+    assert ctx.task is not None and ctx.profile is not None and ctx.make_space is not None
     space = ctx.make_space(ctx.task, ctx.profile)
     run_dir = ctx.runs_dir / ctx.name
     ctx.held.enter_context(study_lock(run_dir, ctx.name))
@@ -124,11 +134,11 @@ def propose(ctx: StudyContext, state: StudyState) -> StudyState:
     """Ask the proposer for as many trials as there are free slots; store them as waiting."""
     study = ctx.study(state["study_id"])
     trials = ctx.store.trials(study.id)
-    waiting = [t for t in trials if t.state == TrialState.waiting]
-    want = max(0, ctx.parallel - len(waiting))
-    if ctx.budget is not None and study.task.budget.max_trials is not None:
-        started = sum(1 for t in trials if t.state != TrialState.waiting)
-        want = min(want, study.task.budget.max_trials - started - len(waiting))
+    pending = sum(1 for t in trials if t.state in (TrialState.waiting, TrialState.running))
+    waiting = sum(1 for t in trials if t.state == TrialState.waiting)
+    want = max(0, ctx.parallel - waiting)
+    if ctx.budget is not None:
+        want = ctx.budget.admit(want, pending)
     proposed: list[int] = []
     if want > 0:
         view = PlannerView(study.task, study.space, study.profile, tuple(trials), seed=study.task.seed)
@@ -171,9 +181,7 @@ def execute(ctx: StudyContext, state: StudyState) -> StudyState:
                 pass
         except BaseException:
             stopping.set()
-            stop_all = getattr(ctx.executor, "stop_all", None)
-            if stop_all is not None:
-                stop_all()
+            ctx.executor.stop_all()
             raise
         finally:
             pool.shutdown(wait=True)
@@ -218,9 +226,8 @@ def observe(ctx: StudyContext, state: StudyState) -> StudyState:
     """Fold the finished trials into the study: best trial and budget spent."""
     study = ctx.study(state["study_id"])
     trials = ctx.store.trials(study.id)
-    view = PlannerView(study.task, study.space, study.profile, tuple(trials))
-    best = view.best()
-    spent = ctx.budget.spent if ctx.budget is not None else {}
+    best = best_trial(trials, study.task.direction)
+    spent = ctx.budget.spent if ctx.budget is not None else None
     ctx.store.update_study(study.id, spent=spent, best_trial_id=best.id if best else None)
     stop = None
     if ctx.stop_requested:

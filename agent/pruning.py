@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import logging
 import warnings
+from typing import get_args
 
 import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState as OptunaState
 
 from executors.base import StopTrial
-from memory.records import TaskSpec, TrialEvent, TrialRecord, TrialState
+from memory.records import PrunerName, TaskSpec, TrialEvent, TrialRecord, TrialState
 from memory.store import Store
 
 optuna.logging.set_verbosity(logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
-PRUNERS = ("median", "none")
+PRUNERS: tuple[str, ...] = get_args(PrunerName)
 _DUMMY = {"_": FloatDistribution(0.0, 1.0)}  # pruners look at values, not params
 
 

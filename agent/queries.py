@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from memory.errors import UserError
-from memory.records import StudyRecord, TrialConfig, TrialRecord, TrialState
+from memory.records import StudyRecord, TrialConfig, TrialRecord, TrialState, best_trial
 from memory.store import Store
 
 # Leaderboard order after the complete trials (best first): then these, then failed ones.
@@ -47,15 +47,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _best(study: StudyRecord, trials: list[TrialRecord]) -> TrialRecord | None:
-    done = [t for t in trials if t.state == TrialState.complete and t.objective is not None]
-    done = [t for t in done if math.isfinite(t.objective)]  # type: ignore[arg-type]
-    if not done:
-        return None
-    sign = 1 if study.task.direction.value == "maximize" else -1
-    return max(done, key=lambda t: sign * t.objective)  # type: ignore[operator]
-
-
 def _duration(trial: TrialRecord) -> float | None:
     if trial.started_at is None or trial.finished_at is None:
         return None
@@ -67,7 +58,7 @@ def study_rows(store: Store) -> list[dict[str, Any]]:
     rows = []
     for study in store.list_studies():
         trials = store.trials(study.id)
-        best = _best(study, trials)
+        best = best_trial(trials, study.task.direction)
         rows.append(
             {
                 "id": study.id,
@@ -85,7 +76,7 @@ def study_rows(store: Store) -> list[dict[str, Any]]:
 
 
 def _leaderboard(study: StudyRecord, trials: list[TrialRecord]) -> list[dict[str, Any]]:
-    sign = 1 if study.task.direction.value == "maximize" else -1
+    sign = study.task.direction.sign
     tuned = [*ALWAYS_SHOWN, *(n for n in study.space.names if n not in ALWAYS_SHOWN)]
 
     def order(t: TrialRecord) -> tuple[int, float, int]:
@@ -118,7 +109,7 @@ def study_detail(store: Store, name_or_id: str | int) -> dict[str, Any]:
     """One study in full: task, budget spent against its limits, leaderboard, failures, sources."""
     study = store.get_study(name_or_id)
     trials = store.trials(study.id)
-    best = _best(study, trials)
+    best = best_trial(trials, study.task.direction)
     task, budget = study.task, study.task.budget
     counts = Counter(t.state.value for t in trials)
     return {
@@ -139,7 +130,7 @@ def study_detail(store: Store, name_or_id: str | int) -> dict[str, Any]:
             "label_column": task.label_column,
         },
         "budget": {
-            "spent": _plain(study.spent),
+            "spent": study.spent.model_dump(),
             "limits": {
                 "trials": budget.max_trials,
                 "seconds": budget.max_seconds,

@@ -17,7 +17,7 @@ from agent.llm import prompts
 from agent.llm.calls import describe_error, flatten, planner_call
 from agent.llm.client import LlmClient
 from agent.llm.parsing import MAX_RATIONALE_CHARS, LlmJsonError, find_objects, parse_lenient, rationale_of
-from memory.records import METRIC_DIRECTION, PlannerCall, PlannerOutcome, TaskType
+from memory.records import METRIC_DIRECTION, DataProfile, PlannerCall, PlannerOutcome, TaskType
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ TASK_FIELDS = ("task_type", "text_columns", "label_column", "metric")
 def refine_task(
     client: LlmClient,
     description: str,
-    profile: Mapping[str, Any],
+    profile: DataProfile,
     draft: Mapping[str, Any],
     *,
     calls: list[PlannerCall] | None = None,
@@ -41,7 +41,7 @@ def refine_task(
     fails gives {}. Each request is appended to `calls`.
     """
     calls = calls if calls is not None else []
-    columns = [str(c) for c in (profile.get("columns") or {})]
+    columns = list(profile.columns)
     example = {
         "task_type": str(draft.get("task_type") or "classification"),
         "text_columns": list(draft.get("text_columns") or columns[:1]),

@@ -8,7 +8,7 @@ from typing import Any
 
 from agent.proposers.base import PlannerView
 from agent.proposers.portfolio import source_stats
-from memory.records import StudyRecord, TaskType, TrialRecord, TrialState
+from memory.records import StudyRecord, TaskType, TrialRecord, TrialState, best_trial
 from memory.store import Store
 
 # Hyperparameters worth a column in the leaderboard; the full config is in the database.
@@ -22,10 +22,6 @@ def _fmt(value: Any) -> str:
     if isinstance(value, tuple):
         return "+".join(map(str, value))
     return str(value)
-
-
-def best_trial(study: StudyRecord, trials: list[TrialRecord]) -> TrialRecord | None:
-    return PlannerView(study.task, study.space, study.profile, tuple(trials)).best()
 
 
 def copy_best_adapter(study: StudyRecord, best: TrialRecord | None) -> Path | None:
@@ -42,10 +38,10 @@ def copy_best_adapter(study: StudyRecord, best: TrialRecord | None) -> Path | No
 def write_report(store: Store, study: StudyRecord, narrative: str | None = None) -> Path:
     """Write report.md (task, best config, leaderboard, sources, budget) and the best adapter."""
     trials = store.trials(study.id)
-    best = best_trial(study, trials)
+    best = best_trial(trials, study.task.direction)
     adapter = copy_best_adapter(study, best)
     task = study.task
-    sign = 1 if task.direction.value == "maximize" else -1
+    sign = task.direction.sign
     lines = [f"# Study `{study.name}`", ""]
     if task.description:
         lines += [f"> {task.description}", ""]
@@ -125,7 +121,7 @@ def write_report(store: Store, study: StudyRecord, narrative: str | None = None)
 
     lines += ["## Budget", "", "| budget | spent | limit |", "|---|---|---|"]
     b = task.budget
-    spent = study.spent or {}
+    spent = study.spent.model_dump()
     for label, key, limit in (
         ("trials", "trials", b.max_trials),
         ("wall-clock seconds", "seconds", b.max_seconds),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from memory.records import CategoricalParam, FloatParam, IntParam, Param, SearchSpace, TaskSpec, TaskType
+from memory.records import CategoricalParam, DataProfile, FloatParam, IntParam, Param, SearchSpace, TaskSpec, TaskType
 
 DEFAULT_MODELS: dict[TaskType, tuple[str, ...]] = {
     TaskType.classification: ("sentence-transformers/all-MiniLM-L6-v2",),
@@ -60,7 +60,7 @@ DEFAULT_VALUES: dict[TaskType, dict[str, Any]] = {
 }
 
 
-def default_space(task: TaskSpec, profile: dict[str, Any], models: tuple[str, ...] | None = None) -> SearchSpace:
+def default_space(task: TaskSpec, profile: DataProfile, models: tuple[str, ...] | None = None) -> SearchSpace:
     """Build the search space for `task` from its data profile."""
     models = models or DEFAULT_MODELS[task.task_type]
     params: list[Param] = [
@@ -90,11 +90,11 @@ def default_space(task: TaskSpec, profile: dict[str, Any], models: tuple[str, ..
     return SearchSpace(params=tuple(params), fixed=fixed)
 
 
-def default_values(task: TaskSpec, space: SearchSpace, profile: dict[str, Any] | None = None) -> dict[str, Any]:
+def default_values(task: TaskSpec, space: SearchSpace, profile: DataProfile | None = None) -> dict[str, Any]:
     """The known-good start for this task, fitted to the size of its data and into `space`."""
     wanted = dict(DEFAULT_VALUES[task.task_type])
     if task.task_type != TaskType.generation:  # a new, random head; an LM head is trained already
-        _enough_updates(wanted, space, _train_rows(task, profile or {}))
+        _enough_updates(wanted, space, _train_rows(task, profile))
     for p in space.params:
         if p.name not in wanted:
             wanted[p.name] = p.choices[0] if isinstance(p, CategoricalParam) else (p.low + p.high) / 2
@@ -103,9 +103,9 @@ def default_values(task: TaskSpec, space: SearchSpace, profile: dict[str, Any] |
     return space.repair({k: v for k, v in wanted.items() if space.param(k) is not None}).values
 
 
-def _train_rows(task: TaskSpec, profile: dict[str, Any]) -> int | None:
+def _train_rows(task: TaskSpec, profile: DataProfile | None) -> int | None:
     """About how many rows the trials train on: the file's, capped by max_rows, less the held-out split."""
-    rows = profile.get("n_rows")
+    rows = profile.n_rows if profile is not None else 0
     if not rows:
         return None
     rows = min(rows, task.max_rows or rows)
@@ -131,16 +131,15 @@ def _enough_updates(wanted: dict[str, Any], space: SearchSpace, train_rows: int 
     wanted.update(batch_size=min(batch.choices), epochs=epochs.high)
 
 
-def suggest_max_length(task: TaskSpec, profile: dict[str, Any]) -> int:
+def suggest_max_length(task: TaskSpec, profile: DataProfile) -> int:
     """A max_length that covers ~95% of inputs: words × 1.4 sub-word tokens, in powers of two."""
-    columns = profile.get("columns", {})
     words = 0.0
     for name in task.text_columns:
-        info = columns.get(name, {})
-        words += info.get("mean_words") or info.get("mean_items") or 16
+        info = profile.column(name)
+        words += (info.mean_words or info.mean_items or 16) if info is not None else 16
     if task.task_type == TaskType.generation:
-        target = columns.get(task.label_column, {})
-        words += target.get("mean_words") or 16
+        target = profile.column(task.label_column)
+        words += (target.mean_words if target is not None else 0) or 16
         words += 30  # chat template and instruction scaffolding
     tokens = words * 1.4 * 2  # mean → ~95th percentile for typical length distributions
     length = 32
@@ -153,8 +152,9 @@ def _length_choices(center: int) -> tuple[int, ...]:
     return tuple(sorted({max(16, center // 2), center, min(512, center * 2)}))
 
 
-def _imbalanced(task: TaskSpec, profile: dict[str, Any]) -> bool:
-    counts = profile.get("columns", {}).get(task.label_column, {}).get("value_counts", {})
+def _imbalanced(task: TaskSpec, profile: DataProfile) -> bool:
+    label = profile.column(task.label_column)
+    counts = (label.value_counts if label is not None else None) or {}
     if len(counts) < 2:
         return False
     return max(counts.values()) >= 3 * min(counts.values())

@@ -3,88 +3,77 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import re
 import signal
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+from pydantic import ValidationError
 
 from agent.budget import BudgetTracker
-from agent.graph import StudyContext, StudyState, build_graph, recursion_limit
+from agent.graph import StudyContext, StudySnapshot, StudyState, build_graph, recursion_limit
 from agent.narrate import narrate_report
 from agent.proposers.base import BaseProposer
-from agent.proposers.classical import SAMPLERS, OptunaProposer
+from agent.proposers.classical import OptunaProposer
 from agent.proposers.portfolio import PortfolioProposer
 from agent.proposers.warm_start import WarmStartProposer
-from agent.pruning import PRUNERS
 from agent.queries import study_detail
 from agent.refine import refine_task
-from agent.report import best_trial, write_report
+from agent.report import write_report
 from agent.space import default_space, default_values
-from agent.understand import parse_duration, profile_data, understand
+from agent.understand import Understood, profile_data, understand, with_label_count
 from executors.base import BaseExecutor
+from executors.data import prepare_splits
 from executors.local import LocalExecutor
 from memory.errors import UserError
-from memory.records import Budget, StudyRecord, TaskSpec, TrialRecord, TrialState
+from memory.records import (
+    DataProfile,
+    PlannerCall,
+    SearchSpace,
+    StudyRecord,
+    TaskSpec,
+    TrialRecord,
+    TrialState,
+    TuneOptions,
+    best_trial,
+)
 from memory.store import Store
 from memory.study_lock import study_lock
 
-DEFAULT_DB = "autoglm.db"
+if TYPE_CHECKING:
+    from agent.llm.client import LlmClient
+
 FLAG = {"task_type": "task", "text_columns": "text", "label_column": "label", "metric": "metric"}
-DEFAULT_RUNS = "runs"
 
 
-@dataclass
-class TuneOptions:
-    """Everything `tune` needs; the CLI flags and the YAML config file both fill this."""
+def options_from(values: Mapping[str, Any], source: str = "the settings") -> TuneOptions:
+    """Validate settings from flags or a config file into TuneOptions; a mistake is one UserError line.
 
-    description: str = ""
-    data: str = ""
-    validation_data: str | None = None
-    task_type: str | None = None
-    text_columns: list[str] | None = None
-    label: str | None = None
-    metric: str | None = None
-    trials: int | None = None
-    time: str | float | None = None  # "30m", "2h" or seconds
-    device_hours: float | None = None
-    llm_tokens: int | None = None
-    max_rows: int | None = None
-    seed: int = 0
-    name: str | None = None
-    db: str = DEFAULT_DB
-    runs_dir: str = DEFAULT_RUNS
-    llm: str = "none"  # none | local | openai | an OpenAI-compatible base URL
-    llm_model: str | None = None
-    sampler: str = "tpe"  # tpe | random | cmaes
-    pruner: str = "median"  # median | none: stop trials whose evals trail the median of past trials
-    planner: str = "portfolio"  # portfolio (default start, warm start, LLM, sampler) | classical (sampler alone)
-    warm_start: bool = True
-    parallel: int = 1
-    device: str = "auto"
-    trial_timeout: float | None = None
-    models: list[str] | None = None
-    yes: bool = False
-
-    def budget(self) -> Budget | None:
-        """The budget the flags give, or None to read it from the description."""
-        limits: dict[str, Any] = {
-            "max_trials": self.trials,
-            "max_seconds": parse_duration(str(self.time)) if self.time is not None else None,
-            "max_device_hours": self.device_hours,
-            "max_llm_tokens": self.llm_tokens,
-        }
-        if all(v is None for v in limits.values()):
-            return None
-        return Budget(**limits)
+    Raises:
+        UserError: an unknown key (with a did-you-mean), or a value of the wrong type or range.
+    """
+    known = list(TuneOptions.model_fields)
+    for key in values:
+        if key not in TuneOptions.model_fields:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known settings: {', '.join(known)}"
+            raise UserError(f"{source}: unknown setting {key!r}; {hint}")
+    try:
+        return TuneOptions.model_validate(dict(values))
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        message = first["msg"].removeprefix("Value error, ")
+        raise UserError(f"{source}: {where} = {first.get('input')!r} is not allowed: {message}") from None
 
 
-def load_config(path: str | Path) -> TuneOptions:
-    """Read a YAML (or JSON) study config; unknown keys are a user error, not silently ignored."""
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> TuneOptions:
+    """Read a YAML (or JSON) study config, with `overrides` (the flags) on top, into validated TuneOptions."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"config file {path} does not exist")
@@ -94,19 +83,12 @@ def load_config(path: str | Path) -> TuneOptions:
         raise UserError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from e
     if not isinstance(raw, dict):
         raise UserError(f"config file {path} must hold a mapping of settings, like `data: reviews.csv`")
-    known = {f.name for f in fields(TuneOptions)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise UserError(
-            f"config file {path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-        )
-    if isinstance(raw.get("text_columns"), str):
-        raw["text_columns"] = [raw["text_columns"]]
     # Relative data paths are relative to the config file, so configs travel with their data.
     for key in ("data", "validation_data"):
-        if raw.get(key) and not Path(raw[key]).is_absolute():
+        if isinstance(raw.get(key), str) and not Path(raw[key]).is_absolute():
             raw[key] = str((path.parent / raw[key]).resolve())
-    return TuneOptions(**raw)
+    options_from(raw, f"config file {path}")  # the file's own mistakes are named as the file's
+    return options_from({**raw, **(overrides or {})}, f"{path} with the flags")
 
 
 @dataclass
@@ -135,14 +117,6 @@ def study_name(options: TuneOptions) -> str:
 def _check_options(options: TuneOptions) -> None:
     if not options.data:
         raise UserError("no data given; pass --data FILE (CSV, JSONL, Parquet or CoNLL)")
-    if options.sampler not in SAMPLERS:
-        raise UserError(f"unknown sampler {options.sampler!r}; choose one of: {', '.join(SAMPLERS)}")
-    if options.planner not in ("portfolio", "classical"):
-        raise UserError(f"unknown planner {options.planner!r}; choose portfolio or classical")
-    if options.pruner not in PRUNERS:
-        raise UserError(f"unknown pruner {options.pruner!r}; choose one of: {', '.join(PRUNERS)}")
-    if options.parallel < 1:
-        raise UserError("--parallel must be at least 1")
 
 
 def _proposer(
@@ -159,11 +133,112 @@ def _proposer(
     return PortfolioProposer(OptunaProposer(options.sampler), llm=llm, warm_start=warm, defaults=defaults)
 
 
+def read_task(
+    options: TuneOptions, client: LlmClient | None = None, calls: list[PlannerCall] | None = None
+) -> tuple[Understood, DataProfile, list[str]]:
+    """The task spec from the description and the data profile: by the rules, with the LLM as a second opinion.
+
+    Where the rules cannot decide (two label candidates, say) the LLM's choice is taken and checked against
+    the data; where they can, the LLM's disagreements come back as notes for the user, never applied.
+    Its calls are appended to `calls`.
+    """
+    profile = profile_data(options.data)
+    notes: list[str] = []
+    given: dict[str, Any] = {
+        "task_type": options.task_type.value if options.task_type else None,
+        "text_columns": list(options.text_columns) if options.text_columns else None,
+        "label_column": options.label,
+        "metric": options.metric,
+    }
+    common = dict(
+        profile=profile,
+        validation_data=options.validation_data,
+        budget=options.budget(),
+        max_rows=options.max_rows,
+        seed=options.seed,
+    )
+    try:
+        understood = understand(options.description, options.data, **common, **given)
+    except UserError:
+        if client is None:
+            raise
+        # The rules could not settle it (say, two label candidates): let the LLM pick, then check again.
+        hint = refine_task(client, options.description, profile, {}, calls=calls)
+        filled = {k: v if v is not None else hint.get(k) for k, v in given.items()}
+        understood = understand(options.description, options.data, **common, **filled)
+        for k in given:
+            if given[k] is None and hint.get(k) is not None:
+                understood.sources[k] = "LLM" + (f": {hint['rationale']}" if hint.get("rationale") else "")
+    else:
+        if client is not None:
+            # The rules settled it; the LLM's second opinion is shown, not applied over a sure answer.
+            task = understood.spec
+            draft = {
+                "task_type": task.task_type.value,
+                "text_columns": list(task.text_columns),
+                "label_column": task.label_column,
+                "metric": task.metric,
+            }
+            hint = refine_task(client, options.description, profile, draft, calls=calls)
+            notes = [
+                f"the LLM suggests {k} = {hint[k]} (pass --{FLAG[k]} to use it)"
+                for k in draft
+                if k in hint and _plain(hint[k]) != _plain(draft[k])
+            ]
+    return understood, profile, notes
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """What a study would do, known before any trial: the task, where each field came from, the space, the start."""
+
+    task: TaskSpec
+    profile: DataProfile
+    sources: dict[str, str]  # task field -> where it came from
+    notes: list[str]  # for the user: sources, and an LLM's second opinion
+    space: SearchSpace
+    opening: dict[str, Any]  # the first trial's values (the known-good default)
+    train_rows: int
+    eval_rows: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan as plain JSON, for `autoglm tune --dry-run --json`."""
+        return {
+            "task": self.task.model_dump(mode="json"),
+            "sources": self.sources,
+            "notes": self.notes,
+            "rows": {"train": self.train_rows, "eval": self.eval_rows},
+            "space": self.space.model_dump(mode="json"),
+            "opening_config": self.space.to_config(self.opening).model_dump(mode="json"),
+        }
+
+
+def plan_study(
+    options: TuneOptions, client: LlmClient | None = None, calls: list[PlannerCall] | None = None
+) -> StudyPlan:
+    """Understand the task and check its data up front: data that cannot train is refused before any trial.
+
+    Raises:
+        UserError: the description, flags or data cannot make a study (one line saying what and how to fix it).
+    """
+    _check_options(options)
+    understood, profile, notes = read_task(options, client, calls)
+    task = understood.spec
+    splits = prepare_splits(task)  # read, clean, dedupe and split once now, as every trial will
+    profile = with_label_count(profile, task)
+    space = default_space(task, profile, options.models)
+    notes = [f"{field} from {source}" for field, source in understood.sources.items()] + notes
+    return StudyPlan(
+        task, profile, understood.sources, notes, space, default_values(task, space, profile),
+        len(splits.train), len(splits.eval),
+    )  # fmt: skip
+
+
 def tune(
     options: TuneOptions,
     *,
-    confirm: Callable[[TaskSpec, dict[str, Any]], None] | None = None,
-    on_update: Callable[[dict[str, Any]], None] | None = None,
+    confirm: Callable[[TaskSpec, list[str]], None] | None = None,
+    on_update: Callable[[StudySnapshot], None] | None = None,
     llm_proposer: BaseProposer | None = None,
     executor: BaseExecutor | None = None,
 ) -> StudyOutcome:
@@ -171,7 +246,7 @@ def tune(
 
     Args:
         options: the study's settings.
-        confirm: shown the task spec before any trial runs; raise to cancel.
+        confirm: shown the task spec and notes on it before any trial runs; raise to cancel.
         on_update: called with a snapshot whenever the study's state changes (the live view).
         llm_proposer: the LLM member of the portfolio, or None for the classical planner alone.
         executor: runs the trials (default: a LocalExecutor, one subprocess per trial).
@@ -181,56 +256,16 @@ def tune(
 
     client = getattr(llm_proposer, "client", None)
 
-    def make_task() -> tuple[TaskSpec, dict[str, Any]]:
-        profile = profile_data(options.data)
-        given: dict[str, Any] = {
-            "task_type": options.task_type,
-            "text_columns": options.text_columns,
-            "label_column": options.label,
-            "metric": options.metric,
-        }
-        common = dict(
-            profile=profile,
-            validation_data=options.validation_data,
-            budget=options.budget(),
-            max_rows=options.max_rows,
-            seed=options.seed,
-        )
-        try:
-            task = understand(options.description, options.data, **common, **given)
-        except UserError:
-            if client is None:
-                raise
-            # The rules could not settle it (say, two label candidates): let the LLM pick, then check again.
-            hint = refine_task(client, options.description, profile, {}, calls=llm_proposer.calls)
-            filled = {k: v if v is not None else hint.get(k) for k, v in given.items()}
-            task = understand(options.description, options.data, **common, **filled)
-        else:
-            if client is not None:
-                # The rules settled it; the LLM's second opinion is shown, not applied over a sure answer.
-                draft = {
-                    "task_type": task.task_type.value,
-                    "text_columns": list(task.text_columns),
-                    "label_column": task.label_column,
-                    "metric": task.metric,
-                }
-                hint = refine_task(client, options.description, profile, draft, calls=llm_proposer.calls)
-                profile["llm_notes"] = [
-                    f"the LLM suggests {k} = {hint[k]} (pass --{FLAG[k]} to use it)"
-                    for k in draft
-                    if k in hint and _plain(hint[k]) != _plain(draft[k])
-                ]
-        label = profile["columns"].get(task.label_column, {})
-        profile["n_labels"] = len(label["value_counts"]) if "value_counts" in label else label.get("n_unique")
-        return task, profile
+    def make_task() -> tuple[TaskSpec, DataProfile, list[str]]:
+        plan = plan_study(options, client, llm_proposer.calls if llm_proposer else None)
+        return plan.task, plan.profile, plan.notes
 
-    def make_space(task: TaskSpec, profile: dict[str, Any]):  # noqa: ANN202
-        return default_space(task, profile, tuple(options.models) if options.models else None)
+    def make_space(task: TaskSpec, profile: DataProfile):  # noqa: ANN202
+        return default_space(task, profile, options.models)
 
     with Store(options.db) as store, contextlib.ExitStack() as held:
         if any(s.name == name for s in store.list_studies()):
             raise UserError(f"a study named {name!r} already exists in {options.db}; pick another --name")
-        settings = {k: v for k, v in options.__dict__.items() if k not in ("yes",)}
         ctx = _context(
             store,
             options,
@@ -243,12 +278,12 @@ def tune(
             name=name,
             make_task=make_task,
             make_space=make_space,
-            confirm=confirm or (lambda task, profile: None),
-            settings=settings,
+            confirm=confirm or (lambda task, notes: None),
+            settings=options,
         )
         study_ref: list[int] = []
 
-        def make_space_and_proposer(task: TaskSpec, profile: dict[str, Any]):  # noqa: ANN202
+        def make_space_and_proposer(task: TaskSpec, profile: DataProfile):  # noqa: ANN202
             space = make_space(task, profile)
             ctx.proposer = _proposer(
                 store, study_ref, options, task, llm_proposer, default_values(task, space, profile)
@@ -262,8 +297,8 @@ def tune(
 def resume(
     name: str,
     *,
-    db: str = DEFAULT_DB,
-    on_update: Callable[[dict[str, Any]], None] | None = None,
+    db: str = TuneOptions().db,
+    on_update: Callable[[StudySnapshot], None] | None = None,
     llm_proposer: BaseProposer | None = None,
     extra_trials: int | None = None,
     executor: BaseExecutor | None = None,
@@ -275,8 +310,7 @@ def resume(
             raise UserError(f"study {study.name!r} is already complete; pass --trials N to run N more")
         held.enter_context(study_lock(Path(study.run_dir), study.name))  # before its "running" trials are requeued
         requeued = store.requeue_interrupted(study.id)
-        settings = study.settings
-        options = TuneOptions(**{k: v for k, v in settings.items() if k in {f.name for f in fields(TuneOptions)}})
+        options = study.settings
         task = study.task
         if extra_trials:
             done = sum(1 for t in store.trials(study.id) if t.state != TrialState.waiting)
@@ -298,7 +332,7 @@ def resume(
             ),
             runs_dir=Path(study.run_dir).parent,
             name=study.name,
-            settings=settings,
+            settings=options,
             task=task,
             profile=study.profile,
         )
@@ -319,7 +353,7 @@ def _context(
     options: TuneOptions,
     executor: BaseExecutor | None,
     llm_proposer: BaseProposer | None,
-    on_update: Callable[[dict[str, Any]], None] | None,
+    on_update: Callable[[StudySnapshot], None] | None,
     held: contextlib.ExitStack,
     **fields: Any,
 ) -> StudyContext:
@@ -399,7 +433,7 @@ def _run(ctx: StudyContext, state: StudyState, study_ref: list[int]) -> StudyOut
     return StudyOutcome(
         study=study,
         trials=trials,
-        best=best_trial(study, trials),
+        best=best_trial(trials, study.task.direction),
         report_path=Path(report) if report else None,
         stop_reason=final.get("stop_reason"),
         interrupted=interrupted,

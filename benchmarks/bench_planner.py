@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT / "examples"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from agent.proposers.llm import open_llm_proposer  # noqa: E402
-from agent.study import TuneOptions, tune  # noqa: E402
+from agent.study import tune  # noqa: E402
+from memory.records import TuneOptions  # noqa: E402
 
 METHODS = {
     # name: (sampler, planner, llm)
@@ -71,7 +72,6 @@ def run(method: str, seed: int, budget: int, data: Path, rows: int, workdir: Pat
         planner=planner,
         warm_start=False,
         pruner="none",  # budgets count trials here, so pruning would only blur the comparison
-        yes=True,
     )
     started = time.time()
     outcome = tune(options, llm_proposer=proposer)

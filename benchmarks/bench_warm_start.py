@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from agent.study import TuneOptions, tune  # noqa: E402
+from agent.study import tune  # noqa: E402
+from memory.records import TuneOptions  # noqa: E402
 
 
 def trials_to_reach(scores: list[float | None], target: float) -> int | None:
@@ -58,7 +59,6 @@ def run(name: str, db: Path, data: Path, seed: int, trials: int, warm: bool, row
         runs_dir=str(workdir / "runs"),
         warm_start=warm,
         pruner="none",  # trial counts are the measure here; a pruned trial would blur them
-        yes=True,
     )
     started = time.time()
     outcome = tune(options)

@@ -7,6 +7,8 @@ held-out rows. Features (columns, template, normalisation) are per trial.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import string
 import unicodedata
@@ -73,8 +75,32 @@ def load_table(path: str | Path) -> pd.DataFrame:
         raise DataError(f"cannot read {p.name!r} as {what}: {first}; check the file's format") from e
     if df.empty:
         raise DataError(f"{p.name!r} holds no rows; add data or point to another file")
+    if kind in (".csv", ".tsv") and suffixes == [s.lower() for s in p.suffixes]:  # compressed files: not checked
+        _check_quoting(p, len(df), "," if kind == ".csv" else "\t")
     df.columns = [str(c) for c in df.columns]
     return df
+
+
+def _check_quoting(p: Path, n_rows: int, delimiter: str) -> None:
+    """Refuse a CSV whose quotes swallow its lines, which pandas parses silently into a few huge rows.
+
+    Only when the file has far more lines than rows (fields spanning lines are legal: long documents)
+    is it read again by the strict `csv` reader, which rejects a quote that closes mid-field.
+    """
+    text = p.read_text(encoding="utf-8", errors="replace")
+    lines = text.count("\n") + (0 if text.endswith("\n") else 1)
+    if n_rows >= (lines - 1) / 2:
+        return
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    started = 1
+    try:
+        for _ in reader:
+            started = reader.line_num + 1
+    except csv.Error:
+        raise DataError(
+            f"{p.name!r} has {lines} lines but parses into {n_rows} rows: an unterminated quote near line {started}? "
+            'close the quote, or double a quote inside a quoted field ("")'
+        ) from None
 
 
 def _read_json(p: Path) -> pd.DataFrame:

@@ -9,14 +9,15 @@ trial subprocesses and SQLite.
 from __future__ import annotations
 
 import math
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from memory.errors import InvalidProposal
+from memory.errors import InvalidProposal, UserError
 
 
 class _Record(BaseModel):
@@ -35,6 +36,11 @@ class TaskType(str, Enum):
 class Direction(str, Enum):
     maximize = "maximize"
     minimize = "minimize"
+
+    @property
+    def sign(self) -> int:
+        """+1 when larger is better, -1 when smaller is: `sign * value` is always "larger is better"."""
+        return 1 if self is Direction.maximize else -1
 
 
 # The metric a task type optimises by default, and the direction of every metric.
@@ -68,6 +74,39 @@ class Budget(_Record):
         return self
 
 
+# --------------------------------------------------------------------------- durations
+
+# One grammar for every duration a user writes (flags, config files, descriptions):
+# "90s", "30m", "2h", "1h30m", "1.5 hours", "1 hour 30 minutes", "90 min".
+_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+_DURATION_PART = r"(\d+(?:\.\d+)?)\s*(h(?:ours?|rs?)?|m(?:inutes?|ins?)?|s(?:econds?|ecs?)?)(?![a-z])"
+DURATION_PATTERN = re.compile(rf"(?:{_DURATION_PART}\s*(?:and\s+)?)+", re.IGNORECASE)
+
+
+def parse_duration(value: str | float) -> float:
+    """Seconds in "90s", "30m", "2h", "1h30m", "1 hour 30 minutes" or a plain number of seconds.
+
+    Raises:
+        UserError: not a duration, or not more than zero.
+    """
+    text = str(value).strip().lower()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        seconds = float(text)
+    elif DURATION_PATTERN.fullmatch(text):
+        seconds = sum(float(n) * _DURATION_UNITS[u[0]] for n, u in re.findall(_DURATION_PART, text))
+    else:
+        raise UserError(f"cannot read the duration {value!r}; write it like 90s, 30m, 2h or 1h30m")
+    if not seconds > 0:
+        raise UserError(f"the duration {value!r} must be more than zero")
+    return seconds
+
+
+def find_duration(text: str) -> float | None:
+    """Seconds of the first duration written in free text ("within 1h30m" -> 5400), or None."""
+    match = DURATION_PATTERN.search(text)
+    return parse_duration(match.group(0).strip().removesuffix("and").strip()) if match else None
+
+
 class TaskSpec(_Record):
     """What to tune: the task, where its data lives, which columns play which role."""
 
@@ -93,6 +132,35 @@ class TaskSpec(_Record):
         return v
 
 
+class ColumnProfile(_Record):
+    """What one column of the data looks like, enough to pick its role without reading it again."""
+
+    kind: Literal["text", "number", "sequence"]
+    n_unique: int = Field(ge=0)
+    missing: int = Field(default=0, ge=0)
+    mean_chars: float = 0.0
+    mean_words: float = 0.0
+    samples: tuple[str, ...] = ()  # the first few values, cut to 80 characters
+    value_counts: dict[str, int] | None = None  # only for columns with at most 50 distinct values
+    # sequence columns (token classification): items per row, the commonest items, and whether they are BIO tags
+    mean_items: float | None = None
+    top_values: tuple[str, ...] = ()
+    bio_tags: bool = False
+
+
+class DataProfile(_Record):
+    """A data file described: size, a content fingerprint, and each column's profile."""
+
+    path: str
+    fingerprint: str  # content hash: studies on the same data find each other
+    n_rows: int = Field(ge=0)
+    columns: dict[str, ColumnProfile]
+    n_labels: int | None = None  # classes of the chosen label column, once the task is known
+
+    def column(self, name: str) -> ColumnProfile | None:
+        return self.columns.get(name)
+
+
 # --------------------------------------------------------------------------- trial config
 
 
@@ -101,6 +169,9 @@ class TrialConfig(_Record):
 
     Flat on purpose: each field is one search-space parameter with the same
     name. Runtime details (device, output directory) are not part of it.
+    Two configs are the same trial when they are equal: the frozen record
+    hashes and compares by its fields, so a set of configs is how every
+    proposer skips repeats.
     """
 
     model: str
@@ -385,6 +456,14 @@ class TrialRecord(_Record):
 PlannerOutcome = Literal["accepted", "repaired", "rejected", "error"]
 
 
+def best_trial(trials: Iterable[TrialRecord], direction: Direction) -> TrialRecord | None:
+    """The complete trial with the best finite objective (the earliest among equals), or None."""
+    done = [
+        t for t in trials if t.state == TrialState.complete and t.objective is not None and math.isfinite(t.objective)
+    ]
+    return max(done, key=lambda t: (direction.sign * t.objective, -t.number)) if done else None  # type: ignore[operator]
+
+
 class PlannerCall(_Record):
     """One call a proposer made to an LLM, kept for audit and for the report.
 
@@ -407,11 +486,86 @@ class PlannerCall(_Record):
 # --------------------------------------------------------------------------- study
 
 StudyStatus = Literal["running", "interrupted", "complete", "failed"]
-SPENT_KEYS = ("seconds", "device_hours", "llm_tokens", "trials")
 
 
-def _zero_spent() -> dict[str, float]:
-    return dict.fromkeys(SPENT_KEYS, 0.0)
+class BudgetSpent(_Record):
+    """What a study has spent of each budget, across all its sessions."""
+
+    seconds: float = Field(default=0.0, ge=0)  # wall-clock time the study process ran
+    device_hours: float = Field(default=0.0, ge=0)  # each trial's wall time x the devices it held
+    llm_tokens: float = Field(default=0.0, ge=0)  # prompt + completion tokens of every planner call
+    trials: float = Field(default=0.0, ge=0)  # finished trials: complete, pruned or failed
+
+
+SamplerName = Literal["tpe", "random", "cmaes"]
+PrunerName = Literal["median", "none"]  # median: stop trials whose evals trail the median of past trials
+
+
+def _duration_or_number(value: Any) -> Any:
+    try:
+        return parse_duration(value) if isinstance(value, str) else value
+    except UserError as e:  # pydantic reports a ValueError as a validation error of this field
+        raise ValueError(str(e)) from None
+
+
+class TuneOptions(_Record):
+    """A study's settings: what the CLI flags and a YAML study file both say, validated alike.
+
+    Stored with the study (secrets scrubbed), so `resume` runs it the same way.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    description: str = ""
+    data: str = ""  # training data: CSV, JSONL, Parquet or CoNLL
+    validation_data: str | None = None  # a separate validation file; None: a seeded split of `data`
+    task_type: TaskType | None = None  # None: inferred from the description and data
+    text_columns: tuple[str, ...] | None = None
+    label: str | None = None
+    metric: str | None = None
+    trials: int | None = Field(default=None, ge=1)
+    time: float | None = Field(default=None, gt=0)  # seconds; "30m", "2h", "1h30m" are read too
+    device_hours: float | None = Field(default=None, gt=0)
+    llm_tokens: int | None = Field(default=None, ge=1)
+    max_rows: int | None = Field(default=None, ge=10)  # tune on a seeded subset of this many rows
+    seed: int = 0
+    name: str | None = None
+    db: str = "autoglm.db"
+    runs_dir: str = "runs"
+    llm: str = "none"  # none | local | openai | an OpenAI-compatible base URL
+    llm_model: str | None = None
+    sampler: SamplerName = "tpe"
+    pruner: PrunerName = "median"
+    planner: Literal["portfolio", "classical"] = "portfolio"  # classical: the sampler alone
+    warm_start: bool = True
+    parallel: int = Field(default=1, ge=1)
+    device: str = "auto"
+    trial_timeout: float | None = Field(default=None, gt=0)  # seconds, or a duration like "20m"
+    models: tuple[str, ...] | None = None  # candidate base models; None: the task type's defaults
+
+    _durations = field_validator("time", "trial_timeout", mode="before")(_duration_or_number)
+
+    @field_validator("text_columns", "models", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return (v,) if isinstance(v, str) else v
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, v: str | None) -> str | None:
+        if v is not None and v not in METRIC_DIRECTION:
+            raise ValueError(f"unknown metric {v!r}; choose one of {', '.join(METRIC_DIRECTION)}")
+        return v
+
+    def budget(self) -> Budget | None:
+        """The budget these settings give, or None to read it from the description."""
+        limits = {
+            "max_trials": self.trials,
+            "max_seconds": self.time,
+            "max_device_hours": self.device_hours,
+            "max_llm_tokens": self.llm_tokens,
+        }
+        return Budget(**limits) if any(v is not None for v in limits.values()) else None
 
 
 class StudyRecord(_Record):
@@ -421,14 +575,14 @@ class StudyRecord(_Record):
     name: str
     task: TaskSpec
     space: SearchSpace
-    settings: dict[str, Any] = Field(default_factory=dict)  # secrets already scrubbed
-    profile: dict[str, Any] = Field(default_factory=dict)  # the data profile, incl. "fingerprint", "n_rows"
+    settings: TuneOptions = TuneOptions()  # secrets already scrubbed
+    profile: DataProfile | None = None  # None only for studies stored before profiles were kept
     run_dir: str
     status: StudyStatus = "running"
     created_at: float
     updated_at: float
     finished_at: float | None = None
-    spent: dict[str, float] = Field(default_factory=_zero_spent)  # keys: SPENT_KEYS
+    spent: BudgetSpent = BudgetSpent()
     spent_at: float | None = None  # when `spent` was last saved: resume counts activity after it
     warm_start_from: tuple[str, ...] = ()  # names of the past studies the warm start drew from
     best_trial_id: int | None = None

@@ -24,14 +24,16 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, TypeVar, get_args
 
+from pydantic import BaseModel
 from sqlite_utils import Database
 
 from memory import migrations
 from memory.errors import StoreError
 from memory.records import (
-    SPENT_KEYS,
+    BudgetSpent,
+    DataProfile,
     PlannerCall,
     SearchSpace,
     StudyRecord,
@@ -43,8 +45,10 @@ from memory.records import (
     TrialRecord,
     TrialResult,
     TrialState,
+    TuneOptions,
 )
 
+R = TypeVar("R", bound=BaseModel)
 BUSY_TIMEOUT_S = 30.0  # a reader's checkpoint or a second process can hold the write lock briefly
 SQLITE_HEADER = b"SQLite format 3\x00"
 FINISHED_STATES = (TrialState.complete, TrialState.pruned, TrialState.failed)
@@ -98,6 +102,18 @@ def scrub_settings(value: Any, *, secret: bool = False) -> Any:
     if secret:
         return REDACTED
     return scrub_text(value) if isinstance(value, str) else scrub_text(str(value))
+
+
+def scrub_strings(value: Any) -> Any:
+    """Return `value` with key-like substrings scrubbed from every string in it, whatever the keys are called.
+
+    For data (a profile's sample values): a column named `api_key` is data, not a secret to redact whole.
+    """
+    if isinstance(value, Mapping):
+        return {k: scrub_strings(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrub_strings(v) for v in value]
+    return scrub_text(value) if isinstance(value, str) else value
 
 
 def _scrub_optional(text: str | None) -> str | None:
@@ -274,9 +290,9 @@ class Store:
         name: str,
         task: TaskSpec,
         space: SearchSpace,
-        settings: dict[str, Any],
+        settings: TuneOptions,
         run_dir: str,
-        profile: dict[str, Any],
+        profile: DataProfile | None = None,
     ) -> StudyRecord:
         """Record a new running study. Raises StoreError if the name is taken."""
         name = name.strip()
@@ -296,14 +312,14 @@ class Store:
                     "task_type": task.task_type.value,
                     "task": self._task_json(task),
                     "space": space.model_dump_json(),
-                    "settings": _dumps(scrub_settings(dict(settings))),
-                    "profile": _dumps(scrub_settings(dict(profile))),
+                    "settings": _dumps(scrub_settings(settings.model_dump(mode="json"))),
+                    "profile": _dumps(scrub_strings(profile.model_dump(mode="json")) if profile else {}),
                     "run_dir": str(run_dir),
                     "status": "running",
                     "created_at": now,
                     "updated_at": now,
                     "finished_at": None,
-                    "spent": _dumps(dict.fromkeys(SPENT_KEYS, 0.0)),
+                    "spent": BudgetSpent().model_dump_json(),
                     "warm_start_from": "[]",
                     "best_trial_id": None,
                 },
@@ -359,12 +375,12 @@ class Store:
         study_id: int,
         *,
         status: StudyStatus | None = None,
-        spent: Mapping[str, float] | None = None,
+        spent: BudgetSpent | None = None,
         warm_start_from: Sequence[str] | None = None,
         best_trial_id: int | None = None,
         finished_at: float | None = None,
     ) -> StudyRecord:
-        """Change the given fields (None leaves a field as is); `spent` is merged key by key."""
+        """Change the given fields (None leaves a field as is)."""
         if status is not None and status not in get_args(StudyStatus):
             raise ValueError(f"unknown study status {status!r}; one of {get_args(StudyStatus)}")
         with self._write():
@@ -375,8 +391,7 @@ class Store:
             if status is not None:
                 updates["status"] = status
             if spent is not None:
-                merged = {**_loads(row["spent"], {}), **{k: float(v) for k, v in spent.items()}}
-                updates["spent"] = _dumps(merged)
+                updates["spent"] = spent.model_dump_json()
                 updates["spent_at"] = updates["updated_at"]
             if warm_start_from is not None:
                 updates["warm_start_from"] = _dumps([str(n) for n in warm_start_from])
@@ -650,18 +665,28 @@ def _study_record(row: dict[str, Any]) -> StudyRecord:
         name=row["name"],
         task=TaskSpec.model_validate_json(row["task"]),
         space=SearchSpace.model_validate_json(row["space"]),
-        settings=_loads(row["settings"], {}),
-        profile=_loads(row["profile"], {}),
+        settings=_lenient(TuneOptions, _loads(row["settings"], {})) or TuneOptions(),
+        profile=_lenient(DataProfile, _loads(row["profile"], {})),
         run_dir=row["run_dir"],
         status=row["status"],
         created_at=row["created_at"],
         updated_at=row["updated_at"] or row["created_at"],
         finished_at=row["finished_at"],
-        spent={**dict.fromkeys(SPENT_KEYS, 0.0), **_loads(row["spent"], {})},
+        spent=_lenient(BudgetSpent, _loads(row["spent"], {})) or BudgetSpent(),
         spent_at=row["spent_at"],
         warm_start_from=tuple(_loads(row["warm_start_from"], [])),
         best_trial_id=row["best_trial_id"],
     )
+
+
+def _lenient(record: type[R], stored: Any) -> R | None:
+    """A record read back from a row written by an older version: unknown keys dropped, None if it no longer fits."""
+    if not isinstance(stored, dict) or not stored:
+        return None
+    try:
+        return record.model_validate({k: v for k, v in stored.items() if k in record.model_fields})
+    except ValueError:
+        return None
 
 
 def _trial_record(row: dict[str, Any]) -> TrialRecord:

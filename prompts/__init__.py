@@ -1,0 +1,1 @@
+"""The LLM prompt templates, as plain markdown files; `agent.llm.prompts.render` is the one reader."""

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from agent.study import TuneOptions, tune
-from memory.records import TrialState
+from agent.study import tune
+from memory.records import TrialState, TuneOptions
 from memory.store import Store
 
 

@@ -20,7 +20,7 @@ from string import Template
 from typing import Any
 
 from memory.errors import AutoGlmError
-from memory.records import CategoricalParam, IntParam, SearchSpace, TaskSpec, TrialRecord
+from memory.records import CategoricalParam, DataProfile, IntParam, SearchSpace, TaskSpec, TrialRecord
 
 PACKAGE = "prompts"
 _MARKER = re.compile(r"^<!--\s*(system|user)\s*-->\s*$", re.MULTILINE)
@@ -145,26 +145,27 @@ def describe_task(task: TaskSpec) -> str:
 
 
 def describe_profile(
-    profile: Mapping[str, Any], *, max_columns: int = 12, samples: int = 2, sample_chars: int = 100
+    profile: DataProfile | None, *, max_columns: int = 12, samples: int = 2, sample_chars: int = 100
 ) -> str:
     """Rows and columns of the data, with a few excerpts inside one data block."""
-    columns: Mapping[str, Any] = profile.get("columns") or {}
-    head = f"{profile.get('n_rows', '?')} rows, {len(columns)} columns."
+    if profile is None:
+        return "No data profile."
+    columns = profile.columns
+    head = f"{profile.n_rows} rows, {len(columns)} columns."
     lines: list[str] = []
     excerpts: list[str] = []
     for name, info in list(columns.items())[:max_columns]:
-        info = info if isinstance(info, Mapping) else {}
-        facts = [str(info.get("kind", "?"))]
-        for key in ("n_unique", "mean_words", "mean_items", "missing"):
-            if info.get(key) not in (None, 0, 0.0) or key == "n_unique":
-                facts.append(f"{key}={info.get(key, '?')}")
-        if info.get("bio_tags"):
+        facts = [info.kind, f"n_unique={info.n_unique}"]
+        for key in ("mean_words", "mean_items", "missing"):
+            if getattr(info, key):
+                facts.append(f"{key}={getattr(info, key)}")
+        if info.bio_tags:
             facts.append("BIO tags")
-        counts = info.get("value_counts")
-        if isinstance(counts, Mapping) and 0 < len(counts) <= 12:
-            facts.append("counts=" + ", ".join(f"{one_line(k, 24)}:{v}" for k, v in list(counts.items())[:12]))
+        counts = info.value_counts
+        if counts and len(counts) <= 12:
+            facts.append("counts=" + ", ".join(f"{one_line(k, 24)}:{v}" for k, v in counts.items()))
         lines.append(f"- {one_line(name, 40)}: " + ", ".join(facts))
-        for sample in list(info.get("samples") or info.get("top_values") or [])[:samples]:
+        for sample in list(info.samples or info.top_values)[:samples]:
             excerpts.append(f"{one_line(name, 40)}: {one_line(sample, sample_chars)}")
     if len(columns) > max_columns:
         lines.append(f"- … and {len(columns) - max_columns} more columns")
@@ -223,7 +224,7 @@ def describe_history(
     finished = [t for t in trials if t.state.value in ("complete", "pruned", "failed")]
     if not finished:
         return "No trial has finished yet."
-    sign = 1 if task.direction.value == "maximize" else -1
+    sign = task.direction.sign
     complete = [t for t in finished if t.state.value == "complete" and t.objective is not None]
     best = sorted(complete, key=lambda t: -sign * t.objective)[:top_k]  # type: ignore[operator]
     recent = sorted(finished, key=lambda t: t.number)[-last_n:]
@@ -250,7 +251,7 @@ def summarize_trials(trials: Sequence[TrialRecord], task: TaskSpec) -> str:
     failures = Counter(t.failure_kind.value for t in trials if t.failure_kind is not None)
     if failures:
         text += "; failures: " + ", ".join(f"{k} x{n}" for k, n in sorted(failures.items()))
-    sign = 1 if task.direction.value == "maximize" else -1
+    sign = task.direction.sign
     best: dict[str, TrialRecord] = {}
     for t in trials:
         if t.objective is None or t.state.value != "complete":

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from memory.records import PlannerCall, SearchSpace, TaskSpec, TrialConfig, TrialRecord, TrialState
+from memory.records import (
+    DataProfile,
+    PlannerCall,
+    SearchSpace,
+    TaskSpec,
+    TrialConfig,
+    TrialRecord,
+    TrialState,
+    best_trial,
+)
 
 
 @dataclass(frozen=True)
@@ -26,10 +35,10 @@ class PlannerView:
 
     task: TaskSpec
     space: SearchSpace
-    profile: dict[str, Any]  # the data profile (see agent.understand)
+    profile: DataProfile
     trials: tuple[TrialRecord, ...] = ()
     seed: int = 0
-    hints: dict[str, Any] = field(default_factory=dict)  # e.g. the sampler's next suggestion
+    sampler_suggestion: dict[str, Any] | None = None  # the classical optimiser's next point, shown to the LLM
 
     @property
     def finished(self) -> tuple[TrialRecord, ...]:
@@ -40,9 +49,7 @@ class PlannerView:
         return tuple(t for t in self.trials if t.state == TrialState.complete and t.objective is not None)
 
     def best(self) -> TrialRecord | None:
-        sign = 1 if self.task.direction.value == "maximize" else -1
-        done = self.complete
-        return max(done, key=lambda t: sign * t.objective) if done else None  # type: ignore[operator]
+        return best_trial(self.trials, self.task.direction)
 
 
 class BaseProposer(ABC):

@@ -7,10 +7,9 @@ the single source of truth.
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
-from typing import Any
+from typing import Any, get_args
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
@@ -18,13 +17,13 @@ from optuna.trial import TrialState as OptunaState
 
 from agent.proposers.base import BaseProposer, PlannerView, Proposal
 from memory.errors import InvalidProposal
-from memory.records import CategoricalParam, FloatParam, SearchSpace, TrialState
+from memory.records import CategoricalParam, FloatParam, SamplerName, SearchSpace, TrialState
 
 optuna.logging.set_verbosity(logging.WARNING)
 # multivariate TPE and constant_liar are marked experimental but have been stable for years.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
-SAMPLERS = ("tpe", "random", "cmaes")
+SAMPLERS: tuple[str, ...] = get_args(SamplerName)
 
 
 def _distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
@@ -110,7 +109,7 @@ class OptunaProposer(BaseProposer):
         study = self.study_from_history(view)
         dists = _distributions(view.space)
         proposals: list[Proposal] = []
-        seen = {json.dumps(t.config.model_dump(), sort_keys=True, default=str) for t in view.trials}
+        seen = {t.config for t in view.trials}
         for _ in range(n):
             trial = study.ask(dists)
             values = _decode(view.space, trial.params)
@@ -120,11 +119,10 @@ class OptunaProposer(BaseProposer):
             except InvalidProposal:
                 study.tell(trial, state=OptunaState.FAIL)
                 continue
-            key = json.dumps(config.model_dump(), sort_keys=True, default=str)
-            if key in seen:  # the sampler repeated itself; a repeat teaches nothing
+            if config in seen:  # the sampler repeated itself; a repeat teaches nothing
                 study.tell(trial, state=OptunaState.FAIL)
                 continue
-            seen.add(key)
+            seen.add(config)
             # Leave it unfinished so the next ask in this batch knows it is taken (constant liar).
             proposals.append(
                 Proposal(values=repaired.values, config=config, source=self.name, rationale=f"{self.name} sample")

@@ -32,6 +32,7 @@ from memory.records import (
     Param,
     PlannerOutcome,
     SearchSpace,
+    TrialConfig,
     TrialRecord,
     TrialState,
 )
@@ -182,7 +183,7 @@ class LlmProposer(BaseProposer):
         suggestion = sampler_suggestion(view)
         proposals: list[Proposal] = []
         problems: list[str] = []
-        seen: set[str] = set()
+        seen: set[TrialConfig] = set()
         tried = {t.config: t.number for t in view.trials}
         for index, obj in enumerate(objects[: max(n, 1) * 3]):
             if len(proposals) >= n:
@@ -195,14 +196,13 @@ class LlmProposer(BaseProposer):
             except Exception as e:  # hostile values can break code that expects numbers; never let it out
                 problems.append(f"rejected proposal {index}: {type(e).__name__}: {e}")
                 continue
-            key = json.dumps(proposal.values, sort_keys=True, default=str)
-            if key in seen:
+            if proposal.config in seen:
                 problems.append(f"dropped proposal {index}: a duplicate")
                 continue
             if proposal.config in tried:  # a repeat teaches nothing
                 problems.append(f"dropped proposal {index}: repeats trial #{tried[proposal.config]}")
                 continue
-            seen.add(key)
+            seen.add(proposal.config)
             proposals.append(proposal)
         return proposals, problems
 
@@ -350,8 +350,8 @@ def _example_values(view: PlannerView) -> dict[str, Any]:
 
 
 def sampler_suggestion(view: PlannerView) -> dict[str, Any] | None:
-    """The sampler's next suggestion from the hints, if it is a complete, valid point of the space."""
-    hint = view.hints.get("sampler_suggestion") if isinstance(view.hints, Mapping) else None
+    """The sampler's next suggestion, if it is a complete, valid point of the space."""
+    hint = view.sampler_suggestion
     if not isinstance(hint, Mapping):
         return None
     try:

@@ -19,7 +19,6 @@ kept), or dropped when the space has nothing smaller.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections.abc import Sequence
@@ -43,13 +42,9 @@ from memory.records import (
 log = logging.getLogger(__name__)
 
 
-def _key(config: Any) -> str:
-    return json.dumps(config.model_dump(), sort_keys=True, default=str)
-
-
 def source_stats(view: PlannerView) -> dict[str, dict[str, int]]:
     """For each source: trials finished, and how many of them improved the best result so far."""
-    sign = 1 if view.task.direction.value == "maximize" else -1
+    sign = view.task.direction.sign
     best: float | None = None
     stats: dict[str, dict[str, int]] = {}
     for t in sorted(view.finished, key=lambda t: (t.finished_at or 0, t.number)):
@@ -103,13 +98,13 @@ class PortfolioProposer(BaseProposer):
 
     def propose(self, view: PlannerView, n: int) -> list[Proposal]:
         out: list[Proposal] = []
-        seen = {_key(t.config) for t in view.trials}
+        seen = {t.config for t in view.trials}
 
         def take(proposals: list[Proposal]) -> None:
             for p in proposals:
                 guarded = guard(p, view)
-                if guarded is not None and len(out) < n and _key(guarded.config) not in seen:
-                    seen.add(_key(guarded.config))
+                if guarded is not None and len(out) < n and guarded.config not in seen:
+                    seen.add(guarded.config)
                     out.append(guarded)
 
         warm_used = sum(1 for t in view.trials if t.source == "warm_start")
@@ -133,8 +128,7 @@ class PortfolioProposer(BaseProposer):
             )
             if self.llm is not None and share > 0 and (untried or rng.random() < share):
                 suggestion = self.classical.propose(view, 1)
-                hints = {**view.hints, "sampler_suggestion": suggestion[0].values if suggestion else None}
-                llm_view = PlannerView(view.task, view.space, view.profile, view.trials, view.seed, hints)
+                llm_view = replace(view, sampler_suggestion=suggestion[0].values if suggestion else None)
                 calls_before = len(self.llm.calls)
                 take(self.llm.propose(llm_view, 1))
                 self._count_llm_errors(self.llm.calls[calls_before:])

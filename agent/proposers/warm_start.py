@@ -20,7 +20,6 @@ from executors.models import canonical_name
 from memory.errors import InvalidProposal
 from memory.records import (
     CategoricalParam,
-    Direction,
     FloatParam,
     IntParam,
     Param,
@@ -90,23 +89,23 @@ def similarity(view: PlannerView, past: StudyRecord, past_models: Sequence[str] 
         return None
     reasons: list[str] = []
     mine, theirs = view.profile, past.profile
-    if mine.get("fingerprint") and mine.get("fingerprint") == theirs.get("fingerprint"):
+    if mine is not None and theirs is not None and mine.fingerprint == theirs.fingerprint:
         data = 1.0
         reasons.append("same data")
     else:
         size = 0.5  # unknown size: neither alike nor unlike
-        n1, n2 = mine.get("n_rows"), theirs.get("n_rows")
-        if isinstance(n1, (int, float)) and isinstance(n2, (int, float)) and n1 > 0 and n2 > 0:
+        n1, n2 = (p.n_rows if p is not None else 0 for p in (mine, theirs))
+        if n1 > 0 and n2 > 0:
             # 1 for the same size, 0.5 for ten times more or less, 0 from a hundred times
             size = max(0.0, 1.0 - abs(math.log10(n1 / n2)) / 2)
             if size >= 0.75:
-                reasons.append(f"similar size ({int(n2)} vs {int(n1)} rows)")
+                reasons.append(f"similar size ({n2} vs {n1} rows)")
         labels = 0.5
-        l1, l2 = mine.get("n_labels"), theirs.get("n_labels")
-        if isinstance(l1, (int, float)) and isinstance(l2, (int, float)) and l1 > 0 and l2 > 0:
+        l1, l2 = (p.n_labels if p is not None else None for p in (mine, theirs))
+        if l1 and l2:
             labels = min(l1, l2) / max(l1, l2)
             if l1 == l2:
-                reasons.append(f"same label count ({int(l1)})")
+                reasons.append(f"same label count ({l1})")
         data = DIFFERENT_DATA_CAP * (size + labels) / 2
     models = family_similarity(space_models(view.space), list(past_models) or space_models(past.space))
     if models >= 0.5:
@@ -182,14 +181,14 @@ class WarmStartProposer(BaseProposer):
         trials_by_study = dict((s.id, ts) for s, ts in self._past())
         candidates: list[tuple[int, float, StudyRecord, Similarity, TrialRecord]] = []
         for study, sim in self.similar_studies(view):
-            sign = 1 if study.task.direction == Direction.maximize else -1
+            sign = study.task.direction.sign
             ranked = sorted(trials_by_study[study.id], key=lambda t: -sign * t.objective)  # type: ignore[operator]
             for rank, trial in enumerate(ranked[: self.per_study]):
                 candidates.append((rank, -sim.score, study, sim, trial))
         # Each study's best before anyone's second best; among equals, the most similar study first.
         candidates.sort(key=lambda c: (c[0], c[1]))
 
-        seen = {_key(t.config) for t in view.trials}
+        seen = {t.config for t in view.trials}
         out: list[Proposal] = []
         for rank, _, study, sim, trial in candidates:
             if len(out) >= n:
@@ -198,9 +197,9 @@ class WarmStartProposer(BaseProposer):
             if fitted is None:
                 continue
             values, config, repairs = fitted
-            if _key(config) in seen:
+            if config in seen:
                 continue  # tried already (perhaps warm-started by an earlier round)
-            seen.add(_key(config))
+            seen.add(config)
             rationale = (
                 f"warm start: the #{rank + 1} config of past study {study.name!r} "
                 f"({study.task.metric}={trial.objective:.4g}); similarity {sim.score:.2f}: {', '.join(sim.reasons)}"
@@ -266,7 +265,3 @@ def _substitute(param: Param, raw: Any) -> Any:
 
 def _usable(trial: TrialRecord) -> bool:
     return trial.state == TrialState.complete and trial.objective is not None and math.isfinite(trial.objective)
-
-
-def _key(config: TrialConfig) -> str:
-    return config.model_dump_json()

@@ -8,6 +8,7 @@ from agent.proposers.base import BaseProposer, PlannerView, Proposal
 from memory.records import (
     Budget,
     CategoricalParam,
+    DataProfile,
     Direction,
     FloatParam,
     IntParam,
@@ -38,7 +39,7 @@ TASK = TaskSpec(
     direction=Direction.maximize,
     budget=Budget(max_trials=20),
 )
-PROFILE = {"n_rows": 1000, "fingerprint": "abc", "n_labels": 2, "columns": {}}
+PROFILE = DataProfile(path="tickets.csv", fingerprint="abc", n_rows=1000, n_labels=2, columns={})
 
 
 def history(n: int, space: SearchSpace = SPACE) -> tuple[TrialRecord, ...]:

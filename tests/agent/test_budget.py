@@ -8,7 +8,17 @@ from pathlib import Path
 import pytest
 
 from agent.budget import BudgetTracker
-from memory.records import Budget, FloatParam, PlannerCall, SearchSpace, TaskSpec, TrialEvent, TrialResult
+from memory.records import (
+    Budget,
+    BudgetSpent,
+    FloatParam,
+    PlannerCall,
+    SearchSpace,
+    TaskSpec,
+    TrialEvent,
+    TrialResult,
+    TuneOptions,
+)
 from memory.store import Store
 
 
@@ -35,7 +45,7 @@ def test_trial_limit(clock: FakeClock) -> None:
     assert tracker.exhausted() is None
     tracker.add_trial(10.0)
     assert tracker.exhausted() == "trial budget used: 2 of 2 trials"
-    assert tracker.spent["trials"] == 2
+    assert tracker.spent.trials == 2
     assert tracker.time_left() is None and tracker.trial_timeout(None) is None  # no time limit: no cap
 
 
@@ -65,7 +75,7 @@ def test_grace_scales_with_a_small_budget(clock: FakeClock) -> None:
 def test_device_hours(clock: FakeClock) -> None:
     tracker = BudgetTracker(Budget(max_device_hours=1.0), clock=clock)
     tracker.add_trial(1800, devices=1)
-    assert tracker.spent["device_hours"] == pytest.approx(0.5)
+    assert tracker.spent.device_hours == pytest.approx(0.5)
     assert tracker.trial_timeout(None, devices=2) == pytest.approx(900 + 60)  # half an hour over two devices
     tracker.add_trial(900, devices=2)
     assert tracker.exhausted() == "device-hour budget used: 1 of 1 device-hours"
@@ -83,9 +93,9 @@ def test_llm_tokens(clock: FakeClock) -> None:
 
 
 def test_spent_seconds_carry_over(clock: FakeClock) -> None:
-    tracker = BudgetTracker(Budget(max_seconds=100), spent={"seconds": 70, "trials": 3}, clock=clock)
+    tracker = BudgetTracker(Budget(max_seconds=100), spent=BudgetSpent(seconds=70, trials=3), clock=clock)
     clock.now += 10
-    assert tracker.spent["seconds"] == 80 and tracker.spent["trials"] == 3
+    assert tracker.spent.seconds == 80 and tracker.spent.trials == 3
     assert tracker.time_left() == 20
 
 
@@ -103,7 +113,7 @@ SPACE = SearchSpace(params=(FloatParam(name="learning_rate", low=1e-5, high=1e-3
 
 def test_from_study_rebuilds_after_a_crash(tmp_path: Path, clock: FakeClock) -> None:
     with Store(tmp_path / "autoglm.db") as store:
-        study = store.create_study("s", TASK, SPACE, {}, "runs/s", {})
+        study = store.create_study("s", TASK, SPACE, TuneOptions(), "runs/s")
         for lr in (1e-4, 2e-4, 3e-4):
             store.add_trial(study.id, SPACE.to_config({"learning_rate": lr}), "tpe")
         a = store.claim_waiting_trial(study.id)
@@ -117,7 +127,7 @@ def test_from_study_rebuilds_after_a_crash(tmp_path: Path, clock: FakeClock) -> 
             ),
         )
         # the study saved its spending once, then kept running and was killed
-        saved = store.update_study(study.id, spent={"seconds": 100.0, "llm_tokens": 500.0, "trials": 1.0})
+        saved = store.update_study(study.id, spent=BudgetSpent(seconds=100.0, llm_tokens=500.0, trials=1.0))
         c = store.claim_waiting_trial(study.id)
         store.record_event(c.id, TrialEvent(kind="progress", step=1, loss=0.5, time=saved.spent_at + 42.0))
         store.requeue_interrupted(study.id)  # resume: what ran is waiting again
@@ -131,21 +141,21 @@ def test_from_study_rebuilds_after_a_crash(tmp_path: Path, clock: FakeClock) -> 
             clock=clock,
         )
     spent = tracker.spent
-    assert spent["seconds"] == pytest.approx(142.0)  # 100 saved + 42 the crash left unsaved
-    assert spent["trials"] == 2  # finished trials count, the requeued one does not
-    assert spent["llm_tokens"] == 750  # the calls prove more than was saved
+    assert spent.seconds == pytest.approx(142.0)  # 100 saved + 42 the crash left unsaved
+    assert spent.trials == 2  # finished trials count, the requeued one does not
+    assert spent.llm_tokens == 750  # the calls prove more than was saved
     assert tracker.time_left() == pytest.approx(3600 - 142)
 
 
 def test_from_study_after_a_clean_interrupt(tmp_path: Path, clock: FakeClock) -> None:
     with Store(tmp_path / "autoglm.db") as store:
-        study = store.create_study("s", TASK, SPACE, {}, "runs/s", {})
+        study = store.create_study("s", TASK, SPACE, TuneOptions(), "runs/s")
         store.add_trial(study.id, SPACE.to_config({"learning_rate": 1e-4}), "tpe")
-        store.update_study(study.id, status="interrupted", spent={"seconds": 300.0})
+        store.update_study(study.id, status="interrupted", spent=BudgetSpent(seconds=300.0))
         tracker = BudgetTracker.from_study(store.get_study(study.id), store.trials(study.id), clock=clock)
-    assert tracker.spent["seconds"] == 300.0  # the time between sessions does not count
+    assert tracker.spent.seconds == 300.0  # the time between sessions does not count
     clock.now += 5
-    assert tracker.spent["seconds"] == 305.0
+    assert tracker.spent.seconds == 305.0
 
 
 def test_parallel_trials_are_all_counted(clock: FakeClock) -> None:
@@ -160,5 +170,5 @@ def test_parallel_trials_are_all_counted(clock: FakeClock) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert tracker.spent["trials"] == 4000
-    assert tracker.spent["device_hours"] == pytest.approx(4.0)
+    assert tracker.spent.trials == 4000
+    assert tracker.spent.device_hours == pytest.approx(4.0)

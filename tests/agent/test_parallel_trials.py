@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.study import TuneOptions, resume, tune
-from memory.records import FailureKind, TrialEvent, TrialResult, TrialState
+from agent.graph import StudySnapshot
+from agent.study import resume, tune
+from memory.records import FailureKind, TrialEvent, TrialResult, TrialState, TuneOptions
 from memory.store import Store
 from tests.agent.study_process import (
     gone_within,
@@ -135,7 +136,7 @@ def test_parallel_fake_trials_lose_no_event_and_no_trial(tmp_path: Path, reviews
     assert set(emitted) == set(range(budget)) and all(Path(d).parent == run_dir / "trials" for d in executor.emitted)
     # Complete ones: started, progress + eval per step, finished. The median pruner may stop later ones early.
     assert all(len(emitted[t.number]) == 2 + 2 * 12 for t in outcome.trials if t.state == TrialState.complete)
-    _check_store(outcome.study.settings["db"], "par", emitted, budget)
+    _check_store(outcome.study.settings.db, "par", emitted, budget)
 
 
 @pytest.mark.slow
@@ -212,9 +213,9 @@ def test_ctrl_c_with_parallel_trials_stops_them_now_and_queues_them_again(
     started: set[int] = set()
     lock = threading.Lock()
 
-    def on_update(snapshot: dict) -> None:
+    def on_update(snapshot: StudySnapshot) -> None:
         with lock:
-            started.update(snapshot["live"])
+            started.update(snapshot.live)
             if len(started) == 3 and not executor.stopped.is_set() and not getattr(on_update, "sent", False):
                 on_update.sent = True  # type: ignore[attr-defined]
                 _thread.interrupt_main()  # what a terminal's SIGINT does: KeyboardInterrupt in the main thread
@@ -229,7 +230,7 @@ def test_ctrl_c_with_parallel_trials_stops_them_now_and_queues_them_again(
         trials = store.trials(outcome.study.id)
         assert [t.state for t in trials] == [TrialState.waiting] * 3  # stopped, not failed: queued again
         assert all([e.kind for e in store.events(t.id)].count("requeued") == 1 for t in trials)
-        assert store.get_study("par").spent["trials"] == 0
+        assert store.get_study("par").spent.trials == 0
 
     finished = resume("par", db=options.db, executor=FakeExecutor())
     assert not finished.interrupted and finished.study.status == "complete"

@@ -112,7 +112,7 @@ def test_default_space_fits_its_defaults(reviews_csv):
     from agent.understand import profile_data, understand
 
     profile = profile_data(reviews_csv)
-    task = understand("fresh or rotten", reviews_csv, profile=profile)
+    task = understand("fresh or rotten", reviews_csv, profile=profile).spec
     space = default_space(task, profile)
     values = default_values(task, space)
     config = space.to_config(values)
@@ -157,8 +157,8 @@ def test_the_llm_gets_an_early_slot_so_its_share_can_be_measured():
 def test_the_default_start_takes_enough_steps_for_its_data(reviews_csv, rows, max_rows, batch_size, epochs):
     from agent.understand import profile_data, understand
 
-    profile = {**profile_data(reviews_csv), "n_rows": rows}
-    task = understand("fresh or rotten", reviews_csv, profile=profile, max_rows=max_rows)
+    profile = profile_data(reviews_csv).model_copy(update={"n_rows": rows})
+    task = understand("fresh or rotten", reviews_csv, profile=profile, max_rows=max_rows).spec
     values = default_values(task, default_space(task, profile), profile)
     assert (values["batch_size"], values["epochs"]) == (batch_size, epochs)
     assert default_values(task, default_space(task, profile))["epochs"] == 2  # no profile: the plain default

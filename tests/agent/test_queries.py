@@ -13,7 +13,7 @@ from rich.console import Console
 
 from agent.queries import export_study, render_detail, study_detail, study_rows
 from memory.errors import StoreError, UserError
-from memory.records import TrialResult
+from memory.records import BudgetSpent, TrialResult, TuneOptions
 from memory.store import Store
 from tests.agent.proposer_contract import PROFILE, SPACE, TASK
 
@@ -21,7 +21,7 @@ from tests.agent.proposer_contract import PROFILE, SPACE, TASK
 @pytest.fixture
 def store(tmp_path: Path):
     with Store(tmp_path / "autoglm.db") as s:
-        study = s.create_study("reviews", TASK, SPACE, {}, "runs/reviews", PROFILE)
+        study = s.create_study("reviews", TASK, SPACE, TuneOptions(), "runs/reviews", PROFILE)
         results = [
             TrialResult(state="complete", objective=0.71, metrics={"macro_f1": 0.71, "accuracy": 0.8}),
             TrialResult(state="failed", failure_kind="oom", message="CUDA out of memory"),
@@ -43,8 +43,8 @@ def store(tmp_path: Path):
             s.claim_waiting_trial(study.id)
             s.finish_trial(trial.id, result)
         s.add_trial(study.id, SPACE.to_config({"learning_rate": 2e-3, "text_columns": ("text",)}), "tpe")
-        s.update_study(study.id, spent={"trials": 4, "seconds": 90.0}, warm_start_from=["older"])
-        s.create_study("empty", TASK, SPACE, {}, "runs/empty", PROFILE)
+        s.update_study(study.id, spent=BudgetSpent(trials=4, seconds=90.0), warm_start_from=["older"])
+        s.create_study("empty", TASK, SPACE, TuneOptions(), "runs/empty", PROFILE)
         yield s
 
 

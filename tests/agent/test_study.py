@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import pytest
@@ -9,9 +10,9 @@ from typer.testing import CliRunner
 
 from agent.cli import app
 from agent.graph import decide, route_start
-from agent.study import TuneOptions, load_config, resume, tune
+from agent.study import load_config, options_from, resume, tune
 from memory.errors import UserError
-from memory.records import FailureKind, TrialState
+from memory.records import FailureKind, TrialState, TuneOptions
 from memory.store import Store
 from tests.fakes import FakeExecutor
 
@@ -53,7 +54,7 @@ def test_a_study_runs_to_its_trial_budget_and_reports(tmp_path, reviews_csv):
         study = store.get_study("s1")
         assert study.status == "complete" and study.best_trial_id == outcome.best.id
         assert len(store.events(outcome.best.id)) >= 3  # progress and eval events were stored
-    assert snapshots and snapshots[-1]["note"] == "done"
+    assert snapshots and snapshots[-1].note == "done"
 
 
 def test_failed_trials_are_recorded_and_the_study_goes_on(tmp_path, reviews_csv):
@@ -109,11 +110,38 @@ def test_resume_of_an_unknown_study_or_missing_db_is_a_user_error(tmp_path):
 def test_config_file_rejects_unknown_keys(tmp_path):
     path = tmp_path / "study.yaml"
     path.write_text("data: x.csv\ntrails: 5\n")
-    with pytest.raises(UserError, match="unknown setting.*trails"):
+    with pytest.raises(UserError, match="unknown setting 'trails'; did you mean 'trials'"):
         load_config(path)
     path.write_text("data: x.csv\ntrials: 5\n")
     options = load_config(path)
     assert options.trials == 5 and options.data == str(tmp_path / "x.csv")
+    assert load_config(path, {"trials": 7}).trials == 7  # flags win over the file
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("trials: five\n", "trials = 'five' is not allowed"),
+        ("trials: 0\n", "trials = 0 is not allowed"),
+        ("time: soon\n", "cannot read the duration 'soon'"),
+        ("sampler: bayes\n", "sampler = 'bayes' is not allowed"),
+        ("metric: f2\n", "unknown metric 'f2'"),
+    ],
+)
+def test_config_file_mistakes_are_one_line_naming_the_key(tmp_path, text, message):
+    path = tmp_path / "study.yaml"
+    path.write_text("data: x.csv\n" + text)
+    with pytest.raises(UserError, match=re.escape(message)) as caught:
+        load_config(path)
+    assert "\n" not in str(caught.value) and str(path) in str(caught.value)
+
+
+def test_flags_and_config_give_the_same_options(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text("data: x.csv\ntime: 1h30m\ntext_columns: title\n")
+    from_file = load_config(path)
+    from_flags = options_from({"data": str(tmp_path / "x.csv"), "time": "5400", "text_columns": ["title"]})
+    assert from_file == from_flags and from_file.time == 5400.0
 
 
 def test_median_pruner_stops_trials_that_trail_the_field(tmp_path, reviews_csv):
@@ -134,7 +162,7 @@ def test_resume_of_a_study_that_is_still_running_is_refused_and_changes_nothing(
         before = store.trials(store.get_study("s1").id)
     holder = hold_study_lock(tmp_path / "runs" / "s1")  # another live process running this study
     result = CliRunner().invoke(app, ["resume", "s1", "--db", options.db])
-    assert result.exit_code == 2
+    assert result.exit_code == 2, result.output
     assert f"study 's1' is running in another process (pid {holder.pid})" in result.output
     assert "Traceback" not in result.output
     with Store(options.db, create=False) as store:

@@ -3,13 +3,13 @@ import json
 import pandas as pd
 import pytest
 
-from agent.understand import describe, parse_budget, parse_duration, profile_data, understand
+from agent.understand import describe, parse_budget, profile_data, understand
 from memory.errors import UserError
-from memory.records import Direction, TaskType
+from memory.records import DataProfile, Direction, TaskType, parse_duration
 
 
 def test_demo_reviews_become_a_classification_spec(reviews_csv):
-    spec = understand("Classify critic snippets as fresh or rotten, optimise macro-F1", reviews_csv)
+    spec = understand("Classify critic snippets as fresh or rotten, optimise macro-F1", reviews_csv).spec
     assert spec.task_type == TaskType.classification
     assert spec.label_column == "category"
     assert spec.text_columns == ("text",)  # movie_name is short and id-like, not input text
@@ -19,11 +19,11 @@ def test_demo_reviews_become_a_classification_spec(reviews_csv):
 
 def test_profile_counts_rows_and_fingerprints(reviews_csv):
     profile = profile_data(reviews_csv)
-    assert profile["n_rows"] == 1200
-    assert set(profile["columns"]) == {"text", "movie_name", "category"}
-    assert profile["columns"]["category"]["value_counts"].keys() == {"fresh", "rotten"}
-    assert profile_data(reviews_csv)["fingerprint"] == profile["fingerprint"]
-    json.dumps(profile)  # stored in SQLite as JSON
+    assert profile.n_rows == 1200
+    assert set(profile.columns) == {"text", "movie_name", "category"}
+    assert profile.columns["category"].value_counts.keys() == {"fresh", "rotten"}
+    assert profile_data(reviews_csv).fingerprint == profile.fingerprint
+    assert DataProfile.model_validate_json(profile.model_dump_json()) == profile  # stored in SQLite as JSON
 
 
 def _tickets(tmp_path):
@@ -43,13 +43,13 @@ def test_ambiguous_label_names_the_candidates(tmp_path):
 
 
 def test_description_settles_the_label_and_metric(tmp_path):
-    spec = understand("classify support tickets by their `queue` column, optimise accuracy", _tickets(tmp_path))
+    spec = understand("classify support tickets by their `queue` column, optimise accuracy", _tickets(tmp_path)).spec
     assert spec.label_column == "queue" and spec.text_columns == ("body",) and spec.metric == "accuracy"
 
 
 def test_explicit_flags_win_and_unknown_columns_are_user_errors(tmp_path):
     path = _tickets(tmp_path)
-    assert understand("x", path, label_column="source").label_column == "source"
+    assert understand("x", path, label_column="source").spec.label_column == "source"
     with pytest.raises(UserError, match="column 'nope' is not in"):
         understand("x", path, label_column="nope")
 
@@ -58,7 +58,7 @@ def test_bio_tags_mean_token_classification(tmp_path):
     path = tmp_path / "ner.jsonl"
     rows = [{"tokens": ["Paris", "is", "nice"], "tags": ["B-LOC", "O", "O"]}] * 30
     path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
-    spec = understand("find the places", path)
+    spec = understand("find the places", path).spec
     assert spec.task_type == TaskType.token_classification
     assert (spec.text_columns, spec.label_column, spec.metric) == (("tokens",), "tags", "entity_f1")
 
@@ -67,7 +67,7 @@ def test_instruction_output_means_generation(tmp_path):
     path = tmp_path / "g.jsonl"
     rows = [{"instruction": "spell", "input": f"w{i}", "output": f"W {i}"} for i in range(30)]
     path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
-    spec = understand("teach the model phonemes, exact match", path)
+    spec = understand("teach the model phonemes, exact match", path).spec
     assert spec.task_type == TaskType.generation
     assert spec.text_columns == ("instruction", "input") and spec.label_column == "output"
     assert spec.metric == "exact_match"
@@ -79,6 +79,9 @@ def test_instruction_output_means_generation(tmp_path):
         ("two GPU-hours", {"max_device_hours": 2.0}),
         ("run 20 trials in 30 minutes", {"max_trials": 20, "max_seconds": 1800.0}),
         ("within 2h", {"max_seconds": 7200.0}),
+        ("within 1h30m", {"max_seconds": 5400.0}),  # the same grammar as --time
+        ("in 1 hour and 30 minutes, two GPU-hours at most", {"max_device_hours": 2.0}),
+        ("an hour and ten trials", {"max_trials": 10, "max_seconds": 3600.0}),
     ],
 )
 def test_budget_from_words(text, expected):
@@ -91,7 +94,18 @@ def test_no_budget_words_means_none():
     assert parse_budget("classify reviews") is None
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("30m", 1800), ("2h", 7200), ("1h30m", 5400), ("45", 45)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90s", 90),
+        ("30m", 1800),
+        ("2h", 7200),
+        ("1h30m", 5400),
+        ("45", 45),
+        ("1 hour 30 minutes", 5400),
+        ("90 min", 5400),
+    ],
+)
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
@@ -100,3 +114,77 @@ def test_durations(text, seconds):
 def test_bad_durations_are_user_errors(text):
     with pytest.raises(UserError, match="duration"):
         parse_duration(text)
+
+
+# --------------------------------------------------------------------------- the sentence, not only keywords
+
+
+def _csv(tmp_path, name: str, frame: pd.DataFrame):
+    path = tmp_path / name
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _spam(tmp_path, n: int = 200):
+    rows = [
+        {"message": f"WIN a free prize number {i} now, reply YES" if i % 10 == 0 else f"see you at {i} for lunch?",
+         "is_spam": int(i % 10 == 0)}
+        for i in range(n)
+    ]  # fmt: skip
+    return _csv(tmp_path, "sms.csv", pd.DataFrame(rows))
+
+
+@pytest.mark.parametrize(
+    "description",
+    [
+        "Flag the spam; the answer column is is_spam. Spam is the rarer class, so don't just optimise accuracy.",
+        "detect spam messages, not accuracy",
+        "spam filter, judged on F1 rather than accuracy",
+        "spam detection where the rare class matters",
+        "find the best model for spam",  # a bare request on imbalanced data
+    ],
+)
+def test_a_rare_class_or_a_ruled_out_accuracy_means_macro_f1(tmp_path, description):
+    understood = understand(description, _spam(tmp_path))
+    assert understood.spec.label_column == "is_spam" and understood.spec.text_columns == ("message",)
+    assert understood.spec.metric == "macro_f1", understood.sources["metric"]
+
+
+def test_the_sources_say_why(tmp_path):
+    understood = understand("find the best model for spam", _spam(tmp_path))
+    assert "imbalanced" in understood.sources["metric"]
+    named = understand("the answer column is is_spam, optimise accuracy", _spam(tmp_path))
+    assert named.spec.metric == "accuracy" and named.sources["metric"] == "description: 'accuracy'"
+    assert "answer column is is_spam" in named.sources["label_column"]
+    assert understand("x", _spam(tmp_path), metric="accuracy").sources["metric"] == "--metric"
+
+
+def test_columns_named_in_the_description(tmp_path):
+    news = pd.DataFrame(
+        [{"headline": f"headline {i} about markets", "body": f"a long body of text number {i} " * 5,
+          "section": ["sport", "business"][i % 2]} for i in range(60)]
+    )  # fmt: skip
+    path = _csv(tmp_path, "news.csv", news)
+    assert understand("sort the news by section from the headline only", path).spec.text_columns == ("headline",)
+    assert understand("predict the section; use the body", path).spec.text_columns == ("body",)
+    both = understand("classify section from headline and body", path).spec.text_columns
+    assert set(both) == {"headline", "body"}
+
+
+def test_a_label_with_one_class_is_refused(tmp_path):
+    path = _csv(tmp_path, "same.csv", pd.DataFrame({"text": [f"row {i} says hi" for i in range(40)], "label": "x"}))
+    with pytest.raises(UserError, match=r"label column 'label' holds a single class \('x'\)"):
+        understand("classify the label column", path)
+
+
+def test_a_column_with_a_value_per_row_is_never_taken_for_the_label(tmp_path):
+    frame = pd.DataFrame({"text": [f"message {i}" for i in range(40)], "category": ["a", "b"] * 20})
+    assert understand("classify these", _csv(tmp_path, "d.csv", frame)).spec.label_column == "category"
+    with pytest.raises(UserError, match=r"different value in almost every row \(40 of 40\)"):
+        understand("x", _csv(tmp_path, "d.csv", frame), label_column="text")
+
+
+def test_too_many_classes_names_the_count_and_the_limit(tmp_path):
+    frame = pd.DataFrame({"text": [f"message {i}" for i in range(300)], "code": [f"c{i % 80}" for i in range(300)]})
+    with pytest.raises(UserError, match="80 distinct values, more than the 50 classes supported"):
+        understand("classify these", _csv(tmp_path, "d.csv", frame), label_column="code")

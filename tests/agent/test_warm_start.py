@@ -11,6 +11,7 @@ from agent.proposers.warm_start import WarmStartProposer, fit_config, model_fami
 from memory.records import (
     Budget,
     CategoricalParam,
+    DataProfile,
     FloatParam,
     IntParam,
     SearchSpace,
@@ -19,6 +20,7 @@ from memory.records import (
     TrialRecord,
     TrialResult,
     TrialState,
+    TuneOptions,
 )
 from memory.store import Store
 from tests.agent.proposer_contract import PROFILE, SPACE, TASK, assert_inside, check_contract
@@ -39,7 +41,7 @@ def past_study(
     store: Store,
     name: str,
     *,
-    profile: dict,
+    profile: DataProfile,
     task: TaskSpec = TASK,
     model: str = MINILM,
     results: tuple[tuple[float, float | None], ...] = ((3e-3, 0.7), (1e-3, 0.9), (3e-4, 0.8)),
@@ -53,7 +55,7 @@ def past_study(
         ),
         fixed={"model": model},
     )
-    study = store.create_study(name, task, space, {}, f"runs/{name}", profile)
+    study = store.create_study(name, task, space, TuneOptions(), f"runs/{name}", profile)
     for lr, objective in results:
         trial = store.add_trial(study.id, space.to_config({"learning_rate": lr, "epochs": 6, "lora_r": 64}), "tpe")
         store.claim_waiting_trial(study.id)
@@ -65,13 +67,17 @@ def past_study(
     return study.id
 
 
+def _profile(n_rows: int, fingerprint: str, n_labels: int) -> DataProfile:
+    return DataProfile(path="x.csv", fingerprint=fingerprint, n_rows=n_rows, n_labels=n_labels, columns={})
+
+
 @pytest.fixture
 def store(tmp_path: Path):
     with Store(tmp_path / "autoglm.db") as s:
         yield s
 
 
-def view(trials: tuple[TrialRecord, ...] = (), profile: dict = PROFILE, task: TaskSpec = TASK) -> PlannerView:
+def view(trials: tuple[TrialRecord, ...] = (), profile: DataProfile = PROFILE, task: TaskSpec = TASK) -> PlannerView:
     return PlannerView(task, SPACE, profile, trials)
 
 
@@ -84,10 +90,8 @@ def test_model_family() -> None:
 
 def test_similarity_ranks_same_data_above_similar_above_different(store: Store) -> None:
     same = store.get_study(past_study(store, "same", profile=PROFILE))
-    alike = store.get_study(past_study(store, "alike", profile={"n_rows": 1200, "fingerprint": "x", "n_labels": 2}))
-    unlike = store.get_study(
-        past_study(store, "unlike", profile={"n_rows": 100_000, "fingerprint": "y", "n_labels": 40})
-    )
+    alike = store.get_study(past_study(store, "alike", profile=_profile(1200, "x", 2)))
+    unlike = store.get_study(past_study(store, "unlike", profile=_profile(100_000, "y", 40)))
     other_model = store.get_study(past_study(store, "bert", profile=PROFILE, model="bert-base-uncased"))
     gen = store.get_study(past_study(store, "gen", profile=PROFILE, task=GEN_TASK))
     v = view()
@@ -100,11 +104,11 @@ def test_similarity_ranks_same_data_above_similar_above_different(store: Store) 
 
 
 def test_proposes_best_configs_of_similar_studies_inside_the_space(store: Store) -> None:
-    past_study(store, "alike", profile={"n_rows": 1500, "fingerprint": "x", "n_labels": 2})
+    past_study(store, "alike", profile=_profile(1500, "x", 2))
     past_study(store, "same", profile=PROFILE, results=((2e-3, 0.95), (4e-4, 0.85), (1e-4, None)))
     past_study(store, "gen", profile=PROFILE, task=GEN_TASK)
-    past_study(store, "unlike", profile={"n_rows": 10, "fingerprint": "z", "n_labels": 50})
-    current = store.create_study("now", TASK, SPACE, {}, "runs/now", PROFILE)
+    past_study(store, "unlike", profile=_profile(10, "z", 50))
+    current = store.create_study("now", TASK, SPACE, TuneOptions(), "runs/now", PROFILE)
     proposer = WarmStartProposer(store, current.id)
 
     proposals = proposer.propose(view(), 4)
@@ -126,7 +130,7 @@ def test_proposes_best_configs_of_similar_studies_inside_the_space(store: Store)
 
 def test_skips_configs_already_tried(store: Store) -> None:
     past_study(store, "same", profile=PROFILE)
-    current = store.create_study("now", TASK, SPACE, {}, "runs/now", PROFILE)
+    current = store.create_study("now", TASK, SPACE, TuneOptions(), "runs/now", PROFILE)
     proposer = WarmStartProposer(store, [current.id])  # the study loop passes a ref filled later
     [first] = proposer.propose(view(), 1)
     tried = store.add_trial(current.id, first.config, "warm_start")

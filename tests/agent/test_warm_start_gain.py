@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 import tests.fakes
-from agent.study import TuneOptions, tune
-from memory.records import TrialConfig, TrialRecord, TrialState
+from agent.study import tune
+from memory.records import TrialConfig, TrialRecord, TrialState, TuneOptions
 from memory.store import Store
 from tests.fakes import FakeExecutor
 

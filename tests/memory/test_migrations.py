@@ -9,6 +9,7 @@ import pytest
 
 from memory import migrations
 from memory.errors import StoreError
+from memory.records import BudgetSpent, TuneOptions
 from memory.store import Store
 
 
@@ -120,7 +121,7 @@ def test_database_from_before_m002_is_upgraded_in_place(tmp_path: Path) -> None:
 
     path = tmp_path / "autoglm.db"
     with Store(path) as store:
-        store.create_study("old", TASK, SPACE, {}, "runs/old", {})
+        store.create_study("old", TASK, SPACE, TuneOptions(), "runs/old")
     conn = sqlite3.connect(path)
     conn.execute("alter table studies drop column spent_at")
     conn.execute("delete from _migrations where name = 'm002_study_spent_at'")
@@ -130,4 +131,4 @@ def test_database_from_before_m002_is_upgraded_in_place(tmp_path: Path) -> None:
         assert migrations.applied_names(store._db) == migrations.known_names()
         study = store.get_study("old")
         assert study.spent_at is None and study.task == TASK
-        assert store.update_study(study.id, spent={"seconds": 1.0}).spent_at is not None
+        assert store.update_study(study.id, spent=BudgetSpent(seconds=1.0)).spent_at is not None

@@ -11,7 +11,10 @@ import pytest
 from memory.errors import StoreError, UserError
 from memory.records import (
     Budget,
+    BudgetSpent,
     CategoricalParam,
+    ColumnProfile,
+    DataProfile,
     FloatParam,
     IntParam,
     PlannerCall,
@@ -20,6 +23,7 @@ from memory.records import (
     TrialEvent,
     TrialResult,
     TrialState,
+    TuneOptions,
 )
 from memory.store import REDACTED, Store, scrub_settings, scrub_text
 
@@ -46,6 +50,9 @@ def config(lr: float = 1e-4, r: int = 8):
     return SPACE.to_config({"learning_rate": lr, "lora_r": r, "scheduler": "linear"})
 
 
+PROFILE = DataProfile(path="tickets.csv", fingerprint="abc", n_rows=100, columns={})
+
+
 @pytest.fixture
 def store(tmp_path: Path):
     with Store(tmp_path / "autoglm.db") as s:
@@ -54,13 +61,13 @@ def store(tmp_path: Path):
 
 @pytest.fixture
 def study(store: Store):
-    return store.create_study("tickets", TASK, SPACE, {"workers": 2}, "runs/tickets", {"n_rows": 100})
+    return store.create_study("tickets", TASK, SPACE, TuneOptions(parallel=2), "runs/tickets", PROFILE)
 
 
 def test_create_and_get_study(store: Store, study) -> None:
     assert study.name == "tickets" and study.status == "running"
     assert study.task == TASK and study.space == SPACE
-    assert study.spent == {"seconds": 0.0, "device_hours": 0.0, "llm_tokens": 0.0, "trials": 0.0}
+    assert study.spent == BudgetSpent()
     assert study.warm_start_from == () and study.best_trial_id is None
     assert store.get_study("tickets") == study
     assert store.get_study(study.id) == study
@@ -70,7 +77,7 @@ def test_create_and_get_study(store: Store, study) -> None:
 
 def test_study_name_clash_suggests_another(store: Store, study) -> None:
     with pytest.raises(StoreError, match="tickets-2"):
-        store.create_study("tickets", TASK, SPACE, {}, "runs/x", {})
+        store.create_study("tickets", TASK, SPACE, TuneOptions(), "runs/x")
 
 
 def test_unknown_study_points_to_list(store: Store) -> None:
@@ -80,9 +87,11 @@ def test_unknown_study_points_to_list(store: Store) -> None:
 
 
 def test_update_study_merges_spent(store: Store, study) -> None:
-    updated = store.update_study(study.id, status="interrupted", spent={"seconds": 12.5}, warm_start_from=["old"])
+    updated = store.update_study(
+        study.id, status="interrupted", spent=BudgetSpent(seconds=12.5), warm_start_from=["old"]
+    )
     assert updated.status == "interrupted"
-    assert updated.spent["seconds"] == 12.5 and updated.spent["trials"] == 0.0
+    assert updated.spent.seconds == 12.5 and updated.spent.trials == 0.0
     assert updated.warm_start_from == ("old",)
     assert updated.updated_at >= study.updated_at
     done = store.update_study(study.id, status="complete", finished_at=123.0, best_trial_id=None)
@@ -142,7 +151,7 @@ def test_trial_lifecycle(store: Store, study) -> None:
 
 
 def test_trial_numbers_are_per_study(store: Store, study) -> None:
-    other = store.create_study("other", TASK, SPACE, {}, "runs/other", {})
+    other = store.create_study("other", TASK, SPACE, TuneOptions(), "runs/other")
     store.add_trial(study.id, config(), "tpe")
     assert store.add_trial(other.id, config(), "tpe").number == 0
 
@@ -159,7 +168,7 @@ def test_unknown_ids_raise(store: Store, study) -> None:
 def test_requeue_interrupted(tmp_path: Path) -> None:
     path = tmp_path / "autoglm.db"
     with Store(path) as store:
-        study = store.create_study("s", TASK, SPACE, {}, "runs/s", {})
+        study = store.create_study("s", TASK, SPACE, TuneOptions(), "runs/s")
         a = store.add_trial(study.id, config(1e-4), "tpe")
         b = store.add_trial(study.id, config(2e-4), "tpe")
         c = store.add_trial(study.id, config(3e-4), "tpe")
@@ -266,9 +275,11 @@ def test_secrets_never_reach_the_file(tmp_path: Path) -> None:
             "secret",
             TASK.model_copy(update={"description": f"classify tickets, my key is {OPENAI_KEY}"}),
             SPACE,
-            {"llm": {"base_url": "http://127.0.0.1:8000/v1", "api_key": OPENAI_KEY}, "password": plain},
+            TuneOptions(llm=f"http://127.0.0.1:8000/v1?api_key={plain}", llm_model=f"gpt {OPENAI_KEY}"),
             "runs/secret",
-            {"hf_token": HF_TOKEN},
+            PROFILE.model_copy(
+                update={"columns": {"hf_token": ColumnProfile(kind="text", n_unique=1, samples=(HF_TOKEN,))}}
+            ),
         )
         trial = store.add_trial(study.id, config(), "llm", rationale=f"token {HF_TOKEN}")
         store.record_planner_call(
@@ -286,7 +297,8 @@ def test_secrets_never_reach_the_file(tmp_path: Path) -> None:
         store.finish_trial(trial.id, TrialResult(state="failed", failure_kind="error", message=f"{HF_TOKEN} denied"))
         # while open, recent writes sit in the WAL: read every file SQLite made
         raw_open = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
-        assert study.settings["llm"]["base_url"] == "http://127.0.0.1:8000/v1"  # non-secrets kept
+        assert study.settings.llm.startswith("http://127.0.0.1:8000/v1?api_key=")  # non-secrets kept
+        assert study.profile is not None and "hf_token" in study.profile.columns  # a column named so is data
     raw_closed = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
     for raw in (raw_open, raw_closed):
         for secret in (OPENAI_KEY, HF_TOKEN, plain):
@@ -308,7 +320,7 @@ def test_space_with_tuple_choices_round_trips(store: Store) -> None:
         params=(CategoricalParam(name="text_columns", choices=(("text",), ("text", "title"))),),
         fixed={"model": "m"},
     )
-    study = store.create_study("tuples", TASK, space, {}, "runs/t", {})
+    study = store.create_study("tuples", TASK, space, TuneOptions(), "runs/t")
     loaded = store.get_study(study.id).space
     assert loaded == space
     assert loaded.repair({"text_columns": ("text", "title")}).values["text_columns"] == ("text", "title")
@@ -318,7 +330,7 @@ def test_two_connections_claim_each_trial_once(tmp_path: Path) -> None:
     """A second process (here: a second Store on the same file) never claims a trial twice."""
     path = tmp_path / "autoglm.db"
     with Store(path) as first, Store(path) as second:
-        study = first.create_study("s", TASK, SPACE, {}, "runs/s", {})
+        study = first.create_study("s", TASK, SPACE, TuneOptions(), "runs/s")
         for i in range(20):
             first.add_trial(study.id, config(1e-5 * (i + 1)), "tpe")
         assert len(second.trials(study.id)) == 20  # the other connection sees committed writes
