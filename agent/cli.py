@@ -16,11 +16,12 @@ import typer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from memory.errors import UserError
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish and PowerShell
     no_args_is_help=True,
     help="Open-AutoGLM: describe a fine-tuning task, get the best LoRA adapter.",
     pretty_exceptions_enable=False,
@@ -60,10 +61,13 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _confirm(yes: bool) -> Callable[[Any, list[str]], None]:
+def _confirm(yes: bool, as_json: bool = False) -> Callable[[Any, list[str]], None]:
     from agent.understand import describe
 
     def confirm(task: Any, notes: list[str]) -> None:
+        if as_json:  # stdout carries only JSON lines for scripts; a script never answers a prompt
+            _print_json({"event": "task", "task": task.model_dump(mode="json"), "notes": notes})
+            return
         _task_table(describe(task), notes)
         if yes or not sys.stdin.isatty():
             return
@@ -73,13 +77,27 @@ def _confirm(yes: bool) -> Callable[[Any, list[str]], None]:
     return confirm
 
 
-def _live(stack: ExitStack) -> Callable[[Any], None]:
-    """The live view on a terminal; one line per finished trial otherwise."""
+def _print_json(event: dict[str, Any]) -> None:
+    print(json.dumps(event, default=str), flush=True)
+
+
+def _live(stack: ExitStack, as_json: bool = False) -> Callable[[Any], None]:
+    """JSON events for scripts; the live view on a terminal; one line per finished trial otherwise."""
     from agent import view
 
+    if as_json:
+        previous: list[Any] = [None]
+
+        def stream(snapshot: Any) -> None:
+            for event in view.json_events(previous[0], snapshot):
+                _print_json(event)
+            previous[0] = snapshot
+
+        return stream
     if out.is_terminal:
         live = stack.enter_context(Live(console=out, refresh_per_second=4, transient=False))
-        return lambda snapshot: live.update(view.render(snapshot))
+        # The rows that fit under the panel's other parts (about 22 lines), so the view never scrolls.
+        return lambda snapshot: live.update(view.render(snapshot, max_rows=max(3, out.height - 22)))
     printed: set[str] = set()
 
     def log(snapshot: Any) -> None:
@@ -133,7 +151,19 @@ def _task_table(rows: list[tuple[str, str]], notes: list[str]) -> None:
         out.print(f"  {note}", highlight=False, style="dim")
 
 
-def _finish(outcome: Any, db: str) -> None:
+def _finish(outcome: Any, db: str, as_json: bool = False) -> None:
+    if as_json:
+        best = outcome.best
+        _print_json(
+            {
+                "event": "done",
+                "study": outcome.study.name,
+                "interrupted": outcome.interrupted,
+                "stop_reason": outcome.stop_reason,
+                "best": None if best is None else {"trial": best.number, "objective": best.objective},
+                "report": str(outcome.report_path) if outcome.report_path else None,
+            }
+        )
     for warning in outcome.warnings:
         err.print(f"[yellow]{warning}[/yellow]")
     if outcome.interrupted:
@@ -144,6 +174,15 @@ def _finish(outcome: Any, db: str) -> None:
             soft_wrap=True,  # a command to copy: never broken across lines
         )
         raise typer.Exit(130)
+    if not as_json:  # with --json, stdout carries JSON lines only
+        _print_outcome(outcome)
+    if outcome.best is None:
+        failures = sorted({f"{t.failure_kind.value}: {t.message}" for t in outcome.trials if t.failure_kind})
+        err.print("[red]no trial completed[/red]" + (f"; {failures[0]}" if failures else ""), highlight=False)
+        raise typer.Exit(1)  # a study that produced no model never looks like a success
+
+
+def _print_outcome(outcome: Any) -> None:
     if outcome.best is not None:
         metric = outcome.study.task.metric
         out.print(f"best: trial {outcome.best.number} ({outcome.best.source}) {metric} = {outcome.best.objective:.4f}")
@@ -154,10 +193,6 @@ def _finish(outcome: Any, db: str) -> None:
         adapter = Path(outcome.study.run_dir) / "best_adapter"
         if adapter.exists():
             out.print(f"adapter: {adapter}")
-    if outcome.best is None:
-        failures = sorted({f"{t.failure_kind.value}: {t.message}" for t in outcome.trials if t.failure_kind})
-        err.print("[red]no trial completed[/red]" + (f"; {failures[0]}" if failures else ""), highlight=False)
-        raise typer.Exit(1)  # a study that produced no model never looks like a success
 
 
 @app.command()
@@ -166,7 +201,7 @@ def tune(
     description: str = typer.Argument("", help='The task in plain words, e.g. "classify reviews by sentiment".'),
     data: str = typer.Option(None, "--data", "-d", help="Training data: CSV, JSONL, Parquet or CoNLL."),
     config: Path = typer.Option(None, "--config", "-c", help="A YAML study config; flags override it."),
-    trials: int = typer.Option(None, "--trials", "-n", min=1, help="Stop after this many trials."),
+    trials: int = typer.Option(None, "--trials", "-n", help="Stop after this many trials."),
     time_budget: str = typer.Option(None, "--time", "-t", help="Stop after this wall-clock time, e.g. 30m or 2h."),
     validation: str = typer.Option(None, "--validation", help="A separate validation file (default: seeded split)."),
     task: str = typer.Option(None, "--task", help="classification | token_classification | generation."),
@@ -175,7 +210,7 @@ def tune(
     metric: str = typer.Option(
         None, "--metric", help="macro_f1, accuracy, entity_f1, exact_match, rouge_l, eval_loss."
     ),
-    max_rows: int = typer.Option(None, "--max-rows", min=10, help="Tune on a seeded subset of this many rows."),
+    max_rows: int = typer.Option(None, "--max-rows", help="Tune on a seeded subset of this many rows (10 or more)."),
     llm: str = typer.Option(None, "--llm", help="none | local | openai | an OpenAI-compatible base URL."),
     llm_model: str = typer.Option(None, "--llm-model", help="The LLM's model name (or local path for --llm local)."),
     name: str = typer.Option(None, "--name", help="Study name (default: from the description and time)."),
@@ -190,12 +225,16 @@ def tune(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Show the task spec, search space and opening trial; train nothing."
     ),
-    as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the plan as JSON."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Stream one JSON event per line for scripts; with --dry-run, print the plan as JSON."
+    ),
     db: str = DB_OPTION,
 ) -> None:
     """Tune a LoRA fine-tune for a task described in plain language.
 
     Example: autoglm tune "flag the spam; the rare class matters" --data sms.csv --time 20m
+
+    Example: autoglm tune --config examples/study.yaml --yes
     """
     from agent.study import load_config, options_from
     from agent.study import tune as run_tune
@@ -232,21 +271,29 @@ def tune(
         return
     with ExitStack() as stack:
         proposer = _llm_proposer(stack, options.llm, options.llm_model)
-        outcome = run_tune(options, confirm=_confirm(yes), on_update=_live(stack), llm_proposer=proposer)
-    _finish(outcome, options.db)
+        outcome = run_tune(
+            options, confirm=_confirm(yes, as_json), on_update=_live(stack, as_json), llm_proposer=proposer
+        )
+    _finish(outcome, options.db, as_json)
 
 
 @app.command()
 @handle_errors
 def resume(
     study: str = typer.Argument(..., help="Study name or id (see `autoglm list`)."),
-    trials: int = typer.Option(None, "--trials", "-n", min=1, help="Run this many more trials."),
+    trials: int = typer.Option(None, "--trials", "-n", help="Run this many more trials."),
     llm: str = typer.Option(None, "--llm", help="Override the study's LLM: none | local | openai | base URL."),
     db: str = DB_OPTION,
 ) -> None:
-    """Continue a study after Ctrl-C, a crash or kill -9; finished trials are never run again."""
+    """Continue a study after Ctrl-C, a crash or kill -9; finished trials are never run again.
+
+    Example: autoglm resume fresh-or-rotten-20250101-120000 --trials 5
+    """
     from agent.study import resume as run_resume
     from memory.store import Store
+
+    if trials is not None and trials < 1:
+        raise UserError(f"--trials {trials} is not allowed: run at least 1 more trial")
 
     path = _db(db)
     with Store(path, create=False) as store:
@@ -262,7 +309,10 @@ def resume(
 def list_studies(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."), db: str = DB_OPTION
 ) -> None:
-    """List the studies in the database."""
+    """List the studies in the database.
+
+    Example: autoglm list --json
+    """
     from agent.queries import study_rows
     from memory.store import Store
 
@@ -295,7 +345,10 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
     db: str = DB_OPTION,
 ) -> None:
-    """Show one study: task, budget spent, leaderboard."""
+    """Show one study: task, budget spent, leaderboard.
+
+    Example: autoglm show fresh-or-rotten-20250101-120000
+    """
     from agent.queries import study_detail
     from memory.store import Store
 
@@ -317,7 +370,10 @@ def export(
     output: Path = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
     db: str = DB_OPTION,
 ) -> None:
-    """Export a study's trials (config and metrics), one row per trial."""
+    """Export a study's trials (config and metrics), one row per trial.
+
+    Example: autoglm export fresh-or-rotten-20250101-120000 --format csv -o trials.csv
+    """
     from agent.queries import export_study
     from memory.store import Store
 
@@ -340,7 +396,10 @@ def predict(
     file: Path = typer.Option(None, "--file", help="A CSV/JSONL file of inputs (the task's text columns)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines."),
 ) -> None:
-    """Run a trained adapter on new inputs."""
+    """Run a trained adapter on new inputs.
+
+    Example: autoglm predict runs/fresh-or-rotten-20250101-120000/best_adapter "A tender, funny film."
+    """
     from executors.predict import predict as run_predict
 
     if not adapter.exists():
@@ -358,6 +417,128 @@ def predict(
             print(json.dumps({"input": row, "prediction": prediction}, default=str))
         else:
             out.print(f"{prediction}\t{row}", highlight=False)
+
+
+@app.command()
+@handle_errors
+def status(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    db: str = DB_OPTION,
+) -> None:
+    """Show the studies running now, and what each is doing (and any that stopped without a clean exit).
+
+    Example: autoglm status
+    """
+    from agent.queries import study_activity
+    from memory.store import Store
+
+    with Store(_db(db), create=False) as store:
+        rows = study_activity(store)
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        out.print("no study is running")
+        return
+    table = Table()
+    for col in ("study", "process", "trials", "best", "doing now", "last activity"):
+        table.add_column(col)
+    for row in rows:
+        limit = f"/{row['max_trials']}" if row["max_trials"] else ""
+        process, doing = _process_and_activity(row)
+        table.add_row(
+            row["name"],
+            process,
+            f"{row['finished_trials']}{limit}",
+            f"{row['metric']} {_cell(row['best'])}",
+            Text(doing),
+            _cell(row["last_activity"]),
+        )
+    out.print(table)
+
+
+def _process_and_activity(row: dict[str, Any]) -> tuple[str, str]:
+    if row["running"]:
+        return f"pid {row['pid']}", row["doing"]
+    if not row["run_dir_found"]:  # its lock cannot be looked at from here
+        return "? (run this where the study started)", row["doing"] or "—"
+    return "[red]none[/red]", f"stopped without a clean exit; resume with: autoglm resume {row['name']}"
+
+
+@app.command()
+@handle_errors
+def report(
+    study: str = typer.Argument(..., help="Study name or id."),
+    open_report: bool = typer.Option(False, "--open", help="Open report.html in the browser when written."),
+    db: str = DB_OPTION,
+) -> None:
+    """Write a study's report again: report.md and report.html with plots, best_config.yaml, the best adapter.
+
+    Example: autoglm report fresh-or-rotten-20250101-120000 --open
+    """
+    from agent.report import write_report
+    from agent.study import check_writable
+    from memory.store import Store
+
+    with Store(_db(db), create=False) as store:
+        record = store.get_study(study)
+        check_writable(Path(record.run_dir), "the run directory", "run this where the study ran, or fix its rights")
+        path = write_report(store, record)
+    out.print(f"report: {path}")
+    if open_report:
+        typer.launch(str(path.with_suffix(".html")))
+
+
+@app.command()
+@handle_errors
+def batch(
+    file: Path = typer.Argument(..., help="A batch YAML file: `studies:` (and optional shared `defaults:`)."),
+    out_dir: Path = typer.Option(None, "--out", help="Where the summary goes (default: beside the batch file)."),
+    db: str = DB_OPTION,
+) -> None:
+    """Run several studies from one file, one after another; a failed study does not stop the rest.
+
+    Ends with a summary table, written as <batch>.summary.csv and .json. Exit code 0 when every study
+    completed, 1 when any failed, 130 when stopped with Ctrl-C.
+
+    Example: autoglm batch examples/batch.yaml --out results/
+    """
+    from agent.batch import load_batch, run_batch, write_summary
+    from agent.study import check_writable
+    from agent.study import tune as run_tune
+
+    studies = load_batch(file, overrides={"db": db} if db else None, fallback={"db": _db(None)})
+    summary_dir = out_dir or file.parent
+    check_writable(summary_dir, "the summary folder", "pick another with --out DIR")  # before hours of studies
+
+    def run_one(study: Any) -> Any:
+        options = study.options
+        with ExitStack() as stack:
+            proposer = _llm_proposer(stack, options.llm, options.llm_model)
+            return run_tune(options, confirm=_confirm(True), on_update=_live(stack), llm_proposer=proposer)
+
+    def announce(study: Any) -> None:
+        out.rule(f"study {study.index}/{len(studies)}: {study.name}")
+
+    for broken in (s for s in studies if s.options is None):
+        err.print(f"[red]error:[/red] {broken.error}", highlight=False, soft_wrap=True)
+    result = run_batch(studies, run_one, on_start=announce)
+    table = Table(title=f"Batch {file.name}")
+    for col in ("study", "status", "metric", "best", "trials", "minutes", "report or error"):
+        table.add_column(col)
+    for row in result.rows:
+        style = "green" if row.status == "complete" else "red"
+        table.add_row(
+            row.study, f"[{style}]{row.status}[/{style}]", _cell(row.metric), _cell(row.best), str(row.trials),
+            "—" if row.minutes is None else f"{row.minutes:.1f}", Text(row.error or row.report or "—"),
+        )  # fmt: skip
+    out.print(table)
+    csv_path, json_path = write_summary(result, summary_dir, file.stem)
+    out.print(f"summary: {csv_path} and {json_path}")
+    if result.interrupted:
+        raise typer.Exit(130)
+    if not result.all_complete:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ import json
 import math
 from collections import Counter
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from rich.console import Group, RenderableType
@@ -23,8 +24,10 @@ from rich.text import Text
 from memory.errors import UserError
 from memory.records import StudyRecord, TrialConfig, TrialRecord, TrialState, best_trial
 from memory.store import Store
+from memory.study_lock import lock_holder
 
 # Leaderboard order after the complete trials (best first): then these, then failed ones.
+FINISHED = (TrialState.complete, TrialState.pruned, TrialState.failed)
 STATE_ORDER = {TrialState.complete: 1, TrialState.pruned: 2, TrialState.running: 3, TrialState.waiting: 4}
 ALWAYS_SHOWN = ("model",)  # shown in the leaderboard even when the space fixes it
 
@@ -278,3 +281,48 @@ def _export_row_columns() -> list[str]:
         "repairs",
     ]
     return fixed + [f"config.{k}" for k in TrialConfig.model_fields]
+
+
+def study_activity(store: Store) -> list[dict[str, Any]]:
+    """Studies a process runs now (by their lock), and ones marked running that none holds (crashed): what each does.
+
+    What a study does is its running trials' latest events, or planning between trials.
+    """
+    rows = []
+    for study in store.list_studies():
+        pid = lock_holder(Path(study.run_dir))
+        if pid is None and study.status != "running":
+            continue
+        trials = store.trials(study.id)
+        best = best_trial(trials, study.task.direction)
+        running = [t for t in trials if t.state == TrialState.running]
+        doing = [_trial_activity(t, store.events(t.id), study.task.metric) for t in running]
+        rows.append(
+            {
+                "name": study.name,
+                "pid": pid,
+                "running": pid is not None,
+                # a relative run directory is found only from the folder the study started in
+                "run_dir_found": Path(study.run_dir).is_dir(),
+                "finished_trials": sum(1 for t in trials if t.state in FINISHED),
+                "max_trials": study.task.budget.max_trials,
+                "metric": study.task.metric,
+                "best": _plain(best.objective) if best else None,
+                "doing": "; ".join(doing) or ("planning the next trial" if pid is not None else None),
+                "last_activity": _when(store.last_activity(study.id)),
+                "run_dir": study.run_dir,
+            }
+        )
+    return rows
+
+
+def _trial_activity(trial: TrialRecord, events: list[Any], metric: str) -> str:
+    """What a running trial last said, in a few words."""
+    head = f"trial {trial.number} [{trial.source}]"
+    last = events[-1] if events else None
+    if last is None or last.kind in ("started", "requeued"):
+        return f"{head} loading"
+    if last.kind == "eval" and metric in last.metrics:
+        return f"{head} evaluated {metric} {last.metrics[metric]:.4f} at step {last.step}"
+    loss = f", loss {last.loss:.3f}" if last.loss is not None else ""
+    return f"{head} training: step {last.step}{loss}"

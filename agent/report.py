@@ -1,19 +1,60 @@
-"""The study's written report and its best adapter, in the study's run directory."""
+"""The study's written report, its plots and its best adapter, in the study's run directory.
+
+`write_report` gathers what every section needs once (`ReportInputs`), then
+joins the sections of `SECTIONS`, each a small function from the inputs to
+markdown lines. A new section is one function and one entry in that tuple.
+Besides `report.md` it writes `plots/*.png`, `best_config.yaml` (the best
+trial as a study file that `autoglm tune --config` runs again) and a
+self-contained `report.html` with the plots inline.
+"""
 
 from __future__ import annotations
 
+import base64
+import html
+import logging
+import math
+import re
 import shutil
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from agent.narrate import REPORT_TEMPLATE, plain_paragraph
+from agent.plots import (
+    MIN_TRIALS_FOR_IMPORTANCE,
+    TOP_LOSS_CURVES,
+    Plot,
+    plot_best_so_far,
+    plot_loss_curves,
+    plot_param_importance,
+    plot_trials_by_source,
+)
 from agent.proposers.base import PlannerView
 from agent.proposers.portfolio import source_stats
-from memory.records import StudyRecord, TaskType, TrialRecord, TrialState, best_trial
+from memory.records import (
+    AdapterMeta,
+    Direction,
+    PlannerCall,
+    StudyRecord,
+    TaskType,
+    TrialRecord,
+    TrialState,
+    best_trial,
+)
 from memory.store import Store
+
+log = logging.getLogger(__name__)
 
 # Hyperparameters worth a column in the leaderboard; the full config is in the database.
 DECODING_PARAMS = ("max_new_tokens", "temperature", "top_p", "num_beams")
 LEADERBOARD_PARAMS = ("model", "learning_rate", "epochs", "batch_size", "lora_r", "lora_alpha", "max_length")
+FINISHED = (TrialState.complete, TrialState.pruned, TrialState.failed)
+BEST_CONFIG_FILE = "best_config.yaml"
 
 
 def _fmt(value: Any) -> str:
@@ -22,6 +63,30 @@ def _fmt(value: Any) -> str:
     if isinstance(value, tuple):
         return "+".join(map(str, value))
     return str(value)
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def best_so_far(trials: Sequence[TrialRecord], direction: Direction) -> list[tuple[TrialRecord, float]]:
+    """Each finished trial, by number, from the first complete one on, with the best score up to and including it."""
+    curve: list[tuple[TrialRecord, float]] = []
+    best: float | None = None
+    for t in sorted(trials, key=lambda t: t.number):
+        if t.state not in FINISHED:
+            continue
+        if t.state == TrialState.complete and t.objective is not None and math.isfinite(t.objective):
+            if best is None or direction.sign * t.objective > direction.sign * best:
+                best = t.objective
+        if best is not None:
+            curve.append((t, best))
+    return curve
 
 
 def copy_best_adapter(study: StudyRecord, best: TrialRecord | None) -> Path | None:
@@ -35,17 +100,281 @@ def copy_best_adapter(study: StudyRecord, best: TrialRecord | None) -> Path | No
     return target
 
 
+@dataclass(frozen=True)
+class ReportInputs:
+    """What the sections read, gathered once from the store."""
+
+    study: StudyRecord
+    trials: list[TrialRecord]
+    best: TrialRecord | None
+    adapter: Path | None  # the copied best adapter, or None when it was not saved
+    narrative: str
+    plots: list[Plot]
+    calls: list[PlannerCall]
+    best_config: Path | None  # best_config.yaml, or None when no trial completed
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.study.run_dir)
+
+
 def write_report(store: Store, study: StudyRecord, narrative: str | None = None) -> Path:
-    """Write report.md (task, best config, leaderboard, sources, budget) and the best adapter."""
+    """Write report.md and report.html (with plots), best_config.yaml and the best adapter; return report.md.
+
+    Args:
+        narrative: a paragraph from the LLM; without one, an LLM narrative recorded for this study since its last
+            trial is reused, else a plain template tells the study.
+    """
     trials = store.trials(study.id)
     best = best_trial(trials, study.task.direction)
-    adapter = copy_best_adapter(study, best)
+    run_dir = Path(study.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    calls = store.planner_calls(study.id)
+    inputs = ReportInputs(
+        study=study,
+        trials=trials,
+        best=best,
+        adapter=copy_best_adapter(study, best),
+        narrative=narrative or recorded_narrative(calls, trials) or template_narrative(study, trials, best),
+        plots=draw_plots(store, study, trials, run_dir / "plots"),
+        calls=calls,
+        best_config=write_best_config(study, best, run_dir / BEST_CONFIG_FILE),
+    )
+    text = "\n".join(line for section in SECTIONS for line in section(inputs))
+    path = run_dir / "report.md"
+    path.write_text(text, encoding="utf-8")
+    (run_dir / "report.html").write_text(report_html(text, run_dir, study.name), encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- narrative
+
+
+def recorded_narrative(calls: Sequence[PlannerCall], trials: Sequence[TrialRecord]) -> str | None:
+    """The LLM's narrative from the study's own run, if it was written after the last trial (so it is not stale)."""
+    last_trial = max((t.finished_at or 0 for t in trials), default=0)
+    for call in reversed(calls):
+        if call.template == REPORT_TEMPLATE and call.outcome == "accepted" and call.response:
+            return plain_paragraph(call.response, 1500) if call.created_at >= last_trial else None
+    return None
+
+
+def template_narrative(study: StudyRecord, trials: Sequence[TrialRecord], best: TrialRecord | None) -> str:
+    """The study told in a few plain sentences, when no LLM wrote it."""
     task = study.task
-    sign = task.direction.sign
-    lines = [f"# Study `{study.name}`", ""]
-    if task.description:
-        lines += [f"> {task.description}", ""]
+    counts = Counter(t.state for t in trials)
+    finished = sum(counts[s] for s in FINISHED)
+    parts = [
+        f"The study ran {finished} trial{'s' if finished != 1 else ''} "
+        f"({counts[TrialState.complete]} complete, {counts[TrialState.pruned]} pruned, "
+        f"{counts[TrialState.failed]} failed) in {_duration(study.spent.seconds)}."
+    ]
+    if best is None:
+        kinds = Counter(t.failure_kind.value for t in trials if t.failure_kind)
+        why = ", ".join(f"{k} ×{n}" for k, n in kinds.most_common()) or "none finished"
+        parts.append(f"No trial completed ({why}); see the failures below.")
+        return " ".join(parts)
+    first = next((t for t in sorted(trials, key=lambda t: t.number) if t.state == TrialState.complete), None)
+    sentence = f"The best, trial {best.number} from {best.source}, reached {task.metric} {best.objective:.4f}"
+    if first is not None and first.id != best.id and first.objective is not None:
+        sentence += f", against {first.objective:.4f} for the first complete trial (trial {first.number})"
+    parts.append(sentence + ".")
+    c = best.config
+    parts.append(
+        f"It trained {c.model.rsplit('/', 1)[-1]} with LoRA rank {c.lora_r} (alpha {c.lora_alpha}) for "
+        f"{_fmt(c.epochs)} epoch{'s' if c.epochs != 1 else ''} at learning rate {_fmt(c.learning_rate)}, "
+        f"batch size {c.batch_size}."
+    )
+    view = PlannerView(task, study.space, study.profile, tuple(trials))
+    improved = [f"{source} {s['improved']}" for source, s in sorted(source_stats(view).items()) if s["improved"]]
+    if improved:
+        parts.append("Improvements on the best by source: " + ", ".join(improved) + ".")
+    if counts[TrialState.failed]:
+        kinds = Counter(t.failure_kind.value for t in trials if t.failure_kind)
+        parts.append("Failures: " + ", ".join(f"{k} ×{n}" for k, n in kinds.most_common()) + ".")
+    return " ".join(parts)
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def param_importances(study: StudyRecord, trials: Sequence[TrialRecord]) -> tuple[dict[str, float] | None, str]:
+    """Optuna's fANOVA importance of each tuned parameter, or None and why it was skipped."""
+    complete = [t for t in trials if t.state == TrialState.complete and t.objective is not None]
+    if len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
+        return None, (
+            f"Skipped: {len(complete)} complete trial(s); parameter importance needs at least "
+            f"{MIN_TRIALS_FOR_IMPORTANCE} to mean anything."
+        )
+    if not study.space.params:
+        return None, "Skipped: every parameter was fixed, so none was tuned."
+    import optuna
+
+    from agent.proposers.classical import OptunaProposer
+
+    history = OptunaProposer("random").study_from_history(PlannerView(study.task, study.space, study.profile,
+                                                                      tuple(trials)))  # fmt: skip
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    importances = optuna.importance.get_param_importances(history, evaluator=evaluator)
+    caption = (
+        f"How much of the variation in {study.task.metric} across {len(complete)} complete trials each tuned "
+        "parameter explains (Optuna's fANOVA). With few trials, read it as a hint, not a finding."
+    )
+    return dict(importances), caption
+
+
+def loss_curves(store: Store, trials: Sequence[TrialRecord]) -> dict[int, list[tuple[int, float]]]:
+    """(step, training loss) of each trial, from its stored progress events."""
+    curves: dict[int, list[tuple[int, float]]] = {}
+    for t in trials:
+        points = [
+            (row["step"], row["value"])
+            for row in store.metric_curve(t.id)
+            if row["name"] == "loss" and row["kind"] == "progress" and row["value"] is not None and row["step"]
+        ]
+        curves[t.id] = points
+    return curves
+
+
+def draw_plots(store: Store, study: StudyRecord, trials: list[TrialRecord], folder: Path) -> list[Plot]:
+    """Every plot of the report; one that fails to draw is skipped with a note, never the report."""
+    task = study.task
+    ranked = sorted(
+        (t for t in trials if t.state == TrialState.complete and t.objective is not None),
+        key=lambda t: -task.direction.sign * (t.objective or 0.0),
+    )
+    top = ranked[:TOP_LOSS_CURVES]
+    drawers: list[tuple[str, str, Callable[[], Plot]]] = [
+        ("best_so_far", "Best so far",
+         lambda: plot_best_so_far(trials, best_so_far(trials, task.direction), task, folder / "best_so_far.png")),
+        ("trials_by_source", "Trials by source",
+         lambda: plot_trials_by_source(trials, task, folder / "trials_by_source.png")),
+        ("loss_curves", "Loss curves of the top trials",
+         lambda: plot_loss_curves(loss_curves(store, top), top, task, folder / "loss_curves.png")),
+        ("param_importance", "Parameter importance",
+         lambda: plot_param_importance(*param_importances(study, trials), folder / "param_importance.png")),
+    ]  # fmt: skip
+    plots = []
+    for name, title, draw in drawers:
+        try:
+            plots.append(draw())
+        except Exception as e:  # a plot is worth less than the rest of the report
+            log.warning("plot %s skipped: %s", name, e, exc_info=True)
+            plots.append(Plot(name, title, None, f"Could not be drawn: {type(e).__name__}: {e}"))
+    return plots
+
+
+# --------------------------------------------------------------------------- best config, adapter use
+
+
+def rerun_settings(study: StudyRecord, best: TrialRecord) -> dict[str, Any]:
+    """The best trial as study-file settings: the same task and data, every parameter fixed, one trial."""
+    task, settings = study.task, study.settings
+    config = best.config.model_dump(mode="json", exclude_none=True)
+    if task.task_type != TaskType.generation:  # decoding settings mean nothing to a classifier
+        config = {k: v for k, v in config.items() if k not in DECODING_PARAMS}
+    model = config.pop("model")
+    values: dict[str, Any] = {
+        "description": task.description or None,
+        "data": task.train_path,
+        "validation_data": task.validation_path,
+        "task_type": task.task_type.value,
+        "text_columns": list(task.text_columns),
+        "label": task.label_column,
+        "metric": task.metric,
+        "max_rows": task.max_rows,
+        "seed": task.seed,
+        "device": settings.device if settings.device != "auto" else None,
+        "trials": 1,
+        "warm_start": False,
+        "models": [model],
+        "space": config,  # a bare value fixes a parameter
+    }
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def write_best_config(study: StudyRecord, best: TrialRecord | None, path: Path) -> Path | None:
+    """best_config.yaml: the best trial as a study file that `autoglm tune --config` runs again."""
+    if best is None:
+        path.unlink(missing_ok=True)
+        return None
+    header = (
+        f"# Trial {best.number} of study {study.name}: {study.task.metric} = {best.objective:.4f}\n"
+        f"# Train it again: autoglm tune --config {path} --yes\n"
+        "# Every parameter is fixed under `space:`; give one a low/high or choices to tune it again.\n"
+    )
+    path.write_text(header + yaml.safe_dump(rerun_settings(study, best), sort_keys=False), encoding="utf-8")
+    return path
+
+
+def adapter_meta(adapter: Path | None) -> AdapterMeta | None:
+    """The adapter's autoglm.json, or None when it is missing or unreadable (a fake or an old trial)."""
+    if adapter is None:
+        return None
+    try:
+        return AdapterMeta.model_validate_json((adapter / "autoglm.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def peft_snippet(adapter: Path, meta: AdapterMeta) -> str | None:
+    """Plain PEFT + transformers code that loads a classification adapter and predicts; None for other tasks."""
+    if meta.task_type != TaskType.classification:
+        return None
+    config = meta.config
+    plain_text = len(meta.text_columns) == 1 and not config.template and config.normalize == "none"
+    lines = [
+        "from peft import PeftModel",
+        "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+        *(["", "from executors.tasks import use_mean_pooling"] if meta.pooling == "mean" else []),
+        "",
+        f"adapter = {str(adapter)!r}",
+        f"labels = {list(meta.labels)!r}",
+        "tokenizer = AutoTokenizer.from_pretrained(adapter)",
+        f"base = AutoModelForSequenceClassification.from_pretrained({meta.base_model_path!r}, num_labels=len(labels))",
+    ]
+    if meta.pooling == "mean":
+        lines += [
+            "# The head was trained on the mean token state, as this sentence encoder was; pool the same way.",
+            "use_mean_pooling(base)",
+        ]
+    lines += ["model = PeftModel.from_pretrained(base, adapter).eval()", ""]
+    if plain_text:
+        lines += ['texts = ["A tender, funny film.", "Two hours I will never get back."]']
+    else:
+        lines += [
+            "# The trial read its inputs as rendered here (columns, template, normalisation).",
+            "import pandas as pd",
+            "",
+            "from executors.data import render_texts",
+            "",
+            f"rows = pd.DataFrame([{{c: 'some text' for c in {list(meta.text_columns)!r}}}])",
+            f"texts = render_texts(rows, {tuple(meta.text_columns)!r}, {config.template!r}, {config.normalize!r})",
+        ]
     lines += [
+        f"batch = tokenizer(texts, padding=True, truncation=True, max_length={meta.max_length}, return_tensors='pt')",
+        "print([labels[i] for i in model(**batch).logits.argmax(-1).tolist()])",
+    ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def title_section(r: ReportInputs) -> list[str]:
+    lines = [f"# Study `{r.study.name}`", ""]
+    if r.study.task.description:
+        lines += [f"> {r.study.task.description}", ""]
+    return lines
+
+
+def summary_section(r: ReportInputs) -> list[str]:
+    return ["## Summary", "", r.narrative.strip(), ""]
+
+
+def task_section(r: ReportInputs) -> list[str]:
+    task = r.study.task
+    return [
         "## Task",
         "",
         f"- type: {task.task_type.value}",
@@ -57,81 +386,193 @@ def write_report(store: Store, study: StudyRecord, narrative: str | None = None)
         f"- metric: {task.metric} ({task.direction.value})",
         "",
     ]
-    if narrative:
-        lines += ["## Summary", "", narrative.strip(), ""]
-    lines += ["## Best trial", ""]
-    if best is None:
-        lines += ["No trial completed.", ""]
-    else:
-        lines += [
-            f"Trial {best.number} ({best.source}): **{task.metric} = {best.objective:.4f}**",
-            "",
-            f"Adapter (PEFT format): `{adapter}`" if adapter else "The adapter was not saved.",
-            "",
-            "| parameter | value |",
-            "|---|---|",
-        ]
-        shown = {k: v for k, v in best.config.model_dump().items() if v is not None}
-        if task.task_type != TaskType.generation:  # decoding settings mean nothing to a classifier
-            shown = {k: v for k, v in shown.items() if k not in DECODING_PARAMS}
-        lines += [f"| {k} | {_fmt(v)} |" for k, v in shown.items()]
-        lines += [""]
-        extra = {k: v for k, v in best.metrics.items() if k != task.metric}
-        if extra:
-            lines += ["Other metrics: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in sorted(extra.items())), ""]
 
-    lines += ["## Leaderboard", ""]
+
+def best_section(r: ReportInputs) -> list[str]:
+    task, best = r.study.task, r.best
+    lines = ["## Best trial", ""]
+    if best is None:
+        return lines + ["No trial completed.", ""]
+    lines += [
+        f"Trial {best.number} ({best.source}): **{task.metric} = {best.objective:.4f}**",
+        "",
+        f"Adapter (PEFT format): `{r.adapter}`" if r.adapter else "The adapter was not saved.",
+        "",
+        "| parameter | value |",
+        "|---|---|",
+    ]
+    shown = {k: v for k, v in best.config.model_dump().items() if v is not None}
+    if task.task_type != TaskType.generation:
+        shown = {k: v for k, v in shown.items() if k not in DECODING_PARAMS}
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in shown.items()]
+    lines += [""]
+    extra = {k: v for k, v in best.metrics.items() if k != task.metric}
+    if extra:
+        lines += ["Other metrics: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in sorted(extra.items())), ""]
+    return lines
+
+
+def plots_section(r: ReportInputs) -> list[str]:
+    lines = ["## Plots", ""]
+    for plot in r.plots:
+        lines += [f"### {plot.title}", ""]
+        if plot.path is not None:
+            lines += [f"![{plot.title}]({plot.path.relative_to(r.run_dir).as_posix()})", ""]
+        lines += [plot.caption, ""]
+    return lines
+
+
+def leaderboard_section(r: ReportInputs) -> list[str]:
+    task = r.study.task
     header = ["#", "source", "state", task.metric, *LEADERBOARD_PARAMS, "seconds"]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    ranked = sorted(
-        trials,
-        key=lambda t: (t.objective is None, -sign * (t.objective or 0.0), t.number),
-    )
+    lines = ["## Leaderboard", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    sign = task.direction.sign
+    ranked = sorted(r.trials, key=lambda t: (t.objective is None, -sign * (t.objective or 0.0), t.number))
     for t in ranked:
         state = t.state.value + (f" ({t.failure_kind.value})" if t.failure_kind else "")
         score = f"{t.objective:.4f}" if t.objective is not None else "—"
         params = [_fmt(getattr(t.config, p)) for p in LEADERBOARD_PARAMS]
         seconds = f"{t.finished_at - t.started_at:.0f}" if t.finished_at and t.started_at else "—"
         lines.append("| " + " | ".join([str(t.number), t.source, state, score, *params, seconds]) + " |")
-    lines += [""]
+    return lines + [""]
 
-    lines += ["## Where the trials came from", "", "| source | trials | improved the best |", "|---|---|---|"]
-    view = PlannerView(task, study.space, study.profile, tuple(trials))
+
+def sources_section(r: ReportInputs) -> list[str]:
+    study = r.study
+    lines = ["## Where the trials came from", "", "| source | trials | improved the best |", "|---|---|---|"]
+    view = PlannerView(study.task, study.space, study.profile, tuple(r.trials))
     for source, s in sorted(source_stats(view).items()):
         lines.append(f"| {source} | {s['finished']} | {s['improved']} |")
     lines += [""]
     if study.warm_start_from:
         lines += [f"Warm start from past studies: {', '.join(study.warm_start_from)}.", ""]
-    calls = store.planner_calls(study.id)
-    if calls:
-        outcomes: dict[str, int] = {}
-        for c in calls:
-            outcomes[c.outcome] = outcomes.get(c.outcome, 0) + 1
+    if r.calls:
+        outcomes = Counter(c.outcome for c in r.calls)
         lines += [
-            f"LLM planner calls: {len(calls)} (" + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) + ")",
+            f"LLM planner calls: {len(r.calls)} (" + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) + ")",
             "",
         ]
-    failures = [t for t in trials if t.state == TrialState.failed]
-    if failures:
-        lines += ["## Failures", ""]
-        lines += [
-            f"- trial {t.number}: {t.failure_kind.value if t.failure_kind else '?'} — {t.message}" for t in failures
-        ]
-        lines += [""]
+    return lines
 
-    lines += ["## Budget", "", "| budget | spent | limit |", "|---|---|---|"]
-    b = task.budget
-    spent = study.spent.model_dump()
-    for label, key, limit in (
-        ("trials", "trials", b.max_trials),
-        ("wall-clock seconds", "seconds", b.max_seconds),
-        ("device-hours", "device_hours", b.max_device_hours),
-        ("LLM tokens", "llm_tokens", b.max_llm_tokens),
+
+def failures_section(r: ReportInputs) -> list[str]:
+    failures = [t for t in r.trials if t.state == TrialState.failed]
+    if not failures:
+        return []
+    lines = ["## Failures", ""]
+    lines += [f"- trial {t.number}: {t.failure_kind.value if t.failure_kind else '?'} — {t.message}" for t in failures]
+    return lines + [""]
+
+
+def budget_section(r: ReportInputs) -> list[str]:
+    b = r.study.task.budget
+    spent = r.study.spent
+    lines = ["## Budget", "", "| budget | spent | limit | used |", "|---|---|---|---|"]
+    for label, used, limit in (
+        ("trials", spent.trials, b.max_trials),
+        ("wall-clock time", spent.seconds, b.max_seconds),
+        ("device-hours", spent.device_hours, b.max_device_hours),
+        ("LLM tokens", spent.llm_tokens, b.max_llm_tokens),
     ):
-        lines.append(f"| {label} | {_fmt(spent.get(key, 0))} | {_fmt(limit) if limit else '—'} |")
-    lines += [""]
+        shown = _duration(used) if label == "wall-clock time" else _fmt(used)
+        limit_shown = (_duration(limit) if label == "wall-clock time" else _fmt(limit)) if limit else "—"
+        lines.append(f"| {label} | {shown} | {limit_shown} | {f'{used / limit:.0%}' if limit else '—'} |")
+    return lines + [""]
 
-    path = Path(study.run_dir) / "report.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+
+def rerun_section(r: ReportInputs) -> list[str]:
+    if r.best_config is None:
+        return []
+    return [
+        "## Run the best config again",
+        "",
+        f"`{r.best_config.name}` is the best trial as a study file (one trial, every parameter fixed):",
+        "",
+        "```yaml",
+        r.best_config.read_text(encoding="utf-8").rstrip(),
+        "```",
+        "",
+        "```",
+        f"autoglm tune --config {r.best_config} --yes",
+        "```",
+        "",
+    ]
+
+
+def adapter_section(r: ReportInputs) -> list[str]:
+    if r.adapter is None:
+        return []
+    lines = [
+        "## Use the adapter",
+        "",
+        "From the shell:",
+        "",
+        "```",
+        f'autoglm predict {r.adapter} "some new input"',
+        f"autoglm predict {r.adapter} --file new_rows.csv --json",
+        "```",
+        "",
+        "From Python, with the trial's own features (columns, template, normalisation) applied for you:",
+        "",
+        "```python",
+        "from executors.predict import load_adapter, predict",
+        "",
+        f"adapter = load_adapter({str(r.adapter)!r})  # once; then predict as often as you like",
+        'print(predict(adapter, ["some new input"]))',
+        "```",
+        "",
+    ]
+    meta = adapter_meta(r.adapter)
+    snippet = peft_snippet(r.adapter, meta) if meta is not None else None
+    if snippet:
+        lines += ["With PEFT and transformers alone:", "", "```python", snippet, "```", ""]
+    return lines
+
+
+# The report, top to bottom. A section returns [] to leave itself out.
+SECTIONS: tuple[Callable[[ReportInputs], list[str]], ...] = (
+    title_section,
+    summary_section,
+    task_section,
+    best_section,
+    plots_section,
+    leaderboard_section,
+    sources_section,
+    failures_section,
+    budget_section,
+    rerun_section,
+    adapter_section,
+)
+
+
+# --------------------------------------------------------------------------- html
+
+_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 980px; margin: 2em auto; padding: 0 1em; line-height: 1.5;
+       color: #222; }}
+table {{ border-collapse: collapse; font-size: 0.9em; }} th, td {{ border: 1px solid #ddd; padding: 0.25em 0.6em; }}
+th {{ background: #f5f5f5; }} img {{ max-width: 100%; }} blockquote {{ color: #555; border-left: 3px solid #ccc;
+margin-left: 0; padding-left: 1em; }}
+pre {{ background: #f6f8fa; padding: 0.8em; overflow-x: auto; }} code {{ font-size: 0.92em; }}
+</style></head><body>
+{body}
+</body></html>
+"""
+
+
+def report_html(markdown: str, run_dir: Path, title: str) -> str:
+    """The report as one self-contained HTML page: the plots inline as base64, nothing else to carry along."""
+    from markdown_it import MarkdownIt  # rich's own markdown parser: no extra dependency
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)  # text from data stays text
+
+    def inline(match: re.Match[str]) -> str:
+        path = run_dir / match.group(1)
+        if not path.is_file():
+            return match.group(0)
+        return f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"'
+
+    body = re.sub(r'src="([^"]+\.png)"', inline, body)
+    return _HTML.format(title=html.escape(f"Study {title}"), body=body)

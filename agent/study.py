@@ -6,6 +6,7 @@ import contextlib
 import difflib
 import re
 import signal
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 from agent.budget import BudgetTracker
 from agent.graph import StudyContext, StudySnapshot, StudyState, build_graph, recursion_limit
 from agent.narrate import narrate_report
+from agent.overrides import apply_overrides, check_overrides
 from agent.proposers.base import BaseProposer
 from agent.proposers.classical import OptunaProposer
 from agent.proposers.portfolio import PortfolioProposer
@@ -30,8 +32,10 @@ from agent.understand import Understood, profile_data, understand, with_label_co
 from executors.base import BaseExecutor
 from executors.data import prepare_splits
 from executors.local import LocalExecutor
+from executors.models import resolve_model
 from memory.errors import UserError
 from memory.records import (
+    CategoricalParam,
     DataProfile,
     PlannerCall,
     SearchSpace,
@@ -64,31 +68,54 @@ def options_from(values: Mapping[str, Any], source: str = "the settings") -> Tun
             hint = f"did you mean {close[0]!r}?" if close else f"known settings: {', '.join(known)}"
             raise UserError(f"{source}: unknown setting {key!r}; {hint}")
     try:
-        return TuneOptions.model_validate(dict(values))
+        options = TuneOptions.model_validate(dict(values))
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "settings"
         message = first["msg"].removeprefix("Value error, ")
         raise UserError(f"{source}: {where} = {first.get('input')!r} is not allowed: {message}") from None
+    try:
+        check_overrides(options.space)  # a typo in `space:` is found now, not after the data is read
+    except UserError as e:
+        raise UserError(f"{source}: {e}") from None
+    return options
 
 
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> TuneOptions:
     """Read a YAML (or JSON) study config, with `overrides` (the flags) on top, into validated TuneOptions."""
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"config file {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from e
-    if not isinstance(raw, dict):
-        raise UserError(f"config file {path} must hold a mapping of settings, like `data: reviews.csv`")
-    # Relative data paths are relative to the config file, so configs travel with their data.
-    for key in ("data", "validation_data"):
-        if isinstance(raw.get(key), str) and not Path(raw[key]).is_absolute():
-            raw[key] = str((path.parent / raw[key]).resolve())
+    raw = read_settings_file(path)
     options_from(raw, f"config file {path}")  # the file's own mistakes are named as the file's
     return options_from({**raw, **(overrides or {})}, f"{path} with the flags")
+
+
+def read_settings_file(path: Path) -> dict[str, Any]:
+    """A YAML (or JSON) file's mapping of settings, its relative data paths made relative to the file; unchecked."""
+    raw = read_yaml(path, "config file") or {}
+    if not isinstance(raw, dict):
+        raise UserError(f"config file {path} must hold a mapping of settings, like `data: reviews.csv`")
+    return resolve_data_paths(raw, path.parent)
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    """A YAML (or JSON) file's content; a missing file or a syntax error is one UserError line naming `what`."""
+    if not path.exists():
+        raise UserError(f"{what} {path} does not exist")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UserError(f"{what} {path} is not valid YAML{where}: {problem}") from None
+
+
+def resolve_data_paths(settings: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Relative data paths made relative to `base`, the folder of the file naming them: files travel with data."""
+    for key in ("data", "validation_data"):
+        if isinstance(settings.get(key), str) and not Path(settings[key]).is_absolute():
+            settings[key] = str((base / settings[key]).resolve())
+    return settings
 
 
 @dataclass
@@ -112,6 +139,24 @@ def study_name(options: TuneOptions) -> str:
     base = options.description or Path(options.data).stem
     slug = re.sub(r"[^a-z0-9]+", "-", base.lower()).strip("-")[:32].strip("-") or "study"
     return f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def check_writable(folder: Path, what: str, fix: str) -> None:
+    """Prove that `folder`, or the nearest folder above it that exists, takes a file; creates nothing.
+
+    Tried, not asked of os.access, which says yes to root even on a read-only mount.
+
+    Raises:
+        UserError: it cannot be written (a file in the way, no rights, a read-only disk).
+    """
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is a file")
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot write {what} {folder} ({e.strerror or e}); {fix}") from None
 
 
 def _check_options(options: TuneOptions) -> None:
@@ -226,12 +271,26 @@ def plan_study(
     task = understood.spec
     splits = prepare_splits(task)  # read, clean, dedupe and split once now, as every trial will
     profile = with_label_count(profile, task)
-    space = default_space(task, profile, options.models)
+    space = study_space(options, task, profile)
+    _check_models(space)
     notes = [f"{field} from {source}" for field, source in understood.sources.items()] + notes
     return StudyPlan(
         task, profile, understood.sources, notes, space, default_values(task, space, profile),
         len(splits.train), len(splits.eval),
     )  # fmt: skip
+
+
+def _check_models(space: SearchSpace) -> None:
+    """Every candidate model resolves now (a local path, a packaged model, the hub), not in each trial after it."""
+    model = space.param("model")
+    for name in model.choices if isinstance(model, CategoricalParam) else (space.fixed.get("model"),):
+        if name:
+            resolve_model(str(name))
+
+
+def study_space(options: TuneOptions, task: TaskSpec, profile: DataProfile) -> SearchSpace:
+    """The task's default search space with the settings' `space:` overrides (ranges, choices, fixed values)."""
+    return apply_overrides(default_space(task, profile, options.models), options.space)
 
 
 def tune(
@@ -261,11 +320,12 @@ def tune(
         return plan.task, plan.profile, plan.notes
 
     def make_space(task: TaskSpec, profile: DataProfile):  # noqa: ANN202
-        return default_space(task, profile, options.models)
+        return study_space(options, task, profile)
 
     with Store(options.db) as store, contextlib.ExitStack() as held:
         if any(s.name == name for s in store.list_studies()):
             raise UserError(f"a study named {name!r} already exists in {options.db}; pick another --name")
+        check_writable(Path(options.runs_dir), "the runs folder", "pick another with --runs-dir DIR")
         ctx = _context(
             store,
             options,

@@ -501,6 +501,42 @@ SamplerName = Literal["tpe", "random", "cmaes"]
 PrunerName = Literal["median", "none"]  # median: stop trials whose evals trail the median of past trials
 
 
+class SpaceOverride(_Record):
+    """One search-space parameter as a study file sets it: a range (low/high), a list of choices, or a fixed value.
+
+    Applied over the task's default space by `agent.overrides.apply_overrides`, which checks every value
+    against the TrialConfig field of the same name.
+    """
+
+    low: int | float | None = None  # a range keeps the default's other end when only one end is given
+    high: int | float | None = None
+    log: bool | None = None  # sample the range on a log scale; None: as the default space does
+    choices: tuple[Any, ...] | None = Field(default=None, min_length=1)
+    value: Any = None  # fixed: the parameter is no longer tuned
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SpaceOverride:
+        given = [
+            kind
+            for kind, present in (
+                ("choices", self.choices is not None),
+                ("low/high", self.low is not None or self.high is not None),
+            )
+            if present
+        ]
+        # `value: null` fixes a parameter to None; a stored override (every field dumped) has it beside a range.
+        if "value" in self.model_fields_set and (self.value is not None or not given):
+            given.insert(0, "value")
+        if len(given) != 1:
+            raise ValueError(
+                "give one of low/high (a range), choices (a list) or value (fixed)"
+                + (f", not {' and '.join(given)}" if given else "")
+            )
+        if self.log is not None and given != ["low/high"]:
+            raise ValueError("log applies to a low/high range only")
+        return self
+
+
 def _duration_or_number(value: Any) -> Any:
     try:
         return parse_duration(value) if isinstance(value, str) else value
@@ -542,6 +578,8 @@ class TuneOptions(_Record):
     device: str = "auto"
     trial_timeout: float | None = Field(default=None, gt=0)  # seconds, or a duration like "20m"
     models: tuple[str, ...] | None = None  # candidate base models; None: the task type's defaults
+    # search-space overrides by parameter name: {learning_rate: {low: 1e-4, high: 1e-3}, lora_r: 16 (fixed)}
+    space: dict[str, SpaceOverride] | None = None
 
     _durations = field_validator("time", "trial_timeout", mode="before")(_duration_or_number)
 
@@ -555,6 +593,14 @@ class TuneOptions(_Record):
     def _known_metric(cls, v: str | None) -> str | None:
         if v is not None and v not in METRIC_DIRECTION:
             raise ValueError(f"unknown metric {v!r}; choose one of {', '.join(METRIC_DIRECTION)}")
+        return v
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _bare_value_is_fixed(cls, v: Any) -> Any:
+        # `lora_r: 16` is short for `lora_r: {value: 16}`
+        if isinstance(v, Mapping):
+            return {k: o if isinstance(o, Mapping) else {"value": o} for k, o in v.items()}
         return v
 
     def budget(self) -> Budget | None:

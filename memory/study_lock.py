@@ -42,9 +42,8 @@ def study_lock(run_dir: Path, name: str) -> Iterator[None]:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
                 raise StudyBusy(
-                    f"study {name!r} is running in another process (pid {holder}); "
+                    f"study {name!r} is running in another process (pid {_written_pid(fd)}); "
                     "stop that one first (Ctrl-C), or wait for it to finish"
                 ) from None
         os.ftruncate(fd, 0)
@@ -52,3 +51,30 @@ def study_lock(run_dir: Path, name: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def lock_holder(run_dir: Path) -> str | None:
+    """The pid of the live process that holds the study's lock ("unknown" before it wrote it), or None when none does.
+
+    Always None on Windows, which has no advisory locks here.
+
+    Probes with a shared lock, released at once; a `study_lock` racing this probe in the same instant
+    is refused as busy, a window of microseconds that only `autoglm status` opens.
+    """
+    path = run_dir / LOCK_NAME
+    if fcntl is None or not path.exists():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _written_pid(fd)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _written_pid(fd: int) -> str:
+    return os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"

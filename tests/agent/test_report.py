@@ -1,0 +1,147 @@
+"""The report: markdown and HTML with plots, a narrative, a best config that runs again, and adapter code that works."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.report import SECTIONS, best_so_far, recorded_narrative, template_narrative, write_report
+from agent.study import load_config, plan_study, tune
+from memory.records import Direction, PlannerCall, TuneOptions
+from memory.store import Store
+from tests.fakes import FakeExecutor
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _study(tmp_path: Path, data: Path, trials: int, name: str = "fake"):  # noqa: ANN202
+    options = TuneOptions(
+        description="fresh or rotten critic snippets, macro-F1",
+        data=str(data),
+        trials=trials,
+        db=str(tmp_path / "s.db"),
+        runs_dir=str(tmp_path / "runs"),
+        name=name,
+        warm_start=False,
+        pruner="none",
+    )
+    return options, tune(options, executor=FakeExecutor(steps=4, oom_batch_size=32))
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, reviews_csv):  # noqa: ANN001, ANN201
+    tmp_path = tmp_path_factory.mktemp("report")
+    return _study(tmp_path, reviews_csv, trials=8)
+
+
+def test_the_report_has_every_section_and_its_plots(finished):
+    _, outcome = finished
+    text = outcome.report_path.read_text()
+    for heading in ("## Summary", "## Task", "## Best trial", "## Plots", "## Leaderboard", "## Budget",
+                    "## Run the best config again", "## Use the adapter"):  # fmt: skip
+        assert heading in text, heading
+    run_dir = outcome.report_path.parent
+    for name in ("best_so_far", "trials_by_source", "loss_curves", "param_importance"):
+        png = run_dir / "plots" / f"{name}.png"
+        assert f"](plots/{name}.png)" in text and png.read_bytes().startswith(PNG_MAGIC), name
+        assert png.stat().st_size > 10_000  # a drawn figure, not an empty canvas
+
+
+def test_the_html_report_is_self_contained(finished):
+    _, outcome = finished
+    html = (outcome.report_path.parent / "report.html").read_text()
+    assert html.count('src="data:image/png;base64,') == 4 and 'src="plots/' not in html
+    assert "<table>" in html and "<h2>Leaderboard</h2>" in html
+
+
+def test_without_an_llm_a_template_tells_the_study(finished):
+    _, outcome = finished
+    text = outcome.report_path.read_text()
+    summary = text.split("## Summary", 1)[1].split("##", 1)[0]
+    assert "The study ran 8 trials" in summary and f"{outcome.best.objective:.4f}" in summary
+    assert "oom ×" in summary  # the fake fails batch size 32 with out-of-memory
+
+
+def test_what_was_spent_of_each_budget(finished):
+    _, outcome = finished
+    budget = outcome.report_path.read_text().split("## Budget", 1)[1].split("##", 1)[0]
+    assert "| trials | 8 | 8 | 100% |" in budget
+    for label in ("wall-clock time", "device-hours", "LLM tokens"):
+        assert f"| {label} |" in budget
+
+
+def test_the_best_config_runs_again_as_a_study_file(finished, tmp_path):
+    _, outcome = finished
+    path = outcome.report_path.parent / "best_config.yaml"
+    assert f"autoglm tune --config {path} --yes" in outcome.report_path.read_text()
+    plan = plan_study(load_config(path, {"db": str(tmp_path / "again.db")}))
+    assert plan.space.params == ()  # every parameter fixed
+    assert plan.space.to_config(plan.opening) == outcome.best.config
+
+
+def test_the_adapter_section_shows_the_cli_and_the_python_api(finished):
+    _, outcome = finished
+    usage = outcome.report_path.read_text().split("## Use the adapter", 1)[1]
+    adapter = outcome.report_path.parent / "best_adapter"
+    assert f"autoglm predict {adapter}" in usage and "from executors.predict import load_adapter, predict" in usage
+
+
+def test_parameter_importance_is_skipped_with_a_note_on_few_trials(tmp_path, reviews_csv):
+    _, outcome = _study(tmp_path, reviews_csv, trials=2)
+    text = outcome.report_path.read_text()
+    assert "Skipped: 2 complete trial(s); parameter importance needs at least 4" in text
+    assert "](plots/param_importance.png)" not in text
+    assert (outcome.report_path.parent / "plots" / "best_so_far.png").exists()
+
+
+def test_best_so_far_carries_the_best_over_failed_trials(finished):
+    _, outcome = finished
+    curve = best_so_far(outcome.trials, Direction.maximize)
+    values = [v for _, v in curve]
+    assert values == sorted(values) and values[-1] == outcome.best.objective
+    assert [t.number for t, _ in curve] == [t.number for t in outcome.trials]  # the first trial completes
+
+
+def test_a_recorded_llm_narrative_is_reused_unless_trials_came_after_it(finished):
+    _, outcome = finished
+    last = max(t.finished_at for t in outcome.trials)
+    call = PlannerCall(proposer="llm", template="report.md", prompt="p", response="**It went well.**",
+                       outcome="accepted", created_at=last + 1)  # fmt: skip
+    assert recorded_narrative([call], outcome.trials) == "It went well."
+    stale = call.model_copy(update={"created_at": last - 1})
+    assert recorded_narrative([stale], outcome.trials) is None
+
+
+def test_report_rewrites_from_the_store_and_sections_are_small_functions(finished):
+    options, outcome = finished
+    with Store(options.db, create=False) as store:
+        study = store.get_study(outcome.study.name)
+        path = write_report(store, study)
+        assert path == outcome.report_path
+        assert template_narrative(study, store.trials(study.id), outcome.best).startswith("The study ran 8 trials")
+    assert all(callable(section) for section in SECTIONS)
+
+
+@pytest.mark.slow
+def test_the_peft_code_in_the_report_loads_the_adapter_and_predicts(tmp_path, reviews_csv, trial_env, monkeypatch):
+    """A real one-trial MiniLM study; the report's plain PEFT + transformers snippet runs as written."""
+    for key, value in trial_env.items():
+        monkeypatch.setenv(key, value)
+    options = TuneOptions(
+        description="fresh or rotten, macro-F1", data=str(reviews_csv), max_rows=400, trials=1, name="real",
+        db=str(tmp_path / "r.db"), runs_dir=str(tmp_path / "runs"), warm_start=False, pruner="none",
+    )  # fmt: skip
+    outcome = tune(options)
+    text = outcome.report_path.read_text()
+    snippet = text.split("With PEFT and transformers alone:", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    started = time.time()
+    done = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    predictions = eval(done.stdout.strip().splitlines()[-1])  # the snippet prints a Python list
+    assert len(predictions) == 2 and set(predictions) <= {"fresh", "rotten"}, (done.stdout, time.time() - started)
