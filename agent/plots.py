@@ -36,8 +36,7 @@ class Plot:
 
 
 def _figure(width: float = 7.5, height: float = 4.2) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    return fig
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
 def _style(ax, title: str, xlabel: str, ylabel: str) -> None:  # noqa: ANN001
@@ -74,7 +73,7 @@ def plot_best_so_far(
     if not curve:
         return Plot("best_so_far", title, None, "no trial completed, so there is no best to plot")
     fig = _figure(10, 4)
-    by_trial, by_time = fig.subplots(1, 2)
+    by_trial, by_time = fig.subplots(1, 2, sharey=True)  # one scale: the two panels show the same best
     scored = _scored(trials)
     by_trial.scatter(
         [t.number for t in scored], [t.objective for t in scored], s=22, color="#999999", label="each trial", zorder=2
@@ -84,7 +83,7 @@ def plot_best_so_far(
     )
     _style(by_trial, f"Best {task.metric} by trial", "trial number", task.metric)
     by_trial.xaxis.get_major_locator().set_params(integer=True)
-    by_trial.legend(frameon=False, loc="lower right" if task.direction.sign > 0 else "upper right")
+    by_trial.legend(frameon=False, loc="best")
 
     # Compute spent: every finished trial's wall time, in the order the trials finished.
     finished = sorted((t for t in trials if t.finished_at and t.started_at), key=lambda t: t.finished_at or 0)
