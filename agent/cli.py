@@ -214,7 +214,13 @@ def tune(
     llm: str = typer.Option(None, "--llm", help="none | local | openai | an OpenAI-compatible base URL."),
     llm_model: str = typer.Option(None, "--llm-model", help="The LLM's model name (or local path for --llm local)."),
     name: str = typer.Option(None, "--name", help="Study name (default: from the description and time)."),
-    parallel: int = typer.Option(None, "--parallel", min=1, help="Trials at once (default 1; one per GPU)."),
+    parallel: str = typer.Option(
+        None, "--parallel", help="Trials at once (default 1), or auto: one per GPU, else one per 4 CPU cores."
+    ),
+    executor: str = typer.Option(None, "--executor", help="local (default: processes here) or ray (Ray tasks)."),
+    ray_address: str = typer.Option(
+        None, "--ray-address", help="With --executor ray: auto or ray://HOST:PORT (default: a local Ray instance)."
+    ),
     seed: int = typer.Option(None, "--seed", help="Seed for splits, sampler and training."),
     runs_dir: str = typer.Option(None, "--runs-dir", help="Where run directories go (default ./runs)."),
     sampler: str = typer.Option(None, "--sampler", help="Classical optimiser: tpe (default), random or cmaes."),
@@ -254,6 +260,8 @@ def tune(
         "llm_model": llm_model,
         "name": name,
         "parallel": parallel,
+        "executor": executor,
+        "ray_address": ray_address,
         "seed": seed,
         "sampler": sampler,
         "planner": planner,

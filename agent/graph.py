@@ -6,6 +6,12 @@ Nodes are plain functions of (context, state) returning a partial state update;
 `decide` is a pure routing function. The heavy, non-serialisable parts (the
 store, executor, proposers, callbacks) live in a `StudyContext` the nodes close
 over, so the graph state itself stays a small dict that a test can build by hand.
+
+Slots are asynchronous: `execute` starts trials in the free slots and returns as
+soon as one trial ends, `observe` folds it in and `propose` refills its slot while
+the other trials keep training. The trials in flight live in the context across
+steps. Once the budget is spent, the study waits for them (`decide` routes back to
+`execute`) before the report.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +38,7 @@ from executors.base import BaseExecutor
 from memory.records import (
     BudgetSpent,
     DataProfile,
+    FailureKind,
     SearchSpace,
     StudyRecord,
     TaskSpec,
@@ -54,6 +61,7 @@ class StudyState(TypedDict, total=False):
     study_id: int
     proposed: list[int]  # trial ids proposed in the last propose step
     finished: list[int]  # trial ids finished in the last execute step
+    running: list[int]  # trial ids still in flight after it
     iterations: int
     stop_reason: str | None
     report_path: str | None
@@ -93,6 +101,10 @@ class StudyContext:
     stop_requested: bool = False
     # Live progress of running trials, by trial id: the last progress/eval event.
     live: dict[int, TrialEvent] = field(default_factory=dict)
+    # The trials in flight across graph steps, by trial id: each runs in a slot thread.
+    running: dict[int, Future[TrialRecord]] = field(default_factory=dict)
+    slots: ThreadPoolExecutor | None = None
+    stopping: threading.Event = field(default_factory=threading.Event)  # set by stop_trials
     task: TaskSpec | None = None
     profile: DataProfile | None = None
     budget: BudgetTracker | None = None
@@ -106,6 +118,19 @@ class StudyContext:
         study = self.store.get_study(study_id)
         spent = self.budget.spent if self.budget else study.spent
         return StudySnapshot(study, self.store.trials(study_id), dict(self.live), spent, note)
+
+    def stop_trials(self) -> None:
+        """Stop the trials in flight now (Ctrl-C, an error) and free the slots; safe to call when none run.
+
+        A trial stopped this way gets no result: it stays `running` in the store and the study queues it again.
+        """
+        if self.running:
+            self.stopping.set()
+            self.executor.stop_all()
+        if self.slots is not None:
+            self.slots.shutdown(wait=True)
+            self.slots = None
+        self.running.clear()
 
 
 # --------------------------------------------------------------------------- nodes
@@ -131,12 +156,14 @@ def profile(ctx: StudyContext, state: StudyState) -> StudyState:
 
 
 def propose(ctx: StudyContext, state: StudyState) -> StudyState:
-    """Ask the proposer for as many trials as there are free slots; store them as waiting."""
+    """Ask the proposer for as many trials as there are free slots; store them as waiting.
+
+    The proposer sees the trials still running, so the new ones differ from them (TPE's constant liar).
+    """
     study = ctx.study(state["study_id"])
     trials = ctx.store.trials(study.id)
     pending = sum(1 for t in trials if t.state in (TrialState.waiting, TrialState.running))
-    waiting = sum(1 for t in trials if t.state == TrialState.waiting)
-    want = max(0, ctx.parallel - waiting)
+    want = max(0, ctx.parallel - pending)  # a running or waiting trial holds its slot
     if ctx.budget is not None:
         want = ctx.budget.admit(want, pending)
     proposed: list[int] = []
@@ -155,68 +182,74 @@ def propose(ctx: StudyContext, state: StudyState) -> StudyState:
 
 
 def execute(ctx: StudyContext, state: StudyState) -> StudyState:
-    """Run waiting trials, up to `parallel` at a time, each in its own process."""
+    """Start waiting trials in the free slots, then wait for the first trial to end; the others keep running.
+
+    Each trial runs in a slot thread, each in its own process (or Ray task). Once the study is stopping
+    (`stop_reason`), no new trial starts: this only waits for the ones in flight.
+    """
     study = ctx.study(state["study_id"])
-    claimed: list[TrialRecord] = []
-    while len(claimed) < ctx.parallel:
-        trial = ctx.store.claim_waiting_trial(study.id)
-        if trial is None:
-            break
-        claimed.append(trial)
-    if not claimed:
-        return {"finished": []}
-    ctx.on_update(ctx.snapshot(study.id, "running"))
-    if len(claimed) == 1:  # in this thread, so Ctrl-C reaches the trial's executor directly
-        results = [_run_trial(ctx, study, claimed[0])]
-    else:
-        stopping = threading.Event()
-        pool = ThreadPoolExecutor(max_workers=len(claimed))
-        futures: list[Future[TrialRecord]] = []
-        try:
-            # Inside the try: a Ctrl-C may come while a trial starts (submit waits for its thread).
-            for trial in claimed:
-                futures.append(pool.submit(_run_trial, ctx, study, trial, stopping))
-            # Short waits, so a Ctrl-C is handled now in this (the main) thread, not when the trials end.
-            while wait_futures(futures, timeout=0.5).not_done:
-                pass
-        except BaseException:
-            stopping.set()
-            ctx.executor.stop_all()
-            raise
-        finally:
-            pool.shutdown(wait=True)
-        results = [f.result() for f in futures]
-    return {"finished": [t.id for t in results]}
+    done: set[Future[TrialRecord]] = set()
+    try:
+        started = False
+        while not state.get("stop_reason") and len(ctx.running) < ctx.parallel:
+            trial = ctx.store.claim_waiting_trial(study.id)
+            if trial is None:
+                break
+            if ctx.slots is None:
+                ctx.slots = ThreadPoolExecutor(max_workers=ctx.parallel, thread_name_prefix="autoglm-slot")
+            ctx.running[trial.id] = ctx.slots.submit(_run_trial, ctx, study, trial, ctx.stopping)
+            started = True
+        if started:
+            ctx.on_update(ctx.snapshot(study.id, "running"))
+        while ctx.running and not done:
+            # Short waits, so a Ctrl-C is handled now in this (the main) thread, not when a trial ends.
+            done = wait_futures(ctx.running.values(), timeout=0.5, return_when=FIRST_COMPLETED).done
+    except BaseException:
+        ctx.stop_trials()
+        raise
+    finished = [trial_id for trial_id, future in ctx.running.items() if future in done]
+    for trial_id in finished:
+        ctx.running.pop(trial_id).result()  # a bug in a slot (not a failed trial) surfaces here
+    return {"finished": finished, "running": sorted(ctx.running)}
 
 
 def _run_trial(
     ctx: StudyContext, study: StudyRecord, trial: TrialRecord, stopping: threading.Event | None = None
 ) -> TrialRecord:
+    """Run one trial to its end in this (slot) thread and record how it ended; a lost worker gets one retry."""
     trial_dir = Path(study.run_dir) / "trials" / f"{trial.number:04d}"
-    if trial_dir.exists():  # a trial interrupted earlier starts clean
-        shutil.rmtree(trial_dir)
-    trial_dir.mkdir(parents=True)
-
-    prune = TrialPruner.for_trial(ctx.store, study.task, ctx.store.trials(study.id)) if ctx.pruner == "median" else None
+    prune: list[TrialPruner] = []  # this attempt's pruner (it counts the attempt's evaluations)
 
     def on_event(event: TrialEvent) -> None:
         ctx.store.record_event(trial.id, event)
         if event.kind in ("progress", "eval", "started"):
             ctx.live[trial.id] = event
             ctx.on_update(ctx.snapshot(study.id))
-        if prune is not None:
-            prune(event)  # raises StopTrial: the executor kills the trial and returns it as pruned
+        if prune:
+            prune[0](event)  # raises StopTrial: the executor kills the trial and returns it as pruned
 
-    timeout = ctx.trial_timeout_s
-    if ctx.budget is not None:
-        timeout = ctx.budget.trial_timeout(timeout)
     started = time.time()
-    result: TrialResult = ctx.executor.run(study.task, trial.config, trial_dir, on_event, timeout)
-    ctx.live.pop(trial.id, None)
-    if stopping is not None and stopping.is_set() and result.state != TrialState.complete:
-        # Stopped by a Ctrl-C (as failed or pruned, by the executor's stop_all): not a result of its
-        # own, so it is left running in the store and the study queues it again.
-        return trial
+    for attempt in (1, 2):
+        if trial_dir.exists():  # a trial interrupted earlier starts clean
+            shutil.rmtree(trial_dir)
+        trial_dir.mkdir(parents=True)
+        if ctx.pruner == "median":
+            prune[:] = [TrialPruner.for_trial(ctx.store, study.task, ctx.store.trials(study.id))]
+        timeout = ctx.trial_timeout_s
+        if ctx.budget is not None:
+            timeout = ctx.budget.trial_timeout(timeout)
+        result: TrialResult = ctx.executor.run(study.task, trial.config, trial_dir, on_event, timeout)
+        ctx.live.pop(trial.id, None)
+        if stopping is not None and stopping.is_set() and result.state != TrialState.complete:
+            # Stopped by a Ctrl-C (as failed or pruned, by the executor's stop_all): not a result of its
+            # own, so it is left running in the store and the study queues it again.
+            return trial
+        retry = attempt == 1 and result.failure_kind == FailureKind.worker_lost
+        if not retry or (ctx.budget is not None and ctx.budget.exhausted()):
+            break
+        # A lost worker or node says nothing about the config: run it once more before it counts as failed.
+        lost = TrialEvent(kind="requeued", failure_kind=FailureKind.worker_lost, message=f"{result.message}; retrying")
+        ctx.store.record_event(trial.id, lost)
     if ctx.budget is not None:
         ctx.budget.add_trial(time.time() - started, devices=1)
     return ctx.store.finish_trial(trial.id, result)
@@ -258,8 +291,10 @@ def route_start(state: StudyState) -> str:
 
 
 def decide(state: StudyState) -> str:
-    """Another round while budget is left; otherwise the report."""
-    return "report" if state.get("stop_reason") else "propose"
+    """Another round while budget is left; then wait for the trials in flight (they count); then the report."""
+    if not state.get("stop_reason"):
+        return "propose"
+    return "execute" if state.get("running") else "report"
 
 
 def build_graph(ctx: StudyContext) -> Any:
@@ -272,7 +307,7 @@ def build_graph(ctx: StudyContext) -> Any:
     graph.add_edge("profile", "propose")
     graph.add_edge("propose", "execute")
     graph.add_edge("execute", "observe")
-    graph.add_conditional_edges("observe", decide, {"propose": "propose", "report": "report"})
+    graph.add_conditional_edges("observe", decide, {"propose": "propose", "execute": "execute", "report": "report"})
     graph.add_edge("report", END)
     return graph.compile()
 

@@ -418,17 +418,28 @@ def _context(
     **fields: Any,
 ) -> StudyContext:
     """What a new and a resumed study share: the executor, report writer, parallelism, pruner and callbacks."""
+    executor = executor or make_executor(options)
     return StudyContext(
         store=store,
-        executor=executor or LocalExecutor(device=options.device),
+        executor=executor,
         write_report=_report_writer(llm_proposer),
-        parallel=options.parallel,
+        parallel=executor.capacity() if options.parallel == "auto" else options.parallel,
         pruner=options.pruner,
         trial_timeout_s=options.trial_timeout,
         on_update=on_update or (lambda snapshot: None),
         held=held,
         **fields,
     )
+
+
+def make_executor(options: TuneOptions) -> BaseExecutor:
+    """The executor the settings name: local processes, or Ray tasks (`executor: ray`, `ray_address`)."""
+    slots = None if options.parallel == "auto" else options.parallel  # None: as many as the hardware runs well
+    if options.executor == "ray":
+        from executors.ray import RayExecutor  # Ray is an optional extra
+
+        return RayExecutor(options.ray_address, slots=slots, device=options.device)
+    return LocalExecutor(device=options.device, slots=slots)
 
 
 def _report_writer(llm_proposer: BaseProposer | None) -> Callable[[Store, StudyRecord], Path]:
@@ -481,6 +492,7 @@ def _run(ctx: StudyContext, state: StudyState, study_ref: list[int]) -> StudyOut
         except KeyboardInterrupt:
             interrupted = True
         finally:
+            ctx.stop_trials()  # trials still in flight (a Ctrl-C while proposing) are stopped, to be queued again
             ctx.executor.close()  # no standby worker outlives the study
     if interrupted and study_ref:
         ctx.store.requeue_interrupted(study_ref[0])

@@ -4,7 +4,7 @@ This package owns one trial from end to end - loading and cleaning the data,
 the fixed train/eval split, the features a config asks for, model loading
 (offline first), LoRA training, the fixed evaluation harness, the JSON-line
 events a trial speaks, the saved adapter and predicting with it - and the
-executors that run many trials (local subprocesses). It imports only
+executors that run many trials (local subprocesses, Ray tasks). It imports only
 `memory`'s records and errors; it never imports `agent`.
 
 Public API (import from the modules; this package imports nothing heavy on purpose):
@@ -12,6 +12,7 @@ Public API (import from the modules; this package imports nothing heavy on purpo
 - `executors.base.BaseExecutor`, `StopTrial` - the executor interface: `run(task, config, trial_dir, on_event,
   timeout_s)` and `stop_all(reason)`; raise StopTrial in on_event to prune one trial.
 - `executors.local.LocalExecutor` - one subprocess per trial, a standby worker ready for the next.
+- `executors.ray.RayExecutor` - one Ray task per trial, on this machine or a cluster (the `ray` extra).
 - `executors.worker` - `python -m executors.worker --task T.json --config C.json --trial-dir D [--device auto]`.
 - `executors.data` - `load_table(path)`, `prepare_splits(task, config) -> Splits(train, eval, labels)`.
 - `executors.tasks` - what differs between task types (model head, encoding, collator, loss, metrics).

@@ -47,6 +47,10 @@ class BaseExecutor(ABC):
         after the call run as usual.
         """
 
+    def capacity(self) -> int:
+        """How many trials this executor's hardware runs well at once (`--parallel auto`): one per GPU, say."""
+        return 1
+
     def warm_up(self) -> None:  # noqa: B027 - optional hook
         """Get ready for the next trial in the background (start a worker, say), so it starts sooner."""
 

@@ -6,12 +6,14 @@ import collections
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -23,6 +25,42 @@ from memory.records import FailureKind, TaskSpec, TrialConfig, TrialEvent, Trial
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STDERR_TAIL_LINES = 40
 EXIT_GRACE_S = 30.0  # after its final event a worker gets this long to exit before it is killed
+# `--parallel auto` on the CPU: one trial per this many cores. A small model's matmuls scale poorly past a
+# few threads, so several narrow trials keep the cores busier than one wide one; fewer cores each and the
+# per-step overhead and memory of every extra trial win.
+CPU_CORES_PER_TRIAL = 4
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (its affinity mask), not every core of the box."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs trials may use, as CUDA_VISIBLE_DEVICES entries; found without initialising CUDA in this process.
+
+    CUDA_VISIBLE_DEVICES, when set, names them (Ray sets it for a task's GPU); otherwise `nvidia-smi` lists them.
+    """
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        gpus = []
+        for entry in (e.strip() for e in listed.split(",")):
+            if not entry or entry.startswith("-"):
+                break  # CUDA ignores an invalid entry and every one after it
+            gpus.append(entry)
+        return gpus
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    try:
+        out = subprocess.run([smi, "--query-gpu=index", "--format=csv,noheader"], capture_output=True, text=True,
+                             timeout=30)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip().isdigit()] if out.returncode == 0 else []
 
 
 class LocalExecutor(BaseExecutor):
@@ -34,9 +72,17 @@ class LocalExecutor(BaseExecutor):
     once that trial is training. Call `warm_up()` early to prepare the first
     trial too, and `close()` (or use `with`) to end the standby worker.
 
+    Trials run at once in as many threads as the caller likes; each holds a device. On GPUs
+    every worker is pinned to one with CUDA_VISIBLE_DEVICES (a free one, else the least busy),
+    so a study with one slot per GPU keeps every GPU on one trial. On the CPU the cores are
+    split between `slots` trials (AUTOGLM_THREADS and OMP_NUM_THREADS), so concurrent
+    trials don't oversubscribe them.
+
     Args:
-        device: "auto", "cpu" or "cuda:N". A CUDA device is pinned with
-            CUDA_VISIBLE_DEVICES, so the worker sees only its own GPU.
+        device: "auto" (every visible GPU, else the CPU), "cpu", "cuda" (every visible GPU) or
+            "cuda:N" (that one).
+        slots: how many trials the caller runs at once, to split the CPU cores between them;
+            None: `capacity()`.
         env: extra environment variables for the worker (they win over ours).
         memory_limit_mb: cap on a worker's address space; past it the trial fails with `oom`.
         prewarm: keep a standby worker for the next trial.
@@ -53,8 +99,10 @@ class LocalExecutor(BaseExecutor):
         prewarm: bool = True,
         python: str = sys.executable,
         worker_module: str = "executors.worker",
+        slots: int | None = None,
     ) -> None:
         self.device = device
+        self.slots = slots
         self.env = dict(env or {})
         self.memory_limit_mb = memory_limit_mb
         self.prewarm = prewarm
@@ -62,16 +110,52 @@ class LocalExecutor(BaseExecutor):
         self.worker_module = worker_module
         self._procs: dict[int, subprocess.Popen[str]] = {}
         self._stopped: dict[int, str] = {}  # pid -> why stop_all killed it
-        self._spare: _Worker | None = None
+        self._spares: dict[str, _Worker] = {}  # by placement: a standby worker for the next trial there
+        self._placements: list[str] | None = None
+        self._busy: collections.Counter[str] = collections.Counter()  # trials running, by placement
         self._lock = threading.Lock()
+
+    # ----------------------------------------------------------------- devices
+
+    def placements(self) -> list[str]:
+        """Where a worker may run: "cuda:<entry>" pinned to one GPU, else the worker's --device ("cpu", "auto")."""
+        if self._placements is None:
+            if self.device.startswith("cuda:"):
+                self._placements = [self.device]
+            elif self.device in ("auto", "cuda"):
+                self._placements = [f"cuda:{gpu}" for gpu in visible_gpus()] or [self.device]
+            else:
+                self._placements = [self.device]
+        return self._placements
+
+    def capacity(self) -> int:
+        """One trial per GPU; on the CPU, one per CPU_CORES_PER_TRIAL cores (at least one)."""
+        gpus = [p for p in self.placements() if p.startswith("cuda:")]
+        return len(gpus) or max(1, cpu_cores() // CPU_CORES_PER_TRIAL)
+
+    @property
+    def threads(self) -> int:
+        """Torch threads per trial: the cores split between the slots."""
+        return max(1, cpu_cores() // (self.slots or self.capacity()))
+
+    def _place(self) -> str:
+        """Take the placement with the fewest running trials (a free GPU first), best one with a standby worker."""
+        with self._lock:
+            where = self.placements()
+            place = min(where, key=lambda p: (self._busy[p], p not in self._spares, where.index(p)))
+            self._busy[place] += 1
+        return place
 
     # ----------------------------------------------------------------- workers
 
-    def _spawn(self) -> _Worker:
+    def _spawn(self, place: str) -> _Worker:
         env = {**os.environ, **self.env}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
-        device = self.device
+        # Read by `training.set_threads` and OpenMP at start-up; the caller's own setting wins.
+        env.setdefault("AUTOGLM_THREADS", str(self.threads))
+        env.setdefault("OMP_NUM_THREADS", env["AUTOGLM_THREADS"])
+        device = place
         if device.startswith("cuda:"):
             env["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
             device = "cuda:0"
@@ -82,30 +166,37 @@ class LocalExecutor(BaseExecutor):
         # forking *thread* ends, and a caller's thread (a trial slot) may end long before the worker should.
         return _Worker(cmd, env)
 
-    def warm_up(self) -> None:
-        """Start a standby worker now (if none is waiting), so the next trial skips start-up."""
+    def warm_up(self, place: str | None = None) -> None:
+        """Start a standby worker now (if none is waiting there), so the next trial skips start-up.
+
+        Args:
+            place: where (see `placements`); default: where the next trial would go.
+        """
         with self._lock:
-            spare = self._spare
+            if place is None:
+                where = self.placements()
+                place = min(where, key=lambda p: (self._busy[p], where.index(p)))
+            spare = self._spares.get(place)
             if spare is not None and spare.proc.poll() is None:
                 return
-            self._spare = self._spawn()
+            self._spares[place] = self._spawn(place)
         if spare is not None:
             spare.kill()
 
-    def _take_worker(self) -> _Worker:
+    def _take_worker(self, place: str) -> _Worker:
         with self._lock:
-            spare, self._spare = self._spare, None
+            spare = self._spares.pop(place, None)
         if spare is not None and spare.proc.poll() is None:
             return spare
         if spare is not None:  # it died while waiting
             spare.kill()
-        return self._spawn()
+        return self._spawn(place)
 
     def close(self) -> None:
-        """End the standby worker; running trials are left alone."""
+        """End the standby workers; running trials are left alone."""
         with self._lock:
-            spare, self._spare = self._spare, None
-        if spare is not None:
+            spares, self._spares = list(self._spares.values()), {}
+        for spare in spares:
             spare.kill()
 
     def __enter__(self) -> LocalExecutor:
@@ -134,8 +225,8 @@ class LocalExecutor(BaseExecutor):
         trial_dir.mkdir(parents=True, exist_ok=True)
         (trial_dir / "task.json").write_text(task.model_dump_json(indent=2))
         (trial_dir / "config.json").write_text(config.model_dump_json(indent=2))
-        deadline = time.monotonic() + timeout_s if timeout_s else None
-        worker = self._take_worker()
+        place = self._place()
+        worker = self._take_worker(place)
         proc = worker.proc
         with self._lock:
             self._procs[proc.pid] = proc
@@ -147,53 +238,20 @@ class LocalExecutor(BaseExecutor):
                 "trial_dir": str(trial_dir),
             }
         )
-        final: TrialEvent | None = None
-        last_eval: TrialEvent | None = None
-        last_step: int | None = None
+
+        def started_training(event: TrialEvent) -> None:
+            if self.prewarm and event.step == 1:
+                # Training has begun: start the next trial's worker (on this device) while this one trains.
+                self.warm_up(place)
+
         try:
             with (trial_dir / "events.jsonl").open("a", encoding="utf-8") as log:
-                while True:
-                    wait = None if deadline is None else deadline - time.monotonic()
-                    if wait is not None and wait <= 0:
-                        worker.kill()
-                        where = f" at step {last_step}" if last_step is not None else " before the first step"
-                        return TrialResult(
-                            state=TrialState.failed,
-                            failure_kind=FailureKind.timeout,
-                            metrics=dict(last_eval.metrics) if last_eval else {},
-                            message=f"trial exceeded its {timeout_s:g} s limit{where} and was killed",
-                        )
-                    try:
-                        line = worker.lines.get(timeout=wait)
-                    except queue.Empty:
-                        continue
-                    if line is None:
-                        break
-                    event = parse_event(line)
-                    if event is None:
-                        continue
-                    log.write(line if line.endswith("\n") else line + "\n")
-                    log.flush()
-                    last_step = event.step if event.step is not None else last_step
-                    if event.kind == "progress" and self.prewarm and event.step == 1:
-                        # Training has begun: start the next trial's worker while this one trains.
-                        self.warm_up()
-                    if event.kind == "eval":
-                        last_eval = event
-                    if event.kind in ("finished", "failed"):
-                        final = event
-                    if on_event is not None:
-                        try:
-                            on_event(event)
-                        except StopTrial as stop:
-                            worker.kill()
-                            return TrialResult(
-                                state=TrialState.pruned,
-                                metrics=dict(last_eval.metrics) if last_eval else {},
-                                message=str(stop) or f"stopped at step {last_step}",
-                            )
-                    if final is not None:
-                        break  # the result is known; the worker exits on its own (checked below)
+                seen = follow_events(
+                    worker.lines, on_event, timeout_s, kill=worker.kill, log=log, on_progress=started_training
+                )
+            if seen.stopped is not None:
+                return seen.stopped
+            final = seen.final  # known: the worker exits on its own (checked here)
             try:
                 proc.wait(timeout=EXIT_GRACE_S if final else 5)
             except subprocess.TimeoutExpired:
@@ -202,16 +260,16 @@ class LocalExecutor(BaseExecutor):
             with self._lock:
                 stopped = self._stopped.pop(proc.pid, None)
             if stopped is not None and final is None:
-                metrics = dict(last_eval.metrics) if last_eval else {}
-                return TrialResult(state=TrialState.pruned, metrics=metrics, message=stopped)
+                return TrialResult(state=TrialState.pruned, metrics=seen.metrics, message=stopped)
             return self._result(task, final, proc, worker.tail)
         finally:
             if proc.poll() is None:  # the caller was interrupted or on_event raised: leave no orphan
                 worker.kill()
             with self._lock:
                 self._procs.pop(proc.pid, None)
+                self._busy[place] -= 1
             if self.prewarm:
-                self.warm_up()
+                self.warm_up(place)
 
     def _result(
         self, task: TaskSpec, final: TrialEvent | None, proc: subprocess.Popen[str], tail: collections.deque[str]
@@ -265,6 +323,87 @@ class LocalExecutor(BaseExecutor):
             self._stopped.update({proc.pid: reason for proc in procs})
         for proc in procs:
             _kill(proc)
+
+
+@dataclass
+class FollowedEvents:
+    """What a trial's event stream told, up to where `follow_events` stopped reading it."""
+
+    final: TrialEvent | None = None  # its `finished` or `failed` event; None: the stream ended without one
+    last_eval: TrialEvent | None = None
+    last_step: int | None = None
+    stopped: TrialResult | None = None  # it timed out or was pruned (and was killed): how it ended
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The last evaluation's metrics: what a stopped trial measured."""
+        return dict(self.last_eval.metrics) if self.last_eval else {}
+
+
+def follow_events(
+    lines: queue.Queue[str | None],
+    on_event: EventCallback | None,
+    timeout_s: float | None,
+    *,
+    kill: Callable[[], None],
+    log: TextIO | None = None,
+    on_progress: EventCallback | None = None,
+) -> FollowedEvents:
+    """Read a trial's JSON-line events until its final event, the stream's end (None), its timeout or a StopTrial.
+
+    Every executor follows its trials with this one loop, so a timeout or a pruned trial reads the same on each.
+
+    Args:
+        lines: the event lines as they come; None ends the stream.
+        on_event: called in this thread with each event; a StopTrial from it prunes the trial.
+        timeout_s: wall-clock limit from now; past it the trial is killed and fails with `timeout`.
+        kill: stops the trial (called once, for a timeout or a StopTrial).
+        log: where each event line is appended, flushed as it comes (the trial's events.jsonl).
+        on_progress: called with each progress event before `on_event`.
+    """
+    deadline = time.monotonic() + timeout_s if timeout_s else None
+    seen = FollowedEvents()
+    while True:
+        wait = None if deadline is None else deadline - time.monotonic()
+        if wait is not None and wait <= 0:
+            kill()
+            where = f" at step {seen.last_step}" if seen.last_step is not None else " before the first step"
+            seen.stopped = TrialResult(
+                state=TrialState.failed,
+                failure_kind=FailureKind.timeout,
+                metrics=seen.metrics,
+                message=f"trial exceeded its {timeout_s:g} s limit{where} and was killed",
+            )
+            return seen
+        try:
+            line = lines.get(timeout=wait)
+        except queue.Empty:
+            continue
+        if line is None:
+            return seen
+        event = parse_event(line)
+        if event is None:
+            continue
+        if log is not None:
+            log.write(line if line.endswith("\n") else line + "\n")
+            log.flush()
+        seen.last_step = event.step if event.step is not None else seen.last_step
+        if event.kind == "progress" and on_progress is not None:
+            on_progress(event)
+        if event.kind == "eval":
+            seen.last_eval = event
+        if event.kind in ("finished", "failed"):
+            seen.final = event
+        if on_event is not None:
+            try:
+                on_event(event)
+            except StopTrial as stop:
+                kill()
+                message = str(stop) or f"stopped at step {seen.last_step}"
+                seen.stopped = TrialResult(state=TrialState.pruned, metrics=seen.metrics, message=message)
+                return seen
+        if seen.final is not None:
+            return seen
 
 
 class _Worker:

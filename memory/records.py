@@ -574,8 +574,10 @@ class TuneOptions(_Record):
     pruner: PrunerName = "median"
     planner: Literal["portfolio", "classical"] = "portfolio"  # classical: the sampler alone
     warm_start: bool = True
-    parallel: int = Field(default=1, ge=1)
+    parallel: int | Literal["auto"] = 1  # trials at once; auto: one per GPU, or one per 4 CPU cores
     device: str = "auto"
+    executor: Literal["local", "ray"] = "local"  # ray: each trial a Ray task, on this machine or a cluster
+    ray_address: str | None = None  # None: a private local Ray instance; "auto" or "ray://HOST:PORT": a cluster
     trial_timeout: float | None = Field(default=None, gt=0)  # seconds, or a duration like "20m"
     models: tuple[str, ...] | None = None  # candidate base models; None: the task type's defaults
     # search-space overrides by parameter name: {learning_rate: {low: 1e-4, high: 1e-3}, lora_r: 16 (fixed)}
@@ -587,6 +589,19 @@ class TuneOptions(_Record):
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
         return (v,) if isinstance(v, str) else v
+
+    @field_validator("parallel", mode="before")
+    @classmethod
+    def _trials_at_once(cls, v: Any) -> Any:
+        if v == "auto":
+            return v
+        try:
+            n = int(str(v).strip())
+        except ValueError:
+            raise ValueError("give how many trials run at once (1, 2, ...), or auto for one per GPU") from None
+        if n < 1:
+            raise ValueError("at least one trial runs at once; or give auto")
+        return n
 
     @field_validator("metric")
     @classmethod

@@ -220,10 +220,11 @@ def tuned_values(trial: TrialRecord, space: SearchSpace) -> dict[str, Any]:
 def describe_history(
     trials: Sequence[TrialRecord], space: SearchSpace, task: TaskSpec, *, top_k: int = 3, last_n: int = 5
 ) -> str:
-    """The optimiser's state: best configs, the latest trials in full, and a summary of the rest."""
+    """The optimiser's state: best configs, the latest trials in full, a summary of the rest, and what runs now."""
     finished = [t for t in trials if t.state.value in ("complete", "pruned", "failed")]
+    running = describe_running(trials, space, task)
     if not finished:
-        return "No trial has finished yet."
+        return "\n".join(["No trial has finished yet.", *running])
     sign = task.direction.sign
     complete = [t for t in finished if t.state.value == "complete" and t.objective is not None]
     best = sorted(complete, key=lambda t: -sign * t.objective)[:top_k]  # type: ignore[operator]
@@ -241,7 +242,19 @@ def describe_history(
     parts.append(data_block("\n".join(lines)))
     if older:
         parts.append("All earlier trials: " + summarize_trials(older, task))
-    return "\n".join(parts)
+    return "\n".join(parts + running)
+
+
+def describe_running(trials: Sequence[TrialRecord], space: SearchSpace, task: TaskSpec) -> list[str]:
+    """Lines on the trials running now (their results are not in), so new proposals differ from them."""
+    pending = [t for t in trials if t.state.value in ("running", "waiting")]
+    if not pending:
+        return []
+    lines = [describe_trial(t, space, task.metric) for t in sorted(pending, key=lambda t: t.number)]
+    return [
+        "Running now, results not in yet (propose configurations that differ from these):",
+        data_block("\n".join(lines)),
+    ]
 
 
 def summarize_trials(trials: Sequence[TrialRecord], task: TaskSpec) -> str:

@@ -4,6 +4,9 @@ With `parallel=3` the study runs three trials at once, each in its own thread
 calling one shared `Store` from its event callback. What each trial emitted (its
 own record, or the `events.jsonl` its executor wrote) must equal, event for
 event and in order, what the database holds for it.
+
+Slots are asynchronous: a trial that ends frees its slot at once, and the next
+trial starts there while the others keep running.
 """
 
 from __future__ import annotations
@@ -17,8 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.graph import StudySnapshot
+import agent.study
+from agent.graph import StudyContext, StudySnapshot, decide
+from agent.llm.prompts import describe_history
+from agent.proposers.base import PlannerView
+from agent.proposers.classical import OptunaProposer
 from agent.study import resume, tune
+from executors.local import LocalExecutor
 from memory.records import FailureKind, TrialEvent, TrialResult, TrialState, TuneOptions
 from memory.store import Store
 from tests.agent.study_process import (
@@ -31,6 +39,7 @@ from tests.agent.study_process import (
     worker_processes,
 )
 from tests.fakes import FakeExecutor
+from tests.seeded_study import seed_study, tiny_config
 
 
 def _options(tmp_path: Path, data: Path, **kw) -> TuneOptions:  # noqa: ANN003
@@ -236,3 +245,135 @@ def test_ctrl_c_with_parallel_trials_stops_them_now_and_queues_them_again(
     assert not finished.interrupted and finished.study.status == "complete"
     assert [t.number for t in finished.trials] == list(range(6))
     assert all(t.state == TrialState.complete for t in finished.trials)
+
+
+# --------------------------------------------------------------------------- asynchronous slots
+
+
+class PacedExecutor(FakeExecutor):
+    """Fake trials whose length depends on their number: those in `long` take `long_steps` steps."""
+
+    def __init__(self, long: set[int], long_steps: int = 40, capacity: int = 1, **kw) -> None:  # noqa: ANN003
+        super().__init__(**kw)
+        self.long, self.long_steps, self._capacity = long, long_steps, capacity
+
+    def run(self, task, config, trial_dir, on_event=None, timeout_s=None):  # noqa: ANN001, ANN201
+        steps = self.long_steps if int(Path(trial_dir).name) in self.long else self.steps
+        return FakeExecutor(steps=steps, step_seconds=self.step_seconds).run(task, config, trial_dir, on_event)
+
+    def capacity(self) -> int:
+        return self._capacity
+
+
+def test_a_trial_that_ends_frees_its_slot_at_once_while_the_other_runs(tmp_path: Path, reviews_csv: Path) -> None:
+    executor = PacedExecutor(long={0}, long_steps=40, steps=3, step_seconds=0.05)  # trial 0: 2 s, others 0.15 s
+    outcome = tune(_options(tmp_path, reviews_csv, parallel=2, trials=5, pruner="none"), executor=executor)
+    trials = {t.number: t for t in outcome.trials}
+    assert [trials[n].state for n in range(5)] == [TrialState.complete] * 5 and outcome.study.status == "complete"
+    slow = trials[0]
+    for n in range(1, 5):  # the second slot ran trials 1..4, one after the other, all while trial 0 trained
+        assert slow.started_at < trials[n].started_at and trials[n].finished_at < slow.finished_at
+    for n in range(2, 5):
+        assert trials[n - 1].finished_at <= trials[n].started_at < trials[n - 1].finished_at + 2.0
+
+
+def test_once_the_study_stops_proposing_the_trials_in_flight_finish_and_count(
+    tmp_path: Path, reviews_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contexts: list[StudyContext] = []
+    real_context = agent.study._context
+    monkeypatch.setattr(
+        agent.study, "_context", lambda *a, **kw: contexts.append(real_context(*a, **kw)) or contexts[-1]
+    )
+
+    def stop_when_the_short_one_ends(snapshot: StudySnapshot) -> None:
+        if any(t.number == 1 and t.state == TrialState.complete for t in snapshot.trials):
+            contexts[0].stop_requested = True  # trial 0 still trains
+
+    executor = PacedExecutor(long={0}, long_steps=40, steps=2, step_seconds=0.05)  # trial 0: 2 s
+    options = _options(tmp_path, reviews_csv, parallel=2, trials=10, pruner="none")
+    outcome = tune(options, executor=executor, on_update=stop_when_the_short_one_ends)
+    assert outcome.stop_reason == "stopped by the user" and outcome.study.status == "complete"
+    assert [t.state for t in outcome.trials][:2] == [TrialState.complete] * 2  # trial 0 ran to its end
+    assert all(t.state == TrialState.complete for t in outcome.trials)  # none left running or waiting
+    assert outcome.study.spent.trials == len(outcome.trials) <= 3
+
+
+def test_decide_waits_for_the_trials_in_flight_before_the_report() -> None:
+    assert decide({}) == "propose"
+    assert decide({"stop_reason": "trial budget used", "running": [4]}) == "execute"
+    assert decide({"stop_reason": "trial budget used", "running": []}) == "report"
+
+
+def test_parallel_auto_runs_as_many_trials_as_the_executor_can(tmp_path: Path, reviews_csv: Path) -> None:
+    class ThreeSlots(RecordingExecutor):
+        def capacity(self) -> int:
+            return 3
+
+    executor = ThreeSlots(steps=10, step_seconds=0.02)
+    tune(_options(tmp_path, reviews_csv, parallel="auto", trials=6, pruner="none"), executor=executor)
+    assert executor.peak == 3
+
+
+class LosingExecutor(FakeExecutor):
+    """Its worker is lost the first time each trial runs (or every time, with `always`)."""
+
+    def __init__(self, always: bool = False, **kw) -> None:  # noqa: ANN003
+        super().__init__(**kw)
+        self.always = always
+        self.attempts: dict[str, int] = {}
+
+    def run(self, task, config, trial_dir, on_event=None, timeout_s=None):  # noqa: ANN001, ANN201
+        self.attempts[Path(trial_dir).name] = self.attempts.get(Path(trial_dir).name, 0) + 1
+        if self.always or self.attempts[Path(trial_dir).name] == 1:
+            if on_event is not None:
+                on_event(TrialEvent(kind="started"))
+            return TrialResult(state=TrialState.failed, failure_kind=FailureKind.worker_lost, message="node died")
+        return super().run(task, config, trial_dir, on_event, timeout_s)
+
+
+@pytest.mark.parametrize("always", [False, True])
+def test_a_lost_worker_is_retried_once(tmp_path: Path, reviews_csv: Path, always: bool) -> None:
+    executor = LosingExecutor(always=always)
+    outcome = tune(_options(tmp_path, reviews_csv, parallel=2, trials=2, pruner="none"), executor=executor)
+    assert executor.attempts == {"0000": 2, "0001": 2}
+    expected = TrialState.failed if always else TrialState.complete
+    assert [t.state for t in outcome.trials] == [expected] * 2 and outcome.study.spent.trials == 2
+    with Store(outcome.study.settings.db, create=False) as store:
+        for t in outcome.trials:
+            lost = [e for e in store.events(t.id) if e.kind == "requeued"]
+            assert len(lost) == 1 and lost[0].failure_kind == FailureKind.worker_lost
+            assert lost[0].message == "node died; retrying"
+    if always:
+        assert all(t.failure_kind == FailureKind.worker_lost for t in outcome.trials)
+
+
+def test_the_planners_see_the_trials_still_running(tmp_path: Path, reviews_csv: Path) -> None:
+    outcome = tune(_options(tmp_path, reviews_csv, parallel=1, trials=7, pruner="none"), executor=FakeExecutor())
+    study = outcome.study
+    running = outcome.trials[-1].model_copy(update={"state": TrialState.running, "objective": None})
+    trials = (*outcome.trials[:-1], running)
+    history = describe_history(trials, study.space, study.task)
+    assert "Running now" in history and f"#{running.number} [{running.source}] running" in history
+    view = PlannerView(study.task, study.space, study.profile, trials, seed=0)
+    optuna_study = OptunaProposer().study_from_history(view)
+    states = [t.state.name for t in optuna_study.trials]
+    assert states.count("RUNNING") == 1 and states.count("COMPLETE") == 6  # TPE's constant liar counts it
+
+
+@pytest.mark.slow
+def test_two_cpu_trials_one_ends_early_and_its_slot_is_refilled_while_the_other_trains(
+    tmp_path: Path, reviews_csv: Path, trial_env: dict[str, str]
+) -> None:
+    """Real MiniLM trials on 2 CPU slots: a long trial and two short ones; the second short one starts as soon as
+    the first ends, while the long one still trains."""
+    options = _options(tmp_path, reviews_csv, parallel=2, trials=3, max_rows=200, pruner="none")
+    seed_study(options, [tiny_config(epochs=5), tiny_config(epochs=1), tiny_config(epochs=1)])
+    with LocalExecutor(device="cpu", slots=2, env=trial_env) as executor:
+        assert executor.threads == max(1, len(os.sched_getaffinity(0)) // 2)
+        outcome = resume("par", db=options.db, executor=executor)
+    long, first, second = sorted(outcome.trials, key=lambda t: t.number)
+    assert [t.state for t in (long, first, second)] == [TrialState.complete] * 3, [t.message for t in outcome.trials]
+    assert first.started_at < long.finished_at  # the two ran at once
+    assert first.finished_at <= second.started_at < first.finished_at + 5  # refilled at once ...
+    assert second.finished_at < long.finished_at  # ... and done while the long one still trained

@@ -13,9 +13,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import executors.local
 from executors.base import StopTrial
 from executors.data import prepare_splits
-from executors.local import LocalExecutor
+from executors.local import LocalExecutor, visible_gpus
 from executors.predict import export_merged, load_adapter, predict
 from memory.records import FailureKind, TaskSpec, TrialConfig, TrialEvent, TrialState
 from tests.executors import faulty_worker
@@ -283,14 +284,14 @@ def test_standby_worker_takes_the_next_trial(reviews_csv: Path, tmp_path: Path, 
     task, config = review_task(reviews_csv), tiny(max_steps=2)
     with LocalExecutor(device="cpu", env=trial_env) as executor:
         executor.warm_up()
-        standby = executor._spare
+        standby = executor._spares.get("cpu")
         assert standby is not None
         ran_on: list[int] = []
         first = executor.run(task, config, tmp_path / "a", lambda e: ran_on.extend(executor.pids[:1]))
         assert first.state == TrialState.complete and ran_on[0] == standby.proc.pid
         second = executor.run(task, config, tmp_path / "b")
         assert second.state == TrialState.complete and second.objective == first.objective
-        spare = executor._spare
+        spare = executor._spares.get("cpu")
         assert spare is not None and spare.proc.poll() is None
     assert spare.proc.poll() is not None  # close() ended the standby worker
 
@@ -305,7 +306,7 @@ def test_a_standby_worker_outlives_the_thread_that_asked_for_it(tmp_path: Path) 
         asker = threading.Thread(target=executor.warm_up)
         asker.start()
         asker.join()
-        standby = executor._spare
+        standby = next(iter(executor._spares.values()), None)
         assert standby is not None
         try:
             standby.proc.wait(timeout=2)
@@ -313,3 +314,102 @@ def test_a_standby_worker_outlives_the_thread_that_asked_for_it(tmp_path: Path) 
             pass
         assert standby.proc.poll() is None, "the standby worker died with the thread that started it"
     assert standby.proc.poll() is not None  # close() ended it
+
+
+# --------------------------------------------------------------------------- devices and slots
+
+# A stand-in for `python -m executors.worker --standby`: it notes where it was placed, takes its job, and
+# finishes after a second, so two trials overlap.
+_PLACED_WORKER = """#!/bin/sh
+echo "gpu=$CUDA_VISIBLE_DEVICES threads=$AUTOGLM_THREADS omp=$OMP_NUM_THREADS args=$*" >> {log}
+read job
+sleep 1
+echo '{{"kind": "finished", "metrics": {{"macro_f1": 0.5}}}}'
+"""
+
+
+def _placed_worker(tmp_path: Path) -> tuple[Path, Path]:
+    log = tmp_path / "placed.log"
+    python = tmp_path / "python"
+    python.write_text(_PLACED_WORKER.format(log=log))
+    python.chmod(0o755)
+    return python, log
+
+
+def _run_at_once(executor: LocalExecutor, tmp_path: Path, n: int) -> list[TrialState]:
+    task = review_task(tmp_path / "unused.csv")
+    results: list[TrialState] = []
+    threads = [
+        threading.Thread(target=lambda i=i: results.append(executor.run(task, tiny(), tmp_path / f"t{i}").state))
+        for i in range(n)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return results
+
+
+def test_concurrent_trials_each_get_their_own_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    monkeypatch.setattr(executors.local, "cpu_cores", lambda: 16)
+    python, log = _placed_worker(tmp_path)
+    executor = LocalExecutor(device="auto", python=str(python), prewarm=False)
+    assert executor.placements() == ["cuda:3", "cuda:5"] and executor.capacity() == 2  # --parallel auto: 2
+    assert _run_at_once(executor, tmp_path, 2) == [TrialState.complete] * 2
+    placed = sorted(log.read_text().splitlines())
+    # Each pinned to one GPU, which it sees as cuda:0; the 16 cores split between the two slots.
+    assert placed == [
+        f"gpu={gpu} threads=8 omp=8 args=-m executors.worker --standby --device cuda:0" for gpu in ("3", "5")
+    ]
+
+
+def test_concurrent_cpu_trials_split_the_cores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(executors.local, "cpu_cores", lambda: 8)
+    python, log = _placed_worker(tmp_path)
+    executor = LocalExecutor(device="cpu", python=str(python), prewarm=False, slots=2)
+    assert executor.capacity() == 2  # --parallel auto on 8 cores: one trial per 4
+    assert _run_at_once(executor, tmp_path, 2) == [TrialState.complete] * 2
+    assert {line.split(" args=")[0] for line in log.read_text().splitlines()} == {"gpu= threads=4 omp=4"}
+    # The caller's own thread count wins.
+    log.unlink()
+    pinned = LocalExecutor(device="cpu", python=str(python), prewarm=False, slots=2, env={"AUTOGLM_THREADS": "3"})
+    assert _run_at_once(pinned, tmp_path, 1) == [TrialState.complete]
+    assert log.read_text().startswith("gpu= threads=3 omp=3 ")
+    monkeypatch.setattr(executors.local, "cpu_cores", lambda: 2)
+    assert LocalExecutor(device="cpu").capacity() == 1  # a small box still runs one trial
+
+
+@pytest.mark.parametrize("listed,gpus", [("0,1", ["0", "1"]), ("", []), ("2,-1,3", ["2"]), ("GPU-8f2e", ["GPU-8f2e"])])
+def test_visible_gpus_read_cuda_visible_devices(monkeypatch: pytest.MonkeyPatch, listed: str, gpus: list[str]) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", listed)
+    assert visible_gpus() == gpus
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_one_trial_per_gpu_at_once(reviews_csv: Path, tmp_path: Path, trial_env: dict[str, str]) -> None:
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    executor = LocalExecutor(device="auto", env=trial_env)
+    n = executor.capacity()
+    assert n == torch.cuda.device_count() and len(set(executor.placements())) == n
+    events: dict[int, list[TrialEvent]] = {i: [] for i in range(n)}
+    results: list[TrialState] = []
+    task = review_task(reviews_csv)
+
+    def run(i: int) -> None:
+        results.append(executor.run(task, tiny(max_steps=30), tmp_path / f"t{i}", events[i].append, 300).state)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    executor.close()
+    assert results == [TrialState.complete] * n
+    started = [e for i in events for e in events[i] if e.kind == "started"]
+    assert all((e.message or "").endswith("on cuda:0") for e in started)  # each sees only its own GPU
+    first_step = max(next(e.time for e in events[i] if e.kind == "progress") for i in events)
+    assert first_step < min(events[i][-1].time for i in events)  # every GPU trained at once
