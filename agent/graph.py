@@ -32,10 +32,12 @@ from typing import Any, TypedDict
 from langgraph.graph import END, START, StateGraph
 
 from agent.budget import BudgetTracker
+from agent.cost import CostModel
 from agent.proposers.base import BaseProposer, PlannerView
 from agent.pruning import TrialPruner
 from executors.base import BaseExecutor
 from memory.records import (
+    BaselineScore,
     BudgetSpent,
     DataProfile,
     FailureKind,
@@ -64,6 +66,7 @@ class StudyState(TypedDict, total=False):
     running: list[int]  # trial ids still in flight after it
     iterations: int
     stop_reason: str | None
+    unaffordable: str | None  # why the last proposals were not started: none fits the budget left
     report_path: str | None
 
 
@@ -107,7 +110,9 @@ class StudyContext:
     stopping: threading.Event = field(default_factory=threading.Event)  # set by stop_trials
     task: TaskSpec | None = None
     profile: DataProfile | None = None
+    baseline: BaselineScore | None = None  # the TF-IDF floor, scored while the task was read
     budget: BudgetTracker | None = None
+    cost: CostModel | None = None  # prices proposals, so one that cannot finish in the time left never starts
     # What the study holds until it ends (its lock); the caller closes it.
     held: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
@@ -148,10 +153,11 @@ def profile(ctx: StudyContext, state: StudyState) -> StudyState:
     """Fit the search space to the data and open the study in the store."""
     assert ctx.task is not None and ctx.profile is not None and ctx.make_space is not None
     space = ctx.make_space(ctx.task, ctx.profile)
-    run_dir = ctx.runs_dir / ctx.name
+    run_dir = (ctx.runs_dir / ctx.name).resolve()  # status, resume and report may run from another folder
     ctx.held.enter_context(study_lock(run_dir, ctx.name))
-    study = ctx.store.create_study(ctx.name, ctx.task, space, ctx.settings, str(run_dir), ctx.profile)
+    study = ctx.store.create_study(ctx.name, ctx.task, space, ctx.settings, str(run_dir), ctx.profile, ctx.baseline)
     ctx.budget = BudgetTracker(ctx.task.budget)
+    ctx.cost = CostModel(ctx.task, ctx.profile)
     return {"study_id": study.id, "iterations": 0}
 
 
@@ -167,9 +173,22 @@ def propose(ctx: StudyContext, state: StudyState) -> StudyState:
     if ctx.budget is not None:
         want = ctx.budget.admit(want, pending)
     proposed: list[int] = []
+    unaffordable = None
     if want > 0:
-        view = PlannerView(study.task, study.space, study.profile, tuple(trials), seed=study.task.seed)
+        # The held-out test scores are for the report alone: no proposer ever sees them.
+        unseen = tuple(t.model_copy(update={"test_metrics": {}}) for t in trials)
+        view = PlannerView(study.task, study.space, study.profile, unseen, seed=study.task.seed)
         proposals = ctx.proposer.propose(view, want)
+        if ctx.cost is not None and ctx.budget is not None:
+            ctx.cost.fit(trials)
+            priced = [(p, ctx.cost.estimate(p.config)) for p in proposals]
+            proposals = [p for p, cost in priced if ctx.budget.fits(cost.seconds)]
+            if priced and not proposals and pending == 0:
+                cheapest = min(cost.seconds for _, cost in priced)
+                unaffordable = (
+                    f"no proposal fits the time left: the cheapest needs ~{cheapest:.0f} s, "
+                    f"{ctx.budget.time_left() or 0:.0f} s are left"
+                )
         for p in proposals:
             record = ctx.store.add_trial(study.id, p.config, p.source, p.rationale, p.repairs)
             proposed.append(record.id)
@@ -178,7 +197,7 @@ def propose(ctx: StudyContext, state: StudyState) -> StudyState:
             if ctx.budget is not None:
                 ctx.budget.add_llm_tokens((call.prompt_tokens or 0) + (call.completion_tokens or 0))
     ctx.on_update(ctx.snapshot(study.id, "proposed"))
-    return {"proposed": proposed}
+    return {"proposed": proposed, "unaffordable": unaffordable}
 
 
 def execute(ctx: StudyContext, state: StudyState) -> StudyState:
@@ -268,7 +287,7 @@ def observe(ctx: StudyContext, state: StudyState) -> StudyState:
     elif ctx.budget is not None:
         stop = ctx.budget.exhausted()
     if stop is None and not state.get("proposed") and not state.get("finished"):
-        stop = "the search space is exhausted: every proposal repeats a tried config"
+        stop = state.get("unaffordable") or "the search space is exhausted: every proposal repeats a tried config"
     ctx.on_update(ctx.snapshot(study.id, stop or ""))
     return {"iterations": state.get("iterations", 0) + 1, "stop_reason": stop}
 

@@ -147,9 +147,12 @@ def study_detail(store: Store, name_or_id: str | int) -> dict[str, Any]:
             "number": best.number,
             "id": best.id,
             "objective": _plain(best.objective),
+            # chosen on the validation split, so its score there flatters it: the held-out test score is the honest one
+            "test_objective": _plain(best.test_metrics.get(task.metric)),
             "source": best.source,
             "adapter_dir": best.adapter_dir,
         },
+        "baseline": study.baseline.model_dump() if study.baseline else None,
         "trials": {state.value: counts.get(state.value, 0) for state in TrialState},
         "failures": dict(Counter(t.failure_kind.value for t in trials if t.failure_kind)),
         "sources": dict(Counter(t.source for t in trials)),

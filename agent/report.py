@@ -393,9 +393,8 @@ def best_section(r: ReportInputs) -> list[str]:
     lines = ["## Best trial", ""]
     if best is None:
         return lines + ["No trial completed.", ""]
+    lines += [*score_lines(r.study, best), ""]
     lines += [
-        f"Trial {best.number} ({best.source}): **{task.metric} = {best.objective:.4f}**",
-        "",
         f"Adapter (PEFT format): `{r.adapter}`" if r.adapter else "The adapter was not saved.",
         "",
         "| parameter | value |",
@@ -409,6 +408,38 @@ def best_section(r: ReportInputs) -> list[str]:
     extra = {k: v for k, v in best.metrics.items() if k != task.metric}
     if extra:
         lines += ["Other metrics: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in sorted(extra.items())), ""]
+    return lines
+
+
+def score_lines(study: StudyRecord, best: TrialRecord) -> list[str]:
+    """The chosen trial's honest score (held-out test) beside its validation score, and the gain over the floor.
+
+    The trial was chosen because it scored best on validation, so that number flatters it; the test split
+    was never seen by the planner. The TF-IDF floor shows whether a fine-tune was worth its cost at all.
+    """
+    metric = study.task.metric
+    test = best.test_metrics.get(metric)
+    if test is None:
+        lines = [
+            f"Trial {best.number} ({best.source}): **{metric} = {best.objective:.4f}** on the validation split "
+            "(no held-out test split: too few rows; pass --test FILE for an unbiased score)"
+        ]
+    else:
+        lines = [
+            f"Trial {best.number} ({best.source}): **{metric} = {test:.4f} on the held-out test split**, "
+            f"{best.objective:.4f} on the validation split it was chosen on"
+        ]
+    floor = study.baseline
+    if floor is not None:
+        mine, theirs, split = (test, floor.test, "test") if test is not None and floor.test is not None else (
+            best.objective, floor.validation, "validation")  # fmt: skip
+        gain = study.task.direction.sign * ((mine or 0.0) - theirs)
+        verdict = "beats" if gain > 0 else "does NOT beat"
+        lines.append(
+            f"- It {verdict} the TF-IDF + logistic regression floor on the {split} split: {theirs:.4f} "
+            f"({gain:+.4f}; the floor took {floor.seconds:.1f} s)"
+            + ("" if gain > 0 else ". A linear model is as good here: the fine-tune is not worth its cost yet")
+        )
     return lines
 
 

@@ -10,13 +10,29 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from memory.records import CategoricalParam, DataProfile, FloatParam, IntParam, Param, SearchSpace, TaskSpec, TaskType
+from memory.records import (
+    CategoricalParam,
+    DataProfile,
+    FloatParam,
+    IntParam,
+    Param,
+    SearchSpace,
+    TaskSpec,
+    TaskType,
+    TrialConfig,
+)
 
 DEFAULT_MODELS: dict[TaskType, tuple[str, ...]] = {
     TaskType.classification: ("sentence-transformers/all-MiniLM-L6-v2",),
     TaskType.token_classification: ("sentence-transformers/all-MiniLM-L6-v2",),
     TaskType.generation: ("HuggingFaceTB/SmolLM2-135M-Instruct",),
 }
+
+# A stronger, slower encoder (MPNet, 109M parameters against MiniLM's 22.7M: about 5x the price per trial)
+# joins the space when the time budget can pay for AFFORDABLE_TRIALS of its trials; a trial count alone says
+# nothing about time, so then the cheap model stays alone (name both with `models:` or --models to insist).
+STRONGER_MODEL = "sentence-transformers/all-mpnet-base-v2"
+AFFORDABLE_TRIALS = 4
 
 # The fewest optimizer steps the default start takes, where the data and the space allow it.
 MIN_START_STEPS = 200
@@ -62,7 +78,7 @@ DEFAULT_VALUES: dict[TaskType, dict[str, Any]] = {
 
 def default_space(task: TaskSpec, profile: DataProfile, models: tuple[str, ...] | None = None) -> SearchSpace:
     """Build the search space for `task` from its data profile."""
-    models = models or DEFAULT_MODELS[task.task_type]
+    models = models or default_models(task, profile)
     params: list[Param] = [
         CategoricalParam(name="model", choices=tuple(models)),
         FloatParam(name="learning_rate", low=1e-4, high=5e-3, log=True),
@@ -90,11 +106,27 @@ def default_space(task: TaskSpec, profile: DataProfile, models: tuple[str, ...] 
     return SearchSpace(params=tuple(params), fixed=fixed)
 
 
+def default_models(task: TaskSpec, profile: DataProfile | None) -> tuple[str, ...]:
+    """The task type's cheap default model, plus the stronger encoder when the time budget affords it."""
+    from agent.cost import CostModel
+    from executors.models import offline_models
+
+    models = DEFAULT_MODELS[task.task_type]
+    seconds = task.budget.max_seconds
+    # Not installed: the hub may have it, but a study that would download 440 MB must be asked for by name.
+    if task.task_type == TaskType.generation or not seconds or STRONGER_MODEL not in offline_models():
+        return models
+    stronger = TrialConfig(model=STRONGER_MODEL, **DEFAULT_VALUES[task.task_type])
+    if AFFORDABLE_TRIALS * CostModel(task, profile).estimate(stronger).seconds <= seconds:
+        return (*models, STRONGER_MODEL)
+    return models
+
+
 def default_values(task: TaskSpec, space: SearchSpace, profile: DataProfile | None = None) -> dict[str, Any]:
     """The known-good start for this task, fitted to the size of its data and into `space`."""
     wanted = dict(DEFAULT_VALUES[task.task_type])
     if task.task_type != TaskType.generation:  # a new, random head; an LM head is trained already
-        _enough_updates(wanted, space, _train_rows(task, profile))
+        _enough_updates(wanted, space, split_rows(task, profile)[0] if profile is not None else None)
     for p in space.params:
         if p.name not in wanted:
             wanted[p.name] = p.choices[0] if isinstance(p, CategoricalParam) else (p.low + p.high) / 2
@@ -103,13 +135,21 @@ def default_values(task: TaskSpec, space: SearchSpace, profile: DataProfile | No
     return space.repair({k: v for k, v in wanted.items() if space.param(k) is not None}).values
 
 
-def _train_rows(task: TaskSpec, profile: DataProfile | None) -> int | None:
-    """About how many rows the trials train on: the file's, capped by max_rows, less the held-out split."""
-    rows = profile.n_rows if profile is not None else 0
-    if not rows:
-        return None
-    rows = min(rows, task.max_rows or rows)
-    return rows if task.validation_path else round(rows * (1 - task.validation_fraction))
+MIN_ROWS_FOR_TEST = 100  # as executors.data: smaller data spares no test split
+
+
+def split_rows(task: TaskSpec, profile: DataProfile) -> tuple[int, int, int]:
+    """About how many (train, eval, test) rows the trials see: the file's, capped by max_rows, less what is held out.
+
+    The same arithmetic as `executors.data.prepare_splits`, from the profile alone (no data read).
+    """
+    rows = min(profile.n_rows, task.max_rows or profile.n_rows)
+    test = round(rows * task.test_fraction) if not task.test_path and rows >= MIN_ROWS_FOR_TEST else 0
+    rows -= test
+    held = max(1, round(rows * task.validation_fraction))
+    if task.validation_path:
+        return rows, held, test
+    return max(1, rows - held), held, test
 
 
 def _enough_updates(wanted: dict[str, Any], space: SearchSpace, train_rows: int | None) -> None:

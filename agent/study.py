@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import math
 import re
 import signal
 import tempfile
@@ -17,6 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from agent.budget import BudgetTracker
+from agent.cost import CostModel, TrialCost, duration_text
 from agent.graph import StudyContext, StudySnapshot, StudyState, build_graph, recursion_limit
 from agent.narrate import narrate_report
 from agent.overrides import apply_overrides, check_overrides
@@ -30,11 +32,13 @@ from agent.report import write_report
 from agent.space import default_space, default_values
 from agent.understand import Understood, profile_data, understand, with_label_count
 from executors.base import BaseExecutor
+from executors.baseline import tfidf_baseline
 from executors.data import prepare_splits
 from executors.local import LocalExecutor
-from executors.models import resolve_model
+from executors.models import parameter_count, resolve_model
 from memory.errors import UserError
 from memory.records import (
+    BaselineScore,
     CategoricalParam,
     DataProfile,
     PlannerCall,
@@ -112,7 +116,7 @@ def read_yaml(path: Path, what: str) -> Any:
 
 def resolve_data_paths(settings: dict[str, Any], base: Path) -> dict[str, Any]:
     """Relative data paths made relative to `base`, the folder of the file naming them: files travel with data."""
-    for key in ("data", "validation_data"):
+    for key in ("data", "validation_data", "test_data"):
         if isinstance(settings.get(key), str) and not Path(settings[key]).is_absolute():
             settings[key] = str((base / settings[key]).resolve())
     return settings
@@ -198,6 +202,7 @@ def read_task(
     common = dict(
         profile=profile,
         validation_data=options.validation_data,
+        test_data=options.test_data,
         budget=options.budget(),
         max_rows=options.max_rows,
         seed=options.seed,
@@ -209,10 +214,15 @@ def read_task(
             raise
         # The rules could not settle it (say, two label candidates): let the LLM pick, then check again.
         hint = refine_task(client, options.description, profile, {}, calls=calls)
-        filled = {k: v if v is not None else hint.get(k) for k, v in given.items()}
-        understood = understand(options.description, options.data, **common, **filled)
+        # Take as little of the LLM's answer as settles it: the label first (the usual ambiguity), then the rest.
+        filled = {**given, "label_column": given["label_column"] or hint.get("label_column")}
+        try:
+            understood = understand(options.description, options.data, **common, **filled)
+        except UserError:
+            filled = {k: v if v is not None else hint.get(k) for k, v in given.items()}
+            understood = understand(options.description, options.data, **common, **filled)
         for k in given:
-            if given[k] is None and hint.get(k) is not None:
+            if given[k] is None and filled[k] is not None:
                 understood.sources[k] = "LLM" + (f": {hint['rationale']}" if hint.get("rationale") else "")
     else:
         if client is not None:
@@ -245,6 +255,9 @@ class StudyPlan:
     opening: dict[str, Any]  # the first trial's values (the known-good default)
     train_rows: int
     eval_rows: int
+    test_rows: int  # held out from the planner; 0 when the data is too small to spare them
+    baseline: BaselineScore | None  # TF-IDF + logistic regression on the same splits (classification)
+    opening_cost: TrialCost  # the opening trial's predicted price
 
     def to_json(self) -> dict[str, Any]:
         """The plan as plain JSON, for `autoglm tune --dry-run --json`."""
@@ -252,7 +265,9 @@ class StudyPlan:
             "task": self.task.model_dump(mode="json"),
             "sources": self.sources,
             "notes": self.notes,
-            "rows": {"train": self.train_rows, "eval": self.eval_rows},
+            "rows": {"train": self.train_rows, "eval": self.eval_rows, "test": self.test_rows},
+            "baseline": self.baseline.model_dump(mode="json") if self.baseline else None,
+            "opening_cost": {"seconds": round(self.opening_cost.seconds, 1), "described": self.opening_cost.describe()},
             "space": self.space.model_dump(mode="json"),
             "opening_config": self.space.to_config(self.opening).model_dump(mode="json"),
         }
@@ -273,11 +288,55 @@ def plan_study(
     profile = with_label_count(profile, task)
     space = study_space(options, task, profile)
     _check_models(space)
+    cost = CostModel(task, profile)
+    opening = fit_opening(space, default_values(task, space, profile), cost, task.budget.max_seconds)
+    opening_cost = cost.estimate(space.to_config(opening))
     notes = [f"{field} from {source}" for field, source in understood.sources.items()] + notes
+    notes.append(f"opening trial: {opening_cost.describe()}")
+    if task.budget.max_seconds:
+        fit = int(task.budget.max_seconds // opening_cost.seconds)
+        notes.append(f"about {fit} trial(s) of that size fit in the time budget (the estimate is refitted per trial)")
+    elif task.budget.max_trials:
+        total = opening_cost.seconds * task.budget.max_trials
+        notes.append(f"{task.budget.max_trials} trial(s) of that size: ~{duration_text(total)}")
     return StudyPlan(
-        task, profile, understood.sources, notes, space, default_values(task, space, profile),
-        len(splits.train), len(splits.eval),
+        task, profile, understood.sources, notes, space, opening,
+        len(splits.train), len(splits.eval), len(splits.test), tfidf_baseline(task, splits), opening_cost,
     )  # fmt: skip
+
+
+def fit_opening(space: SearchSpace, opening: dict[str, Any], cost: CostModel, seconds: float | None) -> dict[str, Any]:
+    """The opening trial, made cheaper until it fits a time budget: shorter inputs, fewer epochs, the smaller model.
+
+    Raises:
+        UserError: not even the cheapest opening fits; the message says how much time or how few rows would.
+    """
+    if seconds is None:
+        return opening
+    values = dict(opening)
+    cheaper = {
+        "max_length": lambda p: min(p.choices) if isinstance(p, CategoricalParam) else p.low,
+        "epochs": lambda p: min(p.choices) if isinstance(p, CategoricalParam) else p.low,
+        "model": lambda p: min(p.choices, key=parameter_count) if isinstance(p, CategoricalParam) else None,
+    }
+    for name, cheapest in cheaper.items():
+        if cost.estimate(space.to_config(values)).seconds <= seconds:
+            return values
+        param = space.param(name)
+        if param is not None and cheapest(param) is not None:
+            values[name] = cheapest(param)
+    need = cost.estimate(space.to_config(values))
+    if need.seconds <= seconds:
+        return values
+    more_time = f"allow more time (--time {math.ceil(need.seconds * 1.5 / 60)}m)"
+    train_rows = cost.rows()[0]
+    rows = int(train_rows * (seconds - cost.start_seconds) / max(1.0, need.seconds - cost.start_seconds))
+    fewer_rows = f" or tune on fewer rows (--max-rows {rows})" if rows >= 100 else ""
+    raise UserError(
+        f"the time budget ({seconds:.0f} s) fits no trial: even the cheapest opening needs {need.describe()}; "
+        + more_time
+        + fewer_rows
+    )
 
 
 def _check_models(space: SearchSpace) -> None:
@@ -315,9 +374,12 @@ def tune(
 
     client = getattr(llm_proposer, "client", None)
 
+    planned: list[StudyPlan] = []
+
     def make_task() -> tuple[TaskSpec, DataProfile, list[str]]:
-        plan = plan_study(options, client, llm_proposer.calls if llm_proposer else None)
-        return plan.task, plan.profile, plan.notes
+        planned.append(plan_study(options, client, llm_proposer.calls if llm_proposer else None))
+        ctx.baseline = planned[0].baseline
+        return planned[0].task, planned[0].profile, planned[0].notes
 
     def make_space(task: TaskSpec, profile: DataProfile):  # noqa: ANN202
         return study_space(options, task, profile)
@@ -345,9 +407,8 @@ def tune(
 
         def make_space_and_proposer(task: TaskSpec, profile: DataProfile):  # noqa: ANN202
             space = make_space(task, profile)
-            ctx.proposer = _proposer(
-                store, study_ref, options, task, llm_proposer, default_values(task, space, profile)
-            )
+            opening = planned[0].opening if planned else default_values(task, space, profile)
+            ctx.proposer = _proposer(store, study_ref, options, task, llm_proposer, opening)
             return space
 
         ctx.make_space = make_space_and_proposer
@@ -402,6 +463,7 @@ def resume(
             calls=store.planner_calls(study.id),
             last_activity=store.last_activity(study.id),
         )
+        ctx.cost = CostModel(task, study.profile)
         outcome = _run(ctx, {"study_id": study.id, "iterations": 0}, study_ref)
         if requeued:
             outcome.warnings.append(f"{len(requeued)} interrupted trial(s) ran again")

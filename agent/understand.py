@@ -22,6 +22,7 @@ from executors.data import load_table
 from memory.errors import UserError
 from memory.records import (
     DEFAULT_METRIC,
+    DURATION_PATTERN,
     METRIC_DIRECTION,
     Budget,
     ColumnProfile,
@@ -35,16 +36,22 @@ TEXT_NAMES = (
     "text", "sentence", "review", "body", "content", "title", "question", "document", "snippet", "message", "sms",
     "tweet", "comment", "description", "headline", "subject", "utterance", "query", "txt", "abstract", "summary",
 )  # fmt: skip
-INSTRUCTION_KEYS = (("instruction", "output"), ("prompt", "response"), ("prompt", "completion"), ("input", "output"))
+INSTRUCTION_KEYS = (
+    ("instruction", "output"), ("prompt", "response"), ("prompt", "completion"), ("input", "output"),
+    ("document", "summary"), ("article", "summary"), ("text", "summary"), ("source", "target"),
+    ("question", "answer"), ("message", "reply"),
+)  # fmt: skip
+GENERATION_TARGETS = ("output", "response", "completion", "answer", "target", "summary", "reply")
 METRIC_WORDS = (
     (r"entity[- ]?(level )?f1", "entity_f1"),
     (r"rouge", "rouge_l"),
     (r"exact[- ]?match", "exact_match"),
-    (r"accuracy", "accuracy"),
+    (r"\bac+ur+a?c[yi]", "accuracy"),  # "acuracy", "accurracy": typos are common
     (r"\bloss\b", "eval_loss"),
     (r"\bf1\b|f-?score|macro", "macro_f1"),
 )
 MAX_PROFILE_ROWS = 200_000
+LABEL_NAMES = ("label", "labels", "class", "category", "target", "sentiment", "y")
 MAX_CLASSES = 50  # more distinct values than this is free text or an id, not a class label
 
 
@@ -126,6 +133,7 @@ def understand(
     label_column: str | None = None,
     metric: str | None = None,
     validation_data: str | Path | None = None,
+    test_data: str | Path | None = None,
     budget: Budget | None = None,
     max_rows: int | None = None,
     seed: int = 0,
@@ -151,7 +159,10 @@ def understand(
         return value
 
     kind = given_or(
-        "task_type", "--task", TaskType(task_type) if task_type else None, lambda: _infer_task_type(text, columns)
+        "task_type",
+        "--task",
+        TaskType(task_type) if task_type else None,
+        lambda: _infer_task_type(text, columns, profile.n_rows),
     )
     if kind == TaskType.token_classification:
         seqs = [c for c, info in columns.items() if info.kind == "sequence"]
@@ -172,13 +183,13 @@ def understand(
                 "token classification needs a column of tokens and one of BIO tags; pass --text and --label"
             )
     elif kind == TaskType.generation:
-        prompts = ("instruction", "prompt", "input", "question")
         label = given_or(
             "label_column",
             "--label",
             label_column,
             lambda: (_pick_generation_target(columns), "data: the output column"),
         )
+        prompts = [a for a, b in INSTRUCTION_KEYS if b == label] or ["instruction", "prompt", "input", "question"]
         inputs = given_or(
             "text_columns",
             "--text",
@@ -211,6 +222,7 @@ def understand(
         task_type=kind,
         train_path=str(Path(data).resolve()),
         validation_path=str(Path(validation_data).resolve()) if validation_data else None,
+        test_path=str(Path(test_data).resolve()) if test_data else None,
         text_columns=tuple(inputs),
         label_column=label,
         metric=chosen,
@@ -254,24 +266,65 @@ def _mostly_distinct(info: ColumnProfile, n_rows: int) -> bool:
     return filled >= 10 and info.n_unique >= 0.9 * filled
 
 
-def _infer_task_type(text: str, columns: dict[str, ColumnProfile]) -> tuple[TaskType, str]:
+def _infer_task_type(text: str, columns: dict[str, ColumnProfile], n_rows: int) -> tuple[TaskType, str]:
     if any(info.kind == "sequence" and info.bio_tags for info in columns.values()):
         return TaskType.token_classification, "data: a column of BIO tags"
     if any(re.search(w, text) for w in (r"\bner\b", r"named entit", r"token classif", r"\btag(ging)?\b")):
         if any(info.kind == "sequence" for info in columns.values()):
             return TaskType.token_classification, "description and a column of token lists"
-    names = set(columns)
-    if any(a in names and b in names for a, b in INSTRUCTION_KEYS):
-        return TaskType.generation, "data: instruction and output columns"
+    for prompt, target in INSTRUCTION_KEYS:
+        # A short, repeated "answer" column is a class label, not text to generate.
+        if prompt in columns and target in columns and _free_text(columns[target], n_rows):
+            return TaskType.generation, f"data: {prompt} and {target} columns"
     return TaskType.classification, "default: a text column and a class column"
 
 
 def _pick_generation_target(columns: dict[str, ColumnProfile]) -> str | None:
-    return next((c for c in ("output", "response", "completion", "answer", "target") if c in columns), None)
+    return next((c for c in GENERATION_TARGETS if c in columns), None)
+
+
+def _free_text(info: ColumnProfile, n_rows: int) -> bool:
+    """Sentences, or a value in most rows: text to read or write, not a class."""
+    return info.kind == "text" and (info.mean_words >= 4 or info.n_unique >= 0.5 * max(1, n_rows - info.missing))
+
+
+# A column named just after these words is ruled out: "not the headline", "ignore sku", "rather than queue".
+_NEGATED_BEFORE = re.compile(
+    r"(?:\bnot\b|\bno\b|n't|\bignore\b|\bwithout\b|\bexcept\b|\bexcluding\b|rather than|instead of|\bskip\b|"
+    r"\bdrop\b|\bexclude\b|leave out)\W+(?:\w+\W+)?$"
+)
+_NEGATED_AFTER = re.compile(
+    r"^\W*(?:is|are)\s+(?:just|only)\s+(?:an?\s+)?(?:id|identifier|key)\b|^[^.;]{0,30}\bignore (?:it|them)\b"
+)
+# A column named as an input: "from the headline", "use the body", "title and review", "the subject line only".
+_INPUT_BEFORE = re.compile(
+    r"(?:\bfrom|\buse|\busing|\buses|\bwith|based on|\bgiven|\bonly|\band|\bplus|[+&,])\W+(?:the\W+)?$"
+)
+_INPUT_AFTER = re.compile(r"^\W*(?:only|column|field|text|line|and|\+|&)\b")
+
+
+def _occurrences(text: str, name: str) -> list[re.Match[str]]:
+    """Where `name` appears as a word, plural included ("queues" names the column queue)."""
+    return list(re.finditer(rf"(?<![\w]){re.escape(name.lower())}(?:e?s)?(?![\w])", text))
+
+
+def _negated(text: str, name: str) -> bool:
+    return any(
+        _NEGATED_BEFORE.search(text[max(0, m.start() - 30) : m.start()]) or _NEGATED_AFTER.search(text[m.end() :])
+        for m in _occurrences(text, name)
+    )
 
 
 def _mentioned(text: str, name: str) -> bool:
-    return re.search(rf"(?<![\w]){re.escape(name.lower())}(?![\w])", text) is not None
+    """The description names `name`, and does not rule it out."""
+    return bool(_occurrences(text, name)) and not _negated(text, name)
+
+
+def _named_as_input(text: str, name: str) -> bool:
+    return _mentioned(text, name) and any(
+        _INPUT_BEFORE.search(text[max(0, m.start() - 20) : m.start()]) or _INPUT_AFTER.search(text[m.end() :])
+        for m in _occurrences(text, name)
+    )
 
 
 # "the answer column is is_spam", "label column: queue", "predict the `queue` column", "by their queue column"
@@ -302,6 +355,9 @@ def _pick_label(text: str, columns: dict[str, ColumnProfile], exclude: set[str],
     named = _named_label(text, columns)
     if named and named[0] not in exclude:
         return named[0], f"description: {named[1]!r}"
+    for c, info in columns.items():  # named in prose but not a usable class column: say why, do not pick another
+        if c not in exclude and _mentioned(text, c) and not _free_text(info, n_rows) and info.n_unique > MAX_CLASSES:
+            check_label(c, info, n_rows)
     candidates = [
         c
         for c, info in columns.items()
@@ -312,10 +368,16 @@ def _pick_label(text: str, columns: dict[str, ColumnProfile], exclude: set[str],
         and not _mostly_distinct(info, n_rows)
     ]
     if not candidates:
+        for c in LABEL_NAMES:  # a column called a label that cannot be one: say what is wrong with it
+            if c in columns and c not in exclude:
+                check_label(c, columns[c], n_rows)
         raise UserError(
             f"no column looks like a class label (2 to {MAX_CLASSES} distinct values, repeated across rows); "
             f"pass --label COLUMN (columns: {', '.join(columns)})"
         )
+    # A column named like text (a title, a subject) is an input unless the description calls it the label.
+    if len(candidates) > 1:
+        candidates = [c for c in candidates if c.lower() not in TEXT_NAMES or _mentioned(text, c)] or candidates
     mentioned = [c for c in candidates if _mentioned(text, c)]
     if len(mentioned) == 1:
         return mentioned[0], f"description: names the column {mentioned[0]!r}"
@@ -331,27 +393,36 @@ def _pick_label(text: str, columns: dict[str, ColumnProfile], exclude: set[str],
 
 
 def _pick_text_columns(text: str, columns: dict[str, ColumnProfile], label: str) -> tuple[list[str], str]:
-    texts = [c for c, info in columns.items() if c != label and info.kind == "text"]
-    named = [c for c in texts if _mentioned(text, c)]
+    texts = [c for c, info in columns.items() if c != label and info.kind == "text" and not _negated(text, c)]
+    named = [c for c in texts if _named_as_input(text, c)]
     if named:
         return named, "description: names " + ", ".join(map(repr, named))
-    # Free text is long and mostly unique; ids and names are short.
-    long = [c for c in texts if columns[c].mean_words >= 4 and columns[c].n_unique > 20]
-    if long:
-        return sorted(long, key=lambda c: -columns[c].mean_chars), "data: the long, mostly distinct text"
-    by_name = [c for c in texts if c.lower() in TEXT_NAMES]
-    if by_name:
-        return by_name, "data: named like text"
+    # Free text is long and mostly unique; a column named like text (a title, a subject) says as much.
+    long = {c for c in texts if columns[c].mean_words >= 4 and columns[c].n_unique > 20}
+    by_name = {c for c in texts if c.lower() in TEXT_NAMES and columns[c].n_unique > 1}
+    if long or by_name:
+        return [c for c in texts if c in long | by_name], "data: the free-text columns"
     if len(texts) == 1 and columns[texts[0]].n_unique > 1:
         return texts, "data: the only text column besides the label"
+    blank = [c for c in texts if columns[c].n_unique <= 1 and not "".join(columns[c].samples).strip()]
+    if blank:
+        raise UserError(
+            f"the text column {blank[0]!r} is empty in every row, so nothing is left to learn from after cleaning; "
+            "fill it, or pass --text with the column that holds the text"
+        )
     raise UserError(f"no column looks like input text; pass --text COLUMN (columns: {', '.join(columns)})")
 
 
 # Words that rule a metric out when they come just before it: "don't optimise accuracy", "rather than accuracy".
 _NEGATION = re.compile(
     r"(?:\bnot\b|n't|\bno\b|\bnever\b|rather than|instead of|other than|\bavoid\w*|\bexcept\b|\bover\b|"
-    r"\bbeyond\b|\bignore\b|\bwithout\b)[^.;,!?]{0,30}$"
+    r"\bbeyond\b|\bignore\b|\bwithout\b|more than|less than)[^.;,!?]{0,30}$"
 )
+_NEGATED_METRIC_AFTER = re.compile(
+    r"^\W*(?:is not|isn't|does not|doesn't|is secondary|matters less|is misleading|is useless)\b"
+)
+_OPTIMISE = re.compile(r"(?:optimi[sz]e|maximi[sz]e|minimi[sz]e|target|judged? (?:by|on)|score[sd]? (?:by|on)|"
+                       r"care about|focus on|measured? (?:by|on)|in terms of)\W+(?:\w+\W+){0,3}$")  # fmt: skip
 _RARE_CLASS = re.compile(
     r"\brare\b|\brarer\b|minority|imbalanc|unbalanc|skew|few (?:positive|examples)|every class (?:counts|matters)"
 )
@@ -360,18 +431,23 @@ IMBALANCE_RATIO = 3  # the largest class this many times the smallest: accuracy 
 
 def _infer_metric(text: str, kind: TaskType, label: ColumnProfile | None) -> tuple[str, str]:
     ruled_out: list[str] = []
+    usable: list[tuple[bool, int, str, str]] = []  # (asked to optimise it, position, metric, words)
     for pattern, metric in METRIC_WORDS:
         for m in re.finditer(pattern, text):
-            if _NEGATION.search(text[: m.start()]):
+            if _NEGATION.search(text[: m.start()]) or _NEGATED_METRIC_AFTER.search(text[m.end() :]):
                 ruled_out.append(metric)
                 continue
             if metric == "macro_f1" and kind == TaskType.token_classification:
-                return "entity_f1", f"description: {m.group(0)!r}"
+                metric = "entity_f1"
             if metric in ("macro_f1", "accuracy") and kind == TaskType.generation:
                 continue
             if metric == "entity_f1" and kind != TaskType.token_classification:
                 continue
-            return metric, f"description: {m.group(0)!r}"
+            asked = bool(_OPTIMISE.search(text[max(0, m.start() - 30) : m.start()]))
+            usable.append((asked, -m.start(), metric, m.group(0)))
+    if usable:  # the one the user says to optimise, else the first named
+        _, _, metric, words = max(usable)
+        return metric, f"description: {words!r}"
     default = DEFAULT_METRIC[kind]
     if kind != TaskType.classification:
         return default, "default for the task type"
@@ -385,32 +461,52 @@ def _infer_metric(text: str, kind: TaskType, label: ColumnProfile | None) -> tup
     return default, "default for classification"
 
 
+_UNITS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _NUMBER_WORDS = {
-    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
-    "twelve": 12, "fifteen": 15, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "ninety": 90, "a": 1, "an": 1,
+    **{w: i for i, w in enumerate(_UNITS, start=1)},
+    "ten": 10, "eleven": 11, "twelve": 12, "fifteen": 15, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50,
+    "sixty": 60, "ninety": 90, "a": 1, "an": 1,
 }  # fmt: skip
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
 _NUM = r"(\d+(?:\.\d+)?)"
+_TRIAL_WORDS = r"(?:trials?|runs?|experiments?|attempts?|configs?|configurations?)"
+_PHRASES = (  # spoken durations, rewritten to the one grammar before it is read
+    (r"\b(?:an|one) hour and a half\b", "90 minutes"),
+    (r"\bhalf an hour\b", "30 minutes"),
+    (r"\ba quarter of an hour\b", "15 minutes"),
+    (r"\b(\d+) and a half hours\b", r"\1.5 hours"),
+)
+# A duration that is about the data, not the study: "customers expect a reply within 4 hours".
+_NOT_A_BUDGET = re.compile(r"(?:repl(?:y|ies)|respon\w*|resolv\w*|answer\w*|deliver\w*|arriv\w*|ship\w*)\s+\w*\s*$")
 
 
 def _digits(text: str) -> str:
-    """Number words as digits ("two GPU-hours" -> "2 GPU-hours", "an hour" -> "1 hour")."""
+    """Number words as digits ("two GPU-hours" -> "2 GPU-hours", "twenty-five trials" -> "25 trials")."""
+    text = re.sub(rf"\b({'|'.join(_TENS)})[- ]({'|'.join(_UNITS)})\b",
+                  lambda m: str(_TENS[m.group(1)] + _NUMBER_WORDS[m.group(2)]), text)  # fmt: skip
     words = "|".join(_NUMBER_WORDS)
-    return re.sub(rf"\b({words})\b(?=\s+(?:[a-z]+[- ])?(?:trials?|hours?|minutes?|mins?|seconds?))",
+    return re.sub(rf"\b({words})\b(?=\s+(?:[a-z]+[- ])?(?:{_TRIAL_WORDS[3:-1]}|hours?|minutes?|mins?|seconds?))",
                   lambda m: str(_NUMBER_WORDS[m.group(1)]), text)  # fmt: skip
 
 
 def parse_budget(text: str) -> Budget | None:
-    """Read a budget from words like "20 trials", "within 1h30m", "an hour" or "two GPU-hours"."""
-    text = _digits(text.lower())
-    trials = re.search(_NUM + r"\s*trials?\b", text)
-    device = re.search(_NUM + r"\s*(gpu|device)[- ]?hours?\b", text)
+    """Read a budget from words like "20 trials", "within 1h30m", "half an hour" or "two GPU-hours"."""
+    text = text.lower()
+    for pattern, replacement in _PHRASES:
+        text = re.sub(pattern, replacement, text)
+    text = _digits(text)
+    trials = re.search(_NUM + r"\s*" + _TRIAL_WORDS + r"\b", text)
+    device = re.search(_NUM + r"\s*(?:gpu|device)[- ]?hours?\b|" + _NUM + r"\s*hours? of (?:gpu|device) time", text)
     found: dict[str, Any] = {}
     if trials:
         found["max_trials"] = int(float(trials.group(1)))
     if device:
-        found["max_device_hours"] = float(device.group(1))
-    elif (seconds := find_duration(text)) is not None:
-        found["max_seconds"] = seconds
+        found["max_device_hours"] = float(device.group(1) or device.group(2))
+    else:
+        for match in DURATION_PATTERN.finditer(text):
+            if not _NOT_A_BUDGET.search(text[max(0, match.start() - 40) : match.start()].removesuffix("within ")):
+                found["max_seconds"] = find_duration(match.group(0))
+                break
     return Budget(**found) if found else None
 
 
@@ -427,6 +523,7 @@ def describe(spec: TaskSpec) -> list[tuple[str, str]]:
         ("task", spec.task_type.value),
         ("data", spec.train_path + (f" (seeded subset of {spec.max_rows} rows)" if spec.max_rows else "")),
         ("validation", spec.validation_path or f"seeded {spec.validation_fraction:.0%} split of the data"),
+        ("test", spec.test_path or f"seeded {spec.test_fraction:.0%} held out from the planner (100+ rows)"),
         ("input", ", ".join(spec.text_columns)),
         ("label", spec.label_column),
         ("metric", f"{spec.metric} ({spec.direction.value})"),

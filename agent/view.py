@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agent.report import LEADERBOARD_PARAMS, _fmt, best_so_far
-from agent.space import _train_rows
+from agent.space import split_rows
 from executors.tasks import steps_per_epoch
 from memory.records import Budget, BudgetSpent, StudyRecord, TrialEvent, TrialRecord, TrialState, best_trial
 
@@ -104,7 +104,7 @@ def total_steps(study: StudyRecord, config: Any) -> int | None:
     """The optimizer steps a trial takes, as training computes them, from its config and the data's size."""
     if config.max_steps:
         return config.max_steps
-    rows = _train_rows(study.task, study.profile)
+    rows = split_rows(study.task, study.profile)[0] if study.profile is not None else None
     if not rows:
         return None
     return max(1, math.ceil(config.epochs * steps_per_epoch(rows, config.batch_size, config.grad_accum)))

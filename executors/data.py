@@ -23,6 +23,7 @@ from memory.errors import DataError
 from memory.records import TaskSpec, TaskType, TrialConfig
 
 MAX_LABELS = 1000
+MIN_ROWS_FOR_TEST = 100  # below this a test split would leave too little to train on and score by
 _COMPRESSION = {".bz2", ".gz", ".xz", ".zst", ".zip"}
 _CONLL_SUFFIXES = {".conll", ".conllu", ".bio", ".iob", ".tsv_ner", ".txt"}
 
@@ -264,11 +265,16 @@ def check_labels(df: pd.DataFrame, task: TaskSpec, source: str = "the data") -> 
 
 @dataclass(frozen=True)
 class Splits:
-    """The cleaned train and eval rows of a task, and its label set (empty for generation)."""
+    """The cleaned train, eval and test rows of a task, and its label set (empty for generation).
+
+    `eval` scores every trial for the planner; `test` (possibly empty: too little data) is held out
+    from the planner and scores only the report's numbers.
+    """
 
     train: pd.DataFrame
     eval: pd.DataFrame
     labels: list[str]
+    test: pd.DataFrame
 
 
 def _strata(df: pd.DataFrame, task: TaskSpec) -> np.ndarray | None:
@@ -311,28 +317,38 @@ def prepare_splits(task: TaskSpec, config: TrialConfig | None = None) -> Splits:
     if task.max_rows is not None and len(train) > task.max_rows:
         keep = _pick_rows(len(train), task.max_rows, _strata(train, task), task.seed)
         train = train.iloc[keep].reset_index(drop=True)
+    if task.test_path:
+        test = clean_table(load_table(task.test_path), task, Path(task.test_path).name)
+    elif task.test_fraction > 0 and len(train) >= MIN_ROWS_FOR_TEST:
+        test, train = _hold_out(train, round(len(train) * task.test_fraction), task, task.seed + 1)
+    else:  # too little data to spare a test split: the report says so
+        test = train.iloc[:0]
     if task.validation_path:
         eval_df = clean_table(load_table(task.validation_path), task, Path(task.validation_path).name)
     else:
         if len(train) < 4:
             raise DataError(f"only {len(train)} usable rows; a train/eval split needs at least 4 - add data")
         n_eval = min(max(1, round(len(train) * task.validation_fraction)), len(train) - 1)
-        eval_idx = _pick_rows(len(train), n_eval, _strata(train, task), task.seed)
-        mask = np.zeros(len(train), dtype=bool)
-        mask[eval_idx] = True
-        eval_df = train[mask].reset_index(drop=True)
-        train = train[~mask].reset_index(drop=True)
+        eval_df, train = _hold_out(train, n_eval, task, task.seed)
     labels = check_labels(train, task, Path(task.train_path).name)
     if task.task_type == TaskType.classification:
-        unseen = sorted(set(eval_df[task.label_column]) - set(labels))
-        if unseen:
-            raise DataError(
-                f"validation labels {unseen[:5]} never occur in the training data; "
-                "add training rows for them or drop them from the validation file"
-            )
+        for name, held in (("validation", eval_df), ("test", test)):
+            unseen = sorted(set(held[task.label_column]) - set(labels))
+            if unseen:
+                raise DataError(
+                    f"{name} labels {unseen[:5]} never occur in the training data; "
+                    f"add training rows for them or drop them from the {name} file"
+                )
     if config is not None:
         _check_columns(train, feature_columns(task, config), Path(task.train_path).name)
-    return Splits(train=train, eval=eval_df, labels=labels)
+    return Splits(train=train, eval=eval_df, labels=labels, test=test)
+
+
+def _hold_out(df: pd.DataFrame, k: int, task: TaskSpec, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(k held-out rows, the rest), picked by `_pick_rows` (seeded, stratified by class where it can be)."""
+    mask = np.zeros(len(df), dtype=bool)
+    mask[_pick_rows(len(df), k, _strata(df, task), seed)] = True
+    return df[mask].reset_index(drop=True), df[~mask].reset_index(drop=True)
 
 
 def feature_columns(task: TaskSpec, config: TrialConfig) -> tuple[str, ...]:

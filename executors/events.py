@@ -11,10 +11,11 @@ from memory.records import TrialEvent
 class TrialFailure(Exception):
     """A trial ended in a known way (NaN loss, ...); the worker turns it into a `failed` event."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, metrics: dict[str, float] | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
+        self.metrics = metrics or {}  # what the trial measured before it failed (a degenerate one's scores)
 
 
 class EventWriter:
@@ -25,8 +26,9 @@ class EventWriter:
 
     def emit(self, kind: str, **fields: Any) -> TrialEvent:
         clean = {k: _finite_or_none(v) for k, v in fields.items() if v is not None}
-        if "metrics" in clean:
-            clean["metrics"] = {k: float(v) for k, v in clean["metrics"].items() if _is_finite(v)}
+        for key in ("metrics", "test_metrics"):
+            if key in clean:
+                clean[key] = {k: float(v) for k, v in clean[key].items() if _is_finite(v)}
         event = TrialEvent(kind=kind, **clean)  # type: ignore[arg-type]
         self.stream.write(event.model_dump_json(exclude_none=True) + "\n")
         self.stream.flush()

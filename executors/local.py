@@ -305,6 +305,7 @@ class LocalExecutor(BaseExecutor):
             state=TrialState.complete,
             objective=objective,
             metrics=dict(final.metrics),
+            test_metrics=dict(final.test_metrics),
             durations=dict(final.durations),
             peak_memory_mb=final.peak_memory_mb,
             adapter_dir=final.adapter_dir,

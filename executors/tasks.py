@@ -249,6 +249,9 @@ class ClassificationHandler(TaskHandler):
             "macro_f1": float(f1_score(gold, preds, average="macro", zero_division=0)),
             "accuracy": float(accuracy_score(gold, preds)),
             "eval_loss": total / max(1, len(gold)),
+            # How many classes it predicts, against how many there are: 1 of 2 is a collapsed head.
+            "predicted_classes": float(len(set(preds))),
+            "gold_classes": float(len(set(gold))),
         }
 
 
@@ -355,6 +358,9 @@ class TokenClassificationHandler(TaskHandler):
             "entity_recall": float(recall_score(gold, pred, zero_division=0)),
             "accuracy": float(accuracy_score(gold, pred)),
             "eval_loss": total / max(1, count),
+            # Tags other than O it predicts, against the gold ones: none at all is a collapse to all-O.
+            "predicted_entity_tags": float(sum(t != "O" for tags in pred for t in tags)),
+            "gold_entity_tags": float(sum(t != "O" for tags in gold for t in tags)),
         }
 
 

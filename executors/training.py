@@ -32,7 +32,7 @@ from executors.tasks import Example, TaskHandler, make_handler, steps_per_epoch,
 from memory.records import AdapterMeta, TaskSpec, TrialConfig
 
 META_FILE = "autoglm.json"
-TOKENIZED_VERSION = 2  # bump when encoding or splitting changes, so old caches are not reused (2: sklearn splits)
+TOKENIZED_VERSION = 3  # bump when encoding or splitting changes, so old caches are not reused (3: a test split)
 DIVERGENCE_FACTOR = 4.0  # a logged loss this many times the first one means the run diverged
 
 
@@ -98,8 +98,8 @@ def tokenized_key(task: TaskSpec, config: TrialConfig, model_path: str) -> str:
 
 def load_examples(
     task: TaskSpec, config: TrialConfig, handler: TaskHandler, model_path: str
-) -> tuple[list[Example], list[Example]]:
-    """Encoded train and eval examples, from the on-disk cache when this exact encoding exists."""
+) -> tuple[list[Example], list[Example], list[Example]]:
+    """Encoded train, eval and test examples, from the on-disk cache when this exact encoding exists."""
     path = cache_dir() / "tokenized" / f"{tokenized_key(task, config, model_path)}.pkl"
     if path.exists() and os.environ.get("AUTOGLM_NO_CACHE") != "1":
         try:
@@ -107,20 +107,22 @@ def load_examples(
                 cached = pickle.load(f)
             handler.labels = cached["labels"]
             handler.on_labels()
-            return cached["train"], cached["eval"]
+            return cached["train"], cached["eval"], cached["test"]
         except (OSError, pickle.UnpicklingError, EOFError, KeyError):
             pass  # a corrupt cache is rebuilt below
     splits = prepare_splits(task, config)
     handler.labels = splits.labels
     handler.on_labels()
     train, evals = handler.encode(splits.train, train=True), handler.encode(splits.eval, train=False)
+    test = handler.encode(splits.test, train=False) if len(splits.test) else []
     path.parent.mkdir(parents=True, exist_ok=True)
     # Write then rename: a trial killed mid-write never leaves a truncated cache.
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(fd, "wb") as f:
-        pickle.dump({"labels": splits.labels, "train": train, "eval": evals}, f, protocol=pickle.HIGHEST_PROTOCOL)
+        cached = {"labels": splits.labels, "train": train, "eval": evals, "test": test}
+        pickle.dump(cached, f, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(tmp, path)
-    return train, evals
+    return train, evals, test
 
 
 # --------------------------------------------------------------------------- batching
@@ -223,7 +225,7 @@ def run_trial(task: TaskSpec, config: TrialConfig, trial_dir: Path, device_name:
         model_path = resolve_model(config.model)
         handler.load_tokenizer(model_path)
     with timed(durations, "tokenize"):
-        train, evals = load_examples(task, config, handler, model_path)
+        train, evals, test = load_examples(task, config, handler, model_path)
     autocast, amp_dtype = _autocast(device)
     with timed(durations, "load"):
         # Base weights in half precision on GPUs (LoRA weights stay fp32), fp32 on CPU.
@@ -327,16 +329,38 @@ def run_trial(task: TaskSpec, config: TrialConfig, trial_dir: Path, device_name:
         epoch += 1
     durations["train"] = time.perf_counter() - train_start - eval_time
     durations["eval"] = eval_time
+    if reason := degenerate(metrics):
+        raise TrialFailure("degenerate", reason, metrics)
+    test_metrics: dict[str, float] = {}
+    if test:  # the held-out rows the planner never sees: scored once, for the report
+        with timed(durations, "test"), autocast():
+            test_metrics = handler.evaluate(model, test, device)
     adapter_dir = save_adapter(model, handler, config, model_path, trial_dir / "adapter")
     metrics["train_loss"] = loss_sum / max(1, loss_count)
     events.emit(
         "finished",
         step=step,
         metrics=metrics,
+        test_metrics=test_metrics,
         durations={k: round(v, 3) for k, v in durations.items()},
         peak_memory_mb=round(peak_memory_mb(device), 1),
         adapter_dir=str(adapter_dir),
     )
+
+
+def degenerate(metrics: dict[str, float]) -> str | None:
+    """Why the final predictions are degenerate (one class for every row, no entity at all), or None.
+
+    Such a model scores like a constant; it is failed, not ranked, so it can never be reported as the best.
+    """
+    if metrics.get("gold_classes", 0) >= 2 and metrics.get("predicted_classes") == 1:
+        return (
+            "degenerate: it predicts one class for every eval row (the majority class, most likely); "
+            "more optimizer steps or a higher learning rate usually fix it"
+        )
+    if metrics.get("gold_entity_tags", 0) > 0 and metrics.get("predicted_entity_tags") == 0:
+        return "degenerate: it tags every token O and finds no entity; more steps or a higher learning rate may help"
+    return None
 
 
 def _check_loss(loss: float, first: float | None, step: int) -> None:

@@ -126,7 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         if kind == "error":
             traceback.print_exc(file=sys.stderr)
         message = str(error) if kind != "error" else f"{type(error).__name__}: {error}"
-        events.emit("failed", failure_kind=kind, message=message.strip()[:2000] or type(error).__name__)
+        events.emit(
+            "failed",
+            failure_kind=kind,
+            message=message.strip()[:2000] or type(error).__name__,
+            metrics=getattr(error, "metrics", None) or None,
+        )
         return 1
     return 0
 

@@ -164,3 +164,10 @@ def m001_initial(db: Database) -> None:
 def m002_study_spent_at(db: Database) -> None:
     """When a study's `spent` was last saved, so resume can count time a crash left unsaved."""
     db.table("studies").add_column("spent_at", float)
+
+
+@migration
+def m003_test_scores_and_baseline(db: Database) -> None:
+    """Each trial's score on the held-out test split, and the study's TF-IDF + logistic regression floor."""
+    db.table("trials").add_column("test_metrics", str)
+    db.table("studies").add_column("baseline", str)

@@ -120,6 +120,8 @@ class TaskSpec(_Record):
     metric: str
     direction: Direction
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
+    # Held out before anything else when there is no test_path; the planner never sees its scores.
+    test_fraction: float = Field(default=0.15, ge=0, lt=1)
     max_rows: int | None = Field(default=None, ge=10)  # seeded subset, for fast demos
     seed: int = 0
     budget: Budget = Budget(max_trials=10)
@@ -384,6 +386,7 @@ class FailureKind(str, Enum):
     timeout = "timeout"
     data_error = "data_error"
     worker_lost = "worker_lost"
+    degenerate = "degenerate"  # it trained, but predicts one class (or no entity) for every row
     error = "error"
 
 
@@ -404,6 +407,7 @@ class TrialEvent(_Record):
     grad_norm: float | None = None
     samples_per_second: float | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
+    test_metrics: dict[str, float] = Field(default_factory=dict)  # finished: the held-out test split's scores
     durations: dict[str, float] = Field(default_factory=dict)  # load, tokenize, train, eval
     peak_memory_mb: float | None = None
     adapter_dir: str | None = None
@@ -417,6 +421,7 @@ class TrialResult(_Record):
     state: TrialState
     objective: float | None = None  # the task metric, None unless complete
     metrics: dict[str, float] = Field(default_factory=dict)
+    test_metrics: dict[str, float] = Field(default_factory=dict)  # for the report only: never shown to a proposer
     durations: dict[str, float] = Field(default_factory=dict)
     peak_memory_mb: float | None = None
     adapter_dir: str | None = None
@@ -443,6 +448,7 @@ class TrialRecord(_Record):
     state: TrialState
     objective: float | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
+    test_metrics: dict[str, float] = Field(default_factory=dict)  # for the report only: never shown to a proposer
     durations: dict[str, float] = Field(default_factory=dict)
     peak_memory_mb: float | None = None
     adapter_dir: str | None = None
@@ -486,6 +492,15 @@ class PlannerCall(_Record):
 # --------------------------------------------------------------------------- study
 
 StudyStatus = Literal["running", "interrupted", "complete", "failed"]
+
+
+class BaselineScore(_Record):
+    """A cheap model scored on the study's own splits: what a fine-tune has to beat to be worth it."""
+
+    name: str  # e.g. "tfidf_logreg"
+    validation: float  # the task metric on the validation split
+    test: float | None = None  # and on the held-out test split, when there is one
+    seconds: float = 0.0  # to fit and score it
 
 
 class BudgetSpent(_Record):
@@ -555,6 +570,7 @@ class TuneOptions(_Record):
     description: str = ""
     data: str = ""  # training data: CSV, JSONL, Parquet or CoNLL
     validation_data: str | None = None  # a separate validation file; None: a seeded split of `data`
+    test_data: str | None = None  # a separate test file; None: a seeded held-out split of `data`
     task_type: TaskType | None = None  # None: inferred from the description and data
     text_columns: tuple[str, ...] | None = None
     label: str | None = None
@@ -647,6 +663,7 @@ class StudyRecord(_Record):
     spent_at: float | None = None  # when `spent` was last saved: resume counts activity after it
     warm_start_from: tuple[str, ...] = ()  # names of the past studies the warm start drew from
     best_trial_id: int | None = None
+    baseline: BaselineScore | None = None  # the floor a fine-tune must beat on the same splits
 
 
 # --------------------------------------------------------------------------- adapter

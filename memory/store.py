@@ -32,6 +32,7 @@ from sqlite_utils import Database
 from memory import migrations
 from memory.errors import StoreError
 from memory.records import (
+    BaselineScore,
     BudgetSpent,
     DataProfile,
     PlannerCall,
@@ -293,6 +294,7 @@ class Store:
         settings: TuneOptions,
         run_dir: str,
         profile: DataProfile | None = None,
+        baseline: BaselineScore | None = None,
     ) -> StudyRecord:
         """Record a new running study. Raises StoreError if the name is taken."""
         name = name.strip()
@@ -322,6 +324,7 @@ class Store:
                     "spent": BudgetSpent().model_dump_json(),
                     "warm_start_from": "[]",
                     "best_trial_id": None,
+                    "baseline": baseline.model_dump_json() if baseline else None,
                 },
             )
         return self.get_study(study_id)
@@ -530,6 +533,7 @@ class Store:
                     "state": result.state.value,
                     "objective": _finite_or_none(result.objective),
                     "metrics": _dumps(result.metrics),
+                    "test_metrics": _dumps(result.test_metrics),
                     "durations": _dumps(result.durations),
                     "peak_memory_mb": result.peak_memory_mb,
                     "adapter_dir": result.adapter_dir,
@@ -676,6 +680,7 @@ def _study_record(row: dict[str, Any]) -> StudyRecord:
         spent_at=row["spent_at"],
         warm_start_from=tuple(_loads(row["warm_start_from"], [])),
         best_trial_id=row["best_trial_id"],
+        baseline=BaselineScore.model_validate_json(row["baseline"]) if row.get("baseline") else None,
     )
 
 
@@ -701,6 +706,7 @@ def _trial_record(row: dict[str, Any]) -> TrialRecord:
         state=row["state"],
         objective=row["objective"],
         metrics=_loads(row["metrics"], {}),
+        test_metrics=_loads(row.get("test_metrics"), {}),
         durations=_loads(row["durations"], {}),
         peak_memory_mb=row["peak_memory_mb"],
         adapter_dir=row["adapter_dir"],

@@ -17,7 +17,7 @@ from optuna.trial import TrialState as OptunaState
 
 from agent.proposers.base import BaseProposer, PlannerView, Proposal
 from memory.errors import InvalidProposal
-from memory.records import CategoricalParam, FloatParam, SamplerName, SearchSpace, TrialState
+from memory.records import CategoricalParam, FailureKind, FloatParam, SamplerName, SearchSpace, TrialState
 
 optuna.logging.set_verbosity(logging.WARNING)
 # multivariate TPE and constant_liar are marked experimental but have been stable for years.
@@ -98,6 +98,9 @@ class OptunaProposer(BaseProposer):
                 continue
             if t.state == TrialState.complete and t.objective is not None:
                 state, value = OptunaState.COMPLETE, t.objective
+            elif t.failure_kind == FailureKind.degenerate and view.task.metric in t.metrics:
+                # Never the best, but the sampler should learn how bad that corner scores, not merely that it failed.
+                state, value = OptunaState.COMPLETE, t.metrics[view.task.metric]
             elif t.state in (TrialState.failed, TrialState.pruned):
                 state, value = OptunaState.FAIL, None
             else:  # waiting or running: tell the sampler so parallel proposals spread out

@@ -81,6 +81,7 @@ SHRINK_LEVELS = ((3, 5, 1, 12), (3, 3, 1, 8), (2, 2, 1, 6), (1, 1, 0, 4))
 # How a compact answer, {"proposals": [{...}]}, ends. Stopping there saves a small model
 # from writing on after its JSON, at about a token a second on a busy CPU.
 ANSWER_END = "}]}"
+ECHO_SOURCE = "llm_echo"  # an LLM answer that only repeated the sampler: the sampler's point, not the LLM's
 
 
 class LlmProposer(BaseProposer):
@@ -138,7 +139,7 @@ class LlmProposer(BaseProposer):
         if reply.finish_reason == "stop" and not text.rstrip().endswith(ANSWER_END):
             text += ANSWER_END  # OpenAI-style endpoints drop the stop string from the text
         try:
-            proposals, problems = self.parse_answer(text, view, n)
+            proposals, problems = self.parse_answer(text, view, n, prompt=prompt)
         except Exception as e:
             log.warning("LLM answer could not be checked: %s: %s", type(e).__name__, e, exc_info=True)
             self._record(prompt, reply, "error", f"{type(e).__name__}: {e}")
@@ -170,8 +171,13 @@ class LlmProposer(BaseProposer):
 
     # ------------------------------------------------------------------ answer
 
-    def parse_answer(self, text: str, view: PlannerView, n: int) -> tuple[list[Proposal], list[str]]:
-        """Turn an answer into at most `n` valid proposals, plus the reasons others were rejected."""
+    def parse_answer(
+        self, text: str, view: PlannerView, n: int, *, prompt: str = ""
+    ) -> tuple[list[Proposal], list[str]]:
+        """Turn an answer into at most `n` valid proposals, plus the reasons others were rejected.
+
+        `prompt` is what the model was shown: a rationale copied from it is an echo, not a reason.
+        """
         try:
             value = parse_all(text)
         except LlmJsonError as e:
@@ -189,7 +195,7 @@ class LlmProposer(BaseProposer):
             if len(proposals) >= n:
                 break
             try:
-                proposal = self._to_proposal(obj, view, suggestion)
+                proposal = self._to_proposal(obj, view, suggestion, prompt)
             except InvalidProposal as e:
                 problems.append(f"rejected proposal {index}: {e}")
                 continue
@@ -206,7 +212,9 @@ class LlmProposer(BaseProposer):
             proposals.append(proposal)
         return proposals, problems
 
-    def _to_proposal(self, obj: Mapping[str, Any], view: PlannerView, suggestion: dict[str, Any] | None) -> Proposal:
+    def _to_proposal(
+        self, obj: Mapping[str, Any], view: PlannerView, suggestion: dict[str, Any] | None, prompt: str = ""
+    ) -> Proposal:
         space = view.space
         raw, notes = normalise_keys(obj, space)
         given = [name for name in space.names if name in raw]
@@ -234,10 +242,24 @@ class LlmProposer(BaseProposer):
         config = space.to_config(values)
         check_inside(space, values)
         rationale = prompts.one_line(rationale_of(obj), MAX_RATIONALE_CHARS)
-        return Proposal(values=values, config=config, source=self.name, rationale=rationale, repairs=tuple(notes))
+        source = self.name
+        if suggestion is not None and values == suggestion:
+            # The sampler's own point: it runs (it is a fine point), but as the sampler's, never as the LLM's success.
+            source, rationale = ECHO_SOURCE, ""
+            notes.append("echo: the answer repeats the sampler's suggestion")
+        elif _copied(rationale, prompt):
+            notes.append(f"echo: the rationale {rationale[:60]!r} is copied from the prompt, not shown")
+            rationale = ""
+        return Proposal(values=values, config=config, source=source, rationale=rationale, repairs=tuple(notes))
 
-    def _record(self, prompt: str, reply: LlmReply | None, outcome: PlannerOutcome, detail: str) -> None:
+    def _record(self, prompt: str, reply: LlmReply | None, outcome: PlannerOutcome, detail: str) -> None:  # noqa: D102
         self.calls.append(planner_call(self.name, PROPOSE_TEMPLATE, prompt, reply, outcome, detail))
+
+
+def _copied(rationale: str, prompt: str) -> bool:
+    """A rationale that is a phrase of the prompt (the answer shape's placeholder, a worked example's reason)."""
+    said = " ".join(rationale.lower().split()).strip(" .")
+    return len(said) >= 12 and said in " ".join(prompt.lower().split())
 
 
 # --------------------------------------------------------------------------- prompt values

@@ -27,6 +27,7 @@ from typing import Any
 
 from agent.proposers.base import BaseProposer, PlannerView, Proposal
 from agent.proposers.classical import OptunaProposer
+from agent.proposers.llm import ECHO_SOURCE
 from memory.errors import InvalidProposal
 from memory.records import (
     CategoricalParam,
@@ -123,8 +124,8 @@ class PortfolioProposer(BaseProposer):
             untried = (
                 self.llm is not None
                 and view.trials
-                and not any(t.source == self.llm.name for t in view.trials)
-                and not any(p.source == self.llm.name for p in out)
+                and not any(t.source in (self.llm.name, ECHO_SOURCE) for t in view.trials)
+                and not any(p.source in (self.llm.name, ECHO_SOURCE) for p in out)
             )
             if self.llm is not None and share > 0 and (untried or rng.random() < share):
                 suggestion = self.classical.propose(view, 1)

@@ -19,7 +19,7 @@ from agent.llm.server import free_port
 from agent.narrate import narrate_report
 from agent.proposers.base import PlannerView, Proposal
 from agent.proposers.classical import OptunaProposer
-from agent.proposers.llm import LlmProposer, propose_values
+from agent.proposers.llm import ECHO_SOURCE, LlmProposer, propose_values
 from agent.proposers.portfolio import PortfolioProposer
 from agent.refine import refine_task, validate_task_answer
 from memory.records import (
@@ -381,3 +381,22 @@ def test_small_models_get_a_worked_example_turn_that_is_itself_a_valid_answer(su
     assert proposals, problems
     assert_inside(SPACE, proposals[0])
     assert proposals[0].values != (suggestion and SPACE.repair(suggestion).values)
+
+
+def test_an_answer_that_repeats_the_suggestion_is_an_echo_not_the_llms(server):
+    # What SmolLM2 answered on a spam task: the suggestion's own value, and the answer shape's placeholder.
+    echo = json.dumps(
+        {"proposals": [{"learning_rate": SUGGESTION["learning_rate"], "rationale": "one short sentence"}]}
+    )
+    [p] = proposer_for(server, echo).propose(view(history()), 1)
+    assert p.source == ECHO_SOURCE and p.rationale == "" and any("echo" in r for r in p.repairs)
+    assert p.values == SPACE.repair(SUGGESTION).values
+
+
+def test_a_rationale_copied_from_the_prompt_is_never_shown(server):
+    copied = json.dumps({"proposals": [{"learning_rate": 1e-3, "rationale": "one short sentence"}]})
+    [p] = proposer_for(server, copied).propose(view(history()), 1)
+    assert p.source == "llm" and p.rationale == "" and any("copied from the prompt" in r for r in p.repairs)
+    own = json.dumps({"proposals": [{"learning_rate": 1e-3, "rationale": "the best trials sit near 1e-3"}]})
+    [p] = proposer_for(server, own).propose(view(history()), 1)
+    assert p.rationale == "the best trials sit near 1e-3"

@@ -148,9 +148,9 @@ def test_the_llm_gets_an_early_slot_so_its_share_can_be_measured():
 @pytest.mark.parametrize(
     ("rows", "max_rows", "batch_size", "epochs"),
     [
-        (12_752, 3000, 16, 2),  # the demo: 2,400 training rows, 2 epochs of batch 16 = 300 steps, unchanged
-        (12_752, 1000, 8, 2),  # 800 rows: 4 epochs of batch 16 would be needed, 2 of batch 8 do
-        (12_752, 400, 8, 3),  # 320 rows: 40 steps an epoch even at batch 8; the most the space allows
+        (12_752, 3000, 16, 2),  # the demo: 2,040 training rows (after test and validation), 2 x 128 steps
+        (12_752, 1000, 8, 3),  # 680 rows: 2 epochs of batch 8 are 170 steps, 3 are 255
+        (12_752, 400, 8, 3),  # 272 rows: 34 steps an epoch even at batch 8; the most the space allows
         (12_752, None, 16, 2),
     ],
 )

@@ -170,3 +170,32 @@ def test_resume_of_a_study_that_is_still_running_is_refused_and_changes_nothing(
     holder.kill()
     holder.wait()
     assert len(resume("s1", db=options.db, executor=FakeExecutor()).trials) == 6  # once it has ended
+
+
+def test_the_report_leads_with_the_held_out_score_and_the_floor(tmp_path, reviews_csv):
+    outcome = tune(_options(tmp_path, reviews_csv, trials=3), executor=FakeExecutor())
+    study, best = outcome.study, outcome.best
+    assert study.baseline is not None and study.baseline.name == "tfidf_logreg"
+    assert 0.5 < study.baseline.validation <= 1 and study.baseline.test is not None  # 1,200 rows: a test split
+    report = outcome.report_path.read_text()
+    test = best.test_metrics["macro_f1"]
+    assert f"**macro_f1 = {test:.4f} on the held-out test split**, {best.objective:.4f} on the validation" in report
+    assert "the TF-IDF + logistic regression floor on the test split" in report
+    with Store(str(tmp_path / "s.db"), create=False) as store:
+        stored = store.trials(study.id)
+    assert all(t.test_metrics for t in stored)  # kept for the report, never shown to a proposer (graph.propose)
+
+
+def test_no_proposer_ever_sees_a_test_score(tmp_path, reviews_csv, monkeypatch):
+    from agent.proposers.classical import OptunaProposer
+
+    seen: list[dict] = []
+    original = OptunaProposer.propose
+
+    def spy(self, view, n):  # noqa: ANN001, ANN202
+        seen.extend(t.test_metrics for t in view.trials)
+        return original(self, view, n)
+
+    monkeypatch.setattr(OptunaProposer, "propose", spy)
+    tune(_options(tmp_path, reviews_csv, trials=4, planner="classical"), executor=FakeExecutor())
+    assert seen and all(m == {} for m in seen)  # the trials had test scores; the views never did

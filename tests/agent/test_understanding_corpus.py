@@ -27,10 +27,12 @@ from tests.agent.understanding_corpus.corpus import (
 
 CASES = load_cases()
 BY_ID = {case.id: case for case in CASES}
-# Measured when the corpus was written (38/59 cases, 176/209 fields), rounded down: raise them as the rules
+# Measured when the corpus was written: 38/59 cases, 176/209 fields; after the rules learnt negation, plurals,
+# spoken durations and free-text targets: 58/59 cases, 205/209 fields (60/62 and 212/217 with three phrasings
+# written afterwards). Rounded down: raise them as the rules
 # improve, never lower them.
-WHOLE_CASE_FLOOR = 0.64  # cases with every checked field right
-FIELD_FLOOR = 0.84  # fields right, over all checked fields of all cases
+WHOLE_CASE_FLOOR = 0.94  # cases with every checked field right
+FIELD_FLOOR = 0.97  # fields right, over all checked fields of all cases
 
 
 @functools.cache

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from agent import view
 from agent.graph import StudySnapshot
-from agent.space import _train_rows
+from agent.space import split_rows
 from memory.records import Budget, BudgetSpent, StudyRecord, TrialEvent, TrialRecord, TrialState
 from tests.agent.proposer_contract import PROFILE, SPACE, TASK
 
@@ -17,7 +17,8 @@ T0 = 1_700_000_000.0
 STUDY = StudyRecord(
     id=1,
     name="reviews",
-    task=TASK.model_copy(update={"budget": Budget(max_trials=10, max_seconds=1800)}),
+    # No test split, so the arithmetic below stays round: 800 training rows of 1,000.
+    task=TASK.model_copy(update={"budget": Budget(max_trials=10, max_seconds=1800), "test_fraction": 0.0}),
     space=SPACE,
     profile=PROFILE,  # 1,000 rows
     run_dir="runs/reviews",
@@ -70,7 +71,7 @@ def _text(snapshot: StudySnapshot, width: int = 120) -> str:
 def test_the_running_trial_has_a_progress_bar_with_step_loss_throughput_and_eta():
     text = _text(_snapshot())
     # 800 training rows (1,000 less the 20% split), batch 16: 50 steps an epoch, 2 epochs.
-    assert view.total_steps(STUDY, TRIALS[4].config) == 100 == 2 * (_train_rows(STUDY.task, PROFILE) // 16)
+    assert view.total_steps(STUDY, TRIALS[4].config) == 100 == 2 * (split_rows(STUDY.task, PROFILE)[0] // 16)
     line = next(line for line in text.splitlines() if "trial 4 [llm]" in line)
     assert "step 40/100" in line and "loss 0.412" in line and "32.0 samples/s" in line
     assert "ETA 30s" in line  # 60 steps × 16 samples at 32 samples/s

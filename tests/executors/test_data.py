@@ -175,10 +175,13 @@ def test_split_is_deterministic_stratified_and_disjoint(reviews_csv: Path) -> No
     a, b = prepare_splits(task), prepare_splits(task)
     pd.testing.assert_frame_equal(a.train, b.train)
     pd.testing.assert_frame_equal(a.eval, b.eval)
-    assert len(a.train) + len(a.eval) == 600 and len(a.eval) == 150
-    assert not set(a.train["text"]) & set(a.eval["text"])
+    pd.testing.assert_frame_equal(a.test, b.test)
+    # 15% held out as the test split first, then a quarter of the rest for validation
+    assert (len(a.train), len(a.eval), len(a.test)) == (382, 128, 90)
+    texts = [set(split["text"]) for split in (a.train, a.eval, a.test)]
+    assert not (texts[0] & texts[1] or texts[0] & texts[2] or texts[1] & texts[2])
     full = load_table(reviews_csv)["category"].value_counts(normalize=True)
-    for split in (a.train, a.eval):
+    for split in (a.train, a.eval, a.test):
         share = split["category"].value_counts(normalize=True)
         assert abs(share["fresh"] - full["fresh"]) < 0.01
     other = prepare_splits(task.model_copy(update={"seed": 4}))

@@ -124,7 +124,9 @@ def test_database_from_before_m002_is_upgraded_in_place(tmp_path: Path) -> None:
         store.create_study("old", TASK, SPACE, TuneOptions(), "runs/old")
     conn = sqlite3.connect(path)
     conn.execute("alter table studies drop column spent_at")
-    conn.execute("delete from _migrations where name = 'm002_study_spent_at'")
+    conn.execute("alter table studies drop column baseline")
+    conn.execute("alter table trials drop column test_metrics")
+    conn.execute("delete from _migrations where name != 'm001_initial'")
     conn.commit()
     conn.close()
     with Store(path) as store:
