@@ -37,6 +37,27 @@ def reviews_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def easy_reviews_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Reviews whose label is in plain words ("a wonderful film" is fresh): a few steps learn them.
+
+    For tests about processes (kill -9, Ctrl-C, parallel slots) that need trials to complete: on a few dozen
+    real snippets a short trial predicts one class, fails as degenerate, and the test would test that instead.
+    """
+    words = {
+        "fresh": ("wonderful", "brilliant", "moving", "superb"),
+        "rotten": ("dreadful", "boring", "awful", "tedious"),
+    }
+    rows = ["text,category"]
+    for i in range(300):
+        label = ("fresh", "rotten")[i % 2]
+        word = words[label][i // 2 % 4]
+        rows.append(f"a {word} film, truly {word} from start to end (review {i}),{label}")
+    path = tmp_path_factory.mktemp("data") / "easy_reviews.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
 @pytest.fixture()
 def trial_env(tmp_path: Path) -> dict[str, str]:
     """A fresh cache per test (tokenized data), sharing the converted models of the user's cache."""

@@ -19,6 +19,7 @@ import pytest
 
 from agent.llm.client import LlmClient, LlmUnavailable
 from agent.llm.server import SMALL_MODEL_LIMITS, LocalLlmServer
+from agent.proposers.llm import ECHO_SOURCE
 from tests.process_checks import alive, wait_dead
 
 FAKE_SERVER = textwrap.dedent(
@@ -160,7 +161,8 @@ def test_smollm2_served_locally_gives_proposals_inside_the_space():
         [call] = proposer.drain_calls()
         print(f"answer {call.latency_s}s, {call.prompt_tokens}+{call.completion_tokens} tokens: {call.response!r}")
         assert call.outcome in ("accepted", "repaired"), (call.outcome, call.detail, call.response)
-        assert proposals and all(p.source == "llm" for p in proposals)
+        # SmolLM2 often repeats the sampler's suggestion: then the proposal is the sampler's point, an echo.
+        assert proposals and all(p.source in ("llm", ECHO_SOURCE) for p in proposals)
         for p in proposals:
             assert_inside(SPACE, p)
         assert call.prompt_tokens and call.completion_tokens

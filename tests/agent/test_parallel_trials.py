@@ -150,7 +150,7 @@ def test_parallel_fake_trials_lose_no_event_and_no_trial(tmp_path: Path, reviews
 
 @pytest.mark.slow
 def test_parallel_real_trials_stopped_by_ctrl_c_and_resumed_lose_no_event(
-    tmp_path: Path, env: dict[str, str], reviews_csv: Path
+    tmp_path: Path, env: dict[str, str], easy_reviews_csv: Path
 ) -> None:
     """`autoglm tune --parallel 3` on real LoRA workers: Ctrl-C while all three train, then `autoglm resume`.
 
@@ -159,7 +159,7 @@ def test_parallel_real_trials_stopped_by_ctrl_c_and_resumed_lose_no_event(
     """
     name, budget = "par", 3
     db, runs = tmp_path / "s.db", tmp_path / "runs"
-    proc = start_study(tmp_path, env, reviews_csv, name, budget, "--parallel", "3")
+    proc = start_study(tmp_path, env, easy_reviews_csv, name, budget, "--parallel", "3")
     try:
         wait_for(
             proc,
@@ -237,6 +237,9 @@ def test_ctrl_c_with_parallel_trials_stops_them_now_and_queues_them_again(
     assert executor.stopped.is_set()
     with Store(options.db, create=False) as store:
         trials = store.trials(outcome.study.id)
+        for t in trials:
+            ev = store.events(t.id)
+            print("TRIAL", t.number, t.state.value, [(round(e.time % 100, 2), e.kind, e.step, e.message) for e in ev if e.kind not in ("progress", "eval")], len(ev))
         assert [t.state for t in trials] == [TrialState.waiting] * 3  # stopped, not failed: queued again
         assert all([e.kind for e in store.events(t.id)].count("requeued") == 1 for t in trials)
         assert store.get_study("par").spent.trials == 0

@@ -85,11 +85,11 @@ def _event_kinds(path: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_kill_9_mid_trial_then_resume_keeps_finished_trials_and_reruns_the_interrupted_one(
-    tmp_path: Path, env: dict[str, str], reviews_csv: Path
+    tmp_path: Path, env: dict[str, str], easy_reviews_csv: Path
 ) -> None:
     name, budget = "killed", 2
     db = tmp_path / "s.db"
-    proc = start_study(tmp_path, env, reviews_csv, name, budget)
+    proc = start_study(tmp_path, env, easy_reviews_csv, name, budget)
     try:
         # One trial complete and the next one training (it has reported a step): now pull the plug.
         rows = wait_for(
@@ -161,11 +161,11 @@ def test_kill_9_mid_trial_then_resume_keeps_finished_trials_and_reruns_the_inter
 
 @pytest.mark.slow
 def test_ctrl_c_stops_with_exit_130_and_a_resume_hint_then_resume_finishes(
-    tmp_path: Path, env: dict[str, str], reviews_csv: Path
+    tmp_path: Path, env: dict[str, str], easy_reviews_csv: Path
 ) -> None:
     name, budget = "ctrlc", 1
     db = tmp_path / "s.db"
-    proc = start_study(tmp_path, env, reviews_csv, name, budget)
+    proc = start_study(tmp_path, env, easy_reviews_csv, name, budget)
     try:
         rows = wait_for(
             proc, tmp_path, name, lambda rows: any(r[2] == "running" and r[3] for r in rows), "a trial training"
