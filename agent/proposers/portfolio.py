@@ -75,14 +75,10 @@ class PortfolioProposer(BaseProposer):
         max_llm_errors: int = 3,
     ) -> None:
         super().__init__()
-        self.classical = classical
-        self.llm = llm
-        self.warm_start = warm_start
-        self.defaults = defaults
-        self.min_llm_share = min_llm_share
-        self.max_llm_share = max_llm_share
-        self.max_warm = max_warm
-        self.max_llm_errors = max_llm_errors
+        self.classical, self.llm, self.warm_start = classical, llm, warm_start
+        self.defaults = defaults  # the opening trial's values, for a study with no history
+        self.min_llm_share, self.max_llm_share = min_llm_share, max_llm_share
+        self.max_warm, self.max_llm_errors = max_warm, max_llm_errors
         self.llm_errors = 0  # consecutive calls that could not reach the LLM
 
     def llm_share(self, view: PlannerView) -> float:
