@@ -237,9 +237,6 @@ def test_ctrl_c_with_parallel_trials_stops_them_now_and_queues_them_again(
     assert executor.stopped.is_set()
     with Store(options.db, create=False) as store:
         trials = store.trials(outcome.study.id)
-        for t in trials:
-            ev = store.events(t.id)
-            print("TRIAL", t.number, t.state.value, [(round(e.time % 100, 2), e.kind, e.step, e.message) for e in ev if e.kind not in ("progress", "eval")], len(ev))
         assert [t.state for t in trials] == [TrialState.waiting] * 3  # stopped, not failed: queued again
         assert all([e.kind for e in store.events(t.id)].count("requeued") == 1 for t in trials)
         assert store.get_study("par").spent.trials == 0
@@ -247,7 +244,8 @@ def test_ctrl_c_with_parallel_trials_stops_them_now_and_queues_them_again(
     finished = resume("par", db=options.db, executor=FakeExecutor())
     assert not finished.interrupted and finished.study.status == "complete"
     assert [t.number for t in finished.trials] == list(range(6))
-    assert all(t.state == TrialState.complete for t in finished.trials)
+    # Slots refill one by one, so the last trial may start after five have ended: the median pruner may stop it.
+    assert all(t.state in (TrialState.complete, TrialState.pruned) for t in finished.trials)
 
 
 # --------------------------------------------------------------------------- asynchronous slots
