@@ -30,7 +30,7 @@ from agent.queries import study_detail
 from agent.refine import refine_task
 from agent.report import write_report
 from agent.space import default_space, default_values
-from agent.understand import Understood, profile_data, understand, with_label_count
+from agent.understand import AmbiguousLabel, Understood, profile_data, understand, with_label_count
 from executors.base import BaseExecutor
 from executors.baseline import tfidf_baseline
 from executors.data import prepare_splits
@@ -209,21 +209,21 @@ def read_task(
     )
     try:
         understood = understand(options.description, options.data, **common, **given)
-    except UserError:
+    except AmbiguousLabel as ambiguous:
         if client is None:
             raise
-        # The rules could not settle it (say, two label candidates): let the LLM pick, then check again.
+        # The rules narrowed the label to a few columns: the LLM may pick one of them, and nothing else.
         hint = refine_task(client, options.description, profile, {}, calls=calls)
-        # Take as little of the LLM's answer as settles it: the label first (the usual ambiguity), then the rest.
-        filled = {**given, "label_column": given["label_column"] or hint.get("label_column")}
-        try:
-            understood = understand(options.description, options.data, **common, **filled)
-        except UserError:
-            filled = {k: v if v is not None else hint.get(k) for k, v in given.items()}
-            understood = understand(options.description, options.data, **common, **filled)
-        for k in given:
-            if given[k] is None and filled[k] is not None:
-                understood.sources[k] = "LLM" + (f": {hint['rationale']}" if hint.get("rationale") else "")
+        if hint.get("label_column") not in ambiguous.candidates:
+            raise
+        understood = understand(
+            options.description, options.data, **common, **{**given, "label_column": hint["label_column"]}
+        )
+        understood.sources["label_column"] = (
+            "LLM, among "
+            + ", ".join(ambiguous.candidates)
+            + (f": {hint['rationale']}" if hint.get("rationale") else "")
+        )
     else:
         if client is not None:
             # The rules settled it; the LLM's second opinion is shown, not applied over a sure answer.

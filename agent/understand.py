@@ -115,6 +115,18 @@ def _profile_column(series: pd.Series) -> ColumnProfile:
     )
 
 
+class AmbiguousLabel(UserError):
+    """Several columns could be the label and the description does not say which: a choice, not a refusal.
+
+    Only this may be settled by an LLM, and only among `candidates`; every other UserError is about the data
+    (one class, too many, an id) and stands whatever an LLM says.
+    """
+
+    def __init__(self, candidates: list[str]) -> None:
+        super().__init__(f"{len(candidates)} columns could be the label: {', '.join(candidates)}; pass --label COLUMN")
+        self.candidates = candidates
+
+
 @dataclass(frozen=True)
 class Understood:
     """A task spec, and where each of its fields came from (a flag, the description, the data, a default)."""
@@ -389,7 +401,7 @@ def _pick_label(text: str, columns: dict[str, ColumnProfile], exclude: set[str],
     pool = mentioned or by_values or candidates
     if len(pool) == 1:
         return pool[0], "data: the only column with a few repeated values"
-    raise UserError(f"{len(pool)} columns could be the label: {', '.join(pool)}; pass --label COLUMN")
+    raise AmbiguousLabel(pool)
 
 
 def _pick_text_columns(text: str, columns: dict[str, ColumnProfile], label: str) -> tuple[list[str], str]:

@@ -188,3 +188,35 @@ def test_too_many_classes_names_the_count_and_the_limit(tmp_path):
     frame = pd.DataFrame({"text": [f"message {i}" for i in range(300)], "code": [f"c{i % 80}" for i in range(300)]})
     with pytest.raises(UserError, match="80 distinct values, more than the 50 classes supported"):
         understand("classify these", _csv(tmp_path, "d.csv", frame), label_column="code")
+
+
+# --------------------------------------------------------------------------- the LLM settles a choice, never a refusal
+
+
+def _with_llm(path, description: str, answer: dict):  # noqa: ANN001, ANN202
+    from agent.llm.client import LlmClient
+    from agent.study import read_task
+    from memory.records import TuneOptions
+    from tests.agent.scripted_llm import ScriptedLlmServer
+
+    with ScriptedLlmServer([json.dumps(answer)]) as server, LlmClient(server.settings()) as client:
+        understood, _, _ = read_task(TuneOptions(description=description, data=str(path)), client, [])
+        return understood, len(server.requests)
+
+
+def test_the_llm_picks_the_label_only_among_the_rules_candidates(tmp_path):
+    path = _tickets(tmp_path)  # queue and source could both be the label
+    understood, _ = _with_llm(
+        path, "sort these tickets", {"label_column": "queue", "rationale": "tickets go to queues"}
+    )
+    assert understood.spec.label_column == "queue" and understood.sources["label_column"].startswith("LLM, among")
+    with pytest.raises(UserError, match="could be the label: queue, source"):
+        _with_llm(path, "sort these tickets", {"label_column": "body"})  # not a candidate: the question stands
+
+
+def test_a_refusal_about_the_data_stands_whatever_the_llm_says(tmp_path):
+    frame = pd.DataFrame({"text": [f"row {i} says hi" for i in range(40)], "label": "x", "other": ["a", "b"] * 20})
+    path = tmp_path / "same.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(UserError, match="single class"):
+        _with_llm(path, "classify the label column", {"label_column": "other"})
