@@ -8,6 +8,7 @@ Ambiguity is a UserError that names the candidates and the flag that settles it.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 from collections import Counter
@@ -160,7 +161,9 @@ def understand(
     text = description.lower()
     for given in [*(text_columns or []), *([label_column] if label_column else [])]:
         if given not in columns:
-            raise UserError(f"column {given!r} is not in {data}; its columns are: {', '.join(columns)}")
+            close = difflib.get_close_matches(given, list(columns), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UserError(f"column {given!r} is not in {data}; {hint}its columns are: {', '.join(columns)}")
     sources: dict[str, str] = {}
 
     def given_or(field: str, flag: str, value: Any, infer: Callable[[], tuple[Any, str]]) -> Any:
