@@ -159,7 +159,8 @@ def test_parallel_real_trials_stopped_by_ctrl_c_and_resumed_lose_no_event(
     """
     name, budget = "par", 3
     db, runs = tmp_path / "s.db", tmp_path / "runs"
-    proc = start_study(tmp_path, env, easy_reviews_csv, name, budget, "--parallel", "3")
+    # 300 rows (the last --max-rows wins): easy trials on 60 rows end before three of them ever train at once.
+    proc = start_study(tmp_path, env, easy_reviews_csv, name, budget, "--parallel", "3", "--max-rows", "300")
     try:
         wait_for(
             proc,

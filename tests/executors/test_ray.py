@@ -153,6 +153,9 @@ def test_the_median_pruner_stops_a_clearly_bad_trial_on_ray(
     assert result.state == TrialState.pruned and result.message.startswith("pruned after eval 1")
     assert [e.kind for e in seen].count("eval") == 1 and max(e.step or 0 for e in seen) < 10
     assert time.monotonic() - started < 120 and executor.pids == []
+    deadline = time.monotonic() + 20  # ray.cancel(force=True) kills asynchronously; a loaded box takes a moment
+    while worker_processes(trial_env) and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert worker_processes(trial_env) == []  # cancelled: its Ray worker and trial process are gone
 
 
