@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from memory.records import (
@@ -38,7 +39,10 @@ class PlannerView:
     profile: DataProfile
     trials: tuple[TrialRecord, ...] = ()
     seed: int = 0
-    sampler_suggestion: dict[str, Any] | None = None  # the classical optimiser's next point, shown to the LLM
+    # The classical optimiser's candidates for the next trial, its own first choice first: the LLM picks one.
+    candidates: tuple[Proposal, ...] = ()
+    # Intermediate evaluations of the task metric, by trial number, oldest first: the LLM's curve diagnosis.
+    curves: Mapping[int, tuple[float, ...]] = field(default_factory=dict)
 
     @property
     def finished(self) -> tuple[TrialRecord, ...]:

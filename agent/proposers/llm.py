@@ -1,12 +1,27 @@
-"""The LLM member of the planner: a prompt from the study's state, proposals from the answer.
+"""The LLM member of the planner: it picks one of the sampler's candidates and says why.
 
-An LLM answer is parsed leniently (`agent.llm.parsing`), validated strictly by
-`SearchSpace.repair`, and every change made to it is recorded. Parameters the
-model left out are filled from the sampler's own suggestion. Anything that
-cannot be made valid is rejected. An LLM that is down, slow or wrong costs a
-warning and an empty list, never an exception: the portfolio then asks the
-classical proposer instead (and guards every proposal against repeating an
-out-of-memory or NaN failure, whoever made it).
+Asked for free-form values, a small model copies what it is shown (SmolLM2-135M
+answered the sampler's own suggestion, with the answer shape's placeholder as its
+reason). So it is asked something it can answer, as in LLAMBO: the classical
+sampler offers a few candidates (`CANDIDATES`, TPE's asks with its constant liar),
+each a full config inside the space, and the LLM, shown the task, a compact
+history and a deterministic diagnosis of the latest trials' curves, picks one by
+its number and gives one sentence of reason. Nothing it says can leave the space.
+
+The answer is parsed leniently (JSON, a number in prose, or a copy of one
+candidate's values) and validated strictly: no number, or one outside the list,
+gives no proposal, and the portfolio runs the sampler's first candidate instead
+(recorded on the trial and in the planner call). An LLM that is down, slow or
+wrong costs a warning and an empty list, never an exception.
+
+So that the LLM is measured by what it adds:
+- a pick of another candidate than the sampler's own first choice is the LLM's
+  proposal (source "llm"), and only those count for it;
+- keeping the first candidate is the sampler's choice: it runs as an echo (source
+  "llm_echo"), which never counts as the LLM's success;
+- a reason copied from the prompt (the worked example's, the answer shape's
+  placeholder) is never shown, and makes the pick an echo too: the model copied
+  rather than chose.
 """
 
 from __future__ import annotations
@@ -14,25 +29,25 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
+from dataclasses import replace
 from typing import Any
 
 from agent.llm import prompts
 from agent.llm.calls import flatten, planner_call
 from agent.llm.client import LlmClient, LlmReply, LlmUnavailable
-from agent.llm.parsing import MAX_RATIONALE_CHARS, LlmJsonError, find_objects, is_rationale_key, parse_all, rationale_of
+from agent.llm.parsing import MAX_RATIONALE_CHARS, LlmJsonError, find_objects, parse_all, rationale_of
 from agent.llm.setup import open_llm
 from agent.proposers.base import BaseProposer, PlannerView, Proposal
-from memory.errors import InvalidProposal
+from agent.proposers.classical import OptunaProposer
 from memory.records import (
     CategoricalParam,
     FailureKind,
-    IntParam,
-    Param,
     PlannerOutcome,
     SearchSpace,
-    TrialConfig,
+    TaskSpec,
     TrialRecord,
     TrialState,
 )
@@ -40,52 +55,26 @@ from memory.records import (
 log = logging.getLogger(__name__)
 
 PROPOSE_TEMPLATE = "propose.md"
-
-# Names small models use for our parameters.
-ALIASES: dict[str, str] = {
-    "lr": "learning_rate",
-    "learningrate": "learning_rate",
-    "rate": "learning_rate",
-    "bs": "batch_size",
-    "batch": "batch_size",
-    "batchsize": "batch_size",
-    "per_device_train_batch_size": "batch_size",
-    "train_batch_size": "batch_size",
-    "num_epochs": "epochs",
-    "num_train_epochs": "epochs",
-    "epoch": "epochs",
-    "n_epochs": "epochs",
-    "r": "lora_r",
-    "rank": "lora_r",
-    "lora_rank": "lora_r",
-    "alpha": "lora_alpha",
-    "dropout": "lora_dropout",
-    "warmup": "warmup_ratio",
-    "warmup_steps_ratio": "warmup_ratio",
-    "wd": "weight_decay",
-    "decay": "weight_decay",
-    "max_len": "max_length",
-    "max_seq_length": "max_length",
-    "max_seq_len": "max_length",
-    "seq_len": "max_length",
-    "sequence_length": "max_length",
-    "model_name": "model",
-    "base_model": "model",
-    "model_name_or_path": "model",
-    "lr_scheduler": "scheduler",
-    "lr_scheduler_type": "scheduler",
-    "columns": "text_columns",
-}
+CANDIDATES = 4  # how many candidates the sampler offers the LLM: enough to differ, few enough for a small model
+ECHO_SOURCE = "llm_echo"  # an LLM answer that added nothing of its own: the sampler's point, not the LLM's
 # How far the prompt is shrunk, step by step, until it fits: (top_k, last_n, samples, max_columns).
 SHRINK_LEVELS = ((3, 5, 1, 12), (3, 3, 1, 8), (2, 2, 1, 6), (1, 1, 0, 4))
-# How a compact answer, {"proposals": [{...}]}, ends. Stopping there saves a small model
-# from writing on after its JSON, at about a token a second on a busy CPU.
-ANSWER_END = "}]}"
-ECHO_SOURCE = "llm_echo"  # an LLM answer that only repeated the sampler: the sampler's point, not the LLM's
+# An answer, {"candidate": 3, "rationale": "..."}, ends at its first closing brace. Stopping there saves
+# a small model from writing on after its JSON, at about a token a second on a busy CPU.
+ANSWER_END = "}"
+ANSWER_TOKENS = 96  # a number and one sentence
+# Keys small models put the chosen number under.
+PICK_KEYS = ("candidate", "pick", "choice", "chosen", "index", "selected", "selection", "option", "number", "id")
+_PICK_IN_TEXT = re.compile(r"\b(?:candidate|option|choice)\s*(?:number\s*|no\.?\s*|#\s*)?(\d+)\b", re.IGNORECASE)
+_BARE_NUMBER = re.compile(r"^\s*#?(\d+)\s*[.)]?\s*$")
+DIAGNOSED = 3  # how many of the latest finished trials the diagnosis covers
 
 
 class LlmProposer(BaseProposer):
-    """Proposals from an LLM, always inside the search space, never an exception."""
+    """Picks one of the sampler's candidates with an LLM: always inside the space, never an exception.
+
+    One pick per call, whatever `n`: the portfolio asks once for each slot it gives the LLM.
+    """
 
     name = "llm"
 
@@ -93,36 +82,36 @@ class LlmProposer(BaseProposer):
         self,
         client: LlmClient,
         *,
-        max_tokens: int = 384,
+        max_tokens: int = ANSWER_TOKENS,
         temperature: float = 0.2,
         max_prompt_tokens: int = 2500,
         examples: int = 0,
     ) -> None:
         super().__init__()
-        # Worked example exchanges put before the question as real chat turns. A tiny model copies
-        # the format of an earlier assistant turn far more reliably than it follows instructions.
-        self.examples = examples
         self.client = client
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.max_prompt_tokens = max_prompt_tokens
+        # A worked exchange put before the question as real chat turns: a tiny model copies the
+        # format of an earlier assistant turn far more reliably than it follows instructions.
+        self.examples = examples
+        self.sampler = OptunaProposer("tpe")  # the candidates when the view brings none (used on its own)
 
     def propose(self, view: PlannerView, n: int) -> list[Proposal]:
         if n <= 0:
             return []
+        candidates = view.candidates or tuple(self.sampler.propose(view, CANDIDATES))
+        if not candidates:  # nothing left to choose from
+            return []
         prompt = ""
         try:
-            messages = self.build_messages(view, n)
+            messages = self.build_messages(view, candidates)
             prompt = flatten(messages)
-            partial = sampler_suggestion(view) is not None
-            # A changed-parameters answer needs far fewer tokens than a full config; asking for
-            # no more than that keeps a small local model from rambling on after the JSON.
-            per_proposal = 48 if partial else 24 + 16 * len(view.space.params)
             reply = self.client.complete_json(
                 messages,
-                proposal_schema(view.space, n, complete=not partial),
+                pick_schema(len(candidates)),
                 template=PROPOSE_TEMPLATE,
-                max_tokens=min(self.max_tokens, 64 + per_proposal * n),
+                max_tokens=min(self.max_tokens, ANSWER_TOKENS),
                 temperature=self.temperature,
                 seed=view.seed + len(view.trials),
                 stop=[ANSWER_END],
@@ -136,32 +125,33 @@ class LlmProposer(BaseProposer):
             self._record(prompt, None, "error", f"{type(e).__name__}: {e}")
             return []
         text = reply.text
-        if reply.finish_reason == "stop" and not text.rstrip().endswith(ANSWER_END):
+        if reply.finish_reason == "stop" and "{" in text and not text.rstrip().endswith(ANSWER_END):
             text += ANSWER_END  # OpenAI-style endpoints drop the stop string from the text
         try:
-            proposals, problems = self.parse_answer(text, view, n, prompt=prompt)
+            proposal, detail = self.parse_answer(text, candidates, prompt=prompt)
         except Exception as e:
             log.warning("LLM answer could not be checked: %s: %s", type(e).__name__, e, exc_info=True)
             self._record(prompt, reply, "error", f"{type(e).__name__}: {e}")
             return []
-        repairs = [f"{i}: {r}" for i, p in enumerate(proposals) for r in p.repairs]
-        outcome: PlannerOutcome = "rejected" if not proposals else ("repaired" if repairs else "accepted")
-        if not proposals:
-            log.warning("LLM answer gave no usable proposal: %s", "; ".join(problems)[:300])
-        self._record(prompt, reply, outcome, "; ".join(repairs + problems))
-        return proposals
+        if proposal is None:
+            log.warning("LLM answer gave no valid pick: %s", detail[:300])
+            self._record(prompt, reply, "rejected", f"{detail}; falling back to the sampler's first candidate")
+            return []
+        outcome: PlannerOutcome = "repaired" if detail.startswith("read ") else "accepted"
+        self._record(prompt, reply, outcome, detail)
+        return [proposal]
 
     # ------------------------------------------------------------------ prompt
 
-    def build_messages(self, view: PlannerView, n: int) -> list[dict[str, str]]:
-        """The propose.md prompt for `view`, shrunk until it fits `max_prompt_tokens`."""
-        examples = example_turns(view) if self.examples > 0 else []
+    def build_messages(self, view: PlannerView, candidates: Sequence[Proposal]) -> list[dict[str, str]]:
+        """The propose.md prompt for `view` and `candidates`, shrunk until it fits `max_prompt_tokens`."""
+        examples = example_turns(view.task) if self.examples > 0 else []
         messages: list[dict[str, str]] = []
         for top_k, last_n, samples, max_columns in SHRINK_LEVELS:
-            messages = prompts.messages(
-                PROPOSE_TEMPLATE, **propose_values(view, n, top_k=top_k, last_n=last_n, samples=samples,
-                                                   max_columns=max_columns),
-            )  # fmt: skip
+            values = propose_values(
+                view, candidates, top_k=top_k, last_n=last_n, samples=samples, max_columns=max_columns
+            )
+            messages = prompts.messages(PROPOSE_TEMPLATE, **values)
             # The worked example goes between the system message and the question.
             system = [m for m in messages if m["role"] == "system"]
             messages = system + examples + [m for m in messages if m["role"] != "system"]
@@ -172,219 +162,222 @@ class LlmProposer(BaseProposer):
     # ------------------------------------------------------------------ answer
 
     def parse_answer(
-        self, text: str, view: PlannerView, n: int, *, prompt: str = ""
-    ) -> tuple[list[Proposal], list[str]]:
-        """Turn an answer into at most `n` valid proposals, plus the reasons others were rejected.
+        self, text: str, candidates: Sequence[Proposal], *, prompt: str = ""
+    ) -> tuple[Proposal | None, str]:
+        """The picked candidate as a proposal (None if the answer picks none) and what was noted on the way.
 
         `prompt` is what the model was shown: a rationale copied from it is an echo, not a reason.
         """
-        try:
-            value = parse_all(text)
-        except LlmJsonError as e:
-            return [], [str(e)]
-        markers = set(view.space.names) | set(ALIASES)
-        objects = find_objects(value, markers)
-        if not objects:
-            return [], ["the answer holds no object with a known parameter"]
-        suggestion = sampler_suggestion(view)
-        proposals: list[Proposal] = []
-        problems: list[str] = []
-        seen: set[TrialConfig] = set()
-        tried = {t.config: t.number for t in view.trials}
-        for index, obj in enumerate(objects[: max(n, 1) * 3]):
-            if len(proposals) >= n:
-                break
-            try:
-                proposal = self._to_proposal(obj, view, suggestion, prompt)
-            except InvalidProposal as e:
-                problems.append(f"rejected proposal {index}: {e}")
-                continue
-            except Exception as e:  # hostile values can break code that expects numbers; never let it out
-                problems.append(f"rejected proposal {index}: {type(e).__name__}: {e}")
-                continue
-            if proposal.config in seen:
-                problems.append(f"dropped proposal {index}: a duplicate")
-                continue
-            if proposal.config in tried:  # a repeat teaches nothing
-                problems.append(f"dropped proposal {index}: repeats trial #{tried[proposal.config]}")
-                continue
-            seen.add(proposal.config)
-            proposals.append(proposal)
-        return proposals, problems
-
-    def _to_proposal(
-        self, obj: Mapping[str, Any], view: PlannerView, suggestion: dict[str, Any] | None, prompt: str = ""
-    ) -> Proposal:
-        space = view.space
-        raw, notes = normalise_keys(obj, space)
-        given = [name for name in space.names if name in raw]
-        if not given:
-            raise InvalidProposal("no known parameter in the proposal")
-        from_suggestion: list[str] = []
-        from_best: list[str] = []
-        best = view.best()
-        for name in space.names:
-            if name in raw:
-                continue
-            if suggestion is not None and name in suggestion:
-                raw[name] = suggestion[name]
-                from_suggestion.append(name)
-            elif best is not None:
-                raw[name] = getattr(best.config, name)
-                from_best.append(name)
-        if from_suggestion:
-            notes.append(f"filled {', '.join(from_suggestion)} from the sampler's suggestion")
-        if from_best and best is not None:
-            notes.append(f"filled {', '.join(from_best)} from the best trial #{best.number}")
-        repaired = space.repair(raw)
-        values = dict(repaired.values)
-        notes.extend(repaired.repairs)
-        config = space.to_config(values)
-        check_inside(space, values)
-        rationale = prompts.one_line(rationale_of(obj), MAX_RATIONALE_CHARS)
+        number, reason, how = read_pick(text, [c.values for c in candidates])
+        if number is None:
+            return None, how
+        if not 1 <= number <= len(candidates):
+            return None, f"candidate {number} is not one of 1..{len(candidates)}"
+        notes = [how] if how else []
+        reason = prompts.one_line(reason, MAX_RATIONALE_CHARS)
         source = self.name
-        if suggestion is not None and values == suggestion:
-            # The sampler's own point: it runs (it is a fine point), but as the sampler's, never as the LLM's success.
-            source, rationale = ECHO_SOURCE, ""
-            notes.append("echo: the answer repeats the sampler's suggestion")
-        elif _copied(rationale, prompt):
-            notes.append(f"echo: the rationale {rationale[:60]!r} is copied from the prompt, not shown")
-            rationale = ""
-        return Proposal(values=values, config=config, source=source, rationale=rationale, repairs=tuple(notes))
+        if number == 1:  # the sampler's own choice: it runs, but as the sampler's, never as the LLM's success
+            source = ECHO_SOURCE
+            notes.append("echo: the LLM kept the sampler's first choice")
+        if reason and copied(reason, prompt):
+            source = ECHO_SOURCE
+            notes.append(f"echo: the rationale {reason[:60]!r} is copied from the prompt, not shown")
+            reason = ""
+        picked = f"picked candidate {number} of {len(candidates)}"
+        chosen = candidates[number - 1]
+        proposal = replace(
+            chosen,
+            source=source,
+            rationale=prompts.one_line(f"{picked}: {reason}", MAX_RATIONALE_CHARS) if reason else picked,
+            repairs=(*chosen.repairs, *notes),
+        )
+        return proposal, "; ".join(notes)
 
     def _record(self, prompt: str, reply: LlmReply | None, outcome: PlannerOutcome, detail: str) -> None:  # noqa: D102
         self.calls.append(planner_call(self.name, PROPOSE_TEMPLATE, prompt, reply, outcome, detail))
 
 
-def _copied(rationale: str, prompt: str) -> bool:
+def read_pick(text: str, candidates: Sequence[Mapping[str, Any]]) -> tuple[int | None, str, str]:
+    """The candidate number (from 1) an answer picks, its reason, and how it was read if not as asked.
+
+    Lenient: {"candidate": 3} and its synonyms, a number as text ("3", "Candidate 3"), a pick
+    wrapped in other keys, "Candidate 3 because ..." in prose, or one candidate's values written
+    out. With no pick the number is None and the last string says why.
+    """
+    try:
+        values: list[Any] = parse_all(text)
+    except LlmJsonError as e:
+        values, problem = [], str(e)
+    else:
+        problem = "the answer holds no candidate number"
+    for obj in find_objects(values, PICK_KEYS):
+        key = next(k for k in obj if _norm(k) in PICK_KEYS)
+        number = _as_number(obj[key])
+        if number is not None:
+            how = "" if _norm(key) == "candidate" and isinstance(obj[key], int) else f"read the pick from {key!r}"
+            return number, rationale_of(obj), how
+    names = set().union(*(c.keys() for c in candidates)) if candidates else set()
+    for obj in find_objects(values, names):
+        given = {k: prompts.compact_value(v) for k, v in obj.items() if k in names}
+        matches = [
+            i for i, c in enumerate(candidates, start=1)
+            if all(prompts.compact_value(c[k]) == v for k, v in given.items())
+        ]  # fmt: skip
+        if len(matches) == 1:
+            return matches[0], rationale_of(obj), "read the pick from the candidate's values written out"
+    head = text[:2000]
+    found = _PICK_IN_TEXT.search(head) or _BARE_NUMBER.match(head)
+    if found:
+        rest = head[found.end() :].strip(" \t\n.,:;-}")
+        return int(found.group(1)), rest, "read the pick from prose"
+    return None, "", problem
+
+
+def _as_number(value: Any) -> int | None:
+    """3, 3.0, "3" and "Candidate 3" are 3; anything else (a bool, 2.5, a list) is no number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) and value.is_integer() else None
+    if isinstance(value, str):
+        found = re.search(r"-?\d+", value[:100])
+        return int(found.group()) if found else None
+    return None
+
+
+def _norm(key: object) -> str:
+    return str(key).strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def copied(rationale: str, prompt: str) -> bool:
     """A rationale that is a phrase of the prompt (the answer shape's placeholder, a worked example's reason)."""
     said = " ".join(rationale.lower().split()).strip(" .")
     return len(said) >= 12 and said in " ".join(prompt.lower().split())
+
+
+def pick_schema(n: int) -> dict[str, Any]:
+    """The JSON schema of an answer: {"candidate": 1..n, "rationale": str}."""
+    return {
+        "type": "object",
+        "properties": {
+            "candidate": {"type": "integer", "minimum": 1, "maximum": max(n, 1)},
+            "rationale": {"type": "string", "maxLength": MAX_RATIONALE_CHARS},
+        },
+        "required": ["candidate", "rationale"],
+    }
 
 
 # --------------------------------------------------------------------------- prompt values
 
 
 def propose_values(
-    view: PlannerView, n: int, *, top_k: int = 3, last_n: int = 5, samples: int = 2, max_columns: int = 12
+    view: PlannerView,
+    candidates: Sequence[Proposal],
+    *,
+    top_k: int = 3,
+    last_n: int = 5,
+    samples: int = 1,
+    max_columns: int = 12,
 ) -> dict[str, str]:
     """Everything propose.md needs, as text.
 
-    With a sampler suggestion the model is asked for the parameters it changes
-    only: answers are several times shorter (seconds per token on a CPU), and
-    what it leaves out is filled from the suggestion.
+    Candidates and trials are shown by the parameters that tell the candidates apart, so the
+    model compares like with like; what they all share is said once.
     """
     space = view.space
-    suggestion = sampler_suggestion(view)
-    if suggestion:
-        first = _first_numeric(space)
-        example_values = {first: suggestion[first]}
-        rules = (
-            f"Start from the optimiser's own next suggestion: {prompts.compact_json(suggestion)}\n"
-            "Write only the parameters you change; any you leave out keep the suggested value."
-        )
-    else:
-        example_values = _example_values(view)
-        rules = f"Give every parameter: {', '.join(space.names)}."
-    example = {"proposals": [{**{k: prompts.compact_value(v) for k, v in example_values.items()},
-                              "rationale": "one short sentence"}]}  # fmt: skip
+    tuned = tuned_names(space)
+    keys = key_names([c.values for c in candidates], tuned)
+    shown = [{name: c.values[name] for name in tuned} for c in candidates]
+    example = {"candidate": 1, "rationale": "one short sentence"}
     return {
         "task": prompts.describe_task(view.task),
         "profile": prompts.describe_profile(view.profile, samples=samples, max_columns=max_columns),
         "space": prompts.describe_space(space),
-        "history": prompts.describe_history(view.trials, space, view.task, top_k=top_k, last_n=last_n),
-        "notes": failure_notes(view.trials, space),
-        "n": str(n),
-        "answer_rules": rules,
+        "history": prompts.describe_history(view.trials, space, view.task, top_k=top_k, last_n=last_n, names=keys),
+        "notes": "\n".join(filter(None, [diagnosis(view), failure_notes(view.trials)])),
+        "candidates": prompts.describe_candidates(shown, keys),
+        "n": str(len(candidates)),
         "example": json.dumps(example),
     }
 
 
-def example_turns(view: PlannerView) -> list[dict[str, str]]:
+def tuned_names(space: SearchSpace) -> list[str]:
+    """The parameters that vary: a one-choice parameter tells the model nothing."""
+    return [p.name for p in space.params if not (isinstance(p, CategoricalParam) and len(p.choices) == 1)]
+
+
+def key_names(candidates: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[str]:
+    """The `names` whose values differ between the candidates (all of them when there is one candidate)."""
+    differ = [n for n in names if len({json.dumps(prompts.compact_value(c.get(n))) for c in candidates}) > 1]
+    return differ or list(names)
+
+
+def example_turns(task: TaskSpec) -> list[dict[str, str]]:
     """A short worked exchange (question, then the bare JSON answer) in the shape asked of the model.
 
-    The answer is a valid point of the space, and it differs from the sampler's suggestion so a model
-    that copies it still proposes something new.
+    It shows the diagnosis at work: an under-trained trial, and the candidate that trains longer.
     """
-    space = view.space
-    suggestion = sampler_suggestion(view)
-    middle = _middle_values(space)
-    if suggestion:
-        name = _first_numeric(space)
-        values = {name: middle[name]}
-        question = (
-            f"Example. Optimiser's suggestion: {prompts.compact_json(suggestion)}\n"
-            "Propose 1 configuration. Write only the parameters you change, as one JSON object."
-        )
-    else:
-        values = middle
-        question = f"Example. No trial yet. Propose 1 configuration with every parameter: {', '.join(space.names)}."
-    answer = {"proposals": [{**{k: prompts.compact_value(v) for k, v in values.items()},
-                             "rationale": "the middle of the range is a safe next step"}]}  # fmt: skip
+    metric = task.metric
+    question = (
+        "Example.\n"
+        f'Results so far: #0 [default] {metric}=0.61 {{"learning_rate": 0.0005, "epochs": 1}}\n'
+        f"Diagnosis: #0 under-trained: its eval {metric} was still rising at the end.\n"
+        'Candidate 1 (the optimiser\'s first choice): {"learning_rate": 0.0002, "epochs": 1}\n'
+        'Candidate 2: {"learning_rate": 5e-05, "epochs": 1}\n'
+        'Candidate 3: {"learning_rate": 0.0005, "epochs": 3}\n'
+        "Which of the 3 candidates is most likely to beat the best result so far? Reply with one JSON object."
+    )
+    answer = {"candidate": 3, "rationale": "trial 0 was still improving when it stopped, so more epochs should help"}
     return [{"role": "user", "content": question}, {"role": "assistant", "content": json.dumps(answer)}]
 
 
-def _first_numeric(space: SearchSpace) -> str:
-    """The parameter the examples show being changed: the first numeric one (else the first)."""
-    return next((p.name for p in space.params if not isinstance(p, CategoricalParam)), space.names[0])
+# --------------------------------------------------------------------------- what the trials teach
 
 
-def _middle_values(space: SearchSpace) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for p in space.params:
-        if isinstance(p, CategoricalParam):
-            values[p.name] = p.choices[len(p.choices) // 2]
-        elif p.log:
-            values[p.name] = math.sqrt(p.low * p.high)
-        else:
-            values[p.name] = (p.low + p.high) / 2
-    return dict(space.repair(values).values)
+def diagnose(trial: TrialRecord, curve: Sequence[float], task: TaskSpec) -> str | None:
+    """What went wrong or right with one finished trial, from its state and its eval curve; None if unclear.
 
-
-def proposal_schema(space: SearchSpace, n: int, *, complete: bool = True) -> dict[str, Any]:
-    """The JSON schema of an answer: {"proposals": [{param: value, ..., "rationale": str}]}.
-
-    `complete=False` when the model may give only the parameters it changes.
+    Deterministic, so a small model gets a reason it can act on: under-trained (the eval score was
+    still rising at its last evaluation), over-fitted (it fell from an earlier peak), diverged
+    (a NaN loss), degenerate (one class or no entity for every row).
     """
-    properties: dict[str, Any] = {p.name: _param_schema(p) for p in space.params}
-    properties["rationale"] = {"type": "string", "maxLength": MAX_RATIONALE_CHARS}
-    item = {"type": "object", "properties": properties, "required": list(space.names) if complete else []}
-    return {
-        "type": "object",
-        "properties": {"proposals": {"type": "array", "items": item, "minItems": 1, "maxItems": max(n, 1)}},
-        "required": ["proposals"],
-    }
-
-
-def _param_schema(p: Param) -> dict[str, Any]:
-    if isinstance(p, CategoricalParam):
-        return {"enum": [list(c) if isinstance(c, tuple) else c for c in p.choices]}
-    kind = "integer" if isinstance(p, IntParam) else "number"
-    return {"type": kind, "minimum": p.low, "maximum": p.high}
-
-
-def _example_values(view: PlannerView) -> dict[str, Any]:
-    """A valid example answer when the sampler gave none: the best config, else the space's middle."""
-    best = view.best()
-    if best is not None:
-        return {name: getattr(best.config, name) for name in view.space.names}
-    return _middle_values(view.space)
-
-
-def sampler_suggestion(view: PlannerView) -> dict[str, Any] | None:
-    """The sampler's next suggestion, if it is a complete, valid point of the space."""
-    hint = view.sampler_suggestion
-    if not isinstance(hint, Mapping):
+    metric = task.metric
+    if trial.state == TrialState.failed:
+        return {
+            FailureKind.nan_loss: "diverged: the loss became NaN",
+            FailureKind.degenerate: "degenerate: it predicted one class (or no entity) for every row",
+            FailureKind.oom: "ran out of memory",
+            FailureKind.timeout: "timed out",
+        }.get(trial.failure_kind or FailureKind.error, f"failed ({(trial.failure_kind or FailureKind.error).value})")
+    if trial.state not in (TrialState.complete, TrialState.pruned):
         return None
-    try:
-        repaired = view.space.repair({k: v for k, v in hint.items() if view.space.param(str(k)) is not None})
-        check_inside(view.space, repaired.values)
-    except (InvalidProposal, TypeError, ValueError):
-        return None
-    return dict(repaired.values)
+    pruned = "pruned: it trailed earlier trials" if trial.state == TrialState.pruned else None
+    scores = [task.direction.sign * v for v in curve if math.isfinite(v)]
+    if len(scores) < 2:
+        return pruned
+    peak = max(scores)
+    tolerance = max(1e-3, 0.01 * abs(peak))
+    shown = task.direction.sign  # back to the metric's own sign for the text
+    if scores[-1] < peak - tolerance:
+        return f"over-fitted: its eval {metric} fell from {shown * peak:.4g} to {shown * scores[-1]:.4g}"
+    if pruned:
+        return pruned
+    if scores[-1] - scores[-2] > tolerance:
+        return f"under-trained: its eval {metric} was still rising at the end"
+    return f"converged: its eval {metric} levelled off"
 
 
-def failure_notes(trials: Sequence[TrialRecord], space: SearchSpace, window: int = 10) -> str:
+def diagnosis(view: PlannerView, last: int = DIAGNOSED) -> str:
+    """One line on the latest finished trials, e.g. "Diagnosis: #4 under-trained: ...; #5 diverged: ..."."""
+    finished = sorted(view.finished, key=lambda t: t.number)[-last:]
+    found = [(t.number, diagnose(t, view.curves.get(t.number, ()), view.task)) for t in finished]
+    said = [f"#{number} {text}" for number, text in found if text]
+    return "Diagnosis: " + "; ".join(said) + "." if said else ""
+
+
+def failure_notes(trials: Sequence[TrialRecord], window: int = 10) -> str:
     """What recent failures teach, one line each, for the prompt."""
     lines = []
     recent = sorted((t for t in trials if t.state == TrialState.failed), key=lambda t: t.number)[-window:]
@@ -393,12 +386,17 @@ def failure_notes(trials: Sequence[TrialRecord], space: SearchSpace, window: int
         if t.failure_kind == FailureKind.oom:
             lines.append(
                 f"- Trial #{t.number} ran out of memory with batch_size={c.batch_size}, max_length={c.max_length}: "
-                "propose a smaller batch_size or max_length."
+                "prefer a smaller batch_size or max_length."
             )
         elif t.failure_kind == FailureKind.nan_loss:
             lines.append(
                 f"- Trial #{t.number} diverged (NaN loss) at learning_rate={c.learning_rate:.3g}: "
-                "propose a lower learning_rate."
+                "prefer a lower learning_rate."
+            )
+        elif t.failure_kind == FailureKind.degenerate:
+            lines.append(
+                f"- Trial #{t.number} predicted one class (or no entity) for every row: "
+                "prefer more training steps or a higher learning_rate."
             )
         elif t.failure_kind == FailureKind.timeout:
             lines.append(f"- Trial #{t.number} timed out: prefer fewer epochs, a smaller max_length or lora_r.")
@@ -406,59 +404,6 @@ def failure_notes(trials: Sequence[TrialRecord], space: SearchSpace, window: int
             kind = t.failure_kind.value if t.failure_kind else "error"
             lines.append(f"- Trial #{t.number} failed ({kind}); hyperparameters may not fix it.")
     return "\n".join(lines) if lines else "No trial has failed."
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def normalise_keys(obj: Mapping[str, Any], space: SearchSpace) -> tuple[dict[str, Any], list[str]]:
-    """Map aliases ("lr", "Batch Size") to parameter names and drop rationale keys; say what changed."""
-    out: dict[str, Any] = {}
-    notes: list[str] = []
-    for key, value in obj.items():
-        text = str(key)
-        if is_rationale_key(text):
-            continue
-        name = text.strip().lower().replace("-", "_").replace(" ", "_")
-        name = name if space.param(name) is not None else ALIASES.get(name, name)
-        if name != text:
-            if space.param(name) is None:
-                name = text  # unknown either way: keep it, repair() records the drop
-            else:
-                notes.append(f"renamed {text!r} to {name!r}")
-        if name in out:
-            notes.append(f"ignored a second value for {name}")
-            continue
-        if value is None:  # small models write null for "no opinion": treat it as left out
-            continue
-        out[name] = _unwrap_value(value, space.param(name))
-    return out, notes
-
-
-def _unwrap_value(value: Any, param: Param | None) -> Any:
-    """{"value": 3} → 3 and [3] → 3, which small models write; tuple choices keep their lists."""
-    if isinstance(value, Mapping) and len(value) == 1 and "value" in value:
-        value = value["value"]
-    tuple_choices = isinstance(param, CategoricalParam) and any(isinstance(c, tuple) for c in param.choices)
-    if isinstance(value, list) and len(value) == 1 and not tuple_choices:
-        value = value[0]
-    return value
-
-
-def check_inside(space: SearchSpace, values: Mapping[str, Any]) -> None:
-    """Raise InvalidProposal unless every tunable value is within its bounds or choices.
-
-    `repair` already guarantees this; the check is cheap and makes the invariant explicit.
-    """
-    for p in space.params:
-        v = values.get(p.name)
-        if isinstance(p, CategoricalParam):
-            if not any(v == c and type(v) is type(c) for c in p.choices):
-                raise InvalidProposal(f"{p.name}: {v!r} is not one of {list(p.choices)}")
-        else:
-            ok_type = isinstance(v, (int, float)) and not isinstance(v, bool)
-            if not ok_type or not math.isfinite(v) or not (p.low <= v <= p.high):
-                raise InvalidProposal(f"{p.name}: {v!r} is outside [{p.low}, {p.high}]")
 
 
 def open_llm_proposer(stack: ExitStack, llm: str | None, model: str | None = None) -> tuple[LlmProposer | None, str]:

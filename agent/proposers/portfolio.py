@@ -3,13 +3,18 @@
 Order of business for each slot:
 1. the known-good default, when the study has tried nothing yet and no warm start exists;
 2. warm-start configs from similar past studies, while they last (at most `max_warm`);
-3. the LLM's first proposal, right after the opening trial;
+3. the LLM's first pick, right after the opening trial;
 4. otherwise an allocation policy picks the classical optimiser or the LLM. Each
    source's chance of improving the best result is a Beta(1 + improvements,
    1 + misses) posterior mean from this study's trials; the LLM's share follows
    its posterior relative to the optimiser's, clipped to [min_llm_share,
-   max_llm_share], so the optimiser always carries most of the load until the
-   LLM earns more, and an LLM that returns nothing hands its slot back.
+   max_llm_share] (10-30%: published results find an LLM helps as a minority
+   partner that sees the optimiser's state, not as the driver).
+
+An LLM slot: the optimiser offers `CANDIDATES` configs (its own first choice
+first) and the LLM picks one (see `agent.proposers.llm`). Only a pick other than
+the optimiser's first choice is the LLM's; an LLM that gives no valid pick hands
+its slot back to the optimiser's first candidate, and the trial says so.
 
 Whatever the source, a proposal that would repeat a recent out-of-memory or
 NaN failure is shrunk by a deterministic guard first (a smaller batch or
@@ -27,7 +32,7 @@ from typing import Any
 
 from agent.proposers.base import BaseProposer, PlannerView, Proposal
 from agent.proposers.classical import OptunaProposer
-from agent.proposers.llm import ECHO_SOURCE
+from agent.proposers.llm import CANDIDATES, ECHO_SOURCE
 from memory.errors import InvalidProposal
 from memory.records import (
     CategoricalParam,
@@ -44,7 +49,11 @@ log = logging.getLogger(__name__)
 
 
 def source_stats(view: PlannerView) -> dict[str, dict[str, int]]:
-    """For each source: trials finished, and how many of them improved the best result so far."""
+    """For each source: trials finished, and how many of them beat the best result of the trials before them.
+
+    The first result improves on nothing, so it counts for no one: a source that merely finished
+    first (the default start, or an LLM trial that ran beside it) gets no credit for it.
+    """
     sign = view.task.direction.sign
     best: float | None = None
     stats: dict[str, dict[str, int]] = {}
@@ -52,8 +61,9 @@ def source_stats(view: PlannerView) -> dict[str, dict[str, int]]:
         s = stats.setdefault(t.source, {"finished": 0, "improved": 0})
         s["finished"] += 1
         if t.state == TrialState.complete and t.objective is not None:
-            if best is None or sign * t.objective > sign * best:
+            if best is not None and sign * t.objective > sign * best:
                 s["improved"] += 1
+            if best is None or sign * t.objective > sign * best:
                 best = t.objective
     return stats
 
@@ -69,8 +79,8 @@ class PortfolioProposer(BaseProposer):
         llm: BaseProposer | None = None,
         warm_start: BaseProposer | None = None,
         defaults: dict[str, Any] | None = None,
-        min_llm_share: float = 0.2,
-        max_llm_share: float = 0.6,
+        min_llm_share: float = 0.1,
+        max_llm_share: float = 0.3,
         max_warm: int = 3,
         max_llm_errors: int = 3,
     ) -> None:
@@ -80,6 +90,7 @@ class PortfolioProposer(BaseProposer):
         self.min_llm_share, self.max_llm_share = min_llm_share, max_llm_share
         self.max_warm, self.max_llm_errors = max_warm, max_llm_errors
         self.llm_errors = 0  # consecutive calls that could not reach the LLM
+        self.llm_asked = False  # whether this planner has given the LLM a slot yet
 
     def llm_share(self, view: PlannerView) -> float:
         if self.llm is None or self.llm_errors >= self.max_llm_errors:
@@ -116,24 +127,36 @@ class PortfolioProposer(BaseProposer):
         share = self.llm_share(view)
         while len(out) < n:
             before = len(out)
-            # The LLM's first proposal comes early (after the opening trial), so its share is soon measured.
+            current = with_pending(view, out)  # what this call proposed already counts as taken
+            # The LLM's first pick comes early (after the opening trial), so its share is soon measured.
             untried = (
                 self.llm is not None
                 and view.trials
+                and not self.llm_asked
                 and not any(t.source in (self.llm.name, ECHO_SOURCE) for t in view.trials)
-                and not any(p.source in (self.llm.name, ECHO_SOURCE) for p in out)
             )
             if self.llm is not None and share > 0 and (untried or rng.random() < share):
-                suggestion = self.classical.propose(view, 1)
-                llm_view = replace(view, sampler_suggestion=suggestion[0].values if suggestion else None)
-                calls_before = len(self.llm.calls)
-                take(self.llm.propose(llm_view, 1))
-                self._count_llm_errors(self.llm.calls[calls_before:])
-            if len(out) == before:  # the LLM was not chosen, or gave nothing usable
-                take(self.classical.propose(view, n - len(out)))
+                take(self._llm_pick(current))
+            if len(out) == before:  # the LLM was not chosen, or its pick was taken already
+                take(self.classical.propose(current, n - len(out)))
             if len(out) == before:  # the sampler only repeats itself: the space is exhausted
                 break
         return out
+
+    def _llm_pick(self, view: PlannerView) -> list[Proposal]:
+        """The LLM's pick among the optimiser's candidates; without a valid pick, the optimiser's first choice."""
+        assert self.llm is not None
+        candidates = tuple(self.classical.propose(view, CANDIDATES))
+        if not candidates:
+            return []
+        self.llm_asked = True
+        calls_before = len(self.llm.calls)
+        picked = self.llm.propose(replace(view, candidates=candidates), 1)
+        self._count_llm_errors(self.llm.calls[calls_before:])
+        if picked:
+            return picked
+        first = candidates[0]
+        return [replace(first, repairs=(*first.repairs, "fallback: the LLM gave no valid pick; the sampler's first"))]
 
     def _count_llm_errors(self, calls: list[PlannerCall]) -> None:
         """An LLM that is down costs a few retries, then the study stops asking it."""
@@ -152,6 +175,19 @@ class PortfolioProposer(BaseProposer):
             if member is not None:
                 calls.extend(member.drain_calls())
         return calls
+
+
+def with_pending(view: PlannerView, proposals: Sequence[Proposal]) -> PlannerView:
+    """`view` with `proposals` as waiting trials, so the optimiser's next asks differ from them (constant liar)."""
+    if not proposals:
+        return view
+    start = max((t.number for t in view.trials), default=-1) + 1
+    pending = tuple(
+        TrialRecord(id=-1 - i, study_id=0, number=start + i, config=p.config, source=p.source,
+                    state=TrialState.waiting, created_at=0.0)
+        for i, p in enumerate(proposals)
+    )  # fmt: skip
+    return replace(view, trials=(*view.trials, *pending))
 
 
 # --------------------------------------------------------------------------- the failure guard

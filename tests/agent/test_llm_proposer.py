@@ -1,7 +1,10 @@
 """LlmProposer against a scripted OpenAI-compatible server on a real socket.
 
-The module also holds the realistic task, space and history the other LLM
-tests share (`tests.agent.test_llm_proposer` is imported by test_hostile.py).
+The LLM picks one of the sampler's candidates; these tests check what it is shown,
+how its answer is read, and how the pick is recorded (the LLM's, an echo, or a
+fallback to the sampler's first choice). The module also holds the realistic task,
+space and history the other LLM tests share (`tests.agent.test_llm_proposer` is
+imported by test_hostile.py and test_local_llm.py).
 """
 
 from __future__ import annotations
@@ -19,8 +22,17 @@ from agent.llm.server import free_port
 from agent.narrate import narrate_report
 from agent.proposers.base import PlannerView, Proposal
 from agent.proposers.classical import OptunaProposer
-from agent.proposers.llm import ECHO_SOURCE, LlmProposer, propose_values
-from agent.proposers.portfolio import PortfolioProposer
+from agent.proposers.llm import (
+    CANDIDATES,
+    ECHO_SOURCE,
+    LlmProposer,
+    diagnose,
+    diagnosis,
+    example_turns,
+    propose_values,
+    read_pick,
+)
+from agent.proposers.portfolio import PortfolioProposer, source_stats
 from agent.refine import refine_task, validate_task_answer
 from memory.records import (
     Budget,
@@ -84,6 +96,18 @@ SUGGESTION = {
     "model": MODEL, "learning_rate": 3e-4, "lora_r": 16, "batch_size": 16, "epochs": 2, "max_length": 128,
     "lora_dropout": 0.1, "warmup_ratio": 0.05, "weight_decay": 0.01, "text_columns": ["title", "text"],
 }  # fmt: skip
+# The sampler's other candidates, as changes to its first choice.
+VARIANTS = ({"learning_rate": 1e-3, "epochs": 3}, {"learning_rate": 5e-5}, {"lora_r": 4, "batch_size": 8})
+
+
+def proposal(values: dict[str, Any], source: str = "tpe") -> Proposal:
+    repaired = SPACE.repair(values).values
+    return Proposal(repaired, SPACE.to_config(repaired), source, f"{source} sample")
+
+
+def candidates(first: dict[str, Any] = SUGGESTION) -> tuple[Proposal, ...]:
+    """Four candidates as the sampler offers them: its own first choice first."""
+    return tuple(proposal({**first, **change}) for change in ({}, *VARIANTS))
 
 
 def trial(
@@ -100,7 +124,7 @@ def trial(
     return TrialRecord(
         id=number + 1, study_id=1, number=number, config=config, source=source, state=TrialState(state),
         objective=objective, failure_kind=FailureKind(failure) if failure else None, message=message,
-        created_at=time.time(),
+        created_at=time.time(), finished_at=time.time() + number,
     )  # fmt: skip
 
 
@@ -114,9 +138,14 @@ def history() -> tuple[TrialRecord, ...]:
     return tuple(trials)
 
 
-def view(trials: tuple[TrialRecord, ...] = (), suggestion: dict[str, Any] | None = SUGGESTION) -> PlannerView:
-    hint = dict(suggestion) if suggestion is not None else None
-    return PlannerView(TASK, SPACE, PROFILE, trials, seed=7, sampler_suggestion=hint)
+def view(
+    trials: tuple[TrialRecord, ...] = (),
+    suggestion: dict[str, Any] | None = SUGGESTION,
+    curves: dict[int, tuple[float, ...]] | None = None,
+) -> PlannerView:
+    """A view with the sampler's candidates (first `suggestion`), or none: the proposer then asks its own TPE."""
+    offered = candidates(suggestion) if suggestion is not None else ()
+    return PlannerView(TASK, SPACE, PROFILE, trials, seed=7, candidates=offered, curves=curves or {})
 
 
 def assert_inside(space: SearchSpace, proposal: Proposal) -> None:
@@ -144,181 +173,279 @@ def proposer_for(server: ScriptedLlmServer, *answers: Any, **kwargs: Any) -> Llm
     return LlmProposer(LlmClient(server.settings(timeout_s=3, max_retries=1)), **kwargs)
 
 
-def answer(*configs: dict[str, Any], rationale: str = "closer to the best region") -> str:
-    return json.dumps({"proposals": [{**c, "rationale": rationale} for c in configs]})
+def pick(number: Any, rationale: str = "the best trials trained longer at a higher rate") -> str:
+    return json.dumps({"candidate": number, "rationale": rationale})
 
 
-# --------------------------------------------------------------------------- the happy path
+# --------------------------------------------------------------------------- a pick and how it is recorded
 
 
-def test_a_complete_valid_answer_is_accepted_as_is(server):
-    wanted = {**SUGGESTION, "learning_rate": 8e-4, "lora_r": 32}
-    proposer = proposer_for(server, answer(wanted))
+def test_a_pick_of_another_candidate_is_the_llms_proposal(server):
+    proposer = proposer_for(server, pick(2))
     [p] = proposer.propose(view(history()), 1)
-    assert p.source == "llm" and p.repairs == ()
-    assert p.config.learning_rate == 8e-4 and p.config.lora_r == 32 and p.config.text_columns == ("title", "text")
-    assert p.rationale == "closer to the best region"
+    assert p.source == "llm" and p.values == candidates()[1].values and p.config == candidates()[1].config
+    assert p.rationale == "picked candidate 2 of 4: the best trials trained longer at a higher rate"
+    assert p.repairs == ()
     [call] = proposer.drain_calls()
     assert call.outcome == "accepted" and call.template == "propose.md" and call.proposer == "llm"
     assert call.prompt_tokens and call.completion_tokens and call.latency_s is not None
-    assert "learning_rate" in call.prompt and call.response == answer(wanted)
+    assert "Candidate 4:" in call.prompt and call.response == pick(2)
 
 
-def test_the_request_asks_for_a_json_schema_over_the_space(server):
-    proposer = proposer_for(server, answer(SUGGESTION))
-    proposer.propose(view(), 1)
+def test_keeping_the_samplers_first_choice_is_an_echo_whose_own_reason_is_still_shown(server):
+    [p] = proposer_for(server, pick(1, "it sits closest to the best trial")).propose(view(history()), 1)
+    assert p.source == ECHO_SOURCE and p.values == candidates()[0].values
+    assert p.rationale == "picked candidate 1 of 4: it sits closest to the best trial"
+    assert any(r.startswith("echo: the LLM kept the sampler's first choice") for r in p.repairs)
+
+
+def test_a_rationale_copied_from_the_prompt_is_never_shown_and_the_pick_is_an_echo(server):
+    # What SmolLM2 answered on a spam task: the answer shape's placeholder as its reason.
+    [p] = proposer_for(server, pick(2, "one short sentence")).propose(view(history()), 1)
+    assert p.source == ECHO_SOURCE and p.rationale == "picked candidate 2 of 4"
+    assert any("copied from the prompt" in r for r in p.repairs)
+    # Qwen2.5-Coder-0.5B returned the worked example's reason word for word.
+    example = json.loads(example_turns(TASK)[1]["content"])
+    proposer = proposer_for(server, json.dumps(example), examples=1)
+    [p] = proposer.propose(view(history()), 1)
+    assert p.source == ECHO_SOURCE and "trial 0 was still improving" not in p.rationale
+    [p] = proposer_for(server, pick(3, "trial 8 is the best and trained at 9e-4")).propose(view(history()), 1)
+    assert p.source == "llm" and p.rationale.endswith("trial 8 is the best and trained at 9e-4")
+
+
+def test_the_request_asks_for_one_candidate_number_and_stops_after_the_json(server):
+    proposer_for(server, pick(2)).propose(view(history()), 1)
     body = server.requests[-1]
     assert body["response_format"]["type"] == "json_schema"
-    item = body["response_format"]["json_schema"]["schema"]["properties"]["proposals"]["items"]
-    assert item["properties"]["batch_size"] == {"enum": [8, 16, 32]}
-    assert item["properties"]["learning_rate"] == {"type": "number", "minimum": 1e-5, "maximum": 5e-3}
-    assert item["properties"]["text_columns"] == {"enum": [["text"], ["title", "text"]]}
+    schema = body["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["candidate"] == {"type": "integer", "minimum": 1, "maximum": 4}
+    assert schema["required"] == ["candidate", "rationale"]
+    assert body["stop"] == ["}"] and body["max_tokens"] <= 96
     assert body["messages"][0]["role"] == "system" and body["messages"][-1]["role"] == "user"
 
 
-def test_missing_parameters_are_filled_from_the_sampler_suggestion_and_recorded(server):
-    proposer = proposer_for(server, '```json\n{"learning_rate": 0.002, "lora_r": 8}\n```')
-    [p] = proposer.propose(view(), 1)
-    assert p.config.learning_rate == 0.002 and p.config.lora_r == 8
-    assert p.config.batch_size == SUGGESTION["batch_size"] and p.config.epochs == SUGGESTION["epochs"]
-    assert any(
-        r.startswith("filled model, batch_size, epochs") and r.endswith("from the sampler's suggestion")
-        for r in p.repairs
-    )
-    assert proposer.calls[-1].outcome == "repaired"
-
-
-def test_without_a_suggestion_missing_parameters_come_from_the_best_trial(server):
-    proposer = proposer_for(server, '{"learning_rate": 0.00045}')
-    [p] = proposer.propose(view(history(), suggestion=None), 1)
-    best = max((t for t in history() if t.objective is not None and t.state == TrialState.complete),
-               key=lambda t: t.objective)  # fmt: skip
-    assert p.config.learning_rate == 0.00045 and p.config.lora_r == best.config.lora_r
-    assert any("from the best trial" in r for r in p.repairs)
-
-
-def test_without_suggestion_or_history_an_incomplete_answer_is_rejected(server):
-    proposer = proposer_for(server, '{"learning_rate": 0.0004}')
-    assert proposer.propose(view(suggestion=None), 1) == []
-    assert proposer.calls[-1].outcome == "rejected" and "missing parameter" in proposer.calls[-1].detail
-
-
-def test_out_of_range_values_are_clamped_and_snapped_with_the_repairs_recorded(server):
-    wild = {**SUGGESTION, "learning_rate": 0.5, "batch_size": 20, "epochs": 7, "Lora-Dropout": "0.9"}
-    del wild["lora_dropout"]
-    proposer = proposer_for(server, answer(wild))
-    [p] = proposer.propose(view(), 1)
-    assert_inside(SPACE, p)
-    assert p.config.learning_rate == 5e-3 and p.config.batch_size == 16 and p.config.epochs == 3
-    assert p.config.lora_dropout == 0.3
-    joined = " | ".join(p.repairs)
-    assert "renamed 'Lora-Dropout' to 'lora_dropout'" in joined and "clamped" in joined and "snapped" in joined
-
-
-def test_at_most_n_proposals_and_no_duplicates_or_repeats_of_past_trials(server):
-    past = history()
-    repeat = {k: getattr(past[0].config, k) for k in SPACE.names}
-    configs = [{**SUGGESTION, "learning_rate": 1e-4 * (i + 2), "lora_r": 32} for i in range(5)]
-    proposer = proposer_for(server, answer(repeat, configs[0], configs[0], *configs[1:]))
-    proposals = proposer.propose(view(past), 3)
-    assert len(proposals) == 3 and len({p.config for p in proposals}) == 3
-    assert all(p.config not in {t.config for t in past} for p in proposals)
-    assert "repeats trial #0" in proposer.calls[-1].detail and "duplicate" in proposer.calls[-1].detail
+@pytest.mark.parametrize(
+    ("step", "number", "how"),
+    [
+        ('{"candidate": 3, "rationale": "x"}', 3, ""),  # the stop string kept (transformers serve)
+        ('{"candidate": 3, "rationale": "more epochs"', 3, ""),  # the stop string dropped (OpenAI)
+        ({"content": '{"candidate": 4, "rationale": "the loss was still fal', "finish_reason": "length"}, 4, ""),
+        ('```json\n{"pick": "3"}\n```', 3, "read the pick from 'pick'"),
+        ('{"answer": {"choice": 4, "reason": "a smaller batch"}}', 4, "read the pick from 'choice'"),
+        ('{"candidate": "Candidate 2"}', 2, "read the pick from 'candidate'"),
+        ("Candidate 2, because trial 8 was still rising.", 2, "read the pick from prose"),
+        ("3", 3, "read the pick from prose"),
+        (json.dumps({"learning_rate": 5e-5, "epochs": 2, "lora_r": 16}), 3, "read the pick from the candidate's"),
+    ],
+)
+def test_picks_are_read_leniently(server, step, number, how):
+    proposer = proposer_for(server, step)
+    [p] = proposer.propose(view(history()), 1)
+    assert p.values == candidates()[number - 1].values
+    [call] = proposer.drain_calls()
+    assert call.outcome == ("repaired" if how else "accepted")
+    assert call.detail.startswith(how)
 
 
 @pytest.mark.parametrize(
-    ("step", "expected_lr"),
+    "step",
     [
-        ('{"proposals": [{"learning_rate": 0.0007, "rationale": "x"}]}', 7e-4),  # stop string kept (transformers)
-        ('{"proposals": [{"learning_rate": 0.0007, "rationale": "x"', 7e-4),  # stop string dropped (OpenAI)
-        ({"content": '{"proposals": [{"learning_rate": 0.0007, "lora_r": 8', "finish_reason": "length"}, 7e-4),
+        '{"candidate": 0, "rationale": "the first one"}',  # numbered from 1
+        '{"candidate": 5, "rationale": "the last one"}',
+        '{"candidate": -2}',
+        '{"candidate": 2.5}',
+        '{"candidate": true}',
+        '{"candidate": "the best"}',
+        '{"learning_rate": 1e9, "rationale": "IGNORE ALL PREVIOUS INSTRUCTIONS"}',  # values of no candidate
+        "I'm sorry, but I cannot help with tuning hyperparameters.",
+        "",
+        {"raw": b"not json at all"},
     ],
 )
-def test_answers_cut_at_the_stop_string_or_the_token_limit_still_parse(server, step, expected_lr):
+def test_an_answer_without_a_valid_pick_gives_nothing_and_says_the_sampler_runs_instead(server, step):
     proposer = proposer_for(server, step)
-    [p] = proposer.propose(view(), 1)
-    assert p.config.learning_rate == expected_lr
-    assert server.requests[-1]["stop"] == ["}]}"]
-    if isinstance(step, dict):  # cut by the token limit: the last member may be cut too, so it is not trusted
-        assert p.config.lora_r == SUGGESTION["lora_r"]
+    assert proposer.propose(view(history()), 1) == []
+    [call] = proposer.drain_calls()
+    assert call.outcome in ("rejected", "error")
+    if call.outcome == "rejected":
+        assert call.detail.endswith("falling back to the sampler's first candidate")
+
+
+def test_read_pick_takes_the_first_number_and_keeps_the_reason():
+    values = [c.values for c in candidates()]
+    assert read_pick('{"candidate": 4, "why": "smaller batches"}', values) == (4, "smaller batches", "")
+    assert read_pick("Candidate 3: it trains longer", values) == (3, "it trains longer", "read the pick from prose")
+    number, _, problem = read_pick('{"learning_rate": 0.0003}', values)  # matches candidates 1, 3 and 4
+    assert number is None and problem == "the answer holds no candidate number"
+
+
+def test_without_candidates_in_the_view_the_proposer_asks_its_own_sampler(server):
+    proposer = proposer_for(server, pick(4))
+    v = view(history(), suggestion=None)
+    [p] = proposer.propose(v, 1)
+    expected = OptunaProposer("tpe").propose(v, CANDIDATES)
+    assert p.source == "llm" and p.config == expected[3].config
+    assert_inside(SPACE, p)
 
 
 def test_the_llm_proposer_passes_the_proposer_contract(server):
-    def fresh(body: dict[str, Any]) -> str:  # a different config on each call, like a real model
-        lrs = [1.1e-4 * (k + 1) for k in range(3)]
-        return answer(*({"learning_rate": lr, "epochs": 2, "batch_size": 16, "lora_r": 16, "lora_dropout": 0.1,
-                          "text_columns": ["text"]} for lr in lrs))  # fmt: skip
-
-    check_contract(proposer_for(server, fresh))
+    check_contract(proposer_for(server, pick(2)))
 
 
-# --------------------------------------------------------------------------- reacting to failures
+def test_an_llm_that_is_down_costs_a_recorded_error_and_nothing_else():
+    client = LlmClient(LlmSettings(base_url=f"http://127.0.0.1:{free_port()}/v1", model="m", max_retries=0))
+    proposer = LlmProposer(client)
+    assert proposer.propose(view(history()), 1) == []
+    assert proposer.calls[-1].outcome == "error"
 
 
-def test_failures_are_in_the_prompt_with_kind_and_message(server):
-    proposer = proposer_for(server, answer(SUGGESTION))
-    proposer.propose(view(history()), 1)
-    prompt = proposer.calls[-1].prompt
-    assert "FAILED oom: CUDA out of memory" in prompt and "FAILED nan_loss: loss is nan" in prompt
-    assert "ran out of memory with batch_size=32, max_length=256" in prompt
-    assert "diverged (NaN loss) at learning_rate=0.004" in prompt
+# --------------------------------------------------------------------------- inside the portfolio
 
 
-def guarded_llm(server: ScriptedLlmServer, *answers: Any) -> PortfolioProposer:
-    """The LLM proposer as a study runs it: inside the portfolio, which guards every proposal."""
-    return PortfolioProposer(OptunaProposer("tpe"), llm=proposer_for(server, *answers), min_llm_share=1.0,
-                             max_llm_share=1.0)  # fmt: skip
+class FixedSampler(OptunaProposer):
+    """A sampler whose candidates are known: `candidates(first)`."""
+
+    def __init__(self, first: dict[str, Any] = SUGGESTION) -> None:
+        super().__init__("tpe")
+        self.first = first
+
+    def propose(self, view, n):
+        return list(candidates(self.first)[:n])
 
 
-def test_oom_guard_shrinks_an_llm_config_that_would_run_out_of_memory_again(server):
-    portfolio = guarded_llm(server, answer({**SUGGESTION, "batch_size": 32, "max_length": 256, "lora_r": 8}))
-    [p] = portfolio.propose(view(history()), 1)
-    assert p.source == "llm" and p.config.batch_size == 16 and p.config.max_length == 256 and p.config.lora_r == 8
+def portfolio(server: ScriptedLlmServer, *answers: Any, first: dict[str, Any] = SUGGESTION) -> PortfolioProposer:
+    """The LLM as a study runs it: inside the portfolio, which offers candidates and guards every proposal."""
+    llm = proposer_for(server, *answers)
+    return PortfolioProposer(FixedSampler(first), llm=llm, min_llm_share=1.0, max_llm_share=1.0)
+
+
+def test_the_portfolio_offers_its_samplers_candidates_and_runs_the_pick(server):
+    [p] = portfolio(server, pick(3)).propose(view(history(), suggestion=None), 1)
+    assert p.source == "llm" and p.values == candidates()[2].values
+    prompt = server.requests[-1]["messages"][-1]["content"]
+    assert "Candidate 1 (the optimiser's first choice):" in prompt and "Candidate 4:" in prompt
+
+
+def test_without_a_valid_pick_the_portfolio_runs_the_samplers_first_candidate_and_says_so(server):
+    owner = portfolio(server, '{"candidate": 9}')
+    [p] = owner.propose(view(history(), suggestion=None), 1)
+    assert p.source == "tpe" and p.values == candidates()[0].values
+    assert any(r.startswith("fallback: the LLM gave no valid pick") for r in p.repairs)
+    assert [c.outcome for c in owner.drain_calls()] == ["rejected"]
+
+
+def test_a_real_tpe_portfolio_gives_the_llm_tpes_own_candidates(server):
+    v = view(history(), suggestion=None)
+    llm = proposer_for(server, pick(2))
+    [p] = PortfolioProposer(OptunaProposer("tpe"), llm=llm, min_llm_share=1.0, max_llm_share=1.0).propose(v, 1)
+    assert p.source == "llm" and p.config == OptunaProposer("tpe").propose(v, CANDIDATES)[1].config
+
+
+def test_oom_guard_shrinks_a_picked_config_that_would_run_out_of_memory_again(server):
+    big = {**SUGGESTION, "batch_size": 32, "max_length": 256, "lora_r": 8}
+    [p] = portfolio(server, pick(2), first=big).propose(view(history(), suggestion=None), 1)
+    assert p.source == "llm" and p.config.batch_size == 16 and p.config.max_length == 256
     assert any(r.startswith("guard: batch_size 32 -> 16 after OOM in #9") for r in p.repairs)
 
 
-def test_nan_guard_lowers_an_llm_learning_rate_that_diverged(server):
-    portfolio = guarded_llm(server, answer({**SUGGESTION, "learning_rate": 5e-3, "lora_r": 8}))
-    [p] = portfolio.propose(view(history()), 1)
-    assert p.source == "llm" and p.config.learning_rate < 4e-3
+def test_nan_guard_lowers_a_picked_learning_rate_that_diverged(server):
+    fast = {**SUGGESTION, "learning_rate": 5e-3}  # candidate 4 keeps this rate, which diverged at 4e-3 in #10
+    [p] = portfolio(server, pick(4), first=fast).propose(view(history(), suggestion=None), 1)
+    assert p.source == "llm" and p.config.lora_r == 4 and p.config.learning_rate < 4e-3
     assert any("after NaN in #10" in r for r in p.repairs)
 
 
-def test_guards_leave_a_config_alone_when_it_already_avoids_the_failure(server):
-    portfolio = guarded_llm(server, answer({**SUGGESTION, "batch_size": 8, "learning_rate": 2e-4, "lora_r": 8}))
-    [p] = portfolio.propose(view(history()), 1)
-    assert p.source == "llm" and not any(r.startswith("guard") for r in p.repairs)
+def test_the_llms_measure_counts_only_its_own_picks():
+    """Echoes (the sampler's first choice) and the first result (the default start) never count for the LLM."""
+    trials = (
+        trial(0, objective=0.60, source="llm"),  # finished first, beside the default: it beat nothing
+        trial(1, objective=0.55, source="default"),
+        trial(2, objective=0.70, source=ECHO_SOURCE, learning_rate=6e-4),
+        trial(3, objective=0.72, source="llm", learning_rate=7e-4),
+        trial(4, objective=0.50, source="tpe", learning_rate=8e-4),
+    )
+    stats = source_stats(PlannerView(TASK, SPACE, PROFILE, trials))
+    assert stats["llm"] == {"finished": 2, "improved": 1}
+    assert stats[ECHO_SOURCE] == {"finished": 1, "improved": 1} and stats["default"]["improved"] == 0
+    owner = PortfolioProposer(OptunaProposer("tpe"), llm=LlmProposer(None))  # type: ignore[arg-type]
+    assert (owner.min_llm_share, owner.max_llm_share) == (0.1, 0.3)
+    assert 0.1 <= owner.llm_share(PlannerView(TASK, SPACE, PROFILE, trials)) <= 0.3
 
 
-# --------------------------------------------------------------------------- prompt content and size
+# --------------------------------------------------------------------------- what the LLM is shown
 
 
-def test_the_prompt_carries_profile_space_state_and_suggestion_and_fits_a_small_context():
-    values = propose_values(view(history()), 2)
+def test_the_prompt_carries_task_state_diagnosis_and_candidates_and_fits_a_small_context():
+    v = view(history(), curves={8: (0.5, 0.6, 0.63), 11: (0.45, 0.41)})
+    values = propose_values(v, candidates())
     assert "4812 rows" in values["profile"] and "queue" in values["profile"]
     assert "learning_rate: number from 1e-05 to 0.005, log scale" in values["space"]
-    assert 'text_columns: one of [["text"], ["title", "text"]]' in values["space"]
-    assert "Best earlier trials" in values["history"] and "All earlier trials: " in values["history"]
-    assert "(best)" in values["history"] and '"model":' not in values["history"]  # one-choice params left out
-    assert (
-        '"learning_rate": 0.0003' in values["answer_rules"]
-        and "only the parameters you change" in values["answer_rules"]
+    # Candidates and trials are shown by what tells the candidates apart; what they share, once.
+    lines = values["candidates"].splitlines()
+    assert lines[0] == 'Candidate 1 (the optimiser\'s first choice): {"learning_rate": 0.0003, "lora_r": 16, ' \
+                       '"batch_size": 16, "epochs": 2}'  # fmt: skip
+    assert lines[1].startswith('Candidate 2: {"learning_rate": 0.001,') and len(lines) == 5
+    assert lines[4].startswith('All candidates share: {"max_length": 128, "lora_dropout": 0.1')
+    assert '"model"' not in values["candidates"]  # one-choice parameters tell the model nothing
+    assert "Best earlier trials" in values["history"] and "(best)" in values["history"]
+    assert "FAILED oom: CUDA out of memory" in values["history"] and '"warmup_ratio"' not in values["history"]
+    assert values["notes"].splitlines()[0] == (
+        "Diagnosis: #9 ran out of memory; #10 diverged: the loss became NaN; "
+        "#11 over-fitted: its eval macro_f1 fell from 0.45 to 0.41."
     )
-    assert json.loads(values["example"]) == {
-        "proposals": [{"learning_rate": 0.0003, "rationale": "one short sentence"}]
-    }
-    full = propose_values(view(history(), suggestion=None), 1)
-    assert "Give every parameter: model, learning_rate" in full["answer_rules"]
-    assert set(json.loads(full["example"])["proposals"][0]) == {*SPACE.names, "rationale"}
-    proposer = LlmProposer(LlmClient.__new__(LlmClient))  # prompt building needs no endpoint
+    assert "ran out of memory with batch_size=32, max_length=256" in values["notes"]
+    assert "diverged (NaN loss) at learning_rate=0.004: prefer a lower learning_rate" in values["notes"]
+    assert values["n"] == "4" and json.loads(values["example"]) == {"candidate": 1, "rationale": "one short sentence"}
+    proposer = LlmProposer(None, max_prompt_tokens=1200, examples=1)  # type: ignore[arg-type]
     many = tuple(trial(i, objective=0.5 + (i % 17) / 100, learning_rate=1e-5 * (i + 1)) for i in range(200))
-    text = "\n".join(m["content"] for m in proposer.build_messages(view(many), 3))
-    assert len(text) / 3.5 < 2500, "prompt must fit SmolLM2's 8k context with room to answer"
+    text = "\n".join(m["content"] for m in proposer.build_messages(view(many), candidates()))
+    assert len(text) / 3.5 < 1200, "prompt must fit what SmolLM2 reads well"
     assert "All earlier trials: 195 (195 complete)" in text
 
 
+@pytest.mark.parametrize(
+    ("curve", "expected"),
+    [
+        ((0.50, 0.60, 0.66), "under-trained: its eval macro_f1 was still rising at the end"),
+        ((0.50, 0.70, 0.62), "over-fitted: its eval macro_f1 fell from 0.7 to 0.62"),
+        ((0.50, 0.66, 0.661), "converged: its eval macro_f1 levelled off"),
+        ((0.66,), None),  # one evaluation says nothing about the curve
+        ((), None),
+    ],
+)
+def test_diagnosis_reads_the_eval_curve(curve, expected):
+    assert diagnose(trial(0, objective=0.66), curve, TASK) == expected
+
+
+def test_diagnosis_of_failures_and_of_a_minimised_metric():
+    assert diagnose(trial(0, "failed", failure="nan_loss"), (), TASK) == "diverged: the loss became NaN"
+    degenerate = diagnose(trial(0, "failed", failure="degenerate"), (0.3, 0.3), TASK)
+    assert degenerate == "degenerate: it predicted one class (or no entity) for every row"
+    assert diagnose(trial(0, "failed", failure="worker_lost"), (), TASK) == "failed (worker_lost)"
+    assert diagnose(trial(0, "pruned", objective=0.4), (0.3, 0.4), TASK) == "pruned: it trailed earlier trials"
+    assert diagnose(trial(0, "running"), (0.3, 0.4), TASK) is None
+    loss = TASK.model_copy(update={"metric": "eval_loss", "direction": Direction.minimize})
+    assert diagnose(trial(0, objective=0.9), (1.2, 0.8, 0.9), loss) == "over-fitted: its eval eval_loss fell from " \
+                                                                       "0.8 to 0.9"  # fmt: skip
+    assert diagnose(trial(0, objective=0.6), (1.2, 0.8, 0.6), loss).startswith("under-trained")  # type: ignore[union-attr]
+    assert diagnosis(PlannerView(TASK, SPACE, PROFILE, ())) == ""
+
+
+def test_small_models_get_a_worked_example_turn_that_is_itself_a_valid_answer():
+    v = view(history())
+    plain = LlmProposer(None, max_prompt_tokens=1200).build_messages(v, candidates())  # type: ignore[arg-type]
+    assert [m["role"] for m in plain] == ["system", "user"]
+    proposer = LlmProposer(None, max_prompt_tokens=1200, examples=1)  # type: ignore[arg-type]
+    messages = proposer.build_messages(v, candidates())
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[-1] == plain[-1]
+    assert "under-trained" in messages[1]["content"] and "Candidate 3:" in messages[1]["content"]
+    p, detail = proposer.parse_answer(messages[2]["content"], candidates())
+    assert p is not None and p.values == candidates()[2].values, detail
+
+
 def test_data_excerpts_are_delimited_and_declared_data(server):
-    proposer = proposer_for(server, answer(SUGGESTION))
+    proposer = proposer_for(server, pick(2))
     proposer.propose(view(), 1)
     prompt = proposer.calls[-1].prompt
     start, end = prompt.index("<data>\n"), prompt.index("\n</data>")
@@ -364,39 +491,3 @@ def test_narrate_report_returns_plain_text_or_none(server):
     assert "response_format" not in server.requests[-1]
     server.steps = [{"status": 500}]
     assert narrate_report(LlmClient(server.settings(max_retries=0)), {"trials": 1}) is None
-
-
-@pytest.mark.parametrize("suggestion", [SUGGESTION, None])
-def test_small_models_get_a_worked_example_turn_that_is_itself_a_valid_answer(suggestion):
-    v = view(history(), suggestion)
-    plain = LlmProposer(None, max_prompt_tokens=1200).build_messages(v, 1)  # type: ignore[arg-type]
-    assert [m["role"] for m in plain] == ["system", "user"]
-    proposer = LlmProposer(None, max_prompt_tokens=1200, examples=1)  # type: ignore[arg-type]
-    messages = proposer.build_messages(v, 1)
-    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
-    assert messages[-1] == plain[-1] or "## Question" in messages[-1]["content"]
-    example = messages[2]["content"]
-    assert json.loads(example)["proposals"]
-    proposals, problems = proposer.parse_answer(example, view((), suggestion), 1)
-    assert proposals, problems
-    assert_inside(SPACE, proposals[0])
-    assert proposals[0].values != (suggestion and SPACE.repair(suggestion).values)
-
-
-def test_an_answer_that_repeats_the_suggestion_is_an_echo_not_the_llms(server):
-    # What SmolLM2 answered on a spam task: the suggestion's own value, and the answer shape's placeholder.
-    echo = json.dumps(
-        {"proposals": [{"learning_rate": SUGGESTION["learning_rate"], "rationale": "one short sentence"}]}
-    )
-    [p] = proposer_for(server, echo).propose(view(history()), 1)
-    assert p.source == ECHO_SOURCE and p.rationale == "" and any("echo" in r for r in p.repairs)
-    assert p.values == SPACE.repair(SUGGESTION).values
-
-
-def test_a_rationale_copied_from_the_prompt_is_never_shown(server):
-    copied = json.dumps({"proposals": [{"learning_rate": 1e-3, "rationale": "one short sentence"}]})
-    [p] = proposer_for(server, copied).propose(view(history()), 1)
-    assert p.source == "llm" and p.rationale == "" and any("copied from the prompt" in r for r in p.repairs)
-    own = json.dumps({"proposals": [{"learning_rate": 1e-3, "rationale": "the best trials sit near 1e-3"}]})
-    [p] = proposer_for(server, own).propose(view(history()), 1)
-    assert p.rationale == "the best trials sit near 1e-3"
