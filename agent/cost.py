@@ -113,3 +113,29 @@ def duration_text(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+@dataclass(frozen=True)
+class PruningSavings:
+    """What stopping trials early saved: their seconds as run, against their predicted seconds in full."""
+
+    pruned: int
+    used_seconds: float
+    full_seconds: float
+
+    @property
+    def saved_seconds(self) -> float:
+        return max(0.0, self.full_seconds - self.used_seconds)
+
+
+def pruning_savings(task: TaskSpec, profile: DataProfile | None, trials: Sequence[TrialRecord]) -> PruningSavings:
+    """The compute the pruner saved: each pruned trial's wall seconds against the cost model's price in full.
+
+    The price is refitted on the study's own complete trials first, so it is in this machine's seconds.
+    """
+    cost = CostModel(task, profile)
+    cost.fit(trials)
+    pruned = [t for t in trials if t.state == TrialState.pruned and t.started_at and t.finished_at]
+    used = sum(t.finished_at - t.started_at for t in pruned)  # type: ignore[operator]
+    full = sum(max(cost.estimate(t.config).seconds, t.finished_at - t.started_at) for t in pruned)  # type: ignore[operator]
+    return PruningSavings(len(pruned), used, full)

@@ -98,7 +98,7 @@ class StudyContext:
     write_report: Callable[[Store, StudyRecord], Path] | None = None
     settings: TuneOptions = field(default_factory=TuneOptions)
     parallel: int = 1
-    pruner: str = "none"  # "median": stop trials whose intermediate evals trail the median of past trials
+    pruner: str = "none"  # "halving" or "median": stop trials whose evals trail past trials
     trial_timeout_s: float | None = None
     on_update: Callable[[StudySnapshot], None] = lambda snapshot: None
     stop_requested: bool = False
@@ -252,8 +252,8 @@ def _run_trial(
         if trial_dir.exists():  # a trial interrupted earlier starts clean
             shutil.rmtree(trial_dir)
         trial_dir.mkdir(parents=True)
-        if ctx.pruner == "median":
-            prune[:] = [TrialPruner.for_trial(ctx.store, study.task, ctx.store.trials(study.id))]
+        if ctx.pruner != "none":
+            prune[:] = [TrialPruner.for_trial(ctx.store, study.task, ctx.store.trials(study.id), ctx.pruner)]
         timeout = ctx.trial_timeout_s
         if ctx.budget is not None:
             timeout = ctx.budget.trial_timeout(timeout)

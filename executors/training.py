@@ -151,9 +151,21 @@ def length_grouped_batches(
 # --------------------------------------------------------------------------- model
 
 
-def lora_targets(model: Any, config: TrialConfig) -> list[str] | str:
-    """The config's LoRA targets, else PEFT's per-architecture defaults, else every attention projection."""
-    if config.lora_targets:
+OUTPUT_HEADS = {"classifier", "score", "lm_head"}  # trained whole or left alone, never given LoRA
+
+
+def lora_targets(model: Any, config: TrialConfig, heads: list[str] | None = None) -> list[str] | str:
+    """The config's LoRA targets, else PEFT's per-architecture defaults, else every attention projection.
+
+    ("all-linear",) means every linear layer but the output head; ("attention",) asks for the detected
+    attention projections, as no targets do. `heads` are trained whole (modules_to_save), so never targets.
+    """
+    if config.lora_targets == ("all-linear",):
+        # By suffix rather than PEFT's "all-linear" keyword, which keeps a token-classification head that
+        # PEFT itself then trains whole (modules_to_save) and cannot wrap once it holds LoRA.
+        linear = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+        return sorted(linear - set(heads or ()) - OUTPUT_HEADS)
+    if config.lora_targets and config.lora_targets != ("attention",):
         return list(config.lora_targets)
     from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as MAPPING
 
@@ -168,13 +180,15 @@ def lora_targets(model: Any, config: TrialConfig) -> list[str] | str:
 def add_lora(model: Any, handler: TaskHandler, config: TrialConfig) -> Any:
     from peft import LoraConfig, get_peft_model
 
+    heads = handler.modules_to_save(model)
     lora = LoraConfig(
         task_type=handler.peft_task_type,
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
-        target_modules=lora_targets(model, config),
-        modules_to_save=handler.modules_to_save(model),
+        target_modules=lora_targets(model, config, heads),
+        modules_to_save=heads,
+        use_rslora=config.use_rslora,
     )
     return get_peft_model(model, lora)
 
@@ -307,6 +321,7 @@ def run_trial(task: TaskSpec, config: TrialConfig, trial_dir: Path, device_name:
                     events.emit(
                         "progress",
                         step=step,
+                        total_steps=total_steps,
                         epoch=round(micro / max(1, len(train) / config.batch_size), 4),
                         loss=mean_loss,
                         learning_rate=scheduler.get_last_lr()[0],
@@ -321,7 +336,11 @@ def run_trial(task: TaskSpec, config: TrialConfig, trial_dir: Path, device_name:
                     metrics = handler.evaluate(model, evals, device)
                 eval_time += time.perf_counter() - t
                 events.emit(
-                    "eval", step=step, epoch=round(micro / max(1, len(train) / config.batch_size), 4), metrics=metrics
+                    "eval",
+                    step=step,
+                    total_steps=total_steps,
+                    epoch=round(micro / max(1, len(train) / config.batch_size), 4),
+                    metrics=metrics,
                 )
                 window_start += time.perf_counter() - t  # eval time is not training throughput
             if step >= total_steps:

@@ -63,7 +63,11 @@ class FakeExecutor(BaseExecutor):
                 if stop.wait(self.step_seconds):  # the step's time, cut short by stop_all
                     return TrialResult(state=TrialState.pruned, message=stop.reason)
                 emit(TrialEvent(kind="progress", step=step, loss=1.0 / step, learning_rate=config.learning_rate))
-                emit(TrialEvent(kind="eval", step=step, metrics={task.metric: value * step / self.steps}))
+                emit(
+                    TrialEvent(
+                        kind="eval", step=step, total_steps=self.steps, metrics={task.metric: value * step / self.steps}
+                    )
+                )
         except StopTrial as stopped:
             return TrialResult(state=TrialState.pruned, message=str(stopped))
         finally:

@@ -2,7 +2,9 @@
 
 The Optuna study is rebuilt from the stored history on every call, so the
 sampler's state survives a crash or a resume for free and the database stays
-the single source of truth.
+the single source of truth. Given the opening trial's values, the sampler's
+first, random trials are drawn from the prior region around them
+(`agent.space.prior_region`) instead of the whole space.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import TrialState as OptunaState
 
 from agent.proposers.base import BaseProposer, PlannerView, Proposal
+from agent.space import prior_region
 from memory.errors import InvalidProposal
 from memory.records import CategoricalParam, FailureKind, FloatParam, SamplerName, SearchSpace, TrialState
 
@@ -67,12 +70,15 @@ def _decode(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
 class OptunaProposer(BaseProposer):
     """Proposes with an Optuna sampler: TPE (default), random search or CMA-ES."""
 
-    def __init__(self, sampler: str = "tpe", n_startup_trials: int = 5) -> None:
+    def __init__(
+        self, sampler: str = "tpe", n_startup_trials: int = 5, prior_around: dict[str, Any] | None = None
+    ) -> None:
         super().__init__()
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
         self.name = sampler
         self.n_startup_trials = n_startup_trials
+        self.prior_around = prior_around  # the opening trial's values: start-up trials stay near them
 
     def _sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         if self.name == "random":
@@ -96,26 +102,46 @@ class OptunaProposer(BaseProposer):
             params = _encode(view.space, t.config.model_dump())
             if params is None:
                 continue
+            intermediate: dict[int, float] | None = None
             if t.state == TrialState.complete and t.objective is not None:
                 state, value = OptunaState.COMPLETE, t.objective
             elif t.failure_kind == FailureKind.degenerate and view.task.metric in t.metrics:
                 # Never the best, but the sampler should learn how bad that corner scores, not merely that it failed.
                 state, value = OptunaState.COMPLETE, t.metrics[view.task.metric]
+            elif t.state == TrialState.pruned and view.task.metric in t.metrics:
+                # TPE ranks it below trials that went further, by its last evaluation: a poor corner, not a failure.
+                state, value = OptunaState.PRUNED, None
+                intermediate = {1: t.metrics[view.task.metric]}
             elif t.state in (TrialState.failed, TrialState.pruned):
                 state, value = OptunaState.FAIL, None
             else:  # waiting or running: tell the sampler so parallel proposals spread out
                 state, value = OptunaState.RUNNING, None
-            study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=value, state=state))
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params=params, distributions=dists, value=value, state=state, intermediate_values=intermediate
+                )
+            )
         return study
 
+    def sampling_space(self, view: PlannerView) -> SearchSpace:
+        """The prior region while the sampler is still drawing at random (its start-up trials), else the space."""
+        scored = [t for t in view.trials if t.state in (TrialState.complete, TrialState.pruned, TrialState.failed)]
+        if self.prior_around is None or self.name == "random" or len(scored) >= self.n_startup_trials:
+            return view.space
+        return prior_region(view.space, self.prior_around)
+
     def propose(self, view: PlannerView, n: int) -> list[Proposal]:
-        study = self.study_from_history(view)
-        dists = _distributions(view.space)
+        space = self.sampling_space(view)
+        if space is view.space:
+            study = self.study_from_history(view)
+        else:  # start-up draws are random either way; a study of its own, as the region's choices differ
+            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=view.seed + len(view.trials)))
+        dists = _distributions(space)
         proposals: list[Proposal] = []
         seen = {t.config for t in view.trials}
         for _ in range(n):
             trial = study.ask(dists)
-            values = _decode(view.space, trial.params)
+            values = _decode(space, trial.params)
             try:
                 repaired = view.space.repair(values)
                 config = view.space.to_config(repaired.values)

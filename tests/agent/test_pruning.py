@@ -10,7 +10,7 @@ HISTORY = {i: [0.50 + i / 100, 0.60 + i / 100, 0.70 + i / 100] for i in range(5)
 
 def test_a_trial_behind_the_median_is_stopped():
     prune = TrialPruner(TASK, HISTORY)
-    with pytest.raises(StopTrial, match="median"):
+    with pytest.raises(StopTrial, match="trails"):
         prune(TrialEvent(kind="eval", metrics={"macro_f1": 0.30}))
 
 
@@ -40,3 +40,38 @@ def test_direction_is_respected_for_a_loss():
     assert low_loss.values == [0.5] and not low_loss.trial.should_prune()
     with pytest.raises(StopTrial):
         TrialPruner(task, history)(TrialEvent(kind="eval", metrics={"eval_loss": 5.0}))
+
+
+def _eval(value: float, step: int = 1, total: int = 3) -> TrialEvent:
+    return TrialEvent(kind="eval", step=step, total_steps=total, metrics={"macro_f1": value})
+
+
+def test_successive_halving_keeps_only_the_top_third_at_a_rung():
+    history = {i: [0.50 + i / 100] for i in range(6)}  # six trials reached evaluation 1: 0.50 ... 0.55
+    TrialPruner(TASK, history, pruner="halving")(_eval(0.545))  # second of seven: in the top third, goes on
+    with pytest.raises(StopTrial, match="trails"):
+        TrialPruner(TASK, history, pruner="halving")(_eval(0.53))  # fourth of seven: stopped
+
+
+def test_successive_halving_waits_until_two_trials_reached_the_evaluation():
+    alone = TrialPruner(TASK, {0: [0.9]}, pruner="halving")
+    alone(_eval(0.1))  # behind the only other trial, but one peer is no field
+    with pytest.raises(StopTrial):
+        TrialPruner(TASK, {0: [0.9], 1: [0.8]}, pruner="halving")(_eval(0.1))
+
+
+def test_successive_halving_compares_at_rungs_1_3_9_only():
+    history = {i: [0.9, 0.9, 0.9] for i in range(3)}
+    prune = TrialPruner(TASK, history, pruner="halving")
+    prune(_eval(0.95, step=1, total=5))  # rung 0: the best so far
+    prune(_eval(0.10, step=2, total=5))  # between rungs: no comparison, however bad
+    with pytest.raises(StopTrial):
+        prune(_eval(0.10, step=3, total=5))  # rung 1
+
+
+def test_the_last_evaluation_never_stops_a_trial():
+    history = {i: [0.9] for i in range(6)}
+    for pruner in ("halving", "median"):
+        TrialPruner(TASK, history, pruner=pruner)(_eval(0.01, step=3, total=3))  # training is over: kept
+        with pytest.raises(StopTrial):
+            TrialPruner(TASK, history, pruner=pruner)(_eval(0.01, step=1, total=3))

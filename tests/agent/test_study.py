@@ -58,7 +58,8 @@ def test_a_study_runs_to_its_trial_budget_and_reports(tmp_path, reviews_csv):
 
 
 def test_failed_trials_are_recorded_and_the_study_goes_on(tmp_path, reviews_csv):
-    outcome = tune(_options(tmp_path, reviews_csv, trials=8), executor=FakeExecutor(oom_batch_size=32))
+    # The opening trial (batch 16) runs out of memory; the study goes on at smaller batches.
+    outcome = tune(_options(tmp_path, reviews_csv, trials=8), executor=FakeExecutor(oom_batch_size=16))
     assert len(outcome.trials) == 8
     failed = [t for t in outcome.trials if t.state == TrialState.failed]
     assert failed and all(t.failure_kind == FailureKind.oom for t in failed)
@@ -150,7 +151,7 @@ def test_median_pruner_stops_trials_that_trail_the_field(tmp_path, reviews_csv):
     complete = [t for t in outcome.trials if t.state == TrialState.complete]
     assert pruned, "a fake landscape with a clear optimum must prune something in 12 trials"
     assert all(t.number >= 5 for t in pruned)  # the first five trials only set the bar
-    assert all(t.objective is None and "median" in (t.message or "") for t in pruned)
+    assert all(t.objective is None and "trails" in (t.message or "") for t in pruned)
     assert outcome.best in complete
 
 
@@ -199,3 +200,14 @@ def test_no_proposer_ever_sees_a_test_score(tmp_path, reviews_csv, monkeypatch):
     monkeypatch.setattr(OptunaProposer, "propose", spy)
     tune(_options(tmp_path, reviews_csv, trials=4, planner="classical"), executor=FakeExecutor())
     assert seen and all(m == {} for m in seen)  # the trials had test scores; the views never did
+
+
+def test_successive_halving_stops_trials_early_and_the_report_says_what_it_saved(tmp_path, reviews_csv):
+    outcome = tune(_options(tmp_path, reviews_csv, trials=12, pruner="halving"), executor=FakeExecutor(steps=3))
+    pruned = [t for t in outcome.trials if t.state == TrialState.pruned]
+    assert pruned, "successive halving keeps a third at each rung: 12 trials on a fake landscape must lose some"
+    assert all(t.number >= 2 for t in pruned)  # two finished peers first
+    assert outcome.best is not None and outcome.best.state == TrialState.complete
+    report = outcome.report_path.read_text()
+    assert f"Pruning stopped {len(pruned)} trial" in report
+    assert f"The best trial (trial {outcome.best.number}) ran in full" in report

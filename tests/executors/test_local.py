@@ -142,7 +142,11 @@ def test_ner_trial_on_wnut(wnut_path: Path, tmp_path: Path, trial_env: dict[str,
         max_rows=240,
     )
     result = LocalExecutor(device="cpu", prewarm=False, env=trial_env).run(
-        task, tiny(max_steps=10, learning_rate=3e-3, max_length=64), tmp_path / "t", timeout_s=300
+        task,
+        # Adapters on every linear layer: the token head is trained whole, so it must not get LoRA as well.
+        tiny(max_steps=10, learning_rate=3e-3, max_length=64, lora_targets=("all-linear",), use_rslora=True),
+        tmp_path / "t",
+        timeout_s=300,
     )
     assert {"entity_f1", "entity_precision", "entity_recall", "accuracy", "eval_loss"} <= set(result.metrics)
     if result.state == TrialState.failed:  # ten steps on 200 tweets often tag every token O: a degenerate model
@@ -150,6 +154,9 @@ def test_ner_trial_on_wnut(wnut_path: Path, tmp_path: Path, trial_env: dict[str,
         return
     assert result.state == TrialState.complete, result.message
     assert result.objective == result.metrics["entity_f1"]
+    adapter_config = json.loads((tmp_path / "t" / "adapter" / "adapter_config.json").read_text())
+    assert {"query", "value", "dense"} <= set(adapter_config["target_modules"]) and adapter_config["use_rslora"]
+    assert "classifier" not in adapter_config["target_modules"]
     tags = predict(result.adapter_dir, ["Empire State Building is in New York", ["I", "love", "Paris"]], device="cpu")
     assert [len(t) for t in tags] == [7, 3]
     meta = json.loads((tmp_path / "t" / "adapter" / "autoglm.json").read_text())

@@ -1,0 +1,101 @@
+"""The default space: searched inputs and lengths, LoRA priors, and the region the sampler starts in."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.proposers.base import PlannerView
+from agent.proposers.classical import OptunaProposer
+from agent.space import default_space, default_values, prior_region
+from memory.records import (
+    Budget,
+    ColumnProfile,
+    DataProfile,
+    FloatParam,
+    TaskSpec,
+    TaskType,
+    TrialRecord,
+    TrialState,
+)
+
+
+def _setting(words: dict[str, float]) -> tuple[TaskSpec, DataProfile]:
+    columns = {name: ColumnProfile(kind="text", n_unique=600, mean_words=n) for name, n in words.items()}
+    columns["label"] = ColumnProfile(kind="text", n_unique=2, value_counts={"a": 300, "b": 300})
+    profile = DataProfile(path="news.csv", fingerprint="x", n_rows=600, columns=columns)
+    task = TaskSpec(
+        task_type=TaskType.classification, train_path="news.csv", text_columns=tuple(words), label_column="label",
+        metric="macro_f1", direction="maximize", budget=Budget(max_trials=8),
+    )  # fmt: skip
+    return task, profile
+
+
+def test_with_several_text_columns_which_go_in_is_searched():
+    task, profile = _setting({"headline": 10, "body": 300})
+    space = default_space(task, profile)
+    assert space.param("text_columns").choices == (("headline", "body"), ("headline",), ("body",))
+    assert default_values(task, space, profile)["text_columns"] == ("headline", "body")  # what the user named
+    single, profile1 = _setting({"text": 20})
+    assert default_space(single, profile1).param("text_columns") is None
+
+
+def test_long_documents_start_from_a_128_token_lead():
+    task, profile = _setting({"headline": 10, "body": 300})
+    space = default_space(task, profile)
+    assert space.param("max_length").choices == (128, 256, 512)
+    assert default_values(task, space, profile)["max_length"] == 128
+    short_task, short_profile = _setting({"text": 20})
+    short = default_space(short_task, short_profile)
+    assert default_values(short_task, short, short_profile)["max_length"] == short.param("max_length").choices[1]
+
+
+def test_the_opening_puts_adapters_on_every_linear_layer_and_rslora_is_a_choice():
+    task, profile = _setting({"text": 20})
+    space = default_space(task, profile)
+    assert space.param("lora_targets").choices == (("all-linear",), ("attention",))
+    assert space.param("use_rslora").choices == (False, True)
+    config = space.to_config(default_values(task, space, profile))
+    assert config.lora_targets == ("all-linear",) and config.use_rslora is False
+    assert space.repair({**default_values(task, space, profile), "lora_targets": "all-linear"}).values[
+        "lora_targets"
+    ] == ("all-linear",)  # an LLM's plain string reads as the keyword
+
+
+def test_the_prior_region_surrounds_the_opening():
+    task, profile = _setting({"text": 20})
+    space = default_space(task, profile)
+    opening = default_values(task, space, profile)
+    region = prior_region(space, opening)
+    lr = region.param("learning_rate")
+    assert isinstance(lr, FloatParam)
+    start = opening["learning_rate"]
+    assert lr.low == pytest.approx(start / 3) and lr.high == pytest.approx(start * 3)
+    assert region.param("epochs").low == opening["epochs"]
+    assert max(region.param("batch_size").choices) == opening["batch_size"]
+    assert region.param("lora_targets").choices == (("all-linear",),)
+    assert region.param("max_length") == space.param("max_length")  # features keep every choice
+
+
+def _trial(number: int, config, state: TrialState = TrialState.complete) -> TrialRecord:  # noqa: ANN001
+    return TrialRecord(
+        id=number + 1, study_id=1, number=number, config=config, source="tpe", state=state,
+        objective=0.5 if state == TrialState.complete else None, metrics={"macro_f1": 0.5}, created_at=float(number),
+    )  # fmt: skip
+
+
+def test_the_samplers_start_up_trials_come_from_the_prior_region_then_the_whole_space():
+    task, profile = _setting({"text": 20})
+    space = default_space(task, profile)
+    opening = default_values(task, space, profile)
+    region = prior_region(space, opening)
+    sampler = OptunaProposer("tpe", n_startup_trials=5, prior_around=opening)
+    trials = [_trial(0, space.to_config(opening))]
+    for _ in range(4):
+        view = PlannerView(task, space, profile, tuple(trials))
+        (proposal,) = sampler.propose(view, 1)
+        region.repair(proposal.values)  # inside the region: no InvalidProposal
+        assert region.repair(proposal.values).repairs == ()
+        trials.append(_trial(len(trials), proposal.config, TrialState.pruned))  # pruned trials count as tried
+    view = PlannerView(task, space, profile, tuple(trials))
+    assert sampler.sampling_space(view) is space  # five tried: TPE takes the whole space
+    assert OptunaProposer("tpe").sampling_space(PlannerView(task, space, profile)) is space  # no prior: no region
