@@ -20,12 +20,14 @@ import pandas as pd
 import torch
 from pydantic import ValidationError
 
+from executors.decoding import read_generation_config
 from executors.models import resolve_model
 from executors.tasks import GenerationHandler, TaskHandler, make_handler, to_device
 from executors.training import META_FILE, pick_device
 from memory.errors import UserError
-from memory.records import ADAPTER_META_VERSION, DEFAULT_METRIC, AdapterMeta, TaskSpec, TaskType
+from memory.records import ADAPTER_META_VERSION, DEFAULT_METRIC, AdapterMeta, DecodingConfig, TaskSpec, TaskType
 
+ADAPTER_CONFIG_FILE = "adapter_config.json"  # PEFT's: a folder without it holds no LoRA weights
 Inputs = Sequence[str] | Sequence[Sequence[str]] | Sequence[Mapping[str, Any]] | pd.DataFrame
 
 
@@ -37,6 +39,7 @@ class LoadedAdapter:
     handler: TaskHandler
     meta: AdapterMeta
     device: torch.device
+    decoding: DecodingConfig | None = None  # generation: the tuned `generation_config.json` beside the adapter
 
 
 def read_meta(adapter_dir: str | Path) -> AdapterMeta:
@@ -97,15 +100,23 @@ def load_adapter(adapter_dir: str | Path, device: str = "auto") -> LoadedAdapter
     dtype = torch.bfloat16 if dev.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     # The base model's new head is reported as "MISSING, newly initialized"; the adapter restores it,
     # so that note (and a deprecation warning from inside PEFT) would only alarm the user here.
-    with _quiet_loading():
-        base = handler.load_model(base_path, dtype)
-        model = PeftModel.from_pretrained(base, str(adapter_dir)).to(dev)
+    with quiet_loading():
+        model = handler.load_model(base_path, dtype)
+        if (Path(adapter_dir) / ADAPTER_CONFIG_FILE).is_file():
+            model = PeftModel.from_pretrained(model, str(adapter_dir))
+        # else: a decode-only study's folder for a bare model: its prompt settings and decoding, no LoRA weights
+        model = model.to(dev)
     model.eval()
-    return LoadedAdapter(model=model, handler=handler, meta=meta, device=dev)
+    decoding = (
+        read_generation_config(adapter_dir, meta.config.max_new_tokens)
+        if meta.task_type == TaskType.generation
+        else None
+    )
+    return LoadedAdapter(model=model, handler=handler, meta=meta, device=dev, decoding=decoding)
 
 
 @contextlib.contextmanager
-def _quiet_loading() -> Iterator[None]:
+def quiet_loading() -> Iterator[None]:
     from transformers.utils import logging as hf_logging
 
     verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
@@ -187,7 +198,10 @@ def predict(
                 handler.tokenizer(handler.prompt_text(handler.user_text(r)), add_special_tokens=False)["input_ids"]
                 for r in chunk.to_dict("records")
             ]
-            out += handler.generate(model, prompts, dev)
+            if loaded.decoding is not None:  # tuned by the study: generation_config.json beside the adapter
+                out += handler.generate_with(model, prompts, dev, loaded.decoding.generate_kwargs())
+            else:
+                out += handler.generate(model, prompts, dev)
     return out
 
 

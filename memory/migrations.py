@@ -171,3 +171,32 @@ def m003_test_scores_and_baseline(db: Database) -> None:
     """Each trial's score on the held-out test split, and the study's TF-IDF + logistic regression floor."""
     db.table("trials").add_column("test_metrics", str)
     db.table("studies").add_column("baseline", str)
+
+
+@migration
+def m004_decoding_trials(db: Database) -> None:
+    """Decoding configs of generation studies (temperature, top-p, beams, ...), scored without retraining."""
+    db.table("decoding_trials").create(
+        {
+            "id": int,
+            "study_id": int,
+            "number": int,
+            "config": str,  # JSON DecodingConfig
+            "source": str,
+            "rationale": str,
+            "target": str,  # the adapter folder or model decoded with
+            "state": str,
+            "objective": float,  # mean over seeds
+            "spread": float,  # standard deviation over seeds
+            "scores": str,  # JSON list, one per seed
+            "metrics": str,  # JSON, mean over seeds
+            "message": str,
+            "created_at": float,
+            "started_at": float,
+            "finished_at": float,
+        },
+        pk="id",
+        foreign_keys=[("study_id", "studies", "id")],
+        not_null={"study_id", "number", "config", "source", "target", "state", "created_at"},
+    )
+    db.table("decoding_trials").create_index(["study_id", "number"], unique=True)
