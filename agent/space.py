@@ -13,6 +13,7 @@ few hundred rows: both predict the majority class).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -191,15 +192,29 @@ MIN_ROWS_FOR_TEST = 100  # as executors.data: smaller data spares no test split
 def split_rows(task: TaskSpec, profile: DataProfile) -> tuple[int, int, int]:
     """About how many (train, eval, test) rows the trials see: the file's, capped by max_rows, less what is held out.
 
-    The same arithmetic as `executors.data.prepare_splits`, from the profile alone (no data read).
+    The same arithmetic as `executors.data.prepare_splits`, from the profile; a validation or test file of the
+    user's own is counted (once per file), since evaluating it is part of every trial's price.
     """
     rows = min(profile.n_rows, task.max_rows or profile.n_rows)
     test = round(rows * task.test_fraction) if not task.test_path and rows >= MIN_ROWS_FOR_TEST else 0
     rows -= test
     held = max(1, round(rows * task.validation_fraction))
+    if task.test_path:
+        test = _file_rows(task.test_path)
     if task.validation_path:
-        return rows, held, test
+        return rows, _file_rows(task.validation_path), test
     return max(1, rows - held), held, test
+
+
+@functools.lru_cache(maxsize=16)
+def _file_rows(path: str) -> int:
+    from executors.data import load_table
+    from memory.errors import AutoGlmError
+
+    try:
+        return len(load_table(path))
+    except (OSError, ValueError, AutoGlmError):  # plan_study reports an unreadable file; a price only guesses
+        return 0
 
 
 def _enough_updates(wanted: dict[str, Any], space: SearchSpace, train_rows: int | None) -> None:

@@ -89,3 +89,18 @@ def test_no_trial_starts_that_cannot_finish_in_the_time_left(reviews_csv, tmp_pa
     outcome = tune(options, executor=SlowExecutor())
     assert len(outcome.trials) == 1  # the second proposal was priced at hours, so it never started
     assert outcome.stop_reason.startswith("no proposal fits the time left")
+
+
+def test_a_validation_and_a_test_file_of_the_users_own_are_priced_by_their_rows(setting, tmp_path):
+    import pandas as pd
+
+    task, profile = setting
+    val, test = tmp_path / "val.csv", tmp_path / "test.csv"
+    pd.DataFrame({"text": ["good"] * 300, "label": ["fresh"] * 300}).to_csv(val, index=False)
+    pd.DataFrame({"text": ["bad"] * 250, "label": ["rotten"] * 250}).to_csv(test, index=False)
+    given = task.model_copy(update={"validation_path": str(val), "test_path": str(test)})
+    train, evals, tests = CostModel(given, profile).rows()
+    assert (evals, tests) == (300, 250) and train == profile.n_rows  # nothing held out of the training file
+    config = _config(epochs=1, max_length=64)
+    priced, guessed = CostModel(given, profile).estimate(config), CostModel(task, profile).estimate(config)
+    assert priced.eval_samples > guessed.eval_samples
