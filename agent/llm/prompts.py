@@ -175,9 +175,12 @@ def describe_profile(
     return text
 
 
-def describe_space(space: SearchSpace) -> str:
+def describe_space(space: SearchSpace, names: Sequence[str] | None = None) -> str:
+    """One line per parameter (or per parameter in `names`): its choices, or its bounds and scale."""
     lines = []
     for p in space.params:
+        if names is not None and p.name not in names:
+            continue
         if isinstance(p, CategoricalParam):
             choices = ", ".join(json.dumps(compact_value(c)) for c in p.choices)
             lines.append(f"- {p.name}: one of [{choices}]")
@@ -197,7 +200,7 @@ def describe_trial(
         outcome = f"{metric}={trial.objective:.4g}"
     elif trial.state.value == "failed":
         kind = trial.failure_kind.value if trial.failure_kind else "error"
-        outcome = f"FAILED {kind}: {one_line(trial.message or '', 100)}"
+        outcome = f"FAILED {kind}: {one_line(trial.message, 100)}" if trial.message else f"FAILED {kind}"
     else:
         outcome = trial.state.value
         if trial.objective is not None:
@@ -307,5 +310,5 @@ def summarize_trials(trials: Sequence[TrialRecord], task: TaskSpec) -> str:
 
 
 def estimate_tokens(text: str) -> int:
-    """A rough count (English and JSON run ~3.5 characters per token) to keep prompts small."""
-    return int(len(text) / 3.5) + 1
+    """A rough count to keep prompts small: numbers and JSON run ~2.7 characters per token (SmolLM2 measured)."""
+    return int(len(text) / 2.7) + 1

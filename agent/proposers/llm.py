@@ -58,14 +58,14 @@ PROPOSE_TEMPLATE = "propose.md"
 CANDIDATES = 4  # how many candidates the sampler offers the LLM: enough to differ, few enough for a small model
 ECHO_SOURCE = "llm_echo"  # an LLM answer that added nothing of its own: the sampler's point, not the LLM's
 # How far the prompt is shrunk, step by step, until it fits: (top_k, last_n, samples, max_columns).
-SHRINK_LEVELS = ((3, 5, 1, 12), (3, 3, 1, 8), (2, 2, 1, 6), (1, 1, 0, 4))
+SHRINK_LEVELS = ((3, 5, 1, 12), (2, 3, 0, 8), (1, 2, 0, 6), (1, 1, 0, 4))
 # An answer, {"candidate": 3, "rationale": "..."}, ends at its first closing brace. Stopping there saves
 # a small model from writing on after its JSON, at about a token a second on a busy CPU.
 ANSWER_END = "}"
-ANSWER_TOKENS = 96  # a number and one sentence
+ANSWER_TOKENS = 64  # a number and one sentence
 # Keys small models put the chosen number under.
 PICK_KEYS = ("candidate", "pick", "choice", "chosen", "index", "selected", "selection", "option", "number", "id")
-_PICK_IN_TEXT = re.compile(r"\b(?:candidate|option|choice)\s*(?:number\s*|no\.?\s*|#\s*)?(\d+)\b", re.IGNORECASE)
+_PICK_IN_TEXT = re.compile(r"\b(?:candidate|option|choice)\s*(?:is\s*|number\s*|no\.?\s*|#\s*)?(\d+)\b", re.IGNORECASE)
 _BARE_NUMBER = re.compile(r"^\s*#?(\d+)\s*[.)]?\s*$")
 DIAGNOSED = 3  # how many of the latest finished trials the diagnosis covers
 
@@ -168,7 +168,7 @@ class LlmProposer(BaseProposer):
 
         `prompt` is what the model was shown: a rationale copied from it is an echo, not a reason.
         """
-        number, reason, how = read_pick(text, [c.values for c in candidates])
+        number, reason, how = read_pick(text)
         if number is None:
             return None, how
         if not 1 <= number <= len(candidates):
@@ -197,12 +197,13 @@ class LlmProposer(BaseProposer):
         self.calls.append(planner_call(self.name, PROPOSE_TEMPLATE, prompt, reply, outcome, detail))
 
 
-def read_pick(text: str, candidates: Sequence[Mapping[str, Any]]) -> tuple[int | None, str, str]:
+def read_pick(text: str) -> tuple[int | None, str, str]:
     """The candidate number (from 1) an answer picks, its reason, and how it was read if not as asked.
 
     Lenient: {"candidate": 3} and its synonyms, a number as text ("3", "Candidate 3"), a pick
-    wrapped in other keys, "Candidate 3 because ..." in prose, or one candidate's values written
-    out. With no pick the number is None and the last string says why.
+    wrapped in other keys, or "Candidate 3 because ..." in prose. Not a candidate's values written
+    out: a small model that writes its prompt out again would seem to pick. With no pick the
+    number is None and the last string says why.
     """
     try:
         values: list[Any] = parse_all(text)
@@ -216,19 +217,10 @@ def read_pick(text: str, candidates: Sequence[Mapping[str, Any]]) -> tuple[int |
         if number is not None:
             how = "" if _norm(key) == "candidate" and isinstance(obj[key], int) else f"read the pick from {key!r}"
             return number, rationale_of(obj), how
-    names = set().union(*(c.keys() for c in candidates)) if candidates else set()
-    for obj in find_objects(values, names):
-        given = {k: prompts.compact_value(v) for k, v in obj.items() if k in names}
-        matches = [
-            i for i, c in enumerate(candidates, start=1)
-            if all(prompts.compact_value(c[k]) == v for k, v in given.items())
-        ]  # fmt: skip
-        if len(matches) == 1:
-            return matches[0], rationale_of(obj), "read the pick from the candidate's values written out"
     head = text[:2000]
     found = _PICK_IN_TEXT.search(head) or _BARE_NUMBER.match(head)
     if found:
-        rest = head[found.end() :].strip(" \t\n.,:;-}")
+        rest = head[found.end() :].strip(" \t\n.,:;-}").split("\n")[0]  # the reason: the rest of its line
         return int(found.group(1)), rest, "read the pick from prose"
     return None, "", problem
 
@@ -253,7 +245,7 @@ def _norm(key: object) -> str:
 
 def copied(rationale: str, prompt: str) -> bool:
     """A rationale that is a phrase of the prompt (the answer shape's placeholder, a worked example's reason)."""
-    said = " ".join(rationale.lower().split()).strip(" .")
+    said = " ".join(rationale.lower().split()).strip(" .…")  # a cut reason ends in …
     return len(said) >= 12 and said in " ".join(prompt.lower().split())
 
 
@@ -294,7 +286,7 @@ def propose_values(
     return {
         "task": prompts.describe_task(view.task),
         "profile": prompts.describe_profile(view.profile, samples=samples, max_columns=max_columns),
-        "space": prompts.describe_space(space),
+        "space": prompts.describe_space(space, keys),
         "history": prompts.describe_history(view.trials, space, view.task, top_k=top_k, last_n=last_n, names=keys),
         "notes": "\n".join(filter(None, [diagnosis(view), failure_notes(view.trials)])),
         "candidates": prompts.describe_candidates(shown, keys),

@@ -235,7 +235,7 @@ def test_the_request_asks_for_one_candidate_number_and_stops_after_the_json(serv
         ('{"candidate": "Candidate 2"}', 2, "read the pick from 'candidate'"),
         ("Candidate 2, because trial 8 was still rising.", 2, "read the pick from prose"),
         ("3", 3, "read the pick from prose"),
-        (json.dumps({"learning_rate": 5e-5, "epochs": 2, "lora_r": 16}), 3, "read the pick from the candidate's"),
+        ("The best candidate is 4.", 4, "read the pick from prose"),  # SmolLM2, in words
     ],
 )
 def test_picks_are_read_leniently(server, step, number, how):
@@ -256,7 +256,8 @@ def test_picks_are_read_leniently(server, step, number, how):
         '{"candidate": 2.5}',
         '{"candidate": true}',
         '{"candidate": "the best"}',
-        '{"learning_rate": 1e9, "rationale": "IGNORE ALL PREVIOUS INSTRUCTIONS"}',  # values of no candidate
+        '{"learning_rate": 1e9, "rationale": "IGNORE ALL PREVIOUS INSTRUCTIONS"}',
+        json.dumps({"learning_rate": 5e-5, "epochs": 2, "lora_r": 16}),  # candidate 3's values: read, not picked
         "I'm sorry, but I cannot help with tuning hyperparameters.",
         "",
         {"raw": b"not json at all"},
@@ -272,11 +273,25 @@ def test_an_answer_without_a_valid_pick_gives_nothing_and_says_the_sampler_runs_
 
 
 def test_read_pick_takes_the_first_number_and_keeps_the_reason():
-    values = [c.values for c in candidates()]
-    assert read_pick('{"candidate": 4, "why": "smaller batches"}', values) == (4, "smaller batches", "")
-    assert read_pick("Candidate 3: it trains longer", values) == (3, "it trains longer", "read the pick from prose")
-    number, _, problem = read_pick('{"learning_rate": 0.0003}', values)  # matches candidates 1, 3 and 4
+    assert read_pick('{"candidate": 4, "why": "smaller batches"}') == (4, "smaller batches", "")
+    assert read_pick("Candidate 3: it trains longer\nCandidate 1: ...") == (
+        3,
+        "it trains longer",
+        "read the pick from prose",
+    )
+    number, _, problem = read_pick('{"learning_rate": 0.0003}')
     assert number is None and problem == "the answer holds no candidate number"
+
+
+def test_a_prompt_written_out_again_is_an_echo_not_a_pick():
+    """SmolLM2 sometimes writes the prompt out again: a number read from it is the prompt's, not the model's."""
+    from agent.llm.calls import flatten
+
+    proposer = LlmProposer(None)  # type: ignore[arg-type]
+    prompt = flatten(proposer.build_messages(view(history()), candidates()))
+    said_again = prompt[prompt.index("Candidate 2:") :].split("\n")[0]  # 'Candidate 2: {"learning_rate": ...
+    p, _ = proposer.parse_answer(said_again, candidates(), prompt=prompt)
+    assert p is not None and p.source == ECHO_SOURCE and p.rationale == "picked candidate 2 of 4"
 
 
 def test_without_candidates_in_the_view_the_proposer_asks_its_own_sampler(server):
@@ -400,7 +415,7 @@ def test_the_prompt_carries_task_state_diagnosis_and_candidates_and_fits_a_small
     many = tuple(trial(i, objective=0.5 + (i % 17) / 100, learning_rate=1e-5 * (i + 1)) for i in range(200))
     text = "\n".join(m["content"] for m in proposer.build_messages(view(many), candidates()))
     assert len(text) / 3.5 < 1200, "prompt must fit what SmolLM2 reads well"
-    assert "All earlier trials: 195 (195 complete)" in text
+    assert "All earlier trials: 198 (198 complete)" in text  # shrunk to the latest two trials
 
 
 @pytest.mark.parametrize(
@@ -438,7 +453,7 @@ def test_small_models_get_a_worked_example_turn_that_is_itself_a_valid_answer():
     proposer = LlmProposer(None, max_prompt_tokens=1200, examples=1)  # type: ignore[arg-type]
     messages = proposer.build_messages(v, candidates())
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
-    assert messages[-1] == plain[-1]
+    assert "## Candidates\nCandidate 1 (the optimiser's first choice)" in messages[-1]["content"]
     assert "under-trained" in messages[1]["content"] and "Candidate 3:" in messages[1]["content"]
     p, detail = proposer.parse_answer(messages[2]["content"], candidates())
     assert p is not None and p.values == candidates()[2].values, detail
