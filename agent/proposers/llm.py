@@ -175,6 +175,8 @@ class LlmProposer(BaseProposer):
             return None, f"candidate {number} is not one of 1..{len(candidates)}"
         notes = [how] if how else []
         reason = prompts.one_line(reason, MAX_RATIONALE_CHARS)
+        if not re.search(r"[^\W\d_]{2}", reason):  # "#1", "-": no words, no reason
+            reason = ""
         source = self.name
         if number == 1:  # the sampler's own choice: it runs, but as the sampler's, never as the LLM's success
             source = ECHO_SOURCE

@@ -273,6 +273,11 @@ def test_an_answer_without_a_valid_pick_gives_nothing_and_says_the_sampler_runs_
         assert call.detail.endswith("falling back to the sampler's first candidate")
 
 
+def test_a_reason_without_words_is_no_reason(server):
+    [p] = proposer_for(server, "#3\n#1\n#2").propose(view(history()), 1)
+    assert p.source == "llm" and p.rationale == "picked candidate 3 of 4"
+
+
 def test_read_pick_takes_the_first_number_and_keeps_the_reason():
     assert read_pick('{"candidate": 4, "why": "smaller batches"}') == (4, "smaller batches", "")
     assert read_pick("Candidate 3: it trains longer\nCandidate 1: ...") == (
