@@ -38,6 +38,7 @@ from memory.records import (
     DecodingConfig,
     DecodingResult,
     DecodingTrialRecord,
+    PlannerCall,
     SearchSpace,
     StudyRecord,
     TaskSpec,
@@ -51,15 +52,19 @@ from memory.store import Store
 
 if TYPE_CHECKING:
     from agent.graph import StudyContext
+    from agent.llm.client import LlmClient
 
 log = logging.getLogger(__name__)
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # TPE's `group`
 
 DEFAULT_DECODE_TRIALS = 12  # configs after a LoRA study: greedy, the model's default, ten proposals
 DECODING_FOLDER = "best_decoding"  # a decode-only study's folder that `autoglm predict` loads
 STARTUP_TRIALS = 4  # random proposals before TPE models the history
 PROPOSAL_TRIES = 30  # asks before the space counts as exhausted (every ask repeated a tried config)
 TIMEOUT_GRACE_S = 60.0
+OPENERS = ("greedy", "model_default")  # always scored first, whatever the budget: the references
+DECODE_TEMPLATE = "decode.md"
+LLM_EVERY = 3  # with an LLM, every third proposed config is its pick (a minority partner)
+LLM_CANDIDATES = 4  # sampler configs it chooses among
 
 
 # --------------------------------------------------------------------------- the space
@@ -137,19 +142,22 @@ class DecodingSpace:
         return params, dists
 
 
-def propose_decoding(
-    space: DecodingSpace, trials: list[DecodingTrialRecord], direction: str, seed: int, sampler: str = "tpe"
-) -> DecodingConfig | None:
-    """The next config from an Optuna sampler over the stored history; None when every ask repeats a tried one.
+def decoding_candidates(
+    space: DecodingSpace, trials: list[DecodingTrialRecord], direction: str, seed: int, sampler: str = "tpe", k: int = 1
+) -> list[DecodingConfig]:
+    """Up to `k` distinct untried configs from an Optuna sampler over the stored history, its own choice first.
 
     The seed moves with the history, so the suggestions are fresh on every call yet replay exactly on resume.
+    Empty when every ask repeats a tried config: the space is exhausted.
     """
     if sampler == "random":
         chosen: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=seed + len(trials))
     else:  # TPE (CMA-ES has no conditional spaces: TPE stands in)
-        chosen = optuna.samplers.TPESampler(
-            seed=seed + len(trials), n_startup_trials=STARTUP_TRIALS, multivariate=True, group=True
-        )
+        with warnings.catch_warnings():  # `group` (a TPE per branch) is marked experimental; stable for years
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            chosen = optuna.samplers.TPESampler(
+                seed=seed + len(trials), n_startup_trials=STARTUP_TRIALS, multivariate=True, group=True
+            )
     study = optuna.create_study(direction=direction, sampler=chosen)
     for t in trials:
         fitted = space.params(t.config)
@@ -159,13 +167,109 @@ def propose_decoding(
         state = OptunaState.COMPLETE if value is not None else OptunaState.FAIL
         study.add_trial(optuna.trial.create_trial(params=fitted[0], distributions=fitted[1], value=value, state=state))
     seen = {t.config for t in trials}
+    found: list[DecodingConfig] = []
     for _ in range(PROPOSAL_TRIES):
+        if len(found) == k:
+            break
         trial = study.ask()
         config = space.suggest(trial)
         if config not in seen:
-            return config
-        study.tell(trial, state=OptunaState.FAIL)  # a repeat teaches nothing; ask again
-    return None
+            found.append(config)
+            seen.add(config)
+        else:
+            study.tell(trial, state=OptunaState.FAIL)  # a repeat teaches nothing; ask again
+    return found
+
+
+def propose_decoding(
+    space: DecodingSpace, trials: list[DecodingTrialRecord], direction: str, seed: int, sampler: str = "tpe"
+) -> DecodingConfig | None:
+    """The sampler's next config, or None when the space is exhausted."""
+    found = decoding_candidates(space, trials, direction, seed, sampler)
+    return found[0] if found else None
+
+
+# --------------------------------------------------------------------------- the LLM
+
+
+class LlmDecodingPicker:
+    """An LLM that picks the next decoding config among the sampler's candidates, and says why.
+
+    Like the LoRA portfolio's LLM it is a minority partner (every `LLM_EVERY`th proposal) and it can only
+    choose among configs the sampler drew from the space, so nothing outside the space ever runs. Keeping
+    the sampler's first choice is an echo (source `llm_echo`). An answer without a valid pick, or an LLM that
+    is down, costs a recorded call and the sampler's choice; after `max_errors` failures in a row it is not
+    asked again.
+    """
+
+    name = "llm"
+
+    def __init__(self, client: LlmClient, max_errors: int = 3) -> None:
+        self.client = client
+        self.max_errors = max_errors
+        self.errors = 0
+        self.calls: list[PlannerCall] = []
+
+    @property
+    def usable(self) -> bool:
+        return self.errors < self.max_errors
+
+    def pick(
+        self, task: TaskSpec, metric: str, trials: list[DecodingTrialRecord], candidates: list[DecodingConfig]
+    ) -> tuple[int, str] | None:
+        """(the chosen candidate's index, the LLM's reason), or None to keep the sampler's choice."""
+        from agent.llm import prompts
+        from agent.llm.calls import flatten, planner_call
+        from agent.llm.client import LlmUnavailable
+        from agent.llm.parsing import parse_lenient, rationale_of
+
+        messages = prompts.messages(
+            DECODE_TEMPLATE,
+            task=task.description or f"generate {task.label_column} from {', '.join(task.text_columns)}",
+            metric=metric,
+            history=describe_history(trials),
+            candidates="\n".join(f"{i}. {c.describe()}" for i, c in enumerate(candidates)),
+            last=len(candidates) - 1,
+        )
+        prompt = flatten(messages)
+        schema = {"type": "object", "properties": {"pick": {"type": "integer"}, "rationale": {"type": "string"}},
+                  "required": ["pick"]}  # fmt: skip
+        try:
+            reply = self.client.complete_json(messages, schema, template=DECODE_TEMPLATE, max_tokens=120)
+        except LlmUnavailable as e:
+            self.errors += 1
+            self.calls.append(planner_call(self.name, DECODE_TEMPLATE, prompt, None, "error", str(e)))
+            return None
+        try:
+            answer = parse_lenient(reply.text)
+            index = answer.get("pick") if isinstance(answer, dict) else None
+            if isinstance(index, str) and index.strip().isdigit():
+                index = int(index)
+            if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(candidates):
+                raise ValueError(f"no candidate number 0 to {len(candidates) - 1} in the answer")
+        except Exception as e:  # noqa: BLE001 - a bad answer costs the call, never the study
+            self.errors += 1
+            detail = f"{e}; the sampler's first candidate runs"
+            self.calls.append(planner_call(self.name, DECODE_TEMPLATE, prompt, reply, "rejected", detail))
+            return None
+        self.errors = 0
+        rationale = rationale_of(answer)
+        self.calls.append(planner_call(self.name, DECODE_TEMPLATE, prompt, reply, "accepted", f"picked {index}"))
+        return index, rationale
+
+    def drain_calls(self) -> list[PlannerCall]:
+        calls, self.calls = self.calls, []
+        return calls
+
+
+def describe_history(trials: list[DecodingTrialRecord]) -> str:
+    """One line per scored config, best first: what the LLM is shown."""
+    done = sorted((t for t in trials if t.objective is not None), key=lambda t: -(t.objective or 0.0))
+    lines = [f"- {t.config.describe()}: {t.objective:.4f}" + (f" ± {t.spread:.4f}" if t.config.do_sample else "")
+             for t in done[:12]]  # fmt: skip
+    failed = [t for t in trials if t.state == TrialState.failed]
+    lines += [f"- {t.config.describe()}: failed ({(t.message or '')[:80]})" for t in failed[-3:]]
+    return "\n".join(lines) or "(none yet)"
 
 
 # --------------------------------------------------------------------------- the search
@@ -229,6 +333,7 @@ def run_decoding(
     *,
     worker_out: Path | None = None,
     on_result: Callable[[DecodingTrialRecord], None] = lambda t: None,
+    picker: LlmDecodingPicker | None = None,
 ) -> tuple[list[DecodingTrialRecord], str | None]:
     """Score greedy, the model's default and then proposed configs on `target` until `limits` end.
 
@@ -258,7 +363,7 @@ def run_decoding(
             spent = sum((t.finished_at or 0) - (t.started_at or 0) for t in finished)
             left = None if limits.seconds is None else limits.seconds - spent
             waiting = [t for t in trials if t.state == TrialState.waiting]
-            opener = waiting and waiting[0].source in ("greedy", "model_default")  # the references always run
+            opener = waiting and waiting[0].source in OPENERS  # the references always run
             if not opener and len(finished) >= limits.configs:
                 stop = f"{len(finished)} decoding configs scored (the limit)"
                 break
@@ -266,11 +371,21 @@ def run_decoding(
                 stop = f"the decoding time ({limits.seconds:.0f} s) is spent"
                 break
             if not waiting:
-                config = propose_decoding(space, trials, task.direction.value, task.seed, settings.sampler)
-                if config is None:
+                proposed = sum(t.source not in OPENERS for t in trials)
+                ask_llm = picker is not None and picker.usable and proposed % LLM_EVERY == LLM_EVERY - 1
+                candidates = decoding_candidates(space, trials, task.direction.value, task.seed, settings.sampler,
+                                                 k=LLM_CANDIDATES if ask_llm else 1)  # fmt: skip
+                if not candidates:
                     stop = "the decoding space is exhausted: every proposal repeats a scored config"
                     break
-                store.add_decoding_trial(study.id, config, settings.sampler, target, f"{settings.sampler} sample")
+                config, source, why = candidates[0], settings.sampler, f"{settings.sampler} sample"
+                if ask_llm and picker is not None:
+                    picked = picker.pick(task, metric, trials, candidates)
+                    for call in picker.drain_calls():
+                        store.record_planner_call(study.id, call)
+                    if picked is not None:
+                        config, source, why = candidates[picked[0]], "llm" if picked[0] else "llm_echo", picked[1]
+                store.add_decoding_trial(study.id, config, source, target, why)
                 continue
             trial = store.claim_decoding_trial(study.id)
             assert trial is not None
@@ -347,11 +462,12 @@ def decoding_phase(ctx: StudyContext, study_id: int) -> Path | None:
         ctx.on_update(ctx.snapshot(study_id, f"decoding {trial.number + 1}/{limits.configs}: "
                                               f"{trial.config.describe()} · {score}"))  # fmt: skip
 
+    client = getattr(getattr(ctx.proposer, "llm", None), "client", None)  # the study's LLM, if it has one
     store.update_study(study_id, status="running")
     ctx.on_update(ctx.snapshot(study_id, f"tuning decoding on trial {best.number}'s adapter"))
     try:
         run_decoding(store, study, str(adapter), [adapter, Path(study.run_dir) / "best_adapter"], limits,
-                     on_result=note)  # fmt: skip
+                     on_result=note, picker=LlmDecodingPicker(client) if client is not None else None)  # fmt: skip
     except DecodingWorkerError as error:  # the LoRA study's result stands; the report says what happened
         log.warning("decoding phase stopped: %s", error)
     store.update_study(study_id, status="complete", finished_at=time.time())
@@ -366,6 +482,7 @@ def tune_decoding(
     *,
     confirm: Callable[[TaskSpec, list[str]], None] | None = None,
     on_result: Callable[[DecodingTrialRecord], None] | None = None,
+    llm_client: LlmClient | None = None,
 ) -> DecodingOutcome:
     """A study with no training: tune the decoding of `options.models[0]` (a model, or an adapter folder).
 
@@ -412,12 +529,12 @@ def tune_decoding(
         held.enter_context(study_lock(run_dir, name))
         space = SearchSpace(params=(), fixed={"model": target})
         study = store.create_study(name, task, space, options, str(run_dir), profile)
-        return _run_decode_only(store, study, on_result)
+        return _run_decode_only(store, study, on_result, llm_client)
 
 
 def resume_decoding(
     name: str, *, db: str = TuneOptions().db, on_result: Callable[[DecodingTrialRecord], None] | None = None,
-    extra_trials: int | None = None,
+    extra_trials: int | None = None, llm_client: LlmClient | None = None,
 ) -> DecodingOutcome:  # fmt: skip
     """Continue a decode-only study after Ctrl-C, a crash or kill -9; scored configs are never decoded again."""
     from memory.study_lock import study_lock
@@ -433,11 +550,14 @@ def resume_decoding(
             done = sum(1 for t in store.decoding_trials(study.id) if t.state != TrialState.waiting)
             budget = study.task.budget.model_copy(update={"max_trials": done + extra_trials})
             study = store.update_study_task(study.id, study.task.model_copy(update={"budget": budget}))
-        return _run_decode_only(store, study, on_result)
+        return _run_decode_only(store, study, on_result, llm_client)
 
 
 def _run_decode_only(
-    store: Store, study: StudyRecord, on_result: Callable[[DecodingTrialRecord], None] | None
+    store: Store,
+    study: StudyRecord,
+    on_result: Callable[[DecodingTrialRecord], None] | None,
+    llm_client: LlmClient | None = None,
 ) -> DecodingOutcome:
     from agent.report import write_report
     from agent.study import _sigterm_as_interrupt
@@ -447,12 +567,13 @@ def _run_decode_only(
     target = str(study.space.fixed["model"])
     budget = study.task.budget
     limits = DecodingLimits(budget.max_trials or 10_000, budget.max_seconds)
+    picker = LlmDecodingPicker(llm_client) if llm_client is not None else None
     started = time.time()
     interrupted, stop = False, None
     with _sigterm_as_interrupt():
         try:
             _, stop = run_decoding(store, study, target, [folder], limits, worker_out=folder,
-                                   on_result=on_result or (lambda t: None))  # fmt: skip
+                                   on_result=on_result or (lambda t: None), picker=picker)  # fmt: skip
         except KeyboardInterrupt:
             interrupted = True
         except DecodingWorkerError as error:

@@ -74,7 +74,7 @@ def _decoding_states(db: Path, name: str) -> list[tuple[int, str, float | None]]
 def test_decode_only_study_resumes_after_kill_9(phonemes_jsonl: Path, tmp_path: Path, env: dict[str, str]) -> None:  # noqa: F811
     name, db = "decode", tmp_path / "s.db"
     args = [*autoglm_command(), "tune", "--decode-only", "--model", "smollm2", "--data", str(phonemes_jsonl),
-            "--trials", "4", "--decode-rows", "6", "--yes", "--db", str(db), "--runs-dir", str(tmp_path / "runs"),
+            "--trials", "3", "--decode-rows", "4", "--yes", "--db", str(db), "--runs-dir", str(tmp_path / "runs"),
             "--name", name]  # fmt: skip
     with (tmp_path / f"{name}.out").open("wb") as out, (tmp_path / f"{name}.err").open("wb") as err:
         study = subprocess.Popen(args, stdout=out, stderr=err, env=env, cwd=tmp_path, start_new_session=True)
@@ -101,7 +101,7 @@ def test_decode_only_study_resumes_after_kill_9(phonemes_jsonl: Path, tmp_path: 
                              env=env, cwd=tmp_path, timeout=600)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = _decoding_states(db, name)
-    assert [(n, state) for n, state, _ in after] == [(n, "complete") for n in range(4)]
+    assert [(n, state) for n, state, _ in after] == [(n, "complete") for n in range(3)]
     assert {n: t for n, _, t in after if n in before} == before  # scored configs were never decoded again
     assert "best decoding:" in resumed.stdout and "over greedy" in resumed.stdout
 
@@ -151,9 +151,10 @@ def test_a_generation_study_ends_with_decoding_no_worse_than_greedy(
         monkeypatch.setenv(key, value)
     options = TuneOptions(
         description="spell each word as ARPAbet phonemes", data=str(phonemes_jsonl), task_type="generation",
-        label="output", metric="rouge_l", trials=1, max_rows=60, db=str(tmp_path / "s.db"),
+        label="output", metric="rouge_l", trials=1, max_rows=30, db=str(tmp_path / "s.db"),
         runs_dir=str(tmp_path / "runs"), name="gen", device="cpu", warm_start=False, planner="classical",
-        space={"max_steps": 3, "max_length": 64, "batch_size": 8}, decode_trials=3, decode_rows=4,
+        space={"max_steps": 2, "max_length": 48, "batch_size": 4, "max_new_tokens": 12}, decode_trials=3,
+        decode_rows=4,
     )  # fmt: skip
     outcome = tune(options)
     assert outcome.best is not None and outcome.study.status == "complete"
@@ -170,3 +171,27 @@ def test_a_generation_study_ends_with_decoding_no_worse_than_greedy(
     assert load_adapter(adapter, "cpu").decoding == best.config  # what `autoglm predict` decodes with
     report = (Path(outcome.study.run_dir) / "report.md").read_text()
     assert "## Decoding" in report and "over greedy decoding" in report
+
+
+def test_the_llm_picks_among_the_samplers_candidates_or_the_sampler_runs() -> None:
+    from agent.decode import LlmDecodingPicker, decoding_candidates
+    from agent.llm.client import LlmClient
+    from memory.records import TaskSpec
+    from tests.agent.scripted_llm import ScriptedLlmServer
+
+    task = TaskSpec(task_type="generation", train_path="p.jsonl", text_columns=("input",), label_column="output",
+                    metric="exact_match", direction="maximize", description="spell words as phonemes")  # fmt: skip
+    history = [_record(0, DecodingConfig(max_new_tokens=12), 0.2)]
+    candidates = decoding_candidates(SPACE, history, "maximize", seed=0, k=4)
+    assert len(set(candidates)) == 4 and candidates[0] == propose_decoding(SPACE, history, "maximize", seed=0)
+    answers = ['{"pick": 2, "rationale": "beams suit short exact answers"}', "no idea", '{"pick": 7}']
+    with ScriptedLlmServer(answers) as server:
+        picker = LlmDecodingPicker(LlmClient(server.settings(timeout_s=3, max_retries=1)))
+        assert picker.pick(task, "exact_match", history, candidates) == (2, "beams suit short exact answers")
+        assert picker.pick(task, "exact_match", history, candidates) is None  # no JSON: the sampler's runs
+        assert picker.pick(task, "exact_match", history, candidates) is None  # no such candidate
+        prompt = server.requests[0]["messages"][-1]["content"]
+    calls = picker.drain_calls()
+    assert [c.outcome for c in calls] == ["accepted", "rejected", "rejected"] and calls[0].template == "decode.md"
+    assert "greedy, 12 tokens: 0.2000" in prompt and f"2. {candidates[2].describe()}" in prompt
+    assert picker.usable  # two failures in a row; the third would retire it
