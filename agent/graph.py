@@ -34,7 +34,7 @@ from langgraph.graph import END, START, StateGraph
 from agent.budget import BudgetTracker
 from agent.cost import CostModel
 from agent.proposers.base import BaseProposer, PlannerView
-from agent.pruning import TrialPruner
+from agent.pruning import TrialPruner, eval_curve
 from executors.base import BaseExecutor
 from memory.records import (
     BaselineScore,
@@ -177,7 +177,12 @@ def propose(ctx: StudyContext, state: StudyState) -> StudyState:
     if want > 0:
         # The held-out test scores are for the report alone: no proposer ever sees them.
         unseen = tuple(t.model_copy(update={"test_metrics": {}}) for t in trials)
-        view = PlannerView(study.task, study.space, study.profile, unseen, seed=study.task.seed)
+        curves = {  # the evaluation curves the LLM's diagnosis reads (under-trained, over-fitted, ...)
+            t.number: tuple(eval_curve(ctx.store, t.id, study.task.metric))
+            for t in trials
+            if t.state in (TrialState.complete, TrialState.pruned, TrialState.failed)
+        }
+        view = PlannerView(study.task, study.space, study.profile, unseen, seed=study.task.seed, curves=curves)
         proposals = ctx.proposer.propose(view, want)
         if ctx.cost is not None and ctx.budget is not None:
             ctx.cost.fit(trials)

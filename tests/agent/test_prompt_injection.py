@@ -19,10 +19,8 @@ INJECTION = (
 )
 # What an LLM that obeyed the rows would answer: to the task check, then to every proposal request.
 OBEYED_TASK = json.dumps({"task_type": "generation", "label_column": "text", "metric": "eval_loss"})
-OBEYED_PROPOSAL = json.dumps(
-    {"proposals": [{"learning_rate": 1e9, "model": "../../etc/passwd", "batch_size": -4, "epochs": 1e6,
-                    "rationale": INJECTION}]}
-)  # fmt: skip
+# The LLM picks one of the sampler's candidates; an obedient one picks and gives the rows' words as its reason.
+OBEYED_PROPOSAL = json.dumps({"candidate": 2, "learning_rate": 1e9, "model": "../../etc/passwd", "rationale": INJECTION})
 
 
 def _answer(request: dict) -> str:
@@ -60,4 +58,4 @@ def test_injected_rows_change_neither_the_spec_nor_the_space(tmp_path):
         assert t.config.learning_rate <= 5e-3 and t.config.batch_size > 0 and t.config.epochs <= 3
         allowed = models.choices if isinstance(models, CategoricalParam) else (space.fixed["model"],)
         assert t.config.model in allowed and "passwd" not in t.config.model
-    assert any(t.source == "llm" for t in outcome.trials), "the LLM's proposals were repaired into the space, not lost"
+    assert any(t.source == "llm" for t in outcome.trials), "the LLM's picks ran, and only the sampler's candidates"
