@@ -23,7 +23,7 @@ import logging
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import TrialState as OptunaState
 
 from executors.decoding import GENERATION_CONFIG_FILE, DecodingWorker, DecodingWorkerError, save_generation_config
+from executors.training import META_FILE
 from memory.errors import UserError
 from memory.records import (
     DECODING_METRICS,
@@ -88,9 +89,9 @@ class DecodingSpace:
     top_k: tuple[int, ...] = (0, 5, 10, 20, 50, 100)  # 0: no top-k filter
 
     @classmethod
-    def for_answers(cls, shortest: int, longest: int) -> DecodingSpace:
-        """A space whose lengths run from the shortest reference answer to twice the longest (in tokens)."""
-        return cls(max_new_tokens=(max(1, shortest), min(512, max(16, 2 * longest))))
+    def for_answers(cls, shortest: int, longest: int, baseline: int = 16) -> DecodingSpace:
+        """Lengths from the shortest reference answer (in tokens) to twice the longest, and the baseline's own."""
+        return cls(max_new_tokens=(max(1, shortest), min(512, max(16, 2 * longest, baseline))))
 
     def distributions(self, strategy: str) -> dict[str, BaseDistribution]:
         """The parameters of one branch, with the shared ones."""
@@ -294,7 +295,6 @@ class DecodingOutcome:
     stop_reason: str | None = None
     report_path: Path | None = None
     interrupted: bool = False
-    warnings: list[str] = field(default_factory=list)
 
     def gain_over(self, source: str) -> float | None:
         """The best config's mean score minus that of the config from `source` ("greedy", "model_default")."""
@@ -348,7 +348,7 @@ def run_decoding(
     with DecodingWorker(task, target, log=log_path, out=worker_out, device=settings.device,
                         rows=settings.decode_rows, metric=metric) as worker:  # fmt: skip
         ready = worker.ready
-        space = DecodingSpace.for_answers(*ready.answer_tokens)
+        space = DecodingSpace.for_answers(*ready.answer_tokens, ready.greedy.max_new_tokens)
         trials = decoding_trials_of(store, study.id, target)
         openers = [("greedy", ready.greedy, "the baseline: greedy decoding at the trial's length")]
         if ready.model_default is not None:
@@ -452,8 +452,8 @@ def decoding_phase(ctx: StudyContext, study_id: int) -> Path | None:
     if study.task.task_type != TaskType.generation or not study.settings.decode:
         return None
     best = best_trial(store.trials(study_id), study.task.direction)
-    if best is None or not best.adapter_dir or not Path(best.adapter_dir).is_dir():
-        return None
+    if best is None or not best.adapter_dir or not (Path(best.adapter_dir) / META_FILE).is_file():
+        return None  # no adapter a trial saved (and described) to decode with
     adapter = Path(best.adapter_dir)
     limits = DecodingLimits(study.settings.decode_trials or DEFAULT_DECODE_TRIALS, decoding_share(study.settings))
 
@@ -492,7 +492,6 @@ def tune_decoding(
     from agent.study import check_writable, read_task, study_name
     from executors.models import resolve_model
     from executors.predict import read_meta
-    from executors.training import META_FILE
     from memory.study_lock import study_lock
 
     if not options.models or len(options.models) != 1:
@@ -579,7 +578,10 @@ def _run_decode_only(
         except DecodingWorkerError as error:
             store.update_study(study.id, status="failed")
             raise UserError(f"{error} (its log: {Path(study.run_dir) / 'decoding' / 'worker.log'})") from None
-    spent = study.spent.model_copy(update={"seconds": study.spent.seconds + time.time() - started})
+    scored = sum(
+        t.state in (TrialState.complete, TrialState.failed) for t in decoding_trials_of(store, study.id, target)
+    )
+    spent = study.spent.model_copy(update={"seconds": study.spent.seconds + time.time() - started, "trials": scored})
     if interrupted:
         store.requeue_decoding_trials(study.id)
         store.update_study(study.id, status="interrupted", spent=spent)

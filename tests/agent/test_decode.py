@@ -195,3 +195,15 @@ def test_the_llm_picks_among_the_samplers_candidates_or_the_sampler_runs() -> No
     assert [c.outcome for c in calls] == ["accepted", "rejected", "rejected"] and calls[0].template == "decode.md"
     assert "greedy, 12 tokens: 0.2000" in prompt and f"2. {candidates[2].describe()}" in prompt
     assert picker.usable  # two failures in a row; the third would retire it
+
+
+def test_a_time_budget_keeps_its_decoding_share_out_of_the_lora_search() -> None:
+    from agent.decode import reserve_decoding_time
+    from memory.records import Budget, TaskSpec, TuneOptions
+
+    task = TaskSpec(task_type="generation", train_path="p.jsonl", text_columns=("input",), label_column="output",
+                    metric="exact_match", direction="maximize", budget=Budget(max_seconds=1000))  # fmt: skip
+    assert reserve_decoding_time(task, TuneOptions(time=1000)).budget.max_seconds == 850  # 15% kept
+    assert reserve_decoding_time(task, TuneOptions(time=1000, decode=False)).budget.max_seconds == 1000
+    labels = task.model_copy(update={"task_type": "classification", "metric": "macro_f1"})
+    assert reserve_decoding_time(labels, TuneOptions(time=1000)) == labels  # nothing to decode
