@@ -38,7 +38,6 @@ def test_a_model_default_takes_generates_own_defaults_where_it_says_nothing() ->
     assert decoding_from_generation_config(GenerationConfig(), max_new_tokens=24) == DecodingConfig(max_new_tokens=24)
 
 
-@pytest.mark.slow
 def test_scoring_cmudict_and_predict_with_the_saved_config(phonemes_jsonl: Path, tmp_path: Path) -> None:
     task = TaskSpec(
         task_type="generation", train_path=str(phonemes_jsonl), text_columns=("instruction", "input"),
