@@ -195,6 +195,36 @@ def _print_outcome(outcome: Any) -> None:
             out.print(f"adapter: {adapter}")
 
 
+def _decoding_line(trial: Any) -> None:
+    """One line per scored decoding config."""
+    score = f"{trial.objective:.4f}" if trial.objective is not None else f"failed: {trial.message}"
+    spread = f" ± {trial.spread:.4f}" if trial.config.do_sample and trial.spread is not None else ""
+    out.print(f"decoding {trial.number} [{trial.source}] {trial.config.describe()}: {score}{spread}", markup=False)
+
+
+def _finish_decoding(outcome: Any, db: str) -> None:
+    """The end of a decode-only study: the best config, its gains, where it was saved; or how to resume."""
+    if outcome.interrupted:
+        err.print(f"Stopped. Scored configs are saved. Resume with: autoglm resume {outcome.study.name}"
+                  + (f" --db {db}" if db != "autoglm.db" else ""), highlight=False, soft_wrap=True)  # fmt: skip
+        raise typer.Exit(130)
+    if outcome.best is None:
+        err.print("[red]no decoding config completed[/red]", highlight=False)
+        raise typer.Exit(1)
+    best, metric = outcome.best, outcome.study.task.metric
+    out.print(f"best decoding: {best.config.describe()} ({best.source}) {metric} = {best.objective:.4f}")
+    for source in ("greedy", "model_default"):
+        gain = outcome.gain_over(source)
+        if gain is not None:
+            out.print(f"  {gain:+.4f} over {source.replace('_', ' ')}")
+    if outcome.stop_reason:
+        out.print(f"stopped because: {outcome.stop_reason}")
+    if outcome.generation_config:
+        out.print(f"generation config: {outcome.generation_config}")
+    if outcome.report_path:
+        out.print(f"report: {outcome.report_path}")
+
+
 @app.command()
 @handle_errors
 def tune(
@@ -225,9 +255,20 @@ def tune(
     seed: int = typer.Option(None, "--seed", help="Seed for splits, sampler and training."),
     runs_dir: str = typer.Option(None, "--runs-dir", help="Where run directories go (default ./runs)."),
     sampler: str = typer.Option(None, "--sampler", help="Classical optimiser: tpe (default), random or cmaes."),
-    pruner: str = typer.Option(None, "--pruner", help="median (default: stop trials behind the median) or none."),
+    pruner: str = typer.Option(
+        None, "--pruner", help="halving (default: the top third go on at each rung), median or none."
+    ),
     planner: str = typer.Option(None, "--planner", help="portfolio (default) or classical (the sampler alone)."),
     no_warm_start: bool = typer.Option(False, "--no-warm-start", help="Do not seed from past studies."),
+    model: str = typer.Option(
+        None, "--model", help="The base model; with --decode-only, a model or an adapter folder."
+    ),
+    decode_only: bool = typer.Option(
+        False, "--decode-only", help="Train nothing: tune the decoding (greedy, beams, sampling) of --model."
+    ),
+    no_decode: bool = typer.Option(False, "--no-decode", help="Generation: skip tuning decoding after the study."),
+    decode_trials: int = typer.Option(None, "--decode-trials", help="Decoding configs to score after the study."),
+    decode_rows: int = typer.Option(None, "--decode-rows", help="Validation rows each decoding config decodes."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Start without asking for confirmation."),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Show the task spec, search space and opening trial; train nothing."
@@ -242,6 +283,8 @@ def tune(
     Example: autoglm tune "flag the spam; the rare class matters" --data sms.csv --time 20m
 
     Example: autoglm tune --config examples/study.yaml --yes
+
+    Example: autoglm tune --decode-only --model smollm2 --data phonemes.jsonl --trials 12
     """
     from agent.study import load_config, options_from
     from agent.study import tune as run_tune
@@ -269,15 +312,28 @@ def tune(
         "planner": planner,
         "pruner": pruner,
         "runs_dir": runs_dir,
+        "models": [model] if model else None,
+        "decode_trials": decode_trials,
+        "decode_rows": decode_rows,
     }
     flags = {key: value for key, value in flags.items() if value is not None}
     if no_warm_start:
         flags["warm_start"] = False
+    flags |= {"decode_only": True} if decode_only else {}
+    flags |= {"decode": False} if no_decode else {}
     if db or not config:  # a config file may name its own database
         flags["db"] = _db(db)
     options = load_config(config, flags) if config else options_from(flags, "the flags")
     if dry_run:
         _dry_run(options, as_json)
+        return
+    if options.decode_only:
+        from agent.decode import tune_decoding
+
+        with ExitStack() as stack:
+            client = getattr(_llm_proposer(stack, options.llm, options.llm_model), "client", None)
+            outcome = tune_decoding(options, confirm=_confirm(yes), on_result=_decoding_line, llm_client=client)
+        _finish_decoding(outcome, options.db)
         return
     with ExitStack() as stack:
         proposer = _llm_proposer(stack, options.llm, options.llm_model)
@@ -308,6 +364,14 @@ def resume(
     path = _db(db)
     with Store(path, create=False) as store:
         settings = store.get_study(study).settings
+    if settings.decode_only:
+        from agent.decode import resume_decoding
+
+        with ExitStack() as stack:
+            client = getattr(_llm_proposer(stack, llm or settings.llm, settings.llm_model), "client", None)
+            outcome = resume_decoding(study, db=path, on_result=_decoding_line, extra_trials=trials, llm_client=client)
+        _finish_decoding(outcome, path)
+        return
     with ExitStack() as stack:
         proposer = _llm_proposer(stack, llm or settings.llm, settings.llm_model)
         outcome = run_resume(study, db=path, on_update=_live(stack), llm_proposer=proposer, extra_trials=trials)

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from agent.cost import pruning_savings
 from agent.narrate import REPORT_TEMPLATE, plain_paragraph
 from agent.plots import (
     MIN_TRIALS_FOR_IMPORTANCE,
@@ -38,12 +39,14 @@ from agent.proposers.base import PlannerView
 from agent.proposers.portfolio import source_stats
 from memory.records import (
     AdapterMeta,
+    DecodingTrialRecord,
     Direction,
     PlannerCall,
     StudyRecord,
     TaskType,
     TrialRecord,
     TrialState,
+    best_decoding,
     best_trial,
 )
 from memory.store import Store
@@ -112,6 +115,7 @@ class ReportInputs:
     plots: list[Plot]
     calls: list[PlannerCall]
     best_config: Path | None  # best_config.yaml, or None when no trial completed
+    decoding: tuple[DecodingTrialRecord, ...] = ()  # generation: the decoding configs scored after (or without) LoRA
 
     @property
     def run_dir(self) -> Path:
@@ -139,8 +143,10 @@ def write_report(store: Store, study: StudyRecord, narrative: str | None = None)
         plots=draw_plots(store, study, trials, run_dir / "plots"),
         calls=calls,
         best_config=write_best_config(study, best, run_dir / BEST_CONFIG_FILE),
+        decoding=tuple(store.decoding_trials(study.id)),
     )
-    text = "\n".join(line for section in SECTIONS for line in section(inputs))
+    sections = DECODE_ONLY_SECTIONS if study.settings.decode_only else SECTIONS
+    text = "\n".join(line for section in sections for line in section(inputs))
     path = run_dir / "report.md"
     path.write_text(text, encoding="utf-8")
     (run_dir / "report.html").write_text(report_html(text, run_dir, study.name), encoding="utf-8")
@@ -508,7 +514,22 @@ def budget_section(r: ReportInputs) -> list[str]:
         shown = _duration(used) if label == "wall-clock time" else _fmt(used)
         limit_shown = (_duration(limit) if label == "wall-clock time" else _fmt(limit)) if limit else "—"
         lines.append(f"| {label} | {shown} | {limit_shown} | {f'{used / limit:.0%}' if limit else '—'} |")
-    return lines + [""]
+    return lines + [""] + pruning_lines(r)
+
+
+def pruning_lines(r: ReportInputs) -> list[str]:
+    """What early stopping saved, and that the winner still ran in full."""
+    saved = pruning_savings(r.study.task, r.study.profile, r.trials)
+    if not saved.pruned:
+        return []
+    line = (
+        f"Pruning stopped {saved.pruned} trial{'s' if saved.pruned != 1 else ''} early: they ran "
+        f"{_duration(saved.used_seconds)} where they would have taken about {_duration(saved.full_seconds)} in full, "
+        f"saving about {_duration(saved.saved_seconds)}."
+    )
+    if r.best is not None:
+        line += f" The best trial (trial {r.best.number}) ran in full; a pruned trial is never ranked."
+    return [line, ""]
 
 
 def rerun_section(r: ReportInputs) -> list[str]:
@@ -560,12 +581,60 @@ def adapter_section(r: ReportInputs) -> list[str]:
     return lines
 
 
+def decoding_section(r: ReportInputs) -> list[str]:
+    """Each decoding config's score (mean ± spread over seeds), the best, and its gain over greedy and the default."""
+    if not r.decoding:
+        return []
+    from agent.decode import DECODING_FOLDER, decoding_gain, decoding_metric
+
+    task = r.study.task
+    metric = decoding_metric(task)
+    target = r.decoding[-1].target  # a study resumed for more trials may have decoded a newer best adapter
+    trials = [t for t in r.decoding if t.target == target]
+    best = best_decoding(trials, task.direction)
+    lines = ["## Decoding", ""]
+    lines += [
+        f"Decoding tuned on `{target}` with no retraining: each config decoded the validation split and scored "
+        f"{metric}; sampled configs over {r.study.settings.decode_seeds} seeds, ranked by their mean.",
+        "",
+    ]
+    if best is None:
+        return lines + ["No decoding config completed.", ""]
+    lines.append(f"Best: **{best.config.describe()}** (#{best.number}, {best.source}): {metric} = {best.objective:.4f}"
+                 + (f" ± {best.spread:.4f}" if best.config.do_sample else ""))  # fmt: skip
+    for source, label in (("greedy", "greedy decoding"), ("model_default", "the model's own generation_config")):
+        ref = next((t for t in trials if t.source == source and t.objective is not None), None)
+        gain = decoding_gain(trials, best, source)
+        if ref is not None and gain is not None:
+            lines.append(f"- {gain:+.4f} over {label} ({ref.config.describe()}: {ref.objective:.4f})")
+    folder = r.adapter if r.adapter is not None else r.run_dir / DECODING_FOLDER
+    saved = folder / "generation_config.json"
+    if saved.is_file():
+        lines += ["", f"Saved as `{saved}`: `GenerationConfig.from_pretrained({str(folder)!r})` reads it, "
+                      f"and `autoglm predict {folder}` decodes with it."]  # fmt: skip
+    header = ["#", "source", "strategy", "max_new_tokens", "temperature", "top_p", "top_k", "beams",
+              "repetition_penalty", f"{metric} (mean ± sd)", "seeds", "seconds"]  # fmt: skip
+    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    sign = task.direction.sign
+    for t in sorted(trials, key=lambda t: (t.objective is None, -sign * (t.objective or 0.0), t.number)):
+        c = t.config
+        score = "failed" if t.objective is None else f"{t.objective:.4f}" + (
+            f" ± {t.spread:.4f}" if c.do_sample else "")  # fmt: skip
+        seconds = f"{t.finished_at - t.started_at:.0f}" if t.finished_at and t.started_at else "—"
+        cells = [f"{t.number}{' ★' if t.id == best.id else ''}", t.source, c.strategy, str(c.max_new_tokens),
+                 *("—" if v is None else _fmt(v) for v in (c.temperature, c.top_p, c.top_k)), str(c.num_beams),
+                 _fmt(c.repetition_penalty), score, str(len(t.scores)), seconds]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 # The report, top to bottom. A section returns [] to leave itself out.
 SECTIONS: tuple[Callable[[ReportInputs], list[str]], ...] = (
     title_section,
     summary_section,
     task_section,
     best_section,
+    decoding_section,
     plots_section,
     leaderboard_section,
     sources_section,
@@ -574,6 +643,8 @@ SECTIONS: tuple[Callable[[ReportInputs], list[str]], ...] = (
     rerun_section,
     adapter_section,
 )
+# A decode-only study trained nothing: its report is the task and the decoding configs.
+DECODE_ONLY_SECTIONS: tuple[Callable[[ReportInputs], list[str]], ...] = (title_section, task_section, decoding_section)
 
 
 # --------------------------------------------------------------------------- html

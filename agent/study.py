@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from agent.budget import BudgetTracker
 from agent.cost import CostModel, TrialCost, duration_text
+from agent.decode import decoding_phase, reserve_decoding_time
 from agent.graph import StudyContext, StudySnapshot, StudyState, build_graph, recursion_limit
 from agent.narrate import narrate_report
 from agent.overrides import apply_overrides, check_overrides
@@ -176,10 +177,12 @@ def _proposer(
     llm: BaseProposer | None,
     defaults: dict[str, Any] | None,
 ) -> BaseProposer:
-    if options.planner == "classical":  # the sampler alone: the baseline the portfolio must never lose to
-        return OptunaProposer(options.sampler)
+    if options.planner == "classical":
+        # The sampler alone after the same opening trial: the baseline the portfolio must never lose to.
+        return PortfolioProposer(OptunaProposer(options.sampler), defaults=defaults)
     warm = WarmStartProposer(store, study_id_ref) if options.warm_start else None
-    return PortfolioProposer(OptunaProposer(options.sampler), llm=llm, warm_start=warm, defaults=defaults)
+    sampler = OptunaProposer(options.sampler, prior_around=defaults)
+    return PortfolioProposer(sampler, llm=llm, warm_start=warm, defaults=defaults)
 
 
 def read_task(
@@ -283,7 +286,7 @@ def plan_study(
     """
     _check_options(options)
     understood, profile, notes = read_task(options, client, calls)
-    task = understood.spec
+    task = reserve_decoding_time(understood.spec, options)  # generation: the decoding phase's share of the time
     splits = prepare_splits(task)  # read, clean, dedupe and split once now, as every trial will
     profile = with_label_count(profile, task)
     space = study_space(options, task, profile)
@@ -309,7 +312,7 @@ OPENING_SHARE = 0.25  # of a time budget, the most the opening trial aims to tak
 
 
 def fit_opening(space: SearchSpace, opening: dict[str, Any], cost: CostModel, seconds: float | None) -> dict[str, Any]:
-    """The opening trial, made cheaper until it fits a time budget: shorter inputs, fewer epochs, the smaller model.
+    """The opening trial, made cheaper until it fits a time budget: shorter or fewer inputs, fewer epochs, less model.
 
     It aims at a quarter of the budget, so evidence comes cheap and later trials still fit (a 512-token opening
     on long documents once took 342 s of a 600 s study); it is refused only when it cannot fit the whole budget.
@@ -322,6 +325,9 @@ def fit_opening(space: SearchSpace, opening: dict[str, Any], cost: CostModel, se
     values = dict(opening)
     cheaper = {
         "max_length": lambda p: min(p.choices) if isinstance(p, CategoricalParam) else p.low,
+        "text_columns": lambda p: min(  # the cheapest inputs: a headline alone, say
+            p.choices, key=lambda c: cost.estimate(space.to_config({**values, "text_columns": c})).seconds
+        ),
         "epochs": lambda p: min(p.choices) if isinstance(p, CategoricalParam) else p.low,
         "model": lambda p: min(p.choices, key=parameter_count) if isinstance(p, CategoricalParam) else None,
     }
@@ -376,6 +382,8 @@ def tune(
         executor: runs the trials (default: a LocalExecutor, one subprocess per trial).
     """
     _check_options(options)
+    if options.decode_only:
+        raise UserError("a decode-only study trains nothing: run it with agent.decode.tune_decoding")
     name = options.name or study_name(options)
 
     client = getattr(llm_proposer, "client", None)
@@ -433,6 +441,8 @@ def resume(
     """Continue a study after Ctrl-C or a crash; interrupted trials run again, finished ones never do."""
     with Store(db, create=False) as store, contextlib.ExitStack() as held:
         study = store.get_study(name)
+        if study.settings.decode_only:
+            raise UserError(f"study {study.name!r} tunes decoding only: resume it with agent.decode.resume_decoding")
         if study.status == "complete" and not extra_trials:
             raise UserError(f"study {study.name!r} is already complete; pass --trials N to run N more")
         held.enter_context(study_lock(Path(study.run_dir), study.name))  # before its "running" trials are requeued
@@ -557,6 +567,8 @@ def _run(ctx: StudyContext, state: StudyState, study_ref: list[int]) -> StudyOut
                 final = update
                 if update.get("study_id") is not None and not study_ref:
                     study_ref.append(update["study_id"])
+            if study_ref and final.get("stop_reason") != "stopped by the user":
+                final["report_path"] = decoding_phase(ctx, study_ref[0]) or final.get("report_path")
         except KeyboardInterrupt:
             interrupted = True
         finally:

@@ -448,11 +448,6 @@ class GenerationHandler(TaskHandler):
 
     def generate(self, model: Any, prompts: list[list[int]], device: torch.device) -> list[str]:
         """Decode with the trial's decoding parameters; greedy when temperature is 0."""
-        pad = self.tokenizer.pad_token_id
-        # Batched generation continues from the right edge, so prompts pad on the left.
-        batch = self.tokenizer.pad({"input_ids": prompts}, padding_side="left", return_tensors="pt")
-        ids, mask = batch["input_ids"], batch["attention_mask"]
-        width = ids.shape[1]
         c = self.config
         sampling = c.temperature > 0
         kwargs: dict[str, Any] = {"do_sample": sampling, "num_beams": c.num_beams, "max_new_tokens": c.max_new_tokens}
@@ -460,13 +455,22 @@ class GenerationHandler(TaskHandler):
             kwargs |= {"temperature": c.temperature, "top_p": c.top_p}
         else:  # a checkpoint's sampling defaults would otherwise warn on every call
             kwargs |= {"temperature": None, "top_p": None, "top_k": None}
+        return self.generate_with(model, prompts, device, kwargs)
+
+    def generate_with(
+        self, model: Any, prompts: list[list[int]], device: torch.device, kwargs: Mapping[str, Any]
+    ) -> list[str]:
+        """Answers to `prompts` (token ids) from `model.generate(**kwargs)`: any decoding, one padded batch."""
+        pad = self.tokenizer.pad_token_id
+        # Batched generation continues from the right edge, so prompts pad on the left.
+        batch = self.tokenizer.pad({"input_ids": prompts}, padding_side="left", return_tensors="pt")
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        width = ids.shape[1]
         out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), pad_token_id=pad, **kwargs)
         return [t.strip() for t in self.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)]
 
     @torch.no_grad()
     def evaluate(self, model: Any, examples: list[Example], device: torch.device) -> dict[str, float]:
-        from rouge_score import rouge_scorer
-
         model.eval()
         total, count = 0.0, 0
         for chunk in self.fit_batches(examples, max(8, self.config.batch_size)):
@@ -479,15 +483,8 @@ class GenerationHandler(TaskHandler):
         for chunk in self.fit_batches(sample, 16):
             predictions += self.generate(model, [e["prompt_ids"] for e in chunk], device)
         references = [e["reference"] for chunk in self.fit_batches(sample, 16) for e in chunk]
-        scorer = rouge_scorer.RougeScorer(["rougeL"])
-        rouge = [scorer.score(r, p)["rougeL"].fmeasure for r, p in zip(references, predictions, strict=True)]
-        exact = [_squash(r) == _squash(p) for r, p in zip(references, predictions, strict=True)]
         model.train()
-        return {
-            "eval_loss": total / max(1, count),
-            "exact_match": sum(exact) / max(1, len(exact)),
-            "rouge_l": sum(rouge) / max(1, len(rouge)),
-        }
+        return {"eval_loss": total / max(1, count), **answer_metrics(references, predictions)}
 
     def meta(self) -> dict[str, Any]:
         c = self.config
@@ -507,6 +504,16 @@ def _empty(value: Any) -> bool:
 def _squash(text: str) -> str:
     """Exact match ignores surrounding and repeated whitespace only."""
     return " ".join(text.split())
+
+
+def answer_metrics(references: list[str], predictions: list[str]) -> dict[str, float]:
+    """Exact match and ROUGE-L of generated answers against the references, each a mean over rows."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    rouge = [scorer.score(r, p)["rougeL"].fmeasure for r, p in zip(references, predictions, strict=True)]
+    exact = [_squash(r) == _squash(p) for r, p in zip(references, predictions, strict=True)]
+    return {"exact_match": sum(exact) / max(1, len(exact)), "rouge_l": sum(rouge) / max(1, len(rouge))}
 
 
 HANDLERS: dict[TaskType, type[TaskHandler]] = {

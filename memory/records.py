@@ -199,7 +199,10 @@ class TrialConfig(_Record):
     lora_r: int = Field(default=8, ge=1, le=1024)
     lora_alpha: int = Field(default=16, ge=1, le=4096)
     lora_dropout: float = Field(default=0.05, ge=0, lt=1)
-    lora_targets: tuple[str, ...] | None = None  # None: detected for the architecture
+    # Module names, or one keyword: ("all-linear",) every linear layer but the head, ("attention",) the
+    # attention projections detected for the architecture (the same as None).
+    lora_targets: tuple[str, ...] | None = None
+    use_rslora: bool = False  # rank-stabilised scaling alpha/sqrt(r) instead of alpha/r
     # decoding (generation tasks)
     max_new_tokens: int = Field(default=32, ge=1, le=4096)
     temperature: float = Field(default=0.0, ge=0, le=5)  # 0: greedy
@@ -331,6 +334,8 @@ def _fit(p: Param, raw: Any) -> tuple[Any, str | None]:
             return raw, None
         if isinstance(raw, list) and tuple(raw) in p.choices:  # JSON has no tuples: ["a", "b"] is ("a", "b")
             return p.choices[p.choices.index(tuple(raw))], None
+        if isinstance(raw, str) and (raw,) in p.choices:  # "all-linear" for ("all-linear",)
+            return (raw,), f"read {raw!r} as {(raw,)!r}"
         for choice in p.choices:  # cast: "16" -> 16, "True" -> True, "Cosine" -> "cosine"
             if str(choice).lower() == str(raw).strip().lower():
                 return choice, f"cast {raw!r} to {choice!r}"
@@ -401,6 +406,7 @@ class TrialEvent(_Record):
     kind: EventKind
     time: float = Field(default_factory=time.time)
     step: int | None = None
+    total_steps: int | None = None  # progress and eval: the steps the trial will take in all
     epoch: float | None = None
     loss: float | None = None
     learning_rate: float | None = None
@@ -513,7 +519,9 @@ class BudgetSpent(_Record):
 
 
 SamplerName = Literal["tpe", "random", "cmaes"]
-PrunerName = Literal["median", "none"]  # median: stop trials whose evals trail the median of past trials
+# halving: successive halving over evaluations (a trial goes on only while in the top third of those that
+# reached the same evaluation); median: stop trials whose evals trail the median of past trials.
+PrunerName = Literal["halving", "median", "none"]
 
 
 class SpaceOverride(_Record):
@@ -587,8 +595,8 @@ class TuneOptions(_Record):
     llm: str = "none"  # none | local | openai | an OpenAI-compatible base URL
     llm_model: str | None = None
     sampler: SamplerName = "tpe"
-    pruner: PrunerName = "median"
-    planner: Literal["portfolio", "classical"] = "portfolio"  # classical: the sampler alone
+    pruner: PrunerName = "halving"
+    planner: Literal["portfolio", "classical"] = "portfolio"  # classical: the sampler alone, after the opening
     warm_start: bool = True
     parallel: int | Literal["auto"] = 1  # trials at once; auto: one per GPU, or one per 4 CPU cores
     device: str = "auto"
@@ -598,6 +606,13 @@ class TuneOptions(_Record):
     models: tuple[str, ...] | None = None  # candidate base models; None: the task type's defaults
     # search-space overrides by parameter name: {learning_rate: {low: 1e-4, high: 1e-3}, lora_r: 16 (fixed)}
     space: dict[str, SpaceOverride] | None = None
+    # decoding (generation tasks): tuned on the best adapter after the LoRA study, or alone (decode_only)
+    decode: bool = True  # tune decoding after a generation study; False: the trial's own decoding stays
+    decode_only: bool = False  # no training: tune the decoding of `models[0]` (a model or an adapter folder)
+    decode_trials: int | None = Field(default=None, ge=1)  # configs after a LoRA study (None: 12)
+    decode_share: float = Field(default=0.15, ge=0, lt=1)  # of a time budget, kept for decoding after the LoRA study
+    decode_seeds: int = Field(default=3, ge=1, le=20)  # seeds each sampled config is scored over
+    decode_rows: int = Field(default=200, ge=1)  # validation rows each config decodes
 
     _durations = field_validator("time", "trial_timeout", mode="before")(_duration_or_number)
 
@@ -691,3 +706,110 @@ class AdapterMeta(_Record):
     pooling: Literal["model", "mean"] | None = None  # classification: the head reads the model's pooler or the mean
     decoding: dict[str, int | float] | None = None  # generation: max_new_tokens, temperature, top_p, num_beams
     merged: bool = False  # True in the copy `export_merged` writes beside a merged model
+
+
+# --------------------------------------------------------------------------- decoding (generation tasks)
+
+DecodingStrategy = Literal["greedy", "beam", "sample"]
+DECODING_METRICS = ("exact_match", "rouge_l")  # what decoding changes; eval_loss is teacher-forced and does not
+
+
+class DecodingConfig(_Record):
+    """One way to decode a generation task's answers, as `model.generate` (and `generation_config.json`) takes it.
+
+    The fields follow how transformers applies them, so nothing here is set without an effect: the sampling
+    parameters (temperature, top_p, top_k) are given exactly when `do_sample` is true, and beam search
+    (`num_beams` > 1) never samples. Greedy, beam search and sampling are three separate branches.
+    """
+
+    do_sample: bool = False
+    num_beams: int = Field(default=1, ge=1, le=16)
+    temperature: float | None = Field(default=None, gt=0, le=5)  # sampling only
+    top_p: float | None = Field(default=None, gt=0, le=1)  # sampling only
+    top_k: int | None = Field(default=None, ge=0, le=1000)  # sampling only; 0 turns the filter off
+    max_new_tokens: int = Field(default=32, ge=1, le=4096)
+    repetition_penalty: float = Field(default=1.0, gt=0, le=5)
+
+    @model_validator(mode="after")
+    def _one_branch(self) -> DecodingConfig:
+        sampling = {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k}
+        if self.do_sample:
+            missing = [k for k, v in sampling.items() if v is None]
+            if missing:
+                raise ValueError(f"sampling (do_sample true) needs {', '.join(missing)}")
+            if self.num_beams > 1:
+                raise ValueError("beam search and sampling are separate branches: num_beams must be 1 when sampling")
+        else:
+            given = [k for k, v in sampling.items() if v is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} mean nothing without sampling (do_sample false); leave them out")
+        return self
+
+    @property
+    def strategy(self) -> DecodingStrategy:
+        if self.do_sample:
+            return "sample"
+        return "beam" if self.num_beams > 1 else "greedy"
+
+    @property
+    def deterministic(self) -> bool:
+        """Greedy and beam search give the same answers every time; sampling needs several seeds to be judged."""
+        return not self.do_sample
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `model.generate`; the unused sampling ones as None, over a checkpoint's defaults."""
+        return self.model_dump()
+
+    def describe(self) -> str:
+        """Short and plain: `greedy, 24 tokens`, `beam 4, 32 tokens, rep 1.2`, `sample T=0.7 p=0.9 k=50, ...`."""
+        if self.do_sample:
+            head = f"sample T={self.temperature:.3g} p={self.top_p:.3g} k={self.top_k}"
+        else:
+            head = f"beam {self.num_beams}" if self.num_beams > 1 else "greedy"
+        rep = f", rep {self.repetition_penalty:.3g}" if self.repetition_penalty != 1.0 else ""
+        return f"{head}, {self.max_new_tokens} tokens{rep}"
+
+
+class DecodingResult(_Record):
+    """How one decoding config scored on the validation split: per seed, their mean and spread."""
+
+    state: TrialState
+    objective: float | None = None  # the mean of `scores`: what configs are ranked by
+    spread: float | None = None  # the standard deviation over seeds (0 for one seed)
+    scores: tuple[float, ...] = ()  # the metric for each seed
+    metrics: dict[str, float] = Field(default_factory=dict)  # every decoding metric, mean over seeds
+    seconds: float | None = None
+    message: str | None = None
+
+
+class DecodingTrialRecord(_Record):
+    """A decoding config as stored with its study: what ran, on which model or adapter, where from, and how it did."""
+
+    id: int
+    study_id: int
+    number: int  # 0-based order among the study's decoding configs
+    config: DecodingConfig
+    source: str  # "greedy", "model_default", "tpe", "llm", ...
+    rationale: str = ""
+    target: str  # the adapter folder or model it decoded with
+    state: TrialState
+    objective: float | None = None
+    spread: float | None = None
+    scores: tuple[float, ...] = ()
+    metrics: dict[str, float] = Field(default_factory=dict)
+    message: str | None = None
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+def best_decoding(trials: Iterable[DecodingTrialRecord], direction: Direction) -> DecodingTrialRecord | None:
+    """The complete decoding config with the best mean score; among equals the deterministic one, then the earliest.
+
+    Greedy is always scored first, so the best is never worse than greedy on the validation split.
+    """
+    done = [
+        t for t in trials if t.state == TrialState.complete and t.objective is not None and math.isfinite(t.objective)
+    ]
+    key = lambda t: (direction.sign * t.objective, t.config.deterministic, -t.number)  # type: ignore[operator]  # noqa: E731
+    return max(done, key=key) if done else None

@@ -35,6 +35,9 @@ from memory.records import (
     BaselineScore,
     BudgetSpent,
     DataProfile,
+    DecodingConfig,
+    DecodingResult,
+    DecodingTrialRecord,
     PlannerCall,
     SearchSpace,
     StudyRecord,
@@ -438,41 +441,48 @@ class Store:
     ) -> TrialRecord:
         """Queue a trial (state waiting) under the next 0-based number of its study."""
         with self._write():
-            self._require_study(study_id)
-            number = self._db.execute(
-                "select coalesce(max(number) + 1, 0) from trials where study_id = ?", [study_id]
-            ).fetchone()[0]
-            trial_id = self._insert(
+            trial_id = self._queue(
                 "trials",
+                study_id,
                 {
-                    "study_id": study_id,
-                    "number": number,
                     "config": config.model_dump_json(),
                     "source": source,
                     "rationale": scrub_text(rationale),
                     "repairs": _dumps([scrub_text(r) for r in repairs]),
-                    "state": TrialState.waiting.value,
                     "metrics": "{}",
                     "durations": "{}",
-                    "created_at": time.time(),
                 },
             )
         return self.trial(trial_id)
 
+    def _queue(self, table: str, study_id: int, row: dict[str, Any]) -> int:
+        """Insert `row` into `table` as waiting, under the study's next 0-based number; inside a write."""
+        self._require_study(study_id)
+        number = self._db.execute(
+            f"select coalesce(max(number) + 1, 0) from {table} where study_id = ?", [study_id]
+        ).fetchone()[0]
+        queued = {"study_id": study_id, "number": number, "state": TrialState.waiting.value, "created_at": time.time()}
+        return self._insert(table, {**queued, **row})
+
     def claim_waiting_trial(self, study_id: int) -> TrialRecord | None:
         """Atomically move the oldest waiting trial to running and return it; None if none wait."""
         with self._write():
-            row = self._db.execute(
-                "select id from trials where study_id = ? and state = ? order by number limit 1",
-                [study_id, TrialState.waiting.value],
-            ).fetchone()
-            if row is None:
-                return None
-            self._db.execute(
-                "update trials set state = ?, started_at = ? where id = ?",
-                [TrialState.running.value, time.time(), row[0]],
-            )
-        return self.trial(row[0])
+            trial_id = self._claim("trials", study_id)
+        return None if trial_id is None else self.trial(trial_id)
+
+    def _claim(self, table: str, study_id: int) -> int | None:
+        """Move the study's oldest waiting row of `table` to running; its id, or None if none wait. Inside a write."""
+        row = self._db.execute(
+            f"select id from {table} where study_id = ? and state = ? order by number limit 1",
+            [study_id, TrialState.waiting.value],
+        ).fetchone()
+        if row is None:
+            return None
+        self._db.execute(
+            f"update {table} set state = ?, started_at = ? where id = ?",
+            [TrialState.running.value, time.time(), row[0]],
+        )
+        return row[0]
 
     def record_event(self, trial_id: int, event: TrialEvent) -> None:
         """Keep a trial's event; progress and eval events also add rows to the metrics table."""
@@ -548,21 +558,26 @@ class Store:
         """Put trials a crashed or killed study left running back to waiting; return their ids."""
         now = time.time()
         with self._write():
-            self._require_study(study_id)
-            ids = [
-                r[0]
-                for r in self._db.execute(
-                    "select id from trials where study_id = ? and state = ? order by number",
-                    [study_id, TrialState.running.value],
-                )
-            ]
+            ids = self._requeue("trials", study_id)
             for trial_id in ids:
-                self._db.execute(
-                    "update trials set state = ?, started_at = null where id = ?",
-                    [TrialState.waiting.value, trial_id],
-                )
                 event = TrialEvent(kind="requeued", time=now, message=REQUEUE_MESSAGE)
                 self._insert_event(trial_id, event)
+        return ids
+
+    def _requeue(self, table: str, study_id: int) -> list[int]:
+        """Put the study's running rows of `table` back to waiting; their ids. Inside a write."""
+        self._require_study(study_id)
+        ids = [
+            r[0]
+            for r in self._db.execute(
+                f"select id from {table} where study_id = ? and state = ? order by number",
+                [study_id, TrialState.running.value],
+            )
+        ]
+        for row_id in ids:
+            self._db.execute(
+                f"update {table} set state = ?, started_at = null where id = ?", [TrialState.waiting.value, row_id]
+            )
         return ids
 
     def _require_trial(self, trial_id: int) -> dict[str, Any]:
@@ -659,6 +674,77 @@ class Store:
         fields = set(PlannerCall.model_fields)
         return [PlannerCall.model_validate({k: v for k, v in r.items() if k in fields}) for r in rows]
 
+    # ----------------------------------------------------------------- decoding configs (generation studies)
+
+    def add_decoding_trial(
+        self, study_id: int, config: DecodingConfig, source: str, target: str, rationale: str = ""
+    ) -> DecodingTrialRecord:
+        """Queue a decoding config (state waiting) under the study's next 0-based decoding number."""
+        with self._write():
+            row_id = self._queue(
+                "decoding_trials",
+                study_id,
+                {
+                    "config": config.model_dump_json(),
+                    "source": source,
+                    "rationale": scrub_text(rationale),
+                    "target": target,
+                    "scores": "[]",
+                    "metrics": "{}",
+                },
+            )
+        return self.decoding_trial(row_id)
+
+    def claim_decoding_trial(self, study_id: int) -> DecodingTrialRecord | None:
+        """Move the oldest waiting decoding config to running and return it; None if none wait."""
+        with self._write():
+            row_id = self._claim("decoding_trials", study_id)
+        return None if row_id is None else self.decoding_trial(row_id)
+
+    def finish_decoding_trial(self, trial_id: int, result: DecodingResult) -> DecodingTrialRecord:
+        """Record how a decoding config scored (or failed). Finishing it twice raises StoreError."""
+        if result.state not in FINISHED_STATES:
+            raise ValueError(f"a finished decoding config is complete or failed, not {result.state.value}")
+        with self._write():
+            row = self._require_decoding_trial(trial_id)
+            if row["state"] in {s.value for s in FINISHED_STATES}:
+                raise StoreError(f"decoding config {trial_id} already finished as {row['state']}")
+            self._db.table("decoding_trials").update(
+                trial_id,
+                {
+                    "state": result.state.value,
+                    "objective": _finite_or_none(result.objective),
+                    "spread": _finite_or_none(result.spread),
+                    "scores": _dumps(list(result.scores)),
+                    "metrics": _dumps(result.metrics),
+                    "message": _scrub_optional(result.message),
+                    "finished_at": time.time(),
+                },
+            )
+        return self.decoding_trial(trial_id)
+
+    def requeue_decoding_trials(self, study_id: int) -> list[int]:
+        """Put decoding configs a crashed or killed study left running back to waiting; return their ids."""
+        with self._write():
+            return self._requeue("decoding_trials", study_id)
+
+    def _require_decoding_trial(self, trial_id: int) -> dict[str, Any]:
+        rows = list(self._db.query("select * from decoding_trials where id = ?", [trial_id]))
+        if not rows:
+            raise StoreError(f"no decoding config with id {trial_id} in {self.path}")
+        return rows[0]
+
+    def decoding_trials(self, study_id: int) -> list[DecodingTrialRecord]:
+        """A study's decoding configs, by number."""
+        with self._read():
+            rows = list(self._db.query("select * from decoding_trials where study_id = ? order by number", [study_id]))
+        return [_decoding_record(r) for r in rows]
+
+    def decoding_trial(self, trial_id: int) -> DecodingTrialRecord:
+        """One decoding config by id."""
+        with self._read():
+            return _decoding_record(self._require_decoding_trial(trial_id))
+
 
 # --------------------------------------------------------------------------- rows to records
 
@@ -711,6 +797,27 @@ def _trial_record(row: dict[str, Any]) -> TrialRecord:
         peak_memory_mb=row["peak_memory_mb"],
         adapter_dir=row["adapter_dir"],
         failure_kind=row["failure_kind"],
+        message=row["message"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+def _decoding_record(row: dict[str, Any]) -> DecodingTrialRecord:
+    return DecodingTrialRecord(
+        id=row["id"],
+        study_id=row["study_id"],
+        number=row["number"],
+        config=DecodingConfig.model_validate_json(row["config"]),
+        source=row["source"],
+        rationale=row["rationale"] or "",
+        target=row["target"],
+        state=row["state"],
+        objective=row["objective"],
+        spread=row["spread"],
+        scores=tuple(_loads(row["scores"], [])),
+        metrics=_loads(row["metrics"], {}),
         message=row["message"],
         created_at=row["created_at"],
         started_at=row["started_at"],

@@ -18,7 +18,7 @@ import pytest
 from agent.llm.client import LlmClient, LlmSettings
 from agent.proposers.llm import ECHO_SOURCE, LlmProposer
 from tests.agent.scripted_llm import ScriptedLlmServer
-from tests.agent.test_llm_proposer import SPACE, SUGGESTION, assert_inside, history, view
+from tests.agent.test_llm_proposer import SPACE, assert_inside, history, view
 
 CORPUS = [json.loads(line) for line in (Path(__file__).parent / "hostile_answers.jsonl").read_text().splitlines()]
 SECRET = "sk-test-secret-never-shown"

@@ -20,7 +20,9 @@ INJECTION = (
 # What an LLM that obeyed the rows would answer: to the task check, then to every proposal request.
 OBEYED_TASK = json.dumps({"task_type": "generation", "label_column": "text", "metric": "eval_loss"})
 # The LLM picks one of the sampler's candidates; an obedient one picks and gives the rows' words as its reason.
-OBEYED_PROPOSAL = json.dumps({"candidate": 2, "learning_rate": 1e9, "model": "../../etc/passwd", "rationale": INJECTION})
+OBEYED_PROPOSAL = json.dumps(
+    {"candidate": 2, "learning_rate": 1e9, "model": "../../etc/passwd", "rationale": INJECTION}
+)
 
 
 def _answer(request: dict) -> str:

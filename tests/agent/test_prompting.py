@@ -35,7 +35,8 @@ def test_a_missing_value_names_what_is_missing_and_what_was_given():
 
 
 def test_an_unknown_template_lists_the_available_ones():
-    with pytest.raises(PromptError, match="no prompt template 'nope.md'; available: propose.md, report.md"):
+    listed = "decode.md, propose.md, report.md, understand.md"
+    with pytest.raises(PromptError, match=f"no prompt template 'nope.md'; available: {listed}"):
         render("nope")
     with pytest.raises(PromptError, match="plain file name"):
         render("../pyproject.toml")

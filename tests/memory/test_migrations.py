@@ -126,6 +126,7 @@ def test_database_from_before_m002_is_upgraded_in_place(tmp_path: Path) -> None:
     conn.execute("alter table studies drop column spent_at")
     conn.execute("alter table studies drop column baseline")
     conn.execute("alter table trials drop column test_metrics")
+    conn.execute("drop table decoding_trials")
     conn.execute("delete from _migrations where name != 'm001_initial'")
     conn.commit()
     conn.close()
