@@ -313,7 +313,8 @@ _NEGATED_AFTER = re.compile(
 )
 # A column named as an input: "from the headline", "use the body", "title and review", "the subject line only".
 _INPUT_BEFORE = re.compile(
-    r"(?:\bfrom|\buse|\busing|\buses|\bwith|based on|\bgiven|\bonly|\band|\bplus|[+&,])\W+(?:the\W+)?$"
+    r"(?:\bfrom|\buse|\busing|\buses|\bwith|based on|\bgiven|\bonly|\band|\bplus|\bread|\breading|\blook at"
+    r"|[+&,])\W+(?:the\W+)?$"
 )
 _INPUT_AFTER = re.compile(r"^\W*(?:only|column|field|text|line|and|\+|&)\b")
 
@@ -371,7 +372,13 @@ def _pick_label(text: str, columns: dict[str, ColumnProfile], exclude: set[str],
     if named and named[0] not in exclude:
         return named[0], f"description: {named[1]!r}"
     for c, info in columns.items():  # named in prose but not a usable class column: say why, do not pick another
-        if c not in exclude and _mentioned(text, c) and not _free_text(info, n_rows) and info.n_unique > MAX_CLASSES:
+        if (
+            c not in exclude
+            and _mentioned(text, c)
+            and not _named_as_input(text, c)  # "read the title and the review": an input, not a failed label
+            and not _free_text(info, n_rows)
+            and info.n_unique > MAX_CLASSES
+        ):
             check_label(c, info, n_rows)
     candidates = [
         c

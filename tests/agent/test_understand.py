@@ -220,3 +220,13 @@ def test_a_refusal_about_the_data_stands_whatever_the_llm_says(tmp_path):
     frame.to_csv(path, index=False)
     with pytest.raises(UserError, match="single class"):
         _with_llm(path, "classify the label column", {"label_column": "other"})
+
+
+def test_a_column_the_description_reads_is_an_input_even_with_too_many_values_for_a_label(tmp_path):
+    # Titles repeat across rows (several reviews per movie), more than 50 of them: not a label, but an input.
+    verdicts = ["rotten", "fresh"]
+    rows = [(f"Movie {i % 120}", f"review {i}: {['dull', 'great'][i % 2]}", verdicts[i % 2]) for i in range(400)]
+    path = tmp_path / "reviews.csv"
+    pd.DataFrame(rows, columns=["title", "review", "verdict"]).to_csv(path, index=False)
+    spec = understand("is the critic's verdict fresh or rotten? read the title and the review", path).spec
+    assert spec.label_column == "verdict" and spec.text_columns == ("title", "review")
