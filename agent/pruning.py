@@ -9,7 +9,7 @@ of its own and works the same after a resume.
 Successive halving (the default) lets a trial go on past its 1st, 3rd, 9th
 evaluation only while it is in the top third of the trials that reached the
 same evaluation, so most of the compute goes to configs that have earned it.
-Two guards keep it honest on small studies: nothing is stopped until two
+Two guards keep it honest on small studies: halving stops nothing until two
 finished trials reached that evaluation, and a trial's last evaluation is never
 a reason to stop it (its training is done; the result is worth keeping). A
 pruned trial is never the winner: only complete trials are ranked.
@@ -35,7 +35,7 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 PRUNERS: tuple[str, ...] = get_args(PrunerName)
 _DUMMY = {"_": FloatDistribution(0.0, 1.0)}  # pruners look at values, not params
 HALVING_FACTOR = 3  # successive halving keeps the top third at each rung (evaluations 1, 3, 9, ...)
-MIN_PEERS = 2  # finished trials that must have reached an evaluation before it can stop another
+MIN_PEERS = 2  # finished trials that must have reached an evaluation before halving can stop another
 
 
 def eval_curve(store: Store, trial_id: int, metric: str) -> list[float]:
@@ -73,6 +73,9 @@ class TrialPruner:
         self.task = task
         self.values: list[float] = []
         self.curves = [c for c in history.values() if c]
+        # Successive halving would stop the second trial whenever it trails the first; the median pruner
+        # waits for its own n_startup_trials.
+        self.min_peers = MIN_PEERS if pruner == "halving" else 0
         self.study = optuna.create_study(
             direction=task.direction.value, pruner=_optuna_pruner(pruner, n_startup_trials)
         )
@@ -106,7 +109,7 @@ class TrialPruner:
         if event.total_steps is not None and event.step is not None and event.step >= event.total_steps:
             return  # the last evaluation: training is over, so stopping now saves nothing and loses a result
         peers = sum(1 for c in self.curves if len(c) >= len(self.values))
-        if self.trial.should_prune() and peers >= MIN_PEERS:
+        if self.trial.should_prune() and peers >= self.min_peers:
             raise StopTrial(
                 f"pruned after eval {len(self.values)}: {self.task.metric} {value:.4f} trails "
                 f"the trials that reached the same evaluation"
