@@ -580,11 +580,14 @@ class Store:
             )
         return ids
 
-    def _require_trial(self, trial_id: int) -> dict[str, Any]:
-        rows = list(self._db.query("select * from trials where id = ?", [trial_id]))
+    def _require_row(self, table: str, row_id: int, what: str = "trial") -> dict[str, Any]:
+        rows = list(self._db.query(f"select * from {table} where id = ?", [row_id]))
         if not rows:
-            raise StoreError(f"no trial with id {trial_id} in {self.path}")
+            raise StoreError(f"no {what} with id {row_id} in {self.path}")
         return rows[0]
+
+    def _require_trial(self, trial_id: int) -> dict[str, Any]:
+        return self._require_row("trials", trial_id)
 
     def trials(self, study_id: int) -> list[TrialRecord]:
         """A study's trials, by number."""
@@ -729,10 +732,7 @@ class Store:
             return self._requeue("decoding_trials", study_id)
 
     def _require_decoding_trial(self, trial_id: int) -> dict[str, Any]:
-        rows = list(self._db.query("select * from decoding_trials where id = ?", [trial_id]))
-        if not rows:
-            raise StoreError(f"no decoding config with id {trial_id} in {self.path}")
-        return rows[0]
+        return self._require_row("decoding_trials", trial_id, "decoding config")
 
     def decoding_trials(self, study_id: int) -> list[DecodingTrialRecord]:
         """A study's decoding configs, by number."""
