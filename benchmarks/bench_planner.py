@@ -34,6 +34,7 @@ package and work offline.
     python benchmarks/bench_planner.py --tasks rt --seeds 0 --budgets 3 --methods tpe planner   # a quick look
     python benchmarks/bench_planner.py --resume           # after an interruption: run only what is missing
     python benchmarks/bench_planner.py --table-only       # print the table of benchmarks/results/planner.json
+    python benchmarks/bench_planner.py --jobs 16 --budgets 2 4 8   # a GPU box with 16 cores: 16 runs at once
 
 Runtime. One default opening trial (MiniLM, 400 train / 300 validation / 300 test rows) prices at 41 s
 reference on `rt` and 86 s on `debates` (longer inputs), so a run to 12x goes to ~490 s and ~1,030 s
@@ -45,6 +46,9 @@ longer: a smoke run (rt, seed 0, 2x, tpe and planner, 200/150/150 rows) took 13 
 compute with the two cores at load 6-8, where a 25 s-reference trial took 200-300 s. `--budgets 2 4 8` or
 fewer seeds shorten it in proportion; `--resume` goes on after an interruption, `--workdir` keeps the data
 and databases.
+
+`--jobs N` runs N (task, method, seed) runs at once, each in its own process with its own log, the tpe and
+planner runs first; the reference axis is unchanged by it, the measured one is shared between the runs.
 
 Prints per task and budget mean ± std over seeds per method, on validation and on test, on both axes; a paired
 comparison per seed against `tpe`; and the compute each method needs to reach TPE's full-budget best. Raw
@@ -64,7 +68,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,7 +180,9 @@ def write_splits(frame: Any, seed: int, rows: tuple[int, int, int], folder: Path
     paths = {}
     for name, part in parts.items():
         paths[name] = folder / f"{name}.csv"
-        part.to_csv(paths[name], index=False)
+        partial = folder / f".{name}.{os.getpid()}.csv"  # --jobs: runs of one seed write the same files at once
+        part.to_csv(partial, index=False)
+        os.replace(partial, paths[name])
     return paths["train"], paths["validation"], paths["test"]
 
 
@@ -669,6 +675,63 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def run_summary(run: dict[str, Any]) -> str:
+    best = best_within(run["trials"], run["limit_s"], "reference_s", _sign(run))
+    return (
+        f"{len(run['trials'])} trials, best validation {_fmt(best and best['validation'])} "
+        f"(test {_fmt(best and best['test'])}), {run['wall_s']:.0f} s wall"
+    )
+
+
+def run_parallel(
+    units: Sequence[tuple[str, str, int]], budgets: Sequence[float], workdir: Path, args: Any
+) -> Iterator[dict[str, Any]]:
+    """Run (task, method, seed) units `args.jobs` at a time, each a child process of this script; yield each run.
+
+    Each child writes its own results file and log under `workdir`; the runs come back as they finish. On the
+    reference axis nothing changes (its price is fixed); on the measured axis the runs share the device.
+    """
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    (workdir / "parts").mkdir(parents=True, exist_ok=True)
+    rows = (args.train_rows, args.validation_rows, args.test_rows)
+    options = ["--budgets", *map(str, budgets), "--workdir", str(workdir)]
+    options += [f"--{split}-rows={n}" for split, n in zip(("train", "validation", "test"), rows, strict=True)]
+    for flag, value in (("--pruner", args.pruner), ("--trial-timeout", args.trial_timeout)):
+        if value is not None:
+            options += [flag, str(value)]
+    if args.models:
+        options += ["--models", *args.models]
+
+    def one(task: str, method: str, seed: int) -> dict[str, Any]:
+        name = f"{task}-{method}-s{seed}"
+        out, log = workdir / "parts" / f"{name}.json", workdir / "parts" / f"{name}.log"
+        command = [sys.executable, __file__, "--tasks", task, "--methods", method, "--seeds", str(seed),
+                   "--out", str(out), *options]  # fmt: skip
+        with log.open("w") as sink:
+            done = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, check=False)
+        if done.returncode != 0 or not out.exists():
+            tail = log.read_text().strip().splitlines()[-5:]
+            raise RuntimeError(f"{name} failed (exit {done.returncode}); the end of {log}:\n" + "\n".join(tail))
+        return json.loads(out.read_text())["runs"][0]
+
+    print(f"{len(units)} runs, {args.jobs} at a time; logs in {workdir / 'parts'}", flush=True)
+    pool = ThreadPoolExecutor(max_workers=args.jobs)
+    try:
+        futures = {pool.submit(one, *unit): unit for unit in units}
+        for future in as_completed(futures):
+            task, method, seed = futures[future]
+            try:
+                run = future.result()
+            except RuntimeError as error:  # one broken run does not lose the others
+                print(error, flush=True)
+                continue
+            print(f"{task} {method} seed {seed}: {run_summary(run)}", flush=True)
+            yield run
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # the children in flight end on the same Ctrl-C
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
@@ -683,6 +746,9 @@ def main() -> None:
     parser.add_argument("--pruner", default=None, help=f"default: tune's own ({TuneOptions().pruner})")
     parser.add_argument("--models", nargs="+", default=None, help="candidate models (default: the task's own)")
     parser.add_argument("--trial-timeout", type=float, default=None, help="seconds (default: 10x the largest budget)")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="runs at once, each in its own process (a GPU or many cores; see above)"
+    )
     parser.add_argument("--out", default=str(OUT))
     parser.add_argument("--workdir", default=None, help="data and databases (default: a new temporary folder)")
     parser.add_argument("--table-only", action="store_true", help="print the table of an earlier run's --out file")
@@ -707,6 +773,7 @@ def main() -> None:
         "models": args.models or "task default",
         "warm_start": "off",
         "parallel": 1,
+        "jobs": args.jobs,  # runs at once: the measured axis shares the device then, the reference axis does not
         "code": _git_commit(),
         "command": " ".join(["python benchmarks/bench_planner.py", *sys.argv[1:]]),
     }
@@ -736,6 +803,20 @@ def main() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"settings": settings, "runs": runs}, indent=1))
 
+    if args.jobs > 1:
+        units = [(t, m, s) for t in args.tasks for s in args.seeds for m in to_run if (t, m, s) not in done]
+        # The compared pair (tpe, planner) first: a session cut short still holds paired runs.
+        units.sort(key=lambda u: (u[1] not in (BASELINE, "planner"), args.tasks.index(u[0]), u[2]))
+        try:
+            for run in run_parallel(units, settings["budgets"], workdir, args):
+                runs.append(run)
+                save()
+        except KeyboardInterrupt:  # Ctrl-C reaches the children too; what finished is kept (--resume goes on)
+            print(f"interrupted: {len(runs)} runs kept in {out}", flush=True)
+        save()
+        print_table({"settings": settings, "runs": runs}, args.methods, sorted(args.budgets))
+        return
+
     with ExitStack() as stack:
         for task_name in args.tasks:
             task = TASKS[task_name]
@@ -753,12 +834,7 @@ def main() -> None:
                     run = run_study(task, method, seed, data, workdir, args, stack)
                     runs.append(run)
                     save()
-                    best = best_within(run["trials"], run["limit_s"], "reference_s", _sign(run))
-                    print(
-                        f"    {len(run['trials'])} trials, best validation {_fmt(best and best['validation'])} "
-                        f"(test {_fmt(best and best['test'])}), {run['wall_s']:.0f} s wall",
-                        flush=True,
-                    )
+                    print(f"    {run_summary(run)}", flush=True)
     save()
     print_table({"settings": settings, "runs": runs}, args.methods, sorted(args.budgets))
 
