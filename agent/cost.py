@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agent.space import split_rows
+from agent.space import optimizer_steps, split_rows
 from executors.models import parameter_count
 from executors.tasks import steps_per_epoch
 from memory.records import DataProfile, TaskSpec, TaskType, TrialConfig, TrialRecord, TrialState
@@ -77,7 +77,7 @@ class CostModel:
         """(train samples, eval samples, tokens, parameters, units of work) for `config`."""
         train_rows, eval_rows, test_rows = self.rows()
         per_epoch = steps_per_epoch(train_rows, config.batch_size, config.grad_accum)
-        steps = config.max_steps or max(1, math.ceil(config.epochs * per_epoch))
+        steps = optimizer_steps(config, train_rows)
         samples = steps * config.batch_size * config.grad_accum
         evals = max(1, math.ceil(steps / (config.eval_steps or per_epoch)))
         eval_samples = evals * eval_rows + test_rows

@@ -4,7 +4,11 @@ The Optuna study is rebuilt from the stored history on every call, so the
 sampler's state survives a crash or a resume for free and the database stays
 the single source of truth. Given the opening trial's values, the sampler's
 first, random trials are drawn from the prior region around them
-(`agent.space.prior_region`) instead of the whole space.
+(`agent.space.prior_region`) instead of the whole space. Afterwards the prior
+still rules out under-trained configs: a sampler pick whose learning budget
+(learning rate x steps) is `UNDERTRAINED_RATIO` times below the opening's is
+passed over for the sampler's next pick, and after `PRIOR_TRIES` such picks
+the last one's learning rate is raised to the floor (a recorded repair).
 """
 
 from __future__ import annotations
@@ -18,15 +22,24 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import TrialState as OptunaState
 
 from agent.proposers.base import BaseProposer, PlannerView, Proposal
-from agent.space import prior_region
+from agent.space import UNDERTRAINED_RATIO, learning_budget, prior_region, split_rows
 from memory.errors import InvalidProposal
-from memory.records import CategoricalParam, FailureKind, FloatParam, SamplerName, SearchSpace, TrialState
+from memory.records import (
+    CategoricalParam,
+    FailureKind,
+    FloatParam,
+    SamplerName,
+    SearchSpace,
+    TrialConfig,
+    TrialState,
+)
 
 optuna.logging.set_verbosity(logging.WARNING)
 # multivariate TPE and constant_liar are marked experimental but have been stable for years.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 SAMPLERS: tuple[str, ...] = get_args(SamplerName)
+PRIOR_TRIES = 4  # sampler picks per slot before an under-trained one is repaired
 
 
 def _distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
@@ -130,6 +143,13 @@ class OptunaProposer(BaseProposer):
             return view.space
         return prior_region(view.space, self.prior_around)
 
+    def learning_floor(self, view: PlannerView) -> tuple[float, int] | None:
+        """(the least learning budget a proposal may have, train rows), from the opening; None without a prior."""
+        if self.prior_around is None or self.name == "random":
+            return None
+        rows = split_rows(view.task, view.profile)[0]
+        return learning_budget(view.space.to_config(self.prior_around), rows) / UNDERTRAINED_RATIO, rows
+
     def propose(self, view: PlannerView, n: int) -> list[Proposal]:
         space = self.sampling_space(view)
         if space is view.space:
@@ -137,23 +157,47 @@ class OptunaProposer(BaseProposer):
         else:  # start-up draws are random either way; a study of its own, as the region's choices differ
             study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=view.seed + len(view.trials)))
         dists = _distributions(space)
+        floor = self.learning_floor(view)
         proposals: list[Proposal] = []
         seen = {t.config for t in view.trials}
         for _ in range(n):
-            trial = study.ask(dists)
-            values = _decode(space, trial.params)
-            try:
-                repaired = view.space.repair(values)
-                config = view.space.to_config(repaired.values)
-            except InvalidProposal:
-                study.tell(trial, state=OptunaState.FAIL)
-                continue
-            if config in seen:  # the sampler repeated itself; a repeat teaches nothing
-                study.tell(trial, state=OptunaState.FAIL)
-                continue
-            seen.add(config)
-            # Leave it unfinished so the next ask in this batch knows it is taken (constant liar).
-            proposals.append(
-                Proposal(values=repaired.values, config=config, source=self.name, rationale=f"{self.name} sample")
-            )
+            for attempt in range(PRIOR_TRIES if floor else 1):
+                trial = study.ask(dists)
+                values = _decode(space, trial.params)
+                try:
+                    repaired = view.space.repair(values)
+                    config = view.space.to_config(repaired.values)
+                except InvalidProposal:
+                    study.tell(trial, state=OptunaState.FAIL)
+                    continue
+                if config in seen:  # the sampler repeated itself; a repeat teaches nothing
+                    study.tell(trial, state=OptunaState.FAIL)
+                    continue
+                values, notes = repaired.values, ()
+                if floor and learning_budget(config, floor[1]) < floor[0]:
+                    if attempt < PRIOR_TRIES - 1:
+                        continue  # left running: the sampler's next pick moves away from it (constant liar)
+                    values, config, notes = _lift_learning_rate(view.space, values, config, *floor)
+                    if config in seen:
+                        continue
+                seen.add(config)
+                # Leave it unfinished so the next ask in this batch knows it is taken (constant liar).
+                proposals.append(Proposal(values, config, self.name, f"{self.name} sample", repairs=notes))
+                break
         return proposals
+
+
+def _lift_learning_rate(
+    space: SearchSpace, values: dict[str, Any], config: TrialConfig, floor: float, rows: int
+) -> tuple[dict[str, Any], TrialConfig, tuple[str, ...]]:
+    """`values` with the learning rate raised until the learning budget reaches `floor` (within the space)."""
+    param = space.param("learning_rate")
+    if not isinstance(param, FloatParam):
+        return values, config, ()
+    wanted = min(param.high, config.learning_rate * floor / learning_budget(config, rows))
+    lifted = space.repair({**values, "learning_rate": wanted}).values
+    note = (
+        f"prior: learning_rate {config.learning_rate:.3g} -> {lifted['learning_rate']:.3g}: "
+        f"with {UNDERTRAINED_RATIO}x less learning than the opening's a trial learns too little"
+    )
+    return lifted, space.to_config(lifted), (note,)

@@ -6,7 +6,7 @@ import pytest
 
 from agent.proposers.base import PlannerView
 from agent.proposers.classical import OptunaProposer
-from agent.space import default_space, default_values, prior_region
+from agent.space import UNDERTRAINED_RATIO, default_space, default_values, learning_budget, prior_region, split_rows
 from memory.records import (
     Budget,
     ColumnProfile,
@@ -99,3 +99,24 @@ def test_the_samplers_start_up_trials_come_from_the_prior_region_then_the_whole_
     view = PlannerView(task, space, profile, tuple(trials))
     assert sampler.sampling_space(view) is space  # five tried: TPE takes the whole space
     assert OptunaProposer("tpe").sampling_space(PlannerView(task, space, profile)) is space  # no prior: no region
+
+
+def test_after_start_up_the_prior_passes_over_under_trained_picks():
+    task, profile = _setting({"text": 20})
+    space = default_space(task, profile)
+    opening = default_values(task, space, profile)
+    rows = split_rows(task, profile)[0]
+    floor = learning_budget(space.to_config(opening), rows) / UNDERTRAINED_RATIO
+    start = [_trial(0, space.to_config(opening))]
+    start += [_trial(i, space.to_config({**opening, "learning_rate": lr})) for i, lr in enumerate((5e-4, 2e-3), 1)]
+
+    def budgets(sampler: OptunaProposer) -> list[float]:
+        trials = list(start)
+        for _ in range(12):
+            (proposal,) = sampler.propose(PlannerView(task, space, profile, tuple(trials), seed=3), 1)
+            trials.append(_trial(len(trials), proposal.config))
+        return [learning_budget(t.config, rows) for t in trials[len(start) :]]
+
+    # TPE alone, past its start-up trials, spends some of them where too little is learned to tell anything.
+    assert min(budgets(OptunaProposer("tpe", n_startup_trials=3))) < floor
+    assert min(budgets(OptunaProposer("tpe", n_startup_trials=3, prior_around=opening))) >= floor * (1 - 1e-9)
