@@ -48,6 +48,7 @@ from memory.records import (
     TrialState,
     best_decoding,
     best_trial,
+    score_error,
 )
 from memory.store import Store
 
@@ -400,6 +401,9 @@ def best_section(r: ReportInputs) -> list[str]:
     if best is None:
         return lines + ["No trial completed.", ""]
     lines += [*score_lines(r.study, best), ""]
+    noise = noise_line(r.trials, best, task.direction)
+    if noise:
+        lines += [noise, ""]
     lines += [
         f"Adapter (PEFT format): `{r.adapter}`" if r.adapter else "The adapter was not saved.",
         "",
@@ -417,10 +421,25 @@ def best_section(r: ReportInputs) -> list[str]:
     return lines
 
 
+def noise_line(trials: Sequence[TrialRecord], best: TrialRecord, direction: Direction) -> str | None:
+    """Why the chosen trial is not the top validation score, when it is not (see `memory.records.best_trial`)."""
+    done = [t for t in trials if t.state == TrialState.complete and t.objective is not None and t.id != best.id]
+    top = max(done, key=lambda t: direction.sign * t.objective, default=None)  # type: ignore[operator]
+    if top is None or direction.sign * top.objective <= direction.sign * best.objective:  # type: ignore[operator]
+        return None
+    rows = top.metrics.get("eval_rows")
+    error = score_error(top.objective, rows, direction)
+    return (
+        f"Trial {top.number} scored {top.objective:.4f} on validation, {top.objective - best.objective:+.4f} "
+        f"ahead: within one standard error (±{error:.4f} on {rows:.0f} rows) of the top score, so the study stands "
+        f"by the earlier trial {best.number}. A lead that small is noise (the one-standard-error rule)."
+    )
+
+
 def score_lines(study: StudyRecord, best: TrialRecord) -> list[str]:
     """The chosen trial's honest score (held-out test) beside its validation score, and the gain over the floor.
 
-    The trial was chosen because it scored best on validation, so that number flatters it; the test split
+    The trial was chosen on its validation score, so that number flatters it; the test split
     was never seen by the planner. The TF-IDF floor shows whether a fine-tune was worth its cost at all.
     """
     metric = study.task.metric

@@ -81,7 +81,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from agent.cost import PRIOR_SECONDS_PER_UNIT, START_SECONDS, CostModel  # noqa: E402
-from memory.records import DataProfile, TaskSpec, TrialConfig, TrialState, TuneOptions  # noqa: E402
+from memory.records import (  # noqa: E402
+    DataProfile,
+    Direction,
+    TaskSpec,
+    TrialConfig,
+    TrialState,
+    TuneOptions,
+    score_error,
+    within_error,
+)
 
 OUT = ROOT / "benchmarks" / "results" / "planner.json"
 RUN_METHODS = {
@@ -92,6 +101,9 @@ RUN_METHODS = {
     "planner+llm": ("tpe", "portfolio", "local"),
 }
 METHODS = ["default", *RUN_METHODS]  # `default` is read off a run, not run
+# Which trial each method stands by: Optuna's (the top validation score) for the sampler alone and for
+# random search, the study's own (one standard error, `memory.records.best_trial`) for the planner.
+OWN_CHOICE = ("planner", "planner+llm")
 BASELINE = "tpe"  # the paired comparisons and "compute to reach" are against TPE with the default opening
 FINISHED = {TrialState.complete.value, TrialState.pruned.value, TrialState.failed.value}
 TRIAL_CAP = 500  # a generous cap: runs end at the compute budget long before
@@ -256,19 +268,29 @@ def cumulative(trials: Sequence[dict[str, Any]], key: str) -> list[float]:
     return out
 
 
-def best_within(trials: Sequence[dict[str, Any]], budget: float, key: str, sign: float = 1.0) -> dict | None:
-    """The trial a method would pick at `budget`: the best validation score among complete trials within it.
+def best_within(
+    trials: Sequence[dict[str, Any]], budget: float, key: str, sign: float = 1.0, eval_rows: int | None = None
+) -> dict | None:
+    """The trial a method would pick at `budget` among the complete trials within it.
 
-    `trials` are in order of finishing; `sign` is +1 to maximise, -1 to minimise; ties go to the earlier trial.
+    Without `eval_rows`, the top validation score (as Optuna's `best_trial`); with them, the study's own rule
+    (`memory.records.best_trial`): the earliest trial within one standard error of the top score on that many
+    validation rows. `trials` are in order of finishing; `sign` is +1 to maximise, -1 to minimise; ties go to
+    the earlier trial.
     """
-    best = None
+    within = []
     for t, spent in zip(trials, cumulative(trials, key), strict=True):
         if spent > budget + 1e-9:
             break
         if t["state"] == TrialState.complete.value and t["validation"] is not None:
-            if best is None or sign * t["validation"] > sign * best["validation"]:
-                best = t
-    return best
+            within.append(t)
+    if eval_rows is None:
+        return max(reversed(within), key=lambda t: sign * t["validation"], default=None)
+    within.sort(key=lambda t: t["number"])
+    direction = Direction.maximize if sign > 0 else Direction.minimize
+    scores = [(t["validation"], score_error(t["validation"], eval_rows, direction)) for t in within]
+    index = within_error(scores, direction)
+    return None if index is None else within[index]
 
 
 def compute_to_reach(
@@ -479,6 +501,7 @@ class SeedRuns:
     seed: int
     runs: dict[str, dict[str, Any]]
     note: str  # where `default` came from, when not from the tpe run
+    own_choice: tuple[str, ...] = OWN_CHOICE  # the methods that stand by the study's choice, not the top score
 
     def unit(self, axis: str) -> float | None:
         """The seed's budget unit on an axis: the opening's reference price, or the default trial's seconds."""
@@ -490,7 +513,10 @@ class SeedRuns:
     def chosen(self, method: str, multiple: float, axis: str) -> dict[str, Any] | None:
         """The trial `method` would pick at `multiple` budget units on `axis`."""
         run, unit = self.runs.get(method), self.unit(axis)
-        return None if run is None or unit is None else best_within(run["trials"], multiple * unit, axis, _sign(run))
+        if run is None or unit is None:
+            return None
+        rows = run["rows"][1] if method in self.own_choice else None
+        return best_within(run["trials"], multiple * unit, axis, _sign(run), rows)
 
     def reach(self, method: str, axis: str, top: float) -> float | None | str:
         """Budget units `method` needed to reach the baseline's best at `top` units; None: never; "": no data."""
@@ -502,7 +528,7 @@ class SeedRuns:
         return None if got is None else got / unit
 
 
-def group_runs(runs: Sequence[dict[str, Any]], task: str) -> list[SeedRuns]:
+def group_runs(runs: Sequence[dict[str, Any]], task: str, own_choice: tuple[str, ...] = OWN_CHOICE) -> list[SeedRuns]:
     seeds: dict[int, dict[str, dict[str, Any]]] = {}
     for r in runs:
         if r["task"] == task:
@@ -510,7 +536,7 @@ def group_runs(runs: Sequence[dict[str, Any]], task: str) -> list[SeedRuns]:
     out = []
     for seed, by_method in sorted(seeds.items()):
         default, note = default_run(list(by_method.values()))
-        out.append(SeedRuns(seed, {**by_method, **({"default": default} if default else {})}, note))
+        out.append(SeedRuns(seed, {**by_method, **({"default": default} if default else {})}, note, own_choice))
     return out
 
 
@@ -616,14 +642,25 @@ def print_runs(seeds: list[SeedRuns], methods: Sequence[str]) -> None:
         )
 
 
-def print_table(saved: dict[str, Any], methods: Sequence[str], multiples: Sequence[float]) -> None:
+def print_table(
+    saved: dict[str, Any], methods: Sequence[str], multiples: Sequence[float], own_choice: tuple[str, ...] = OWN_CHOICE
+) -> None:
     settings, runs = saved["settings"], saved["runs"]
     print()
     print(settings_line(settings, multiples))
     if settings.get("command"):
         print(f"command: {settings['command']}")
+    own = [m for m in methods if m in own_choice]
+    print(
+        "chosen trial: "
+        + (
+            f"the study's own (one standard error) for {', '.join(own)}; the top validation score for the rest"
+            if own
+            else "the top validation score for every method"
+        )  # fmt: skip
+    )
     for task in settings["tasks"]:
-        seeds = group_runs(runs, task)
+        seeds = group_runs(runs, task, own_choice)
         if not seeds:
             continue
         shown = [m for m in methods if any(m in s.runs for s in seeds)]
@@ -749,6 +786,13 @@ def main() -> None:
     parser.add_argument(
         "--jobs", type=int, default=1, help="runs at once, each in its own process (a GPU or many cores; see above)"
     )
+    parser.add_argument(
+        "--selection",
+        choices=("own", "top"),
+        default="own",
+        help="own: the planner stands by the study's choice (one standard error), the others by the top "
+        "validation score; top: every method by the top validation score (the search alone)",
+    )
     parser.add_argument("--out", default=str(OUT))
     parser.add_argument("--workdir", default=None, help="data and databases (default: a new temporary folder)")
     parser.add_argument("--table-only", action="store_true", help="print the table of an earlier run's --out file")
@@ -756,10 +800,11 @@ def main() -> None:
         "--resume", action="store_true", help="keep the (task, method, seed) runs already in --out; run the others"
     )
     args = parser.parse_args()
+    own_choice = OWN_CHOICE if args.selection == "own" else ()
     out = Path(args.out)
     if args.table_only:
         saved = json.loads(out.read_text())
-        print_table(saved, args.methods, sorted(args.budgets))
+        print_table(saved, args.methods, sorted(args.budgets), own_choice)
         return
 
     settings = {
@@ -814,7 +859,7 @@ def main() -> None:
         except KeyboardInterrupt:  # Ctrl-C reaches the children too; what finished is kept (--resume goes on)
             print(f"interrupted: {len(runs)} runs kept in {out}", flush=True)
         save()
-        print_table({"settings": settings, "runs": runs}, args.methods, sorted(args.budgets))
+        print_table({"settings": settings, "runs": runs}, args.methods, sorted(args.budgets), own_choice)
         return
 
     with ExitStack() as stack:
@@ -836,7 +881,7 @@ def main() -> None:
                     save()
                     print(f"    {run_summary(run)}", flush=True)
     save()
-    print_table({"settings": settings, "runs": runs}, args.methods, sorted(args.budgets))
+    print_table({"settings": settings, "runs": runs}, args.methods, sorted(args.budgets), own_choice)
 
 
 if __name__ == "__main__":

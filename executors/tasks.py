@@ -252,6 +252,7 @@ class ClassificationHandler(TaskHandler):
             # How many classes it predicts, against how many there are: 1 of 2 is a collapsed head.
             "predicted_classes": float(len(set(preds))),
             "gold_classes": float(len(set(gold))),
+            "eval_rows": float(len(gold)),  # how noisy the scores are: see memory.records.best_trial
         }
 
 
@@ -361,6 +362,7 @@ class TokenClassificationHandler(TaskHandler):
             # Tags other than O it predicts, against the gold ones: none at all is a collapse to all-O.
             "predicted_entity_tags": float(sum(t != "O" for tags in pred for t in tags)),
             "gold_entity_tags": float(sum(t != "O" for tags in gold for t in tags)),
+            "eval_rows": float(len(gold)),
         }
 
 
@@ -484,7 +486,8 @@ class GenerationHandler(TaskHandler):
             predictions += self.generate(model, [e["prompt_ids"] for e in chunk], device)
         references = [e["reference"] for chunk in self.fit_batches(sample, 16) for e in chunk]
         model.train()
-        return {"eval_loss": total / max(1, count), **answer_metrics(references, predictions)}
+        scores = answer_metrics(references, predictions)
+        return {"eval_loss": total / max(1, count), **scores, "eval_rows": float(len(references))}
 
     def meta(self) -> dict[str, Any]:
         c = self.config

@@ -85,6 +85,8 @@ def test_the_choice_at_a_budget_is_the_best_validation_within_it_and_wasted_comp
         _row("complete", 0.75, 30, test=0.72),  # finishes at 100
         _row("complete", 0.90, 60, test=0.50),  # finishes at 160: past the budgets below
     ]
+    for number, t in enumerate(trials):
+        t["number"] = number
     assert bench.cumulative(trials, "reference_s") == [30, 40, 70, 100, 160]
     assert bench.best_within(trials, 29.9, "reference_s") is None
     assert bench.best_within(trials, 99.0, "reference_s")["test"] == 0.60  # the pruned and failed trials cost
@@ -92,6 +94,11 @@ def test_the_choice_at_a_budget_is_the_best_validation_within_it_and_wasted_comp
     assert bench.best_within(trials, 1000.0, "reference_s")["validation"] == 0.90  # chosen on validation, not test
     assert bench.best_within(trials, 1000.0, "reference_s", sign=-1.0)["validation"] == 0.70  # a loss
     assert bench.best_within(trials, 2.5, "device_s")["validation"] == 0.70  # the other axis: 1 s each
+    # The planner stands by the study's own choice: on 50 validation rows 0.75 leads 0.70 by less than one
+    # standard error (0.061), so the earlier trial stays; 0.90 leads by far more. On 300 rows (0.025) 0.75 wins.
+    assert bench.best_within(trials, 100.0, "reference_s", eval_rows=50)["validation"] == 0.70
+    assert bench.best_within(trials, 1000.0, "reference_s", eval_rows=50)["validation"] == 0.90
+    assert bench.best_within(trials, 100.0, "reference_s", eval_rows=300)["validation"] == 0.75
 
 
 def test_compute_to_reach_a_target(bench):

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.report import SECTIONS, best_so_far, recorded_narrative, template_narrative, write_report
+from agent.report import SECTIONS, best_so_far, noise_line, recorded_narrative, template_narrative, write_report
 from agent.study import load_config, plan_study, tune
-from memory.records import Direction, PlannerCall, TuneOptions
+from memory.records import Direction, PlannerCall, TuneOptions, best_trial
 from memory.store import Store
 from tests.fakes import FakeExecutor
 
@@ -147,3 +147,14 @@ def test_the_peft_code_in_the_report_loads_the_adapter_and_predicts(tmp_path, re
     assert done.returncode == 0, done.stderr
     predictions = eval(done.stdout.strip().splitlines()[-1])  # the snippet prints a Python list
     assert len(predictions) == 2 and set(predictions) <= {"fresh", "rotten"}, (done.stdout, time.time() - started)
+
+
+def test_the_report_says_why_a_lead_within_the_noise_did_not_win():
+    from tests.memory.test_best_trial import _trial
+
+    opening, later = _trial(0, 0.757), _trial(5, 0.780)
+    chosen = best_trial([opening, later], Direction.maximize)
+    line = noise_line([opening, later], chosen, Direction.maximize)
+    assert chosen is opening and line is not None
+    assert "Trial 5 scored 0.7800" in line and "+0.0230 ahead" in line and "±0.0239 on 300 rows" in line
+    assert noise_line([opening, _trial(6, 0.83)], _trial(6, 0.83), Direction.maximize) is None  # the top won

@@ -118,6 +118,7 @@ def test_classification_trial_on_reviews(reviews_csv: Path, tmp_path: Path, tria
     again_labels = predict(loaded, held_out["text"].tolist())
     accuracy = sum(a == b for a, b in zip(again_labels, held_out["category"], strict=True)) / len(held_out)
     assert accuracy == pytest.approx(result.metrics["accuracy"])
+    assert result.metrics["eval_rows"] == len(held_out)  # what the score's standard error is read from
 
     merged = export_merged(result.adapter_dir, tmp_path / "merged")
     assert (merged / "config.json").exists() and (merged / "autoglm.json").exists()
@@ -149,6 +150,7 @@ def test_ner_trial_on_wnut(wnut_path: Path, tmp_path: Path, trial_env: dict[str,
         timeout_s=300,
     )
     assert {"entity_f1", "entity_precision", "entity_recall", "accuracy", "eval_loss"} <= set(result.metrics)
+    assert result.metrics["eval_rows"] >= 1
     if result.state == TrialState.failed:  # ten steps on 200 tweets often tag every token O: a degenerate model
         assert result.failure_kind == FailureKind.degenerate and result.metrics["predicted_entity_tags"] == 0
         return
@@ -179,7 +181,7 @@ def test_generation_trial_on_cmudict(phonemes_jsonl: Path, tmp_path: Path, trial
     )
     result = LocalExecutor(device="cpu", prewarm=False, env=trial_env).run(task, config, tmp_path / "t", timeout_s=400)
     assert result.state == TrialState.complete, result.message
-    assert {"eval_loss", "exact_match", "rouge_l"} <= set(result.metrics)
+    assert {"eval_loss", "exact_match", "rouge_l", "eval_rows"} <= set(result.metrics)
     assert 0 <= result.metrics["rouge_l"] <= 1
     answers = predict(result.adapter_dir, [{"instruction": "Give the ARPAbet phonemes of the word", "input": "cat"}])
     assert len(answers) == 1 and isinstance(answers[0], str)

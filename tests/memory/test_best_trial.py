@@ -1,0 +1,46 @@
+"""The trial a study stands by: the one-standard-error rule over validation scores."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from memory.records import Direction, TrialConfig, TrialRecord, TrialState, best_trial, score_error
+
+CONFIG = TrialConfig(model="m")
+
+
+def _trial(number: int, score: float, rows: int | None = 300, state: TrialState = TrialState.complete) -> TrialRecord:
+    metrics = {"macro_f1": score, **({"eval_rows": float(rows)} if rows else {})}
+    return TrialRecord(
+        id=number + 1, study_id=1, number=number, config=CONFIG, source="tpe", state=state,
+        objective=score if state == TrialState.complete else None, metrics=metrics, created_at=float(number),
+    )  # fmt: skip
+
+
+def test_a_lead_within_the_noise_of_the_validation_rows_does_not_win():
+    # On 300 rows a score of 0.78 has a standard error of sqrt(0.78 * 0.22 / 300) = 0.024.
+    opening, later = _trial(0, 0.757), _trial(5, 0.780)
+    assert score_error(0.78, 300, Direction.maximize) == pytest.approx(math.sqrt(0.78 * 0.22 / 300))
+    assert best_trial([later, opening], Direction.maximize) is opening
+    clear = _trial(6, 0.830)  # three errors ahead: a real gain
+    assert best_trial([opening, later, clear], Direction.maximize) is clear
+    # The same scores on 30,000 rows are far apart: the top score wins.
+    big = [_trial(0, 0.757, rows=30_000), _trial(5, 0.780, rows=30_000)]
+    assert best_trial(big, Direction.maximize) is big[1]
+
+
+def test_without_a_row_count_or_for_a_loss_the_top_score_decides():
+    assert best_trial([_trial(0, 0.757, rows=None), _trial(1, 0.760, rows=None)], Direction.maximize).number == 1
+    losses = [_trial(0, 0.50), _trial(1, 0.49)]  # a loss is not a proportion: no binomial error
+    assert best_trial(losses, Direction.minimize).number == 1
+    assert score_error(0.49, 300, Direction.minimize) == 0.0
+
+
+def test_only_complete_finite_trials_count():
+    assert best_trial([], Direction.maximize) is None
+    pruned = _trial(0, 0.9, state=TrialState.pruned)
+    nan = _trial(1, float("nan"))
+    assert best_trial([pruned, nan], Direction.maximize) is None
+    assert best_trial([pruned, nan, _trial(2, 0.6)], Direction.maximize).number == 2
