@@ -39,14 +39,19 @@ def test_with_several_text_columns_which_go_in_is_searched():
     assert default_space(single, profile1).param("text_columns") is None
 
 
-def test_long_documents_start_from_a_128_token_lead():
+def test_long_documents_start_from_their_shortest_lead():
     task, profile = _setting({"headline": 10, "body": 300})
     space = default_space(task, profile)
-    assert space.param("max_length").choices == (128, 256, 512)
-    assert default_values(task, space, profile)["max_length"] == 128
+    assert space.param("max_length").choices == (64, 128, 256, 512)
+    assert default_values(task, space, profile)["max_length"] == 64
     short_task, short_profile = _setting({"text": 20})
     short = default_space(short_task, short_profile)
     assert default_values(short_task, short, short_profile)["max_length"] == short.param("max_length").choices[1]
+    # Inputs of ~130 tokens: no leads, and the opening stays at 128, not the 256 in the middle.
+    medium_task, medium_profile = _setting({"text": 60})
+    medium = default_space(medium_task, medium_profile)
+    assert medium.param("max_length").choices == (128, 256, 512)
+    assert default_values(medium_task, medium, medium_profile)["max_length"] == 128
 
 
 def test_the_opening_puts_adapters_on_every_linear_layer_and_rslora_is_a_choice():
