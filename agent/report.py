@@ -460,9 +460,14 @@ def score_lines(study: StudyRecord, best: TrialRecord) -> list[str]:
             best.objective, floor.validation, "validation")  # fmt: skip
         gain = study.task.direction.sign * ((mine or 0.0) - theirs)
         verdict = "beats" if gain > 0 else "does NOT beat"
+        rows = (best.test_metrics if split == "test" else best.metrics).get("eval_rows")
+        error = score_error(mine, rows, study.task.direction)
+        noise = f"; one standard error on {rows:.0f} {split} rows is ±{error:.4f}" if error else ""
+        if 0 < gain <= error:
+            noise += ", so the gain is within the noise"
         lines.append(
             f"- It {verdict} the TF-IDF + logistic regression floor on the {split} split: {theirs:.4f} "
-            f"({gain:+.4f}; the floor took {floor.seconds:.1f} s)"
+            f"({gain:+.4f}{noise}; the floor took {floor.seconds:.1f} s)"
             + ("" if gain > 0 else ". A linear model is as good here: the fine-tune is not worth its cost yet")
         )
     return lines

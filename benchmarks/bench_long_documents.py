@@ -41,7 +41,7 @@ import pandas as pd  # noqa: E402
 
 from agent.cost import pruning_savings  # noqa: E402
 from agent.study import tune  # noqa: E402
-from memory.records import FailureKind, TuneOptions, parse_duration  # noqa: E402
+from memory.records import FailureKind, TuneOptions, parse_duration, score_error  # noqa: E402
 
 
 def make_long_reviews(out: Path, rows: int, seed: int) -> Path:
@@ -140,8 +140,11 @@ def main() -> None:
     if floor is not None:
         print(f"{'TF-IDF + logistic regression':<28} {floor.validation:>10.4f} {floor.test or float('nan'):>8.4f}")
     if best is not None and floor is not None and floor.test is not None:
-        gain = (best.test_metrics.get(task.metric) or 0.0) - floor.test
-        print(f"\nadapter - TF-IDF on test: {gain:+.4f} ({task.metric})")
+        test = best.test_metrics.get(task.metric) or 0.0
+        rows = best.test_metrics.get("eval_rows")
+        error = score_error(test, rows, task.direction)
+        noise = f"; one standard error on {rows:.0f} test rows: ±{error:.4f}" if error else ""
+        print(f"\nadapter - TF-IDF on test: {test - floor.test:+.4f} ({task.metric}{noise})")
     print(f"report: {outcome.report_path}")
 
 

@@ -158,3 +158,17 @@ def test_the_report_says_why_a_lead_within_the_noise_did_not_win():
     assert chosen is opening and line is not None
     assert "Trial 5 scored 0.7800" in line and "+0.0230 ahead" in line and "±0.0239 on 300 rows" in line
     assert noise_line([opening, _trial(6, 0.83)], _trial(6, 0.83), Direction.maximize) is None  # the top won
+
+
+def test_the_gain_over_the_floor_comes_with_its_noise(finished):
+    from agent.report import score_lines
+
+    _, outcome = finished
+    study, best = outcome.study, outcome.best
+    floor = study.baseline.test
+    near = best.model_copy(update={"test_metrics": {"macro_f1": floor + 0.01, "eval_rows": 90.0}})
+    line = score_lines(study, near)[-1]
+    assert "It beats the TF-IDF" in line and "one standard error on 90 test rows is ±0.0" in line
+    assert "so the gain is within the noise" in line
+    far = best.model_copy(update={"test_metrics": {"macro_f1": floor + 0.2, "eval_rows": 90.0}})
+    assert "within the noise" not in score_lines(study, far)[-1]
