@@ -293,7 +293,7 @@ def _opening_length(choices: tuple[Any, ...], long_input: bool) -> Any:
     if long_input:
         return min(choices)
     middle = choices[len(choices) // 2]
-    return middle if middle <= OPENING_MAX_LENGTH else max([c for c in choices if c <= OPENING_MAX_LENGTH] or [middle])
+    return max((c for c in choices if c <= min(middle, OPENING_MAX_LENGTH)), default=middle)
 
 
 def _imbalanced(task: TaskSpec, profile: DataProfile) -> bool:
