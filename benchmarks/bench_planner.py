@@ -81,6 +81,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from agent.cost import PRIOR_SECONDS_PER_UNIT, START_SECONDS, CostModel  # noqa: E402
+from agent.llm.server import DEFAULT_LOCAL_MODEL  # noqa: E402
+from executors.models import canonical_name  # noqa: E402
 from memory.records import (  # noqa: E402
     DataProfile,
     Direction,
@@ -444,7 +446,7 @@ def run_study(
     proposer = None
     if llm != "none":
         if llm not in _LLMS:  # one server for the whole benchmark
-            _LLMS[llm], note = open_llm_proposer(stack, llm)
+            _LLMS[llm], note = open_llm_proposer(stack, llm, args.llm_model)
             print(f"  {note}", flush=True)
         proposer = _LLMS[llm]
     options = options_for(task, data, seed, method, workdir, args)
@@ -739,6 +741,8 @@ def run_parallel(
             options += [flag, str(value)]
     if args.models:
         options += ["--models", *args.models]
+    if args.llm_model:
+        options += ["--llm-model", args.llm_model]
 
     def one(task: str, method: str, seed: int) -> dict[str, Any]:
         name = f"{task}-{method}-s{seed}"
@@ -782,6 +786,9 @@ def main() -> None:
     parser.add_argument("--test-rows", type=int, default=300)
     parser.add_argument("--pruner", default=None, help=f"default: tune's own ({TuneOptions().pruner})")
     parser.add_argument("--models", nargs="+", default=None, help="candidate models (default: the task's own)")
+    parser.add_argument(
+        "--llm-model", default=None, help=f"planner+llm's local LLM (default {DEFAULT_LOCAL_MODEL}; or qwen2.5-coder)"
+    )
     parser.add_argument("--trial-timeout", type=float, default=None, help="seconds (default: 10x the largest budget)")
     parser.add_argument(
         "--jobs", type=int, default=1, help="runs at once, each in its own process (a GPU or many cores; see above)"
@@ -816,6 +823,7 @@ def main() -> None:
         "metric": "macro_f1",
         "pruner": args.pruner or TuneOptions().pruner,
         "models": args.models or "task default",
+        "llm_model": canonical_name(args.llm_model or DEFAULT_LOCAL_MODEL),
         "warm_start": "off",
         "parallel": 1,
         "jobs": args.jobs,  # runs at once: the measured axis shares the device then, the reference axis does not
@@ -826,7 +834,8 @@ def main() -> None:
     if args.resume and out.exists():
         saved = json.loads(out.read_text())
         old = saved["settings"]
-        for key in ("rows", "pruner", "models"):
+        old.setdefault("llm_model", DEFAULT_LOCAL_MODEL)  # records from before the choice
+        for key in ("rows", "pruner", "models", "llm_model"):
             if old[key] != settings[key]:
                 parser.error(f"{out} was run with {key} {old[key]}; pass the same to resume it")
         if max(old["budgets"]) < max(args.budgets):

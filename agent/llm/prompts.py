@@ -275,12 +275,17 @@ def describe_running(
     ]
 
 
-def describe_candidates(candidates: Sequence[Mapping[str, Any]], names: Sequence[str]) -> str:
-    """The candidates, numbered from 1 (the optimiser's own choice), by the `names` that tell them apart."""
-    first = " (the optimiser's first choice)"
+def describe_candidates(
+    candidates: Sequence[Mapping[str, Any]], names: Sequence[str], notes: Sequence[str] = ()
+) -> str:
+    """The candidates, numbered from 1, by the `names` that tell them apart, each with its note (if any).
+
+    Nothing marks the optimiser's own choice: told which it is, a small model keeps it.
+    """
+    notes = list(notes) + [""] * (len(candidates) - len(notes))
     lines = [
-        f"Candidate {i}{first if i == 1 else ''}: {compact_json(values, names)}"
-        for i, values in enumerate(candidates, start=1)
+        f"Candidate {i}: {compact_json(values, names)}" + (f" ({note})" if note else "")
+        for i, (values, note) in enumerate(zip(candidates, notes, strict=False), start=1)
     ]
     shared = [name for name in candidates[0] if name not in names] if candidates else []
     if shared:

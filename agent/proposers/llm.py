@@ -42,6 +42,7 @@ from agent.llm.parsing import MAX_RATIONALE_CHARS, LlmJsonError, find_objects, p
 from agent.llm.setup import open_llm
 from agent.proposers.base import BaseProposer, PlannerView, Proposal
 from agent.proposers.classical import OptunaProposer
+from agent.space import learning_budget, split_rows
 from memory.records import (
     CategoricalParam,
     FailureKind,
@@ -284,17 +285,48 @@ def propose_values(
     tuned = tuned_names(space)
     keys = key_names([c.values for c in candidates], tuned)
     shown = [{name: c.values[name] for name in tuned} for c in candidates]
-    example = {"candidate": 1, "rationale": "one short sentence"}
     return {
         "task": prompts.describe_task(view.task),
         "profile": prompts.describe_profile(view.profile, samples=samples, max_columns=max_columns),
         "space": prompts.describe_space(space, keys),
         "history": prompts.describe_history(view.trials, space, view.task, top_k=top_k, last_n=last_n, names=keys),
         "notes": "\n".join(filter(None, [diagnosis(view), failure_notes(view.trials)])),
-        "candidates": prompts.describe_candidates(shown, keys),
+        "candidates": prompts.describe_candidates(shown, keys, against_best(view, candidates)),
         "n": str(len(candidates)),
-        "example": json.dumps(example),
+        # Placeholders, not values: a shape with a number in it is a pick that a small model copies.
+        "example": '{"candidate": <number>, "rationale": "<your reason, in one sentence>"}',
     }
+
+
+def against_best(view: PlannerView, candidates: Sequence[Proposal]) -> list[str]:
+    """How each candidate differs from the best trial in what the diagnosis speaks of, in words.
+
+    How much it trains (learning rate x optimizer steps), how long its inputs are and which model: a small
+    model matches "under-trained" to "trains 3x as much" where it cannot compare two learning rates and two
+    epoch counts. Empty before any trial completed.
+    """
+    best = view.best()
+    if best is None:
+        return []
+    train_rows = split_rows(view.task, view.profile)[0]
+    budget = learning_budget(best.config, train_rows)
+    notes = []
+    for c in candidates:
+        config = view.space.to_config(c.values)
+        ratio = learning_budget(config, train_rows) / budget if budget > 0 else 1.0
+        said = [f"trains {_times(ratio)} #{best.number}"]
+        if config.max_length != best.config.max_length:
+            said.append(f"inputs of {config.max_length} tokens against {best.config.max_length}")
+        if config.model != best.config.model:
+            said.append(f"another model than #{best.number}")
+        notes.append(", ".join(said))
+    return notes
+
+
+def _times(ratio: float) -> str:
+    if 0.8 <= ratio <= 1.25:
+        return "about as much as"
+    return f"{ratio:.2g}x as much as" if ratio < 1 else f"{ratio:.1f}x as much as"
 
 
 def tuned_names(space: SearchSpace) -> list[str]:
@@ -318,9 +350,9 @@ def example_turns(task: TaskSpec) -> list[dict[str, str]]:
         "Example.\n"
         f'Results so far: #0 [default] {metric}=0.61 {{"learning_rate": 0.0005, "epochs": 1}}\n'
         f"Diagnosis: #0 under-trained: its eval {metric} was still rising at the end.\n"
-        'Candidate 1 (the optimiser\'s first choice): {"learning_rate": 0.0002, "epochs": 1}\n'
-        'Candidate 2: {"learning_rate": 5e-05, "epochs": 1}\n'
-        'Candidate 3: {"learning_rate": 0.0005, "epochs": 3}\n'
+        'Candidate 1: {"learning_rate": 0.0002, "epochs": 1} (trains 0.4x as much as #0)\n'
+        'Candidate 2: {"learning_rate": 5e-05, "epochs": 1} (trains 0.1x as much as #0)\n'
+        'Candidate 3: {"learning_rate": 0.0005, "epochs": 3} (trains 3.0x as much as #0)\n'
         "Which of the 3 candidates is most likely to beat the best result so far? Reply with one JSON object."
     )
     answer = {"candidate": 3, "rationale": "trial 0 was still improving when it stopped, so more epochs should help"}

