@@ -68,6 +68,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -615,9 +616,10 @@ def print_reach(seeds: list[SeedRuns], methods: Sequence[str], top: float, axis:
         if not got:
             continue
         done = [g for g in got if isinstance(g, float)]
-        text = f"{statistics.mean(done):.2f}x ({len(done)}/{len(got)} seeds reached it)" if done else "never"
+        mean = statistics.mean(done) if done else None
+        text = f"{mean:.2f}x = {mean / top:.0%} of the budget ({len(done)}/{len(got)} seeds)" if mean else "never"
         each = " ".join(f"{g:.2f}x" if isinstance(g, float) else "never" for g in got)
-        print(f"     {method:<12} {text:<32} [{each}]")
+        print(f"     {method:<12} {text:<40} [{each}]")
 
 
 def print_runs(seeds: list[SeedRuns], methods: Sequence[str]) -> None:
@@ -642,6 +644,10 @@ def print_runs(seeds: list[SeedRuns], methods: Sequence[str]) -> None:
             + "/".join(f"{v:.1f}" for v in states.values())
             + "".join(f"{n:9.0f}" for n in numbers)
         )
+        sources = Counter(t["source"] for r in runs for t in r["trials"])
+        if sources["llm"] or sources["llm_echo"]:  # the LLM's own picks, apart from its echoes of TPE's choice
+            print(f"     {'':<12} LLM picks per run: {sources['llm'] / len(runs):.1f} its own, "
+                  f"{sources['llm_echo'] / len(runs):.1f} echoes of TPE's first choice")  # fmt: skip
 
 
 def print_table(
