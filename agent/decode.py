@@ -137,10 +137,21 @@ class DecodingSpace:
         dists = self.distributions(config.strategy)
         values = {"strategy": config.strategy, **config.model_dump()}
         params = {name: values[name] for name in dists}
-        for name, dist in dists.items():
-            if not dist._contains(dist.to_internal_repr(params[name])):
-                return None
+        if not all(_inside(dist, params[name]) for name, dist in dists.items()):
+            return None
         return params, dists
+
+
+def _inside(dist: BaseDistribution, value: Any) -> bool:
+    """Whether `value` is one of `dist`'s values (Optuna keeps its own check private)."""
+    if isinstance(dist, CategoricalDistribution):
+        return value in dist.choices
+    if not isinstance(dist, FloatDistribution | IntDistribution) or isinstance(value, bool) or value is None:
+        return False
+    if not dist.low <= value <= dist.high:
+        return False
+    step = dist.step
+    return step is None or abs((value - dist.low) / step - round((value - dist.low) / step)) < 1e-8
 
 
 def decoding_candidates(

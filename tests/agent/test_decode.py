@@ -45,6 +45,19 @@ def test_the_search_never_proposes_sampling_parameters_without_sampling() -> Non
     assert len({t.config for t in history}) == len(history)  # no config is proposed twice
 
 
+def test_a_stored_config_maps_back_into_its_branch_only_when_every_value_is_one_of_the_spaces() -> None:
+    proposed = [propose_decoding(SPACE, [], "maximize", seed=seed) for seed in range(12)]
+    assert all(c is not None and SPACE.params(c) is not None for c in proposed)  # the space's own configs
+    sample = DecodingConfig(do_sample=True, temperature=0.7, top_p=0.9, top_k=SPACE.top_k[0], max_new_tokens=8)
+    assert SPACE.params(sample) is not None
+    for outside in (
+        {"temperature": SPACE.temperature[1] * 2},  # out of range
+        {"top_k": 7},  # not one of the choices
+        {"top_p": 0.93},  # off the 0.05 grid
+    ):
+        assert SPACE.params(sample.model_copy(update=outside)) is None, outside
+
+
 def test_proposals_replay_exactly_from_the_stored_history() -> None:
     """What a resumed study proposes depends on the history alone, not on the process that asks."""
     history = [_record(0, DecodingConfig(max_new_tokens=12), 0.2), _record(1, DecodingConfig(num_beams=3), 0.3)]
