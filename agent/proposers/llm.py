@@ -312,13 +312,16 @@ def against_best(view: PlannerView, candidates: Sequence[Proposal]) -> list[str]
     budget = learning_budget(best.config, train_rows)
     notes = []
     for c in candidates:
-        config = view.space.to_config(c.values)
+        config, was = c.config, best.config
         ratio = learning_budget(config, train_rows) / budget if budget > 0 else 1.0
         said = [f"trains {_times(ratio)} #{best.number}"]
-        if config.max_length != best.config.max_length:
-            said.append(f"inputs of {config.max_length} tokens against {best.config.max_length}")
-        if config.model != best.config.model:
-            said.append(f"another model than #{best.number}")
+        if config.max_length != was.max_length:
+            said.append(f"inputs of {config.max_length} tokens against {was.max_length}")
+        columns, was_columns = config.text_columns or view.task.text_columns, was.text_columns or view.task.text_columns
+        if columns != was_columns:
+            said.append(f"reads {'+'.join(columns)} against {'+'.join(was_columns)}")
+        if config.model != was.model:
+            said.append(f"model {config.model.split('/')[-1]} against {was.model.split('/')[-1]}")
         notes.append(", ".join(said))
     return notes
 

@@ -26,6 +26,7 @@ from agent.proposers.llm import (
     CANDIDATES,
     ECHO_SOURCE,
     LlmProposer,
+    against_best,
     diagnose,
     diagnosis,
     example_turns,
@@ -424,6 +425,14 @@ def test_the_prompt_carries_task_state_diagnosis_and_candidates_and_fits_a_small
     text = "\n".join(m["content"] for m in proposer.build_messages(view(many), candidates()))
     assert len(text) / 3.5 < 1200, "prompt must fit what SmolLM2 reads well"
     assert "All earlier trials: 199 (199 complete)" in text  # shrunk to the latest trial
+
+
+def test_each_candidate_says_how_it_differs_from_the_best_trial_in_words():
+    shorter = proposal({**SUGGESTION, "max_length": 64, "text_columns": ["text"], "epochs": 1})
+    [same, less] = against_best(view(history()), (candidates()[0], shorter))
+    assert same == "trains 0.33x as much as #8"  # #8: 9e-4 against 3e-4, same steps
+    assert less == "trains 0.17x as much as #8, inputs of 64 tokens against 128, reads text against title+text"
+    assert against_best(view(), candidates()) == []  # nothing to compare with before a trial completed
 
 
 @pytest.mark.parametrize(
