@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from memory.errors import UserError
-from memory.records import StudyRecord, TrialConfig, TrialRecord, TrialState, best_trial
+from memory.records import StudyRecord, TrialConfig, TrialRecord, TrialState, best_decoding, best_trial
 from memory.store import Store
 from memory.study_lock import lock_holder
 
@@ -60,8 +60,12 @@ def study_rows(store: Store) -> list[dict[str, Any]]:
     """One row per study, oldest first: name, status, task, metric, best value, trials done and failed, created."""
     rows = []
     for study in store.list_studies():
-        trials = store.trials(study.id)
-        best = best_trial(trials, study.task.direction)
+        if study.settings.decode_only:  # its trials are decoding configs
+            trials: list[Any] = store.decoding_trials(study.id)
+            best: Any = best_decoding(trials, study.task.direction)
+        else:
+            trials = store.trials(study.id)
+            best = best_trial(trials, study.task.direction)
         rows.append(
             {
                 "id": study.id,

@@ -131,3 +131,20 @@ def test_export_of_an_empty_study_has_a_header(store: Store) -> None:
 def test_export_unknown_format(store: Store) -> None:
     with pytest.raises(UserError, match="csv or json"):
         export_study(store, "reviews", "xml")  # type: ignore[arg-type]
+
+
+def test_a_decode_only_study_lists_its_decoding_configs_as_its_trials(tmp_path: Path) -> None:
+    from memory.records import DecodingConfig, DecodingResult
+
+    with Store(tmp_path / "autoglm.db") as s:
+        study = s.create_study("decode", TASK, SPACE, TuneOptions(decode_only=True), "runs/decode", PROFILE)
+        for config, result in (
+            (DecodingConfig(max_new_tokens=12), DecodingResult(state="complete", objective=0.31, scores=(0.31,))),
+            (DecodingConfig(num_beams=3), DecodingResult(state="complete", objective=0.36, scores=(0.36,))),
+            (DecodingConfig(num_beams=5), DecodingResult(state="failed", message="out of memory")),
+        ):
+            trial = s.add_decoding_trial(study.id, config, "tpe", "smollm2")
+            s.claim_decoding_trial(study.id)
+            s.finish_decoding_trial(trial.id, result)
+        [row] = study_rows(s)
+    assert (row["done"], row["failed"], row["best"]) == (2, 1, 0.36)
