@@ -9,7 +9,9 @@ Order of business for each slot:
    1 + misses) posterior mean from this study's trials; the LLM's share follows
    its posterior relative to the optimiser's, clipped to [min_llm_share,
    max_llm_share] (10-30%: published results find an LLM helps as a minority
-   partner that sees the optimiser's state, not as the driver).
+   partner that sees the optimiser's state, not as the driver). An echo (the
+   LLM kept the optimiser's choice, or copied its reason) is a miss for the LLM,
+   so an LLM that only echoes falls to the floor of its share.
 
 An LLM slot: the optimiser offers `CANDIDATES` configs (its own first choice
 first) and the LLM picks one (see `agent.proposers.llm`). Only a pick other than
@@ -97,11 +99,13 @@ class PortfolioProposer(BaseProposer):
             return 0.0
         stats = source_stats(view)
 
-        def posterior(source: str) -> float:
+        def posterior(source: str, misses: int = 0) -> float:
             s = stats.get(source, {"finished": 0, "improved": 0})
-            return (1 + s["improved"]) / (2 + s["finished"])
+            return (1 + s["improved"]) / (2 + s["finished"] + misses)
 
-        llm, classical = posterior(self.llm.name), posterior(self.classical.name)
+        # An echo is a slot in which the LLM added nothing: it counts against the LLM's share, never for it.
+        echoes = stats.get(ECHO_SOURCE, {"finished": 0})["finished"]
+        llm, classical = posterior(self.llm.name, echoes), posterior(self.classical.name)
         return min(self.max_llm_share, max(self.min_llm_share, llm / (llm + classical)))
 
     def propose(self, view: PlannerView, n: int) -> list[Proposal]:

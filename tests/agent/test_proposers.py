@@ -2,6 +2,7 @@ import pytest
 
 from agent.proposers.base import PlannerView, Proposal
 from agent.proposers.classical import OptunaProposer
+from agent.proposers.llm import ECHO_SOURCE
 from agent.proposers.portfolio import PortfolioProposer, source_stats
 from agent.space import default_space, default_values
 from memory.records import FailureKind, TrialRecord, TrialState
@@ -106,6 +107,12 @@ def test_allocation_follows_results():
     assert good.llm_share(view) == good.max_llm_share
     flipped = [t.model_copy(update={"source": {"llm": "tpe", "tpe": "llm"}[t.source]}) for t in relabelled]
     assert good.llm_share(PlannerView(TASK, SPACE, PROFILE, tuple(flipped))) < 0.3
+    # An echo of the optimiser's choice is a miss for the LLM, however that trial did: as if the LLM's own pick
+    # had missed, and well below an untried LLM's share.
+    echoed = [t.model_copy(update={"source": {"llm": "tpe", "tpe": ECHO_SOURCE}[t.source]}) for t in relabelled]
+    share = good.llm_share(PlannerView(TASK, SPACE, PROFILE, tuple(echoed)))
+    assert share == good.llm_share(PlannerView(TASK, SPACE, PROFILE, tuple(flipped))) < 0.3
+    assert share < good.llm_share(PlannerView(TASK, SPACE, PROFILE, ()))
 
 
 def test_default_space_fits_its_defaults(reviews_csv):
