@@ -487,6 +487,7 @@ def run_study(
         "stopped": "compute budget" if stop and stop.fired else (outcome.stop_reason or ""),
         "code": _git_commit(),
         "wall_s": round(wall, 1),
+        "device": device_name(),
         "llm_s": round(llm_seconds, 1),
         "trials": trials,
     }
@@ -696,6 +697,10 @@ def print_table(
                 print(f"   note: seed {s.seed}: default {s.note}")
         if BASELINE in shown and any("default" not in s.runs or s.note for s in seeds):
             print(f"   WARNING: {BASELINE} did not open with the default trial: not the comparison issue 10 asks for")
+        devices = sorted({r.get("device", "not recorded") for s in seeds for r in s.runs.values()})
+        if len(devices) > 1:
+            print(f"   WARNING: runs on different devices ({', '.join(devices)}): one config scores differently on "
+                  "each (bf16 on a GPU, float32 on a CPU), so compare methods that ran on the same one")  # fmt: skip
         for axis in AXES:
             print()
             print_scores(seeds, shown, multiples, axis)
@@ -718,6 +723,13 @@ def _git_commit() -> str:
         return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except OSError:
         return "unknown"
+
+
+def device_name() -> str:
+    """What the trials ran on: the GPU's name, else "cpu" (as the executor picks: the first GPU when there is one)."""
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
 
 def run_summary(run: dict[str, Any]) -> str:

@@ -126,3 +126,20 @@ def test_default_is_the_tpe_runs_opening_trial_or_is_missing_with_a_note(bench):
     default, note = bench.default_run([plain_tpe, {"method": "planner", "trials": [opening]}])
     assert default["trials"] == [opening] and "tpe did not open with it" in note
     assert bench.default_run([plain_tpe])[0] is None
+
+
+def test_the_table_warns_when_the_methods_of_a_task_ran_on_different_devices(bench, capsys):
+    def run(method: str, seed: int, device: str) -> dict:
+        opening = {"number": 0, "source": "default", **_row("complete", 0.7, 30, test=0.7), "config": {}}
+        return {
+            "task": "rt", "method": method, "seed": seed, "rows": [400, 300, 300], "unit_s": 30.0, "limit_s": 60.0,
+            "baseline": [None, None], "direction": "maximize", "stopped": "compute budget", "code": "x",
+            "wall_s": 1.0, "llm_s": 0.0, "device": device, "trials": [opening],
+        }  # fmt: skip
+
+    settings = {"tasks": ["rt"], "methods": ["tpe", "planner"], "seeds": [0], "rows": "400/300/300", "budgets": [2]}
+    bench.print_table({"settings": settings, "runs": [run("tpe", 0, "cpu"), run("planner", 0, "cpu")]}, ["tpe"], [2])
+    assert "different devices" not in capsys.readouterr().out
+    mixed = [run("tpe", 0, "NVIDIA H200"), run("planner", 0, "cpu")]
+    bench.print_table({"settings": settings, "runs": mixed}, ["tpe", "planner"], [2])
+    assert "WARNING: runs on different devices (NVIDIA H200, cpu)" in capsys.readouterr().out
