@@ -531,6 +531,19 @@ class SeedRuns:
         got = compute_to_reach(run["trials"], target["validation"], axis, top * unit, _sign(run))
         return None if got is None else got / unit
 
+    def reach_test(self, method: str, axis: str, top: float, step: float = 0.25) -> float | None | str:
+        """Budget units after which `method`'s chosen trial first scores on TEST at least what the baseline's
+        chosen trial scores at `top` units (on a grid of `step`); None: never; "": no data."""
+        target = self.chosen(BASELINE, top, axis)
+        if method not in self.runs or target is None or target["test"] is None:
+            return ""
+        sign = _sign(self.runs[method])
+        for i in range(1, int(round(top / step)) + 1):
+            mine = self.chosen(method, i * step, axis)
+            if mine is not None and mine["test"] is not None and sign * mine["test"] >= sign * target["test"] - 1e-12:
+                return i * step
+        return None
+
 
 def group_runs(runs: Sequence[dict[str, Any]], task: str, own_choice: tuple[str, ...] = OWN_CHOICE) -> list[SeedRuns]:
     seeds: dict[int, dict[str, dict[str, Any]]] = {}
@@ -611,16 +624,18 @@ def print_paired(seeds: list[SeedRuns], methods: Sequence[str], multiples: Seque
 
 
 def print_reach(seeds: list[SeedRuns], methods: Sequence[str], top: float, axis: str) -> None:
-    print(f"   compute to reach {BASELINE}'s best validation score at {top:g}x, in budget units (mean over seeds)")
-    for method in methods:
-        got = [r for r in (s.reach(method, axis, top) for s in seeds) if r != ""]
-        if not got:
-            continue
-        done = [g for g in got if isinstance(g, float)]
-        mean = statistics.mean(done) if done else None
-        text = f"{mean:.2f}x = {mean / top:.0%} of the budget ({len(done)}/{len(got)} seeds)" if mean else "never"
-        each = " ".join(f"{g:.2f}x" if isinstance(g, float) else "never" for g in got)
-        print(f"     {method:<12} {text:<40} [{each}]")
+    for split, measure in (("validation", SeedRuns.reach), ("test", SeedRuns.reach_test)):
+        what = "best validation score" if split == "validation" else "chosen trial's test score"
+        print(f"   compute to reach {BASELINE}'s {what} at {top:g}x, in budget units (mean over seeds that did)")
+        for method in methods:
+            got = [r for r in (measure(s, method, axis, top) for s in seeds) if r != ""]
+            if not got:
+                continue
+            done = [g for g in got if isinstance(g, float)]
+            mean = statistics.mean(done) if done else None
+            text = f"{mean:.2f}x = {mean / top:.0%} of the budget ({len(done)}/{len(got)} seeds)" if mean else "never"
+            each = " ".join(f"{g:.2f}x" if isinstance(g, float) else "never" for g in got)
+            print(f"     {method:<12} {text:<40} [{each}]")
 
 
 def print_runs(seeds: list[SeedRuns], methods: Sequence[str]) -> None:

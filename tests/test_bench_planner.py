@@ -143,3 +143,19 @@ def test_the_table_warns_when_the_methods_of_a_task_ran_on_different_devices(ben
     mixed = [run("tpe", 0, "NVIDIA H200"), run("planner", 0, "cpu")]
     bench.print_table({"settings": settings, "runs": mixed}, ["tpe", "planner"], [2])
     assert "WARNING: runs on different devices (NVIDIA H200, cpu)" in capsys.readouterr().out
+
+
+def test_reach_on_test_is_the_first_budget_whose_chosen_trial_scores_what_tpe_chose_at_the_full_budget(bench):
+    def run(*trials: tuple[float, float]) -> dict:
+        rows = [{"number": i, **_row("complete", v, 10, test=t)} for i, (v, t) in enumerate(trials)]
+        return {"rows": [400, 300, 300], "unit_s": 10.0, "direction": "maximize", "trials": rows}
+
+    tpe = run((0.70, 0.72), (0.71, 0.69), (0.75, 0.73))  # at 3x tpe stands by its top validation: test 0.73
+    planner = run((0.70, 0.72), (0.74, 0.74))
+    seed = bench.SeedRuns(0, {"tpe": tpe, "planner": planner}, "", own_choice=())
+    assert seed.reach_test("planner", "reference_s", 3.0, step=0.5) == 2.0
+    assert seed.reach_test("tpe", "reference_s", 3.0, step=0.5) == 3.0
+    assert seed.reach_test("planner", "reference_s", 1.0) == 1.0  # tpe's 1x choice is the same opening trial
+    worse = bench.SeedRuns(0, {"tpe": tpe, "planner": run((0.70, 0.60), (0.74, 0.70))}, "", own_choice=())
+    assert worse.reach_test("planner", "reference_s", 3.0) is None  # never scores 0.73 on test
+    assert seed.reach_test("random", "reference_s", 3.0) == ""
