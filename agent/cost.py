@@ -10,14 +10,31 @@ it: a trial that cannot finish in the time left is not started.
 from __future__ import annotations
 
 import math
+import os
 import statistics
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from agent.space import optimizer_steps, split_rows
+from executors.base import StopTrial
 from executors.models import parameter_count
 from executors.tasks import steps_per_epoch
-from memory.records import DataProfile, TaskSpec, TaskType, TrialConfig, TrialRecord, TrialState
+from memory.errors import UserError
+from memory.records import (
+    TRAIN_SPEED,
+    CategoricalParam,
+    DataProfile,
+    FailureKind,
+    SearchSpace,
+    TaskSpec,
+    TaskType,
+    TrialConfig,
+    TrialEvent,
+    TrialRecord,
+    TrialState,
+)
 
 # Seconds per (token x parameter) of a training step: 0.2 s for a batch of 8 x 32 tokens through
 # MiniLM's 22.7M parameters on 2 idle CPU cores, 1.8 s for 8 x 512 (ARCHITECTURE.md), about 3e-11.
@@ -91,19 +108,130 @@ class CostModel:
         return TrialCost(seconds, samples, eval_samples, tokens, params)
 
     def fit(self, trials: Sequence[TrialRecord]) -> None:
-        """Refit the price per unit (median over trials) and the start-up seconds from trials that ran to the end."""
+        """Refit the price per unit (median over trials) and the start-up seconds from the trials that trained.
+
+        A trial that ran to the end gives its training seconds; one stopped early (pruned, or out of time)
+        the speed it trained at, so a machine slower than the prior (a busy laptop) is priced right at once.
+        """
         prices, starts = [], []
         for t in trials:
-            train = t.durations.get("train")
-            if t.state != TrialState.complete or not train or train < 1.0:
-                continue
+            train, speed = t.durations.get("train"), t.metrics.get(TRAIN_SPEED)
             samples, _, tokens, params, _ = self.units(t.config)
-            prices.append(train / (samples * tokens * params))
-            starts.append(sum(t.durations.get(k, 0.0) for k in ("load", "tokenize")))
+            if t.state == TrialState.complete and train and train >= 1.0:
+                prices.append(train / (samples * tokens * params))
+                starts.append(sum(t.durations.get(k, 0.0) for k in ("load", "tokenize")))
+            elif t.state != TrialState.complete and speed:
+                prices.append(1.0 / (speed * tokens * params))
         if prices:
             self.seconds_per_unit = statistics.median(prices)
-            self.start_seconds = max(2.0, statistics.median(starts))
+            self.start_seconds = max(2.0, statistics.median(starts)) if starts else self.start_seconds
             self.fitted_on = len(prices)
+
+    def seconds_left(self, config: TrialConfig, step: int, samples_per_second: float) -> float:
+        """A running trial's seconds to its end, at the speed it trains at now (its evaluations included)."""
+        samples, eval_samples, tokens, params, _ = self.units(config)
+        left = max(0.0, 1.0 - step / optimizer_steps(config, self.rows()[0]))
+        # The evaluations are spread over the training (and the test split comes at its end): their share is left.
+        return left * (samples + EVAL_SHARE * eval_samples) / samples_per_second
+
+
+class DeadlineGuard:
+    """Stops a trial that cannot finish before it would be killed, as soon as its own speed shows it.
+
+    Budget admission prices a trial before it starts, from the finished trials or the prior; a machine
+    that got busier (or one slower than the prior, before any trial finished) can still start a trial
+    doomed to time out. After `JUDGE_WINDOWS` progress windows past step 1, the guard projects the end
+    at the trial's median speed; past the deadline, it stops the trial as `failed: timeout` with what it
+    used, rather than let it run into the wall and lose the whole of it.
+    """
+
+    JUDGE_WINDOWS = 2
+
+    def __init__(
+        self, cost: CostModel, config: TrialConfig, timeout_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.cost, self.config, self.clock = cost, config, clock
+        self.deadline = clock() + timeout_s
+        self.speeds: list[float] = []
+
+    def __call__(self, event: TrialEvent) -> None:
+        if event.kind != "progress" or not event.samples_per_second or not event.step or event.step <= 1:
+            return
+        self.speeds.append(event.samples_per_second)
+        if len(self.speeds) < self.JUDGE_WINDOWS:
+            return
+        speed = statistics.median(self.speeds)
+        need, left = self.cost.seconds_left(self.config, event.step, speed), self.deadline - self.clock()
+        if need > left:
+            raise StopTrial(
+                f"stopped at step {event.step} of {event.total_steps}: at {speed:.1f} samples/s it needs "
+                f"~{need:.0f} s more and would be killed in {max(0.0, left):.0f} s (this machine is slower "
+                "than priced; the next trials are priced at its speed)",
+                failure_kind=FailureKind.timeout,
+            )
+
+
+OPENING_SHARE = 0.25  # of a time budget, the most the opening trial aims to take
+
+
+def fit_opening(
+    space: SearchSpace, opening: dict[str, Any], cost: CostModel, seconds: float | None, what: str = "time budget"
+) -> dict[str, Any]:
+    """The opening trial, made cheaper until it fits a time budget: shorter or fewer inputs, fewer epochs, less model.
+
+    It aims at a quarter of the budget, so evidence comes cheap and later trials still fit (a 512-token opening
+    on long documents once took 342 s of a 600 s study); it is refused only when it cannot fit the whole budget.
+
+    Raises:
+        UserError: not even the cheapest opening fits; the message says how much time or how few rows would.
+    """
+    if seconds is None:
+        return opening
+    values = dict(opening)
+    cheaper = {
+        "max_length": lambda p: min(p.choices) if isinstance(p, CategoricalParam) else p.low,
+        "text_columns": lambda p: min(  # the cheapest inputs: a headline alone, say
+            p.choices, key=lambda c: cost.estimate(space.to_config({**values, "text_columns": c})).seconds
+        ),
+        "epochs": lambda p: min(p.choices) if isinstance(p, CategoricalParam) else p.low,
+        "model": lambda p: min(p.choices, key=parameter_count) if isinstance(p, CategoricalParam) else None,
+    }
+    for name, cheapest in cheaper.items():
+        if cost.estimate(space.to_config(values)).seconds <= seconds * OPENING_SHARE:
+            return values
+        param = space.param(name)
+        if param is not None and cheapest(param) is not None:
+            values[name] = cheapest(param)
+    need = cost.estimate(space.to_config(values))
+    if need.seconds <= seconds:
+        return values
+    more_time = f"allow more time (--time {math.ceil(need.seconds * 1.5 / 60)}m)"
+    train_rows = cost.rows()[0]
+    rows = int(train_rows * (seconds - cost.start_seconds) / max(1.0, need.seconds - cost.start_seconds))
+    fewer_rows = f" or tune on fewer rows (--max-rows {rows})" if rows >= 100 else ""
+    raise UserError(
+        f"the {what} ({seconds:.0f} s) fits no trial: even the cheapest opening needs {need.describe()}; "
+        + more_time
+        + fewer_rows
+    )
+
+
+BUSY_LOAD = 0.5  # a load average above this share of the cores: other work takes CPU time the trials would get
+
+
+def busy_machine(load: float | None = None, cores: int | None = None) -> str | None:
+    """A warning when other work already loads this machine: the prior prices an idle one. None when idle."""
+    try:
+        load = os.getloadavg()[0] if load is None else load
+    except OSError:  # no load average on this platform
+        return None
+    cores = cores or os.cpu_count() or 1
+    if load < BUSY_LOAD * cores:
+        return None
+    return (
+        f"this machine is busy (load {load:.1f} on {cores} cores): CPU trials may take several times the estimate; "
+        "the study measures their speed and stops one that cannot finish in time"
+    )
 
 
 def duration_text(seconds: float) -> str:

@@ -32,10 +32,11 @@ from typing import Any, TypedDict
 from langgraph.graph import END, START, StateGraph
 
 from agent.budget import BudgetTracker
-from agent.cost import CostModel
-from agent.proposers.base import BaseProposer, PlannerView
+from agent.cost import CostModel, DeadlineGuard, fit_opening
+from agent.proposers.base import BaseProposer, PlannerView, Proposal
 from agent.pruning import TrialPruner, eval_curve
 from executors.base import BaseExecutor
+from memory.errors import UserError
 from memory.records import (
     BaselineScore,
     BudgetSpent,
@@ -173,7 +174,7 @@ def propose(ctx: StudyContext, state: StudyState) -> StudyState:
     if ctx.budget is not None:
         want = ctx.budget.admit(want, pending)
     proposed: list[int] = []
-    unaffordable = None
+    unaffordable: str | None = None
     if want > 0:
         # The held-out test scores are for the report alone: no proposer ever sees them.
         unseen = tuple(t.model_copy(update={"test_metrics": {}}) for t in trials)
@@ -183,7 +184,8 @@ def propose(ctx: StudyContext, state: StudyState) -> StudyState:
             if t.state in (TrialState.complete, TrialState.pruned, TrialState.failed)
         }
         view = PlannerView(study.task, study.space, study.profile, unseen, seed=study.task.seed, curves=curves)
-        proposals = ctx.proposer.propose(view, want)
+        reopening, unaffordable = _cheaper_reopening(ctx, study, trials) if pending == 0 else (None, None)
+        proposals = [reopening] if reopening else [] if unaffordable else ctx.proposer.propose(view, want)
         if ctx.cost is not None and ctx.budget is not None:
             ctx.cost.fit(trials)
             priced = [(p, ctx.cost.estimate(p.config)) for p in proposals]
@@ -203,6 +205,32 @@ def propose(ctx: StudyContext, state: StudyState) -> StudyState:
                 ctx.budget.add_llm_tokens((call.prompt_tokens or 0) + (call.completion_tokens or 0))
     ctx.on_update(ctx.snapshot(study.id, "proposed"))
     return {"proposed": proposed, "unaffordable": unaffordable}
+
+
+def _cheaper_reopening(
+    ctx: StudyContext, study: StudyRecord, trials: list[TrialRecord]
+) -> tuple[Proposal | None, str | None]:
+    """The opening again, made cheaper to fit the time left, when it ran out of time before any trial finished.
+
+    A machine slower than priced (a busy laptop) can doom the opening; its measured speed reprices it, and the
+    proposers, which learn nothing from a trial cut short, would otherwise offer configs as dear as the first.
+    Returns (the proposal, None), or (None, why nothing fits the time left), or (None, None): not the case.
+    """
+    if ctx.cost is None or ctx.budget is None or not trials or trials[-1].failure_kind != FailureKind.timeout:
+        return None, None
+    if any(t.state == TrialState.complete for t in trials) or not (seconds := ctx.budget.time_left()):
+        return None, None
+    ctx.cost.fit(trials)
+    opening = study.space.repair({name: getattr(trials[0].config, name) for name in study.space.names}).values
+    try:
+        values = fit_opening(study.space, opening, ctx.cost, seconds, what="time left")
+    except UserError as nothing_fits:
+        return None, f"at this machine's measured speed, {nothing_fits}"
+    config = study.space.to_config(values)
+    if any(t.config == config for t in trials):
+        return None, None
+    why = f"the opening made cheaper to fit the {seconds:.0f} s left at this machine's measured speed"
+    return Proposal(values, config, "default", f"{why}: {ctx.cost.estimate(config).describe()}"), None
 
 
 def execute(ctx: StudyContext, state: StudyState) -> StudyState:
@@ -243,6 +271,7 @@ def _run_trial(
     """Run one trial to its end in this (slot) thread and record how it ended; a lost worker gets one retry."""
     trial_dir = Path(study.run_dir) / "trials" / f"{trial.number:04d}"
     prune: list[TrialPruner] = []  # this attempt's pruner (it counts the attempt's evaluations)
+    guard: list[DeadlineGuard] = []  # this attempt's deadline
 
     def on_event(event: TrialEvent) -> None:
         ctx.store.record_event(trial.id, event)
@@ -251,6 +280,8 @@ def _run_trial(
             ctx.on_update(ctx.snapshot(study.id))
         if prune:
             prune[0](event)  # raises StopTrial: the executor kills the trial and returns it as pruned
+        if guard:
+            guard[0](event)  # raises StopTrial: it cannot finish before its timeout, so it fails as one now
 
     started = time.time()
     for attempt in (1, 2):
@@ -262,6 +293,7 @@ def _run_trial(
         timeout = ctx.trial_timeout_s
         if ctx.budget is not None:
             timeout = ctx.budget.trial_timeout(timeout)
+        guard[:] = [DeadlineGuard(ctx.cost, trial.config, timeout)] if timeout and ctx.cost is not None else []
         result: TrialResult = ctx.executor.run(study.task, trial.config, trial_dir, on_event, timeout)
         ctx.live.pop(trial.id, None)
         if stopping is not None and stopping.is_set() and result.state != TrialState.complete:

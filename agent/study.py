@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import math
 import re
 import signal
 import tempfile
@@ -18,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from agent.budget import BudgetTracker
-from agent.cost import CostModel, TrialCost, duration_text
+from agent.cost import CostModel, TrialCost, busy_machine, duration_text, fit_opening
 from agent.decode import decoding_phase, reserve_decoding_time
 from agent.graph import StudyContext, StudySnapshot, StudyState, build_graph, recursion_limit
 from agent.narrate import narrate_report
@@ -36,7 +35,7 @@ from executors.base import BaseExecutor
 from executors.baseline import tfidf_baseline
 from executors.data import prepare_splits
 from executors.local import LocalExecutor
-from executors.models import parameter_count, resolve_model
+from executors.models import resolve_model
 from memory.errors import UserError
 from memory.records import (
     BaselineScore,
@@ -296,6 +295,8 @@ def plan_study(
     opening_cost = cost.estimate(space.to_config(opening))
     notes = [f"{field} from {source}" for field, source in understood.sources.items()] + notes
     notes.append(f"opening trial: {opening_cost.describe()}")
+    if busy := busy_machine():
+        notes.append(busy)
     if task.budget.max_seconds:
         fit = int(task.budget.max_seconds // opening_cost.seconds)
         notes.append(f"about {fit} trial(s) of that size fit in the time budget (the estimate is refitted per trial)")
@@ -306,49 +307,6 @@ def plan_study(
         task, profile, understood.sources, notes, space, opening,
         len(splits.train), len(splits.eval), len(splits.test), tfidf_baseline(task, splits), opening_cost,
     )  # fmt: skip
-
-
-OPENING_SHARE = 0.25  # of a time budget, the most the opening trial aims to take
-
-
-def fit_opening(space: SearchSpace, opening: dict[str, Any], cost: CostModel, seconds: float | None) -> dict[str, Any]:
-    """The opening trial, made cheaper until it fits a time budget: shorter or fewer inputs, fewer epochs, less model.
-
-    It aims at a quarter of the budget, so evidence comes cheap and later trials still fit (a 512-token opening
-    on long documents once took 342 s of a 600 s study); it is refused only when it cannot fit the whole budget.
-
-    Raises:
-        UserError: not even the cheapest opening fits; the message says how much time or how few rows would.
-    """
-    if seconds is None:
-        return opening
-    values = dict(opening)
-    cheaper = {
-        "max_length": lambda p: min(p.choices) if isinstance(p, CategoricalParam) else p.low,
-        "text_columns": lambda p: min(  # the cheapest inputs: a headline alone, say
-            p.choices, key=lambda c: cost.estimate(space.to_config({**values, "text_columns": c})).seconds
-        ),
-        "epochs": lambda p: min(p.choices) if isinstance(p, CategoricalParam) else p.low,
-        "model": lambda p: min(p.choices, key=parameter_count) if isinstance(p, CategoricalParam) else None,
-    }
-    for name, cheapest in cheaper.items():
-        if cost.estimate(space.to_config(values)).seconds <= seconds * OPENING_SHARE:
-            return values
-        param = space.param(name)
-        if param is not None and cheapest(param) is not None:
-            values[name] = cheapest(param)
-    need = cost.estimate(space.to_config(values))
-    if need.seconds <= seconds:
-        return values
-    more_time = f"allow more time (--time {math.ceil(need.seconds * 1.5 / 60)}m)"
-    train_rows = cost.rows()[0]
-    rows = int(train_rows * (seconds - cost.start_seconds) / max(1.0, need.seconds - cost.start_seconds))
-    fewer_rows = f" or tune on fewer rows (--max-rows {rows})" if rows >= 100 else ""
-    raise UserError(
-        f"the time budget ({seconds:.0f} s) fits no trial: even the cheapest opening needs {need.describe()}; "
-        + more_time
-        + fewer_rows
-    )
 
 
 def _check_models(space: SearchSpace) -> None:

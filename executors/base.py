@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 
-from memory.records import TaskSpec, TrialConfig, TrialEvent, TrialResult
+from memory.records import FailureKind, TaskSpec, TrialConfig, TrialEvent, TrialResult
 
 EventCallback = Callable[[TrialEvent], None]
 
@@ -59,4 +59,9 @@ class BaseExecutor(ABC):
 
 
 class StopTrial(Exception):
-    """Raise from `on_event` to stop a running trial now (pruning); `run` returns it as `pruned`."""
+    """Raise from `on_event` to stop a running trial now: `run` returns it as `pruned` (a poor config), or as
+    `failed` with `failure_kind` (say, timeout: it could not finish in the time left, whatever its config)."""
+
+    def __init__(self, message: str = "", failure_kind: FailureKind | None = None) -> None:
+        super().__init__(message)
+        self.failure_kind = failure_kind

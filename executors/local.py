@@ -8,19 +8,20 @@ import os
 import queue
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from executors.base import BaseExecutor, EventCallback, StopTrial
 from executors.events import parse_event
 from executors.processes import start_group, stop_group
-from memory.records import FailureKind, TaskSpec, TrialConfig, TrialEvent, TrialResult, TrialState
+from memory.records import TRAIN_SPEED, FailureKind, TaskSpec, TrialConfig, TrialEvent, TrialResult, TrialState
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STDERR_TAIL_LINES = 40
@@ -334,11 +335,19 @@ class FollowedEvents:
     last_eval: TrialEvent | None = None
     last_step: int | None = None
     stopped: TrialResult | None = None  # it timed out or was pruned (and was killed): how it ended
+    speeds: list[float] = field(default_factory=list)  # training samples/s of each progress window after step 1
 
     @property
     def metrics(self) -> dict[str, float]:
-        """The last evaluation's metrics: what a stopped trial measured."""
-        return dict(self.last_eval.metrics) if self.last_eval else {}
+        """What a stopped trial measured: its last evaluation's metrics, and how fast it trained.
+
+        The speed (`TRAIN_SPEED`, the median window; step 1's holds the warm-up) prices the next trials
+        on this machine as it is now, even when no trial has finished yet.
+        """
+        metrics = dict(self.last_eval.metrics) if self.last_eval else {}
+        if self.speeds:
+            metrics[TRAIN_SPEED] = statistics.median(self.speeds)
+        return metrics
 
 
 def follow_events(
@@ -389,8 +398,11 @@ def follow_events(
             log.write(line if line.endswith("\n") else line + "\n")
             log.flush()
         seen.last_step = event.step if event.step is not None else seen.last_step
-        if event.kind == "progress" and on_progress is not None:
-            on_progress(event)
+        if event.kind == "progress":
+            if event.samples_per_second and (event.step or 0) > 1:
+                seen.speeds.append(event.samples_per_second)
+            if on_progress is not None:
+                on_progress(event)
         if event.kind == "eval":
             seen.last_eval = event
         if event.kind in ("finished", "failed"):
@@ -401,7 +413,10 @@ def follow_events(
             except StopTrial as stop:
                 kill()
                 message = str(stop) or f"stopped at step {seen.last_step}"
-                seen.stopped = TrialResult(state=TrialState.pruned, metrics=seen.metrics, message=message)
+                state = TrialState.failed if stop.failure_kind else TrialState.pruned
+                seen.stopped = TrialResult(
+                    state=state, failure_kind=stop.failure_kind, metrics=seen.metrics, message=message
+                )
                 return seen
         if seen.final is not None:
             return seen

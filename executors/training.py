@@ -33,6 +33,9 @@ from memory.records import AdapterMeta, TaskSpec, TrialConfig
 
 META_FILE = "autoglm.json"
 TOKENIZED_VERSION = 3  # bump when encoding or splitting changes, so old caches are not reused (3: a test split)
+# A slow machine still reports at least this often: the live view moves, and the study sees early that a
+# trial cannot finish in the time left (agent.cost.DeadlineGuard).
+PROGRESS_EVERY_S = 10.0
 DIVERGENCE_FACTOR = 4.0  # a logged loss this many times the first one means the run diverged
 
 
@@ -311,6 +314,7 @@ def run_trial(task: TaskSpec, config: TrialConfig, trial_dir: Path, device_name:
             step += 1
             # Step 1 is always logged: it tells the study (and the overhead benchmark) that training began.
             log_now = step % log_every == 0 or step == total_steps or step == 1
+            log_now = log_now or time.perf_counter() - window_start >= PROGRESS_EVERY_S
             if step % check_every == 0 or log_now:
                 mean_loss = (window_loss / max(1, window_n)).item()
                 _check_loss(mean_loss, first_loss, step)

@@ -421,6 +421,11 @@ class TrialEvent(_Record):
     message: str | None = None
 
 
+# The metric a stopped trial (pruned, timed out) carries besides its evaluations: the training samples per
+# second it ran at, so the next trials are priced at this machine's speed even before one has finished.
+TRAIN_SPEED = "train_samples_per_second"
+
+
 class TrialResult(_Record):
     """How a trial ended, as the study records it."""
 

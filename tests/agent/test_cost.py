@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from agent.cost import PRIOR_SECONDS_PER_UNIT, CostModel
-from agent.study import fit_opening, plan_study, tune
+from agent.cost import (
+    EVAL_SHARE,
+    PRIOR_SECONDS_PER_UNIT,
+    START_SECONDS,
+    CostModel,
+    DeadlineGuard,
+    busy_machine,
+    fit_opening,
+)
+from agent.space import optimizer_steps
+from agent.study import plan_study, tune
 from agent.understand import profile_data, understand
+from executors.base import StopTrial
 from memory.errors import UserError
-from memory.records import TrialRecord, TrialState, TuneOptions
+from memory.records import TRAIN_SPEED, FailureKind, TrialEvent, TrialRecord, TrialState, TuneOptions
 from tests.fakes import FakeExecutor
 
 
@@ -52,6 +62,69 @@ def test_finished_trials_refit_the_price(setting):
     assert cost.fitted_on == 1
 
 
+def test_a_trial_stopped_early_refits_the_price_by_the_speed_it_trained_at(setting):
+    task, profile = setting
+    cost = CostModel(task, profile)
+    config = _config(epochs=1, max_length=64)
+    _, _, tokens, params, _ = cost.units(config)
+    slow = PRIOR_SECONDS_PER_UNIT * 5
+    stopped = TrialRecord(
+        id=1, study_id=1, number=0, config=config, source="default", state=TrialState.failed,
+        failure_kind=FailureKind.timeout, metrics={TRAIN_SPEED: 1.0 / (slow * tokens * params)}, created_at=0.0,
+    )  # fmt: skip
+    cost.fit([stopped])
+    assert cost.seconds_per_unit == pytest.approx(slow) and cost.start_seconds == START_SECONDS
+    cost.fit([stopped.model_copy(update={"metrics": {}})])  # nothing measured: nothing to refit from
+    assert cost.seconds_per_unit == pytest.approx(slow)
+
+
+def test_the_deadline_guard_stops_a_trial_once_its_speed_shows_it_cannot_finish(setting):
+    task, profile = setting
+    cost = CostModel(task, profile)
+    config = _config(epochs=2, max_length=64)
+    samples, eval_samples, _, _, _ = cost.units(config)
+    total = optimizer_steps(config, cost.rows()[0])
+    whole = (samples + EVAL_SHARE * eval_samples) / 10.0  # seconds for the whole trial at 10 samples/s
+    now = [0.0]
+
+    def progress(step: int, speed: float) -> TrialEvent:
+        return TrialEvent(kind="progress", step=step, total_steps=total, samples_per_second=speed)
+
+    roomy = DeadlineGuard(cost, config, timeout_s=whole * 1.2, clock=lambda: now[0])
+    for step in (1, total // 10, total // 5, total // 2):  # 10 samples/s: it finishes in time
+        now[0] = whole * step / total
+        roomy(progress(step, 10.0))
+    now[0] = 0.0
+    tight = DeadlineGuard(cost, config, timeout_s=whole * 0.8, clock=lambda: now[0])
+    tight(progress(1, 0.1))  # step 1 holds the warm-up: never judged on it
+    now[0] = whole * 0.1
+    tight(progress(total // 10, 10.0))  # one window: not judged yet
+    now[0] = whole * 0.2
+    with pytest.raises(StopTrial, match=r"stopped at step \d+ of \d+: at 10.0 samples/s it needs") as stop:
+        tight(progress(total // 5, 10.0))
+    assert stop.value.failure_kind == FailureKind.timeout
+
+
+@pytest.mark.slow
+def test_a_machine_slower_than_priced_stops_the_doomed_opening_early_and_reopens_cheaper(
+    reviews_csv, tmp_path, monkeypatch
+):
+    """A real study on a machine 'twenty times faster' than it is: the guard, then a cheaper opening that fits."""
+    monkeypatch.setattr("agent.cost.PRIOR_SECONDS_PER_UNIT", PRIOR_SECONDS_PER_UNIT / 20)
+    options = TuneOptions(
+        description="fresh or rotten", data=str(reviews_csv), time=90, db=str(tmp_path / "s.db"),
+        runs_dir=str(tmp_path / "runs"), name="slow-machine", warm_start=False, pruner="none",
+    )  # fmt: skip
+    outcome = tune(options)
+    first, *rest = outcome.trials
+    assert first.failure_kind == FailureKind.timeout and first.message.startswith("stopped at step"), first.message
+    assert first.metrics[TRAIN_SPEED] > 0  # stopped by the guard (not at the wall), with its speed measured
+    second = rest[0]
+    assert second.source == "default" and "made cheaper" in second.rationale
+    cheaper = (second.config.max_length, second.config.epochs) < (first.config.max_length, first.config.epochs)
+    assert cheaper and second.failure_kind != FailureKind.timeout, second.message
+
+
 def test_a_tight_budget_gets_a_cheaper_opening_or_a_clear_refusal(setting, tmp_path):
     task, profile = setting
     from agent.space import default_space, default_values
@@ -67,6 +140,11 @@ def test_a_tight_budget_gets_a_cheaper_opening_or_a_clear_refusal(setting, tmp_p
     assert cheaper["max_length"] <= opening["max_length"] and cheaper["epochs"] <= opening["epochs"]
     with pytest.raises(UserError, match=r"fits no trial.*allow more time \(--time"):
         fit_opening(space, opening, cost, 3.0)
+
+
+def test_a_busy_machine_is_named_before_the_study_starts():
+    assert busy_machine(load=0.4, cores=2) is None
+    assert "busy (load 3.5 on 2 cores)" in busy_machine(load=3.5, cores=2)
 
 
 def test_the_plan_prices_the_opening_trial(reviews_csv, tmp_path):

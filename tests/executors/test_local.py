@@ -18,7 +18,7 @@ from executors.base import StopTrial
 from executors.data import prepare_splits
 from executors.local import LocalExecutor, visible_gpus
 from executors.predict import export_merged, load_adapter, predict
-from memory.records import FailureKind, TaskSpec, TrialConfig, TrialEvent, TrialState
+from memory.records import TRAIN_SPEED, FailureKind, TaskSpec, TrialConfig, TrialEvent, TrialState
 from tests.executors import faulty_worker
 from tests.executors.conftest import package_dir
 
@@ -263,6 +263,22 @@ def test_stop_trial_from_callback_prunes(reviews_csv: Path, tmp_path: Path, tria
     )
     assert result.state == TrialState.pruned and "macro_f1" in result.metrics
     assert result.message == "pruned by the median rule"
+    assert executor.pids == []
+
+
+@pytest.mark.slow
+def test_stop_trial_with_a_failure_kind_fails_it_with_its_speed(
+    reviews_csv: Path, tmp_path: Path, trial_env: dict[str, str]
+) -> None:
+    def out_of_time(event: TrialEvent) -> None:
+        if event.kind == "progress" and (event.step or 0) >= 10:  # steps 1 and 10 logged: one window past the first
+            raise StopTrial("cannot finish in the time left", failure_kind=FailureKind.timeout)
+
+    executor = LocalExecutor(device="cpu", prewarm=False, env=trial_env)
+    result = executor.run(review_task(reviews_csv), tiny(max_steps=500), tmp_path / "t", out_of_time)
+    assert result.state == TrialState.failed and result.failure_kind == FailureKind.timeout
+    assert result.message == "cannot finish in the time left"
+    assert result.metrics[TRAIN_SPEED] > 0  # what the next trials are priced at
     assert executor.pids == []
 
 
