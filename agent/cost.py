@@ -140,25 +140,32 @@ class DeadlineGuard:
 
     Budget admission prices a trial before it starts, from the finished trials or the prior; a machine
     that got busier (or one slower than the prior, before any trial finished) can still start a trial
-    doomed to time out. After `JUDGE_WINDOWS` progress windows past step 1, the guard projects the end
-    at the trial's median speed; past the deadline, it stops the trial as `failed: timeout` with what it
-    used, rather than let it run into the wall and lose the whole of it.
+    doomed to time out. Once the trial has trained `JUDGE_AFTER_S` past step 1 over `JUDGE_WINDOWS`
+    progress windows (the first steps are slow: kernels are built for each new input shape), the guard
+    projects the end at the trial's median speed; past the deadline, it stops the trial as
+    `failed: timeout` with what it used, rather than let it run into the wall and lose the whole of it.
     """
 
     JUDGE_WINDOWS = 2
+    JUDGE_AFTER_S = 20.0
 
     def __init__(
         self, cost: CostModel, config: TrialConfig, timeout_s: float, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.cost, self.config, self.clock = cost, config, clock
         self.deadline = clock() + timeout_s
+        self.trained_from: float | None = None  # when step 1 was reported
         self.speeds: list[float] = []
 
     def __call__(self, event: TrialEvent) -> None:
-        if event.kind != "progress" or not event.samples_per_second or not event.step or event.step <= 1:
+        if event.kind != "progress" or not event.samples_per_second or not event.step:
+            return
+        if event.step <= 1:
+            self.trained_from = self.clock()
             return
         self.speeds.append(event.samples_per_second)
-        if len(self.speeds) < self.JUDGE_WINDOWS:
+        trained = self.clock() - (self.trained_from if self.trained_from is not None else self.clock())
+        if len(self.speeds) < self.JUDGE_WINDOWS or trained < self.JUDGE_AFTER_S:
             return
         speed = statistics.median(self.speeds)
         need, left = self.cost.seconds_left(self.config, event.step, speed), self.deadline - self.clock()

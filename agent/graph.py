@@ -332,7 +332,7 @@ def observe(ctx: StudyContext, state: StudyState) -> StudyState:
 def report(ctx: StudyContext, state: StudyState) -> StudyState:
     """Close the study: mark it complete, copy the best adapter, write the report."""
     study = ctx.study(state["study_id"])
-    ctx.store.update_study(study.id, status="complete", finished_at=time.time())
+    ctx.store.update_study(study.id, status="complete", finished_at=time.time(), stop_reason=state.get("stop_reason"))
     path = ctx.write_report(ctx.store, ctx.study(study.id)) if ctx.write_report else None
     ctx.on_update(ctx.snapshot(study.id, "done"))
     return {"report_path": str(path) if path else None}

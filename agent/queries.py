@@ -126,6 +126,7 @@ def study_detail(store: Store, name_or_id: str | int) -> dict[str, Any]:
         "run_dir": study.run_dir,
         "created": _when(study.created_at),
         "finished": _when(study.finished_at),
+        "stop_reason": study.stop_reason,
         "task": {
             "type": task.task_type.value,
             "description": task.description,
@@ -192,6 +193,8 @@ def render_detail(detail: dict[str, Any], max_rows: int = 20) -> RenderableType:
         for key in ("trials", "seconds", "device_hours", "llm_tokens")
     )
     parts.append(Text(f"spent {budget}", style="dim"))
+    if detail.get("stop_reason"):
+        parts.append(Text(f"stopped because: {detail['stop_reason']}", style="dim"))
     if detail["warm_start_from"]:
         parts.append(Text(f"warm start from: {', '.join(detail['warm_start_from'])}", style="dim"))
     board = detail["leaderboard"]

@@ -376,7 +376,8 @@ def title_section(r: ReportInputs) -> list[str]:
 
 
 def summary_section(r: ReportInputs) -> list[str]:
-    return ["## Summary", "", r.narrative.strip(), ""]
+    stopped = [f"It stopped because: {r.study.stop_reason}.", ""] if r.study.stop_reason else []
+    return ["## Summary", "", r.narrative.strip(), "", *stopped]
 
 
 def task_section(r: ReportInputs) -> list[str]:

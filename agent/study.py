@@ -295,14 +295,14 @@ def plan_study(
     opening_cost = cost.estimate(space.to_config(opening))
     notes = [f"{field} from {source}" for field, source in understood.sources.items()] + notes
     notes.append(f"opening trial: {opening_cost.describe()}")
-    if busy := busy_machine():
-        notes.append(busy)
     if task.budget.max_seconds:
         fit = int(task.budget.max_seconds // opening_cost.seconds)
         notes.append(f"about {fit} trial(s) of that size fit in the time budget (the estimate is refitted per trial)")
     elif task.budget.max_trials:
         total = opening_cost.seconds * task.budget.max_trials
         notes.append(f"{task.budget.max_trials} trial(s) of that size: ~{duration_text(total)}")
+    if busy := busy_machine():
+        notes.append(busy)
     return StudyPlan(
         task, profile, understood.sources, notes, space, opening,
         len(splits.train), len(splits.eval), len(splits.test), tfidf_baseline(task, splits), opening_cost,

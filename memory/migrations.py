@@ -200,3 +200,9 @@ def m004_decoding_trials(db: Database) -> None:
         not_null={"study_id", "number", "config", "source", "target", "state", "created_at"},
     )
     db.table("decoding_trials").create_index(["study_id", "number"], unique=True)
+
+
+@migration
+def m005_study_stop_reason(db: Database) -> None:
+    """Why a study stopped (budget spent, nothing fits the time left, ...), for the report and `show`."""
+    db.table("studies").add_column("stop_reason", str)

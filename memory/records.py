@@ -712,6 +712,7 @@ class StudyRecord(_Record):
     warm_start_from: tuple[str, ...] = ()  # names of the past studies the warm start drew from
     best_trial_id: int | None = None
     baseline: BaselineScore | None = None  # the floor a fine-tune must beat on the same splits
+    stop_reason: str | None = None  # why it stopped: the budget spent, nothing fitting the time left, ...
 
 
 # --------------------------------------------------------------------------- adapter

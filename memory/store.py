@@ -385,6 +385,7 @@ class Store:
         warm_start_from: Sequence[str] | None = None,
         best_trial_id: int | None = None,
         finished_at: float | None = None,
+        stop_reason: str | None = None,
     ) -> StudyRecord:
         """Change the given fields (None leaves a field as is)."""
         if status is not None and status not in get_args(StudyStatus):
@@ -405,6 +406,8 @@ class Store:
                 updates["best_trial_id"] = best_trial_id
             if finished_at is not None:
                 updates["finished_at"] = finished_at
+            if stop_reason is not None:
+                updates["stop_reason"] = stop_reason
             self._db.table("studies").update(study_id, updates)
         return self.get_study(study_id)
 
@@ -767,6 +770,7 @@ def _study_record(row: dict[str, Any]) -> StudyRecord:
         warm_start_from=tuple(_loads(row["warm_start_from"], [])),
         best_trial_id=row["best_trial_id"],
         baseline=BaselineScore.model_validate_json(row["baseline"]) if row.get("baseline") else None,
+        stop_reason=row.get("stop_reason"),
     )
 
 

@@ -84,24 +84,27 @@ def test_the_deadline_guard_stops_a_trial_once_its_speed_shows_it_cannot_finish(
     config = _config(epochs=2, max_length=64)
     samples, eval_samples, _, _, _ = cost.units(config)
     total = optimizer_steps(config, cost.rows()[0])
-    whole = (samples + EVAL_SHARE * eval_samples) / 10.0  # seconds for the whole trial at 10 samples/s
+    whole = (samples + EVAL_SHARE * eval_samples) / 2.0  # seconds for the whole trial at 2 samples/s
     now = [0.0]
 
     def progress(step: int, speed: float) -> TrialEvent:
         return TrialEvent(kind="progress", step=step, total_steps=total, samples_per_second=speed)
 
+    assert whole > 10 * DeadlineGuard.JUDGE_AFTER_S
     roomy = DeadlineGuard(cost, config, timeout_s=whole * 1.2, clock=lambda: now[0])
-    for step in (1, total // 10, total // 5, total // 2):  # 10 samples/s: it finishes in time
+    for step in (1, total // 10, total // 5, total // 2):  # 2 samples/s: it finishes in time
         now[0] = whole * step / total
-        roomy(progress(step, 10.0))
+        roomy(progress(step, 2.0))
     now[0] = 0.0
     tight = DeadlineGuard(cost, config, timeout_s=whole * 0.8, clock=lambda: now[0])
     tight(progress(1, 0.1))  # step 1 holds the warm-up: never judged on it
-    now[0] = whole * 0.1
-    tight(progress(total // 10, 10.0))  # one window: not judged yet
+    now[0] = 5.0
+    tight(progress(2, 2.0))  # one window: not judged yet
+    now[0] = 10.0
+    tight(progress(3, 2.0))  # two windows, but too short a time to judge the speed by
     now[0] = whole * 0.2
-    with pytest.raises(StopTrial, match=r"stopped at step \d+ of \d+: at 10.0 samples/s it needs") as stop:
-        tight(progress(total // 5, 10.0))
+    with pytest.raises(StopTrial, match=r"stopped at step \d+ of \d+: at 2.0 samples/s it needs") as stop:
+        tight(progress(total // 5, 2.0))
     assert stop.value.failure_kind == FailureKind.timeout
 
 

@@ -43,7 +43,12 @@ def store(tmp_path: Path):
             s.claim_waiting_trial(study.id)
             s.finish_trial(trial.id, result)
         s.add_trial(study.id, SPACE.to_config({"learning_rate": 2e-3, "text_columns": ("text",)}), "tpe")
-        s.update_study(study.id, spent=BudgetSpent(trials=4, seconds=90.0), warm_start_from=["older"])
+        s.update_study(
+            study.id,
+            spent=BudgetSpent(trials=4, seconds=90.0),
+            warm_start_from=["older"],
+            stop_reason="time budget used",
+        )
         s.create_study("empty", TASK, SPACE, TuneOptions(), "runs/empty", PROFILE)
         yield s
 
@@ -68,7 +73,7 @@ def test_study_detail(store: Store) -> None:
     assert detail["trials"] == {"waiting": 1, "running": 0, "complete": 2, "pruned": 0, "failed": 2}
     assert detail["failures"] == {"oom": 1, "nan_loss": 1}
     assert detail["sources"] == {"llm": 2, "tpe": 3}
-    assert detail["warm_start_from"] == ["older"]
+    assert detail["warm_start_from"] == ["older"] and detail["stop_reason"] == "time budget used"
     board = detail["leaderboard"]
     # best complete first, then waiting, then failures
     assert [(r["number"], r["state"]) for r in board] == [
@@ -90,6 +95,7 @@ def test_render_detail_fits_a_terminal(store: Store) -> None:
     console.print(render_detail(study_detail(store, "reviews")))
     text = console.export_text()
     assert "reviews" in text and "0.84" in text and "oom" in text and "warm start from: older" in text
+    assert "stopped because: time budget used" in text
     header = next(line for line in text.splitlines() if "trial" in line and "source" in line)
     assert "learning_rate" in header  # it differs between trials: a column
     assert "lora_r" not in header and "lora_r=8" in text  # the same everywhere: said once, above the table

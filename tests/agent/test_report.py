@@ -67,6 +67,9 @@ def test_without_an_llm_a_template_tells_the_study(finished):
     summary = text.split("## Summary", 1)[1].split("##", 1)[0]
     assert "The study ran 8 trials" in summary and f"{outcome.best.objective:.4f}" in summary
     assert "oom ×" in summary  # the fake fails batch size 16 and up with out-of-memory
+    assert f"It stopped because: {outcome.stop_reason}." in summary  # stored with the study, not only printed
+    with Store(finished[0].db, create=False) as store:
+        assert store.get_study(outcome.study.id).stop_reason == outcome.stop_reason
 
 
 def test_what_was_spent_of_each_budget(finished):
