@@ -4,7 +4,8 @@ The unit of work is one token through one parameter in a training step. A prior
 (measured: MiniLM LoRA on 2 idle CPU cores) prices the first trial; every
 finished trial's own training seconds refit the price, so on a GPU or a busy
 laptop the estimate follows the machine after one trial. Budget admission uses
-it: a trial that cannot finish in the time left is not started.
+it: a trial that cannot finish in the time left is not started, and a running one that its own speed
+shows cannot finish is stopped then (`DeadlineGuard`), its speed pricing the next.
 """
 
 from __future__ import annotations
@@ -160,12 +161,11 @@ class DeadlineGuard:
     def __call__(self, event: TrialEvent) -> None:
         if event.kind != "progress" or not event.samples_per_second or not event.step:
             return
-        if event.step <= 1:
-            self.trained_from = self.clock()
+        if event.step <= 1 or self.trained_from is None:
+            self.trained_from = self.clock()  # training began; step 1's window holds the warm-up
             return
         self.speeds.append(event.samples_per_second)
-        trained = self.clock() - (self.trained_from if self.trained_from is not None else self.clock())
-        if len(self.speeds) < self.JUDGE_WINDOWS or trained < self.JUDGE_AFTER_S:
+        if len(self.speeds) < self.JUDGE_WINDOWS or self.clock() - self.trained_from < self.JUDGE_AFTER_S:
             return
         speed = statistics.median(self.speeds)
         need, left = self.cost.seconds_left(self.config, event.step, speed), self.deadline - self.clock()
