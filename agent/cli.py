@@ -469,6 +469,7 @@ def predict(
     inputs: list[str] = typer.Argument(None, help="Texts to predict; or use --file."),
     file: Path = typer.Option(None, "--file", help="A CSV/JSONL file of inputs (the task's text columns)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines."),
+    seed: int = typer.Option(0, "--seed", help="Seed for sampled decoding (a generation adapter tuned to sample)."),
 ) -> None:
     """Run a trained adapter on new inputs.
 
@@ -486,7 +487,7 @@ def predict(
         rows = list(inputs)
     else:
         raise UserError("nothing to predict; pass texts as arguments or --file FILE")
-    for row, prediction in zip(rows, run_predict(adapter, rows), strict=True):
+    for row, prediction in zip(rows, run_predict(adapter, rows, seed=seed), strict=True):
         if as_json:
             print(json.dumps({"input": row, "prediction": prediction}, default=str))
         else:

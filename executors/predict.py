@@ -154,7 +154,7 @@ def _frame(inputs: Inputs, meta: AdapterMeta) -> pd.DataFrame:
 
 @torch.no_grad()
 def predict(
-    adapter_dir: str | Path | LoadedAdapter, inputs: Inputs, batch_size: int = 32, device: str = "auto"
+    adapter_dir: str | Path | LoadedAdapter, inputs: Inputs, batch_size: int = 32, device: str = "auto", seed: int = 0
 ) -> list[Any]:
     """Predict for each input with a trial's adapter.
 
@@ -164,6 +164,7 @@ def predict(
             first input column (for NER it is split on whitespace).
         batch_size: rows per forward pass.
         device: "auto", "cpu" or "cuda:N".
+        seed: seeds sampled decoding, so the same call gives the same answers (greedy and beams need none).
 
     Returns:
         Per input: the class label (classification), a list of BIO tags, one per token
@@ -175,6 +176,7 @@ def predict(
     if df.empty:
         return []
     task_type = handler.task.task_type
+    torch.manual_seed(seed)
     out: list[Any] = []
     for start in range(0, len(df), batch_size):
         chunk = df.iloc[start : start + batch_size]

@@ -18,7 +18,7 @@ from executors.base import StopTrial
 from executors.data import prepare_splits
 from executors.local import LocalExecutor, visible_gpus
 from executors.predict import export_merged, load_adapter, predict
-from memory.records import TRAIN_SPEED, FailureKind, TaskSpec, TrialConfig, TrialEvent, TrialState
+from memory.records import TRAIN_SPEED, DecodingConfig, FailureKind, TaskSpec, TrialConfig, TrialEvent, TrialState
 from tests.executors import faulty_worker
 from tests.executors.conftest import package_dir
 
@@ -185,6 +185,11 @@ def test_generation_trial_on_cmudict(phonemes_jsonl: Path, tmp_path: Path, trial
     assert 0 <= result.metrics["rouge_l"] <= 1
     answers = predict(result.adapter_dir, [{"instruction": "Give the ARPAbet phonemes of the word", "input": "cat"}])
     assert len(answers) == 1 and isinstance(answers[0], str)
+    # Decoding tuned to sample: the same seed gives the same answers.
+    loaded = load_adapter(result.adapter_dir, device="cpu")
+    loaded.decoding = DecodingConfig(do_sample=True, temperature=1.5, top_p=1.0, top_k=0, max_new_tokens=12)
+    words = [{"instruction": "Give the ARPAbet phonemes of the word", "input": w} for w in ("cat", "water", "tree")]
+    assert predict(loaded, words, seed=3) == predict(loaded, words, seed=3)
 
 
 # --------------------------------------------------------------------------- failures
