@@ -576,6 +576,7 @@ def _ms(values: Sequence[float | None]) -> str:
 def settings_line(settings: dict[str, Any], multiples: Sequence[float]) -> str:
     shown = {k: v for k, v in settings.items() if k not in ("budgets", "command")}
     parts = [f"{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in shown.items()]
+    parts = [f"last {part}" if part.startswith("code ") else part for part in parts]  # resumed: each run has its own
     budgets = " ".join(f"{m:g}x" for m in multiples)
     return "bench_planner, equal compute · " + " · ".join(parts) + f" · budgets {budgets} of the default opening trial"
 
@@ -716,6 +717,12 @@ def print_table(
         if len(devices) > 1:
             print(f"   WARNING: runs on different devices ({', '.join(devices)}): one config scores differently on "
                   "each (bf16 on a GPU, float32 on a CPU), so compare methods that ran on the same one")  # fmt: skip
+        codes: dict[str, set[str]] = {}
+        for s in seeds:
+            for method, r in s.runs.items():
+                codes.setdefault(method, set()).add(r.get("code", "not recorded"))
+        if len(set().union(*codes.values())) > 1:  # say which code each method ran, when the record mixes them
+            print("   code per method: " + "; ".join(f"{m} {', '.join(sorted(c))}" for m, c in codes.items()))
         for axis in AXES:
             print()
             print_scores(seeds, shown, multiples, axis)
