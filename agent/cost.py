@@ -141,8 +141,9 @@ class DeadlineGuard:
 
     Budget admission prices a trial before it starts, from the finished trials or the prior; a machine
     that got busier (or one slower than the prior, before any trial finished) can still start a trial
-    doomed to time out. Once the trial has trained `JUDGE_AFTER_S` past step 1 over `JUDGE_WINDOWS`
-    progress windows (the first steps are slow: kernels are built for each new input shape), the guard
+    doomed to time out. Once the trial has trained `JUDGE_AFTER_S` past step 1 (a tenth of a shorter
+    timeout) over `JUDGE_WINDOWS` progress windows (the first steps are slow: kernels are built for each
+    new input shape), the guard
     projects the end at the trial's median speed; past the deadline, it stops the trial as
     `failed: timeout` with what it used, rather than let it run into the wall and lose the whole of it.
     """
@@ -155,6 +156,7 @@ class DeadlineGuard:
     ) -> None:
         self.cost, self.config, self.clock = cost, config, clock
         self.deadline = clock() + timeout_s
+        self.judge_after = min(self.JUDGE_AFTER_S, timeout_s / 10)  # a short budget cannot wait 20 s to judge
         self.trained_from: float | None = None  # when step 1 was reported
         self.speeds: list[float] = []
 
@@ -165,7 +167,7 @@ class DeadlineGuard:
             self.trained_from = self.clock()  # training began; step 1's window holds the warm-up
             return
         self.speeds.append(event.samples_per_second)
-        if len(self.speeds) < self.JUDGE_WINDOWS or self.clock() - self.trained_from < self.JUDGE_AFTER_S:
+        if len(self.speeds) < self.JUDGE_WINDOWS or self.clock() - self.trained_from < self.judge_after:
             return
         speed = statistics.median(self.speeds)
         need, left = self.cost.seconds_left(self.config, event.step, speed), self.deadline - self.clock()

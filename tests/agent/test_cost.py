@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from agent.cost import (
@@ -18,7 +21,7 @@ from agent.study import plan_study, tune
 from agent.understand import profile_data, understand
 from executors.base import StopTrial
 from memory.errors import UserError
-from memory.records import TRAIN_SPEED, FailureKind, TrialEvent, TrialRecord, TrialState, TuneOptions
+from memory.records import TRAIN_SPEED, FailureKind, TrialEvent, TrialRecord, TrialResult, TrialState, TuneOptions
 from tests.fakes import FakeExecutor
 
 
@@ -109,23 +112,55 @@ def test_the_deadline_guard_stops_a_trial_once_its_speed_shows_it_cannot_finish(
 
 
 @pytest.mark.slow
-def test_a_machine_slower_than_priced_stops_the_doomed_opening_early_and_reopens_cheaper(
-    reviews_csv, tmp_path, monkeypatch
-):
-    """A real study on a machine 'twenty times faster' than it is: the guard, then a cheaper opening that fits."""
+def test_a_real_trial_that_cannot_finish_is_stopped_early_and_the_study_says_what_would_fit(tmp_path, monkeypatch):
+    """A real study on a machine 'twenty times faster' than it is: 5,000 training rows cannot train in 45 s here."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+    try:
+        import make_demo_data
+    finally:
+        sys.path.pop(0)
+    data = tmp_path / "reviews.csv"
+    make_demo_data.make(data, rows=8000, seed=0)
     monkeypatch.setattr("agent.cost.PRIOR_SECONDS_PER_UNIT", PRIOR_SECONDS_PER_UNIT / 20)
     options = TuneOptions(
-        description="fresh or rotten", data=str(reviews_csv), time=90, db=str(tmp_path / "s.db"),
+        description="fresh or rotten", data=str(data), time=45, db=str(tmp_path / "s.db"),
         runs_dir=str(tmp_path / "runs"), name="slow-machine", warm_start=False, pruner="none",
     )  # fmt: skip
     outcome = tune(options)
-    first, *rest = outcome.trials
+    (first,) = outcome.trials  # nothing else fits what is left at the speed it measured
     assert first.failure_kind == FailureKind.timeout and first.message.startswith("stopped at step"), first.message
     assert first.metrics[TRAIN_SPEED] > 0  # stopped by the guard (not at the wall), with its speed measured
-    second = rest[0]
-    assert second.source == "default" and "made cheaper" in second.rationale
-    cheaper = (second.config.max_length, second.config.epochs) < (first.config.max_length, first.config.epochs)
-    assert cheaper and second.failure_kind != FailureKind.timeout, second.message
+    assert first.finished_at - first.started_at < 45  # well before the 49.5 s it would have been killed at
+    assert outcome.stop_reason.startswith("at this machine's measured speed, the time left")
+    assert "allow more time (--time" in outcome.stop_reason
+
+
+def test_an_opening_out_of_time_runs_again_made_cheaper_at_the_measured_speed(reviews_csv, tmp_path):
+    # The machine turns out ten times slower than priced: the opening reports that speed and fails for time, as
+    # the guard would fail it. The budget fits the opening at the prior, uncut, but not at its measured speed.
+    slow = PRIOR_SECONDS_PER_UNIT * 10
+
+    class SlowMachine(FakeExecutor):
+        def run(self, task, config, trial_dir, on_event=None, timeout_s=None):  # noqa: ANN001, ANN201
+            result = super().run(task, config, trial_dir, on_event, timeout_s)
+            if len(self.runs) > 1:
+                return result
+            _, _, tokens, params, _ = CostModel(task, profile_data(reviews_csv)).units(config)
+            speed = {TRAIN_SPEED: 1.0 / (slow * tokens * params)}
+            return TrialResult(state=TrialState.failed, failure_kind=FailureKind.timeout, metrics=speed, message="late")
+
+    options = TuneOptions(
+        description="fresh or rotten", data=str(reviews_csv), trials=2, db=str(tmp_path / "s.db"),
+        runs_dir=str(tmp_path / "runs"), name="reopen", warm_start=False, pruner="none",
+    )  # fmt: skip
+    budget = 4.5 * plan_study(options).opening_cost.seconds
+    outcome = tune(options.model_copy(update={"time": budget}), executor=SlowMachine())
+    first, second = outcome.trials
+    assert second.source == "default" and "the opening made cheaper to fit the" in second.rationale
+    measured = CostModel(outcome.study.task, outcome.study.profile)
+    measured.fit([first])
+    assert measured.seconds_per_unit == pytest.approx(slow)
+    assert measured.estimate(second.config).seconds <= budget < measured.estimate(first.config).seconds
 
 
 def test_a_tight_budget_gets_a_cheaper_opening_or_a_clear_refusal(setting, tmp_path):
