@@ -20,6 +20,7 @@ from typing import Any
 
 from agent.space import optimizer_steps, split_rows
 from executors.base import StopTrial
+from executors.events import TrainingSpeed
 from executors.models import parameter_count
 from executors.tasks import steps_per_epoch
 from memory.errors import UserError
@@ -158,7 +159,7 @@ class DeadlineGuard:
         self.deadline = clock() + timeout_s
         self.judge_after = min(self.JUDGE_AFTER_S, timeout_s / 10)  # a short budget cannot wait 20 s to judge
         self.trained_from: float | None = None  # when step 1 was reported
-        self.speeds: list[float] = []
+        self.speed = TrainingSpeed()
 
     def __call__(self, event: TrialEvent) -> None:
         if event.kind != "progress" or not event.samples_per_second or not event.step:
@@ -166,10 +167,11 @@ class DeadlineGuard:
         if event.step <= 1 or self.trained_from is None:
             self.trained_from = self.clock()  # training began; step 1's window holds the warm-up
             return
-        self.speeds.append(event.samples_per_second)
-        if len(self.speeds) < self.JUDGE_WINDOWS or self.clock() - self.trained_from < self.judge_after:
+        self.speed.add(event)
+        speed = self.speed.median
+        if len(self.speed.windows) < self.JUDGE_WINDOWS or self.clock() - self.trained_from < self.judge_after:
             return
-        speed = statistics.median(self.speeds)
+        assert speed is not None
         need, left = self.cost.seconds_left(self.config, event.step, speed), self.deadline - self.clock()
         if need > left:
             raise StopTrial(

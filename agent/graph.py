@@ -184,10 +184,11 @@ def propose(ctx: StudyContext, state: StudyState) -> StudyState:
             if t.state in (TrialState.complete, TrialState.pruned, TrialState.failed)
         }
         view = PlannerView(study.task, study.space, study.profile, unseen, seed=study.task.seed, curves=curves)
+        if ctx.cost is not None:
+            ctx.cost.fit(trials)  # this machine's price, from the trials so far: for the reopening and admission
         reopening, unaffordable = _cheaper_reopening(ctx, study, trials) if pending == 0 else (None, None)
         proposals = [reopening] if reopening else [] if unaffordable else ctx.proposer.propose(view, want)
         if ctx.cost is not None and ctx.budget is not None:
-            ctx.cost.fit(trials)
             priced = [(p, ctx.cost.estimate(p.config)) for p in proposals]
             proposals = [p for p, cost in priced if ctx.budget.fits(cost.seconds)]
             if priced and not proposals and pending == 0:
@@ -220,7 +221,6 @@ def _cheaper_reopening(
         return None, None
     if any(t.state == TrialState.complete for t in trials) or not (seconds := ctx.budget.time_left()):
         return None, None
-    ctx.cost.fit(trials)
     opening = study.space.repair({name: getattr(trials[0].config, name) for name in study.space.names}).values
     try:
         values = fit_opening(study.space, opening, ctx.cost, seconds, what="time left")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any, TextIO
 
 from memory.records import TrialEvent
@@ -55,3 +56,18 @@ def parse_event(line: str) -> TrialEvent | None:
         return TrialEvent.model_validate_json(line)
     except ValueError:
         return None
+
+
+class TrainingSpeed:
+    """A trial's training samples/s, one per progress window after step 1 (step 1's holds the warm-up)."""
+
+    def __init__(self) -> None:
+        self.windows: list[float] = []
+
+    def add(self, event: TrialEvent) -> None:
+        if event.kind == "progress" and event.samples_per_second and (event.step or 0) > 1:
+            self.windows.append(event.samples_per_second)
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.windows) if self.windows else None

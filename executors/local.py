@@ -8,7 +8,6 @@ import os
 import queue
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import threading
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from executors.base import BaseExecutor, EventCallback, StopTrial
-from executors.events import parse_event
+from executors.events import TrainingSpeed, parse_event
 from executors.processes import start_group, stop_group
 from memory.records import TRAIN_SPEED, FailureKind, TaskSpec, TrialConfig, TrialEvent, TrialResult, TrialState
 
@@ -335,7 +334,7 @@ class FollowedEvents:
     last_eval: TrialEvent | None = None
     last_step: int | None = None
     stopped: TrialResult | None = None  # it timed out or was pruned (and was killed): how it ended
-    speeds: list[float] = field(default_factory=list)  # training samples/s of each progress window after step 1
+    speed: TrainingSpeed = field(default_factory=TrainingSpeed)
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -345,8 +344,8 @@ class FollowedEvents:
         on this machine as it is now, even when no trial has finished yet.
         """
         metrics = dict(self.last_eval.metrics) if self.last_eval else {}
-        if self.speeds:
-            metrics[TRAIN_SPEED] = statistics.median(self.speeds)
+        if self.speed.median is not None:
+            metrics[TRAIN_SPEED] = self.speed.median
         return metrics
 
 
@@ -398,11 +397,9 @@ def follow_events(
             log.write(line if line.endswith("\n") else line + "\n")
             log.flush()
         seen.last_step = event.step if event.step is not None else seen.last_step
-        if event.kind == "progress":
-            if event.samples_per_second and (event.step or 0) > 1:
-                seen.speeds.append(event.samples_per_second)
-            if on_progress is not None:
-                on_progress(event)
+        seen.speed.add(event)
+        if event.kind == "progress" and on_progress is not None:
+            on_progress(event)
         if event.kind == "eval":
             seen.last_eval = event
         if event.kind in ("finished", "failed"):
