@@ -119,12 +119,14 @@ def _llm_proposer(stack: ExitStack, llm: str, model: str | None, quiet: bool = F
 
 
 def _dry_run(options: Any, as_json: bool) -> None:
-    from agent.study import plan_study
+    from agent.study import make_executor, plan_study
     from agent.understand import describe
 
     with ExitStack() as stack:
         proposer = _llm_proposer(stack, options.llm, options.llm_model, quiet=True)
-        plan = plan_study(options, getattr(proposer, "client", None), proposer.calls if proposer else None)
+        executor = make_executor(options)  # times a few training steps, so the estimates are this machine's
+        stack.callback(executor.close)
+        plan = plan_study(options, getattr(proposer, "client", None), proposer.calls if proposer else None, executor)
     if as_json:
         print(json.dumps(plan.to_json(), indent=2))
         return

@@ -1,9 +1,10 @@
 """What a trial will cost before it starts: seconds from samples × tokens × model size, fitted online.
 
-The unit of work is one token through one parameter in a training step. A prior
-(measured: MiniLM LoRA on 2 idle CPU cores) prices the first trial; every
-finished trial's own training seconds refit the price, so on a GPU or a busy
-laptop the estimate follows the machine after one trial. Budget admission uses
+The unit of work is one token through one parameter in a training step. Before
+the first trial, a few training steps of the opening, timed where the trials
+will run (`measure_machine`), price the work on this machine as it is now (a
+GPU, a busy laptop); without them, a prior measured on 2 idle CPU cores. Every
+finished trial's own training seconds then refit the price. Budget admission uses
 it: a trial that cannot finish in the time left is not started, and a running one that its own speed
 shows cannot finish is stopped then (`DeadlineGuard`), its speed pricing the next.
 """
@@ -13,13 +14,15 @@ from __future__ import annotations
 import math
 import os
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from agent.space import optimizer_steps, split_rows
-from executors.base import StopTrial
+from executors.base import BaseExecutor, StopTrial
 from executors.events import TrainingSpeed
 from executors.models import parameter_count
 from executors.tasks import steps_per_epoch
@@ -71,7 +74,8 @@ class CostModel:
         self.profile = profile
         self.seconds_per_unit = PRIOR_SECONDS_PER_UNIT
         self.start_seconds = START_SECONDS
-        self.fitted_on = 0  # trials the price was fitted on; 0: the prior
+        self.fitted_on = 0  # trials the price was fitted on; 0: the prior, or a measured speed
+        self.measured = False  # priced by `calibrate`: a few training steps timed on this machine
 
     def rows(self) -> tuple[int, int, int]:
         """(train, eval, test) rows the trials see (1,000 in all when there is no profile)."""
@@ -108,6 +112,12 @@ class CostModel:
         samples, eval_samples, tokens, params, units = self.units(config)
         seconds = self.start_seconds + units * self.seconds_per_unit
         return TrialCost(seconds, samples, eval_samples, tokens, params)
+
+    def calibrate(self, config: TrialConfig, samples_per_second: float) -> None:
+        """Price the work at a speed measured on this machine now: `config`'s training samples/s."""
+        _, _, tokens, params, _ = self.units(config)
+        self.seconds_per_unit = 1.0 / (samples_per_second * tokens * params)
+        self.measured = True
 
     def fit(self, trials: Sequence[TrialRecord]) -> None:
         """Refit the price per unit (median over trials) and the start-up seconds from the trials that trained.
@@ -180,6 +190,19 @@ class DeadlineGuard:
                 "than priced; the next trials are priced at its speed)",
                 failure_kind=FailureKind.timeout,
             )
+
+
+def measure_machine(executor: BaseExecutor, cost: CostModel, config: TrialConfig) -> str:
+    """Price `cost` at `config`'s training speed where `executor`'s trials run, measured now; a note for the user."""
+    with tempfile.TemporaryDirectory(prefix="autoglm-speed-") as work:
+        speed = executor.measure_speed(cost.task, config, Path(work))
+    if speed is None:
+        return "this machine's speed was not measured: estimates assume 2 idle CPU cores until a trial has trained"
+    cost.calibrate(config, speed)
+    return (
+        f"priced at this machine's speed, measured just now: {speed:.1f} training samples/s "
+        f"({config.model.rsplit('/', 1)[-1]}, up to {config.max_length} tokens, batch {config.batch_size})"
+    )
 
 
 OPENING_SHARE = 0.25  # of a time budget, the most the opening trial aims to take

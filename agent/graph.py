@@ -158,7 +158,7 @@ def profile(ctx: StudyContext, state: StudyState) -> StudyState:
     ctx.held.enter_context(study_lock(run_dir, ctx.name))
     study = ctx.store.create_study(ctx.name, ctx.task, space, ctx.settings, str(run_dir), ctx.profile, ctx.baseline)
     ctx.budget = BudgetTracker(ctx.task.budget)
-    ctx.cost = CostModel(ctx.task, ctx.profile)
+    ctx.cost = ctx.cost or CostModel(ctx.task, ctx.profile)  # the plan's, priced at this machine's speed
     return {"study_id": study.id, "iterations": 0}
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memory.records import (
     CategoricalParam,
@@ -28,6 +28,9 @@ from memory.records import (
     TaskType,
     TrialConfig,
 )
+
+if TYPE_CHECKING:
+    from agent.cost import CostModel
 
 DEFAULT_MODELS: dict[TaskType, tuple[str, ...]] = {
     TaskType.classification: ("sentence-transformers/all-MiniLM-L6-v2",),
@@ -95,9 +98,11 @@ LONG_INPUT = 2 * OPENING_MAX_LENGTH
 LEAD_LENGTHS = (64, 128)
 
 
-def default_space(task: TaskSpec, profile: DataProfile, models: tuple[str, ...] | None = None) -> SearchSpace:
-    """Build the search space for `task` from its data profile."""
-    models = models or default_models(task, profile)
+def default_space(
+    task: TaskSpec, profile: DataProfile, models: tuple[str, ...] | None = None, cost: CostModel | None = None
+) -> SearchSpace:
+    """Build the search space for `task` from its data profile (`cost` prices the stronger model's trials)."""
+    models = models or default_models(task, profile, cost)
     params: list[Param] = [
         CategoricalParam(name="model", choices=tuple(models)),
         FloatParam(name="learning_rate", low=1e-4, high=5e-3, log=True),
@@ -129,8 +134,11 @@ def default_space(task: TaskSpec, profile: DataProfile, models: tuple[str, ...] 
     return SearchSpace(params=tuple(params), fixed=fixed)
 
 
-def default_models(task: TaskSpec, profile: DataProfile | None) -> tuple[str, ...]:
-    """The task type's cheap default model, plus the stronger encoder when the time budget affords it."""
+def default_models(task: TaskSpec, profile: DataProfile | None, cost: CostModel | None = None) -> tuple[str, ...]:
+    """The task type's cheap default model, plus the stronger encoder when the time budget affords it.
+
+    `cost` prices its trials (this machine's measured speed); without one, the prior's idle 2-core CPU.
+    """
     from agent.cost import CostModel
     from executors.models import offline_models
 
@@ -140,7 +148,7 @@ def default_models(task: TaskSpec, profile: DataProfile | None) -> tuple[str, ..
     if task.task_type == TaskType.generation or not seconds or STRONGER_MODEL not in offline_models():
         return models
     stronger = TrialConfig(model=STRONGER_MODEL, **DEFAULT_VALUES[task.task_type])
-    if AFFORDABLE_TRIALS * CostModel(task, profile).estimate(stronger).seconds <= seconds:
+    if AFFORDABLE_TRIALS * (cost or CostModel(task, profile)).estimate(stronger).seconds <= seconds:
         return (*models, STRONGER_MODEL)
     return models
 

@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from agent.budget import BudgetTracker
-from agent.cost import CostModel, TrialCost, busy_machine, duration_text, fit_opening
+from agent.cost import CostModel, TrialCost, busy_machine, duration_text, fit_opening, measure_machine
 from agent.decode import decoding_phase, reserve_decoding_time
 from agent.graph import StudyContext, StudySnapshot, StudyState, build_graph, recursion_limit
 from agent.narrate import narrate_report
@@ -260,6 +260,7 @@ class StudyPlan:
     test_rows: int  # held out from the planner; 0 when the data is too small to spare them
     baseline: BaselineScore | None  # TF-IDF + logistic regression on the same splits (classification)
     opening_cost: TrialCost  # the opening trial's predicted price
+    cost: CostModel  # what priced it: this machine's measured speed, or the prior
 
     def to_json(self) -> dict[str, Any]:
         """The plan as plain JSON, for `autoglm tune --dry-run --json`."""
@@ -276,9 +277,15 @@ class StudyPlan:
 
 
 def plan_study(
-    options: TuneOptions, client: LlmClient | None = None, calls: list[PlannerCall] | None = None
+    options: TuneOptions,
+    client: LlmClient | None = None,
+    calls: list[PlannerCall] | None = None,
+    executor: BaseExecutor | None = None,
 ) -> StudyPlan:
     """Understand the task and check its data up front: data that cannot train is refused before any trial.
+
+    With an `executor`, the prices are this machine's: a few training steps of the opening, timed where
+    its trials will run (`BaseExecutor.measure_speed`), price every trial until trials refit it.
 
     Raises:
         UserError: the description, flags or data cannot make a study (one line saying what and how to fix it).
@@ -290,10 +297,13 @@ def plan_study(
     profile = with_label_count(profile, task)
     space = study_space(options, task, profile)
     _check_models(space)
+    notes = [f"{field} from {source}" for field, source in understood.sources.items()] + notes
     cost = CostModel(task, profile)
+    if executor is not None:
+        notes.append(measure_machine(executor, cost, space.to_config(default_values(task, space, profile))))
+        space = study_space(options, task, profile, cost)  # the stronger model, if this machine affords it
     opening = fit_opening(space, default_values(task, space, profile), cost, task.budget.max_seconds)
     opening_cost = cost.estimate(space.to_config(opening))
-    notes = [f"{field} from {source}" for field, source in understood.sources.items()] + notes
     notes.append(f"opening trial: {opening_cost.describe()}")
     if task.budget.max_seconds:
         fit = int(task.budget.max_seconds // opening_cost.seconds)
@@ -301,11 +311,11 @@ def plan_study(
     elif task.budget.max_trials:
         total = opening_cost.seconds * task.budget.max_trials
         notes.append(f"{task.budget.max_trials} trial(s) of that size: ~{duration_text(total)}")
-    if busy := busy_machine():
+    if not cost.measured and (busy := busy_machine()):
         notes.append(busy)
     return StudyPlan(
         task, profile, understood.sources, notes, space, opening,
-        len(splits.train), len(splits.eval), len(splits.test), tfidf_baseline(task, splits), opening_cost,
+        len(splits.train), len(splits.eval), len(splits.test), tfidf_baseline(task, splits), opening_cost, cost,
     )  # fmt: skip
 
 
@@ -317,9 +327,11 @@ def _check_models(space: SearchSpace) -> None:
             resolve_model(str(name))
 
 
-def study_space(options: TuneOptions, task: TaskSpec, profile: DataProfile) -> SearchSpace:
+def study_space(
+    options: TuneOptions, task: TaskSpec, profile: DataProfile, cost: CostModel | None = None
+) -> SearchSpace:
     """The task's default search space with the settings' `space:` overrides (ranges, choices, fixed values)."""
-    return apply_overrides(default_space(task, profile, options.models), options.space)
+    return apply_overrides(default_space(task, profile, options.models, cost), options.space)
 
 
 def tune(
@@ -349,12 +361,9 @@ def tune(
     planned: list[StudyPlan] = []
 
     def make_task() -> tuple[TaskSpec, DataProfile, list[str]]:
-        planned.append(plan_study(options, client, llm_proposer.calls if llm_proposer else None))
-        ctx.baseline = planned[0].baseline
+        planned.append(plan_study(options, client, llm_proposer.calls if llm_proposer else None, ctx.executor))
+        ctx.baseline, ctx.cost = planned[0].baseline, planned[0].cost
         return planned[0].task, planned[0].profile, planned[0].notes
-
-    def make_space(task: TaskSpec, profile: DataProfile):  # noqa: ANN202
-        return study_space(options, task, profile)
 
     with Store(options.db) as store, contextlib.ExitStack() as held:
         if any(s.name == name for s in store.list_studies()):
@@ -371,17 +380,15 @@ def tune(
             runs_dir=Path(options.runs_dir),
             name=name,
             make_task=make_task,
-            make_space=make_space,
             confirm=confirm or (lambda task, notes: None),
             settings=options,
         )
         study_ref: list[int] = []
 
         def make_space_and_proposer(task: TaskSpec, profile: DataProfile):  # noqa: ANN202
-            space = make_space(task, profile)
-            opening = planned[0].opening if planned else default_values(task, space, profile)
-            ctx.proposer = _proposer(store, study_ref, options, task, llm_proposer, opening)
-            return space
+            # The plan's space: it was priced at this machine's speed (the stronger model joins if affordable).
+            ctx.proposer = _proposer(store, study_ref, options, task, llm_proposer, planned[0].opening)
+            return planned[0].space
 
         ctx.make_space = make_space_and_proposer
         return _run(ctx, {}, study_ref)

@@ -51,6 +51,15 @@ class BaseExecutor(ABC):
         """How many trials this executor's hardware runs well at once (`--parallel auto`): one per GPU, say."""
         return 1
 
+    def measure_speed(self, task: TaskSpec, config: TrialConfig, work_dir: Path) -> float | None:
+        """Training samples/s of `config` where this executor's trials run, measured now; None: it cannot tell.
+
+        A cost model's prior prices one kind of machine; this prices the one at hand (a GPU, a busy
+        laptop) before the first trial. The default measures nothing: an executor whose trials may land
+        on other machines (a Ray cluster) leaves the price to the first trial's refit.
+        """
+        return None
+
     def warm_up(self) -> None:  # noqa: B027 - optional hook
         """Get ready for the next trial in the background (start a worker, say), so it starts sooner."""
 

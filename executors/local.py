@@ -29,6 +29,10 @@ EXIT_GRACE_S = 30.0  # after its final event a worker gets this long to exit bef
 # few threads, so several narrow trials keep the cores busier than one wide one; fewer cores each and the
 # per-step overhead and memory of every extra trial win.
 CPU_CORES_PER_TRIAL = 4
+# `measure_speed`: training steps timed after step 1 (whose window holds the warm-up), each its own progress
+# window; then the probe is stopped, long before its end, so it neither evaluates nor saves.
+PROBE_STEPS = 6
+PROBE_TIMEOUT_S = 120.0  # loading, tokenizing (cached for the trials) and the steps; past it, no measurement
 
 
 def cpu_cores() -> int:
@@ -221,6 +225,31 @@ class LocalExecutor(BaseExecutor):
         on_event: EventCallback | None = None,
         timeout_s: float | None = None,
     ) -> TrialResult:
+        return self._run(task, config, trial_dir, on_event, timeout_s, warm_next=self.prewarm)
+
+    def measure_speed(self, task: TaskSpec, config: TrialConfig, work_dir: Path) -> float | None:
+        """Training samples/s of `config` on the device (and cores) its trial would get: a few steps, then stopped."""
+        last = 1 + PROBE_STEPS
+        # Under 40 steps in all, the worker reports every step (see `training.run_trial`); it is stopped at `last`.
+        probe = TrialConfig.model_validate({**config.model_dump(), "max_steps": 3 * last})
+
+        def enough(event: TrialEvent) -> None:
+            if event.kind == "progress" and (event.step or 0) >= last:
+                raise StopTrial("measured")
+
+        # No standby worker starts while it trains: its imports would take the cores being measured.
+        result = self._run(task, probe, work_dir, enough, PROBE_TIMEOUT_S, warm_next=False)
+        return result.metrics.get(TRAIN_SPEED)  # out of time after a few windows, it still measured them
+
+    def _run(
+        self,
+        task: TaskSpec,
+        config: TrialConfig,
+        trial_dir: Path,
+        on_event: EventCallback | None,
+        timeout_s: float | None,
+        warm_next: bool,
+    ) -> TrialResult:
         trial_dir = Path(trial_dir).resolve()
         trial_dir.mkdir(parents=True, exist_ok=True)
         (trial_dir / "task.json").write_text(task.model_dump_json(indent=2))
@@ -240,7 +269,7 @@ class LocalExecutor(BaseExecutor):
         )
 
         def started_training(event: TrialEvent) -> None:
-            if self.prewarm and event.step == 1:
+            if warm_next and event.step == 1:
                 # Training has begun: start the next trial's worker (on this device) while this one trains.
                 self.warm_up(place)
 

@@ -20,6 +20,7 @@ from agent.space import optimizer_steps
 from agent.study import plan_study, tune
 from agent.understand import profile_data, understand
 from executors.base import StopTrial
+from executors.local import LocalExecutor
 from memory.errors import UserError
 from memory.records import TRAIN_SPEED, FailureKind, TrialEvent, TrialRecord, TrialResult, TrialState, TuneOptions
 from tests.fakes import FakeExecutor
@@ -30,6 +31,9 @@ def setting(reviews_csv):  # noqa: ANN001, ANN201
     profile = profile_data(reviews_csv)
     task = understand("fresh or rotten", reviews_csv, profile=profile).spec
     return task, profile
+
+
+MINILM, MPNET = "sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/all-mpnet-base-v2"
 
 
 def _config(**kw):  # noqa: ANN003, ANN202
@@ -81,6 +85,42 @@ def test_a_trial_stopped_early_refits_the_price_by_the_speed_it_trained_at(setti
     assert cost.seconds_per_unit == pytest.approx(slow)
 
 
+def test_a_measured_speed_prices_the_measured_config_at_that_speed(setting):
+    task, profile = setting
+    cost = CostModel(task, profile)
+    config = _config(epochs=1, max_length=64)
+    cost.calibrate(config, 50.0)  # training samples/s
+    samples, eval_samples, _, _, _ = cost.units(config)
+    assert cost.estimate(config).seconds == pytest.approx(
+        cost.start_seconds + (samples + EVAL_SHARE * eval_samples) / 50
+    )
+    assert cost.measured and cost.fitted_on == 0  # finished trials still refit it
+
+
+def test_the_plan_prices_trials_at_this_machines_measured_speed(reviews_csv, tmp_path, trial_env):
+    options = TuneOptions(description="fresh or rotten, 10 trials", data=str(reviews_csv))
+    with LocalExecutor(device="cpu", prewarm=False, env=trial_env) as executor:
+        plan = plan_study(options, executor=executor)
+    (note,) = [n for n in plan.notes if n.startswith("priced at this machine's speed, measured just now: ")]
+    assert "training samples/s (all-MiniLM-L6-v2, up to" in note
+    assert plan.cost.measured and plan.cost.seconds_per_unit != PRIOR_SECONDS_PER_UNIT
+    assert plan.opening_cost == plan.cost.estimate(plan.space.to_config(plan.opening))
+    unmeasured = plan_study(options, executor=FakeExecutor())  # an executor that cannot tell (Ray, say)
+    assert not unmeasured.cost.measured and any("speed was not measured" in n for n in unmeasured.notes)
+
+
+def test_a_fast_machine_affords_the_stronger_model_in_a_short_budget(reviews_csv):
+    class Gpu(FakeExecutor):
+        def measure_speed(self, task, config, work_dir):  # noqa: ANN001, ANN201
+            return 3000.0  # training samples/s: a GPU, not 2 CPU cores
+
+    options = TuneOptions(description="fresh or rotten", data=str(reviews_csv), time=120)
+    on_cpu, on_gpu = plan_study(options), plan_study(options, executor=Gpu())
+    assert on_cpu.space.fixed["model"] == MINILM  # at the prior's price, MPNet trials do not fit 2 minutes
+    assert on_gpu.space.param("model").choices == (MINILM, MPNET)
+    assert on_gpu.opening_cost.seconds < on_cpu.opening_cost.seconds
+
+
 def test_the_deadline_guard_stops_a_trial_once_its_speed_shows_it_cannot_finish(setting):
     task, profile = setting
     cost = CostModel(task, profile)
@@ -122,11 +162,16 @@ def test_a_real_trial_that_cannot_finish_is_stopped_early_and_the_study_says_wha
     data = tmp_path / "reviews.csv"
     make_demo_data.make(data, rows=8000, seed=0)
     monkeypatch.setattr("agent.cost.PRIOR_SECONDS_PER_UNIT", PRIOR_SECONDS_PER_UNIT / 20)
+
+    class Unmeasured(LocalExecutor):  # priced by the prior (as on Ray): measured, it would not start the opening
+        def measure_speed(self, task, config, work_dir):  # noqa: ANN001, ANN201
+            return None
+
     options = TuneOptions(
         description="fresh or rotten", data=str(data), time=45, db=str(tmp_path / "s.db"),
         runs_dir=str(tmp_path / "runs"), name="slow-machine", warm_start=False, pruner="none",
     )  # fmt: skip
-    outcome = tune(options)
+    outcome = tune(options, executor=Unmeasured())
     (first,) = outcome.trials  # nothing else fits what is left at the speed it measured
     assert first.failure_kind == FailureKind.timeout and first.message.startswith("stopped at step"), first.message
     assert first.metrics[TRAIN_SPEED] > 0  # stopped by the guard (not at the wall), with its speed measured

