@@ -83,6 +83,7 @@ def run_case(name: str, folder: Path, rows: int, busy: int) -> dict[str, float |
         plain_s = time.perf_counter() - started
         with LocalExecutor() as executor:
             started = time.perf_counter()
+            executor.warm_up()  # as a study does: the worker imports while the task is read
             measured = plan_study(options, executor=executor)
             probe_s = time.perf_counter() - started - plain_s
             config = measured.space.to_config(measured.opening)

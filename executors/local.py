@@ -32,6 +32,7 @@ CPU_CORES_PER_TRIAL = 4
 # `measure_speed`: training steps timed after step 1 (whose window holds the warm-up), each its own progress
 # window; then the probe is stopped, long before its end, so it neither evaluates nor saves.
 PROBE_STEPS = 6
+PROBE_ENOUGH_S = 10.0  # or fewer steps (two at least), once they have taken this long: a slow machine shows soon
 PROBE_TIMEOUT_S = 120.0  # loading, tokenizing (cached for the trials) and the steps; past it, no measurement
 
 
@@ -233,8 +234,14 @@ class LocalExecutor(BaseExecutor):
         # Under 40 steps in all, the worker reports every step (see `training.run_trial`); it is stopped at `last`.
         probe = TrialConfig.model_validate({**config.model_dump(), "max_steps": 3 * last})
 
+        began: list[float] = []  # when step 1 was reported
+
         def enough(event: TrialEvent) -> None:
-            if event.kind == "progress" and (event.step or 0) >= last:
+            if event.kind != "progress" or not event.step:
+                return
+            if not began:
+                began.append(time.monotonic())
+            if event.step >= last or (event.step >= 3 and time.monotonic() - began[0] >= PROBE_ENOUGH_S):
                 raise StopTrial("measured")
 
         # No standby worker starts while it trains: its imports would take the cores being measured.

@@ -298,7 +298,8 @@ def test_measure_speed_times_a_few_steps_and_keeps_nothing(
     assert speed is not None and speed > 0
     events = [json.loads(line) for line in (tmp_path / "probe" / "events.jsonl").read_text().splitlines()]
     steps = [e["step"] for e in events if e["kind"] == "progress"]
-    assert steps == list(range(1, executors.local.PROBE_STEPS + 2))  # every step timed, stopped after the last
+    # Every step timed; stopped after PROBE_STEPS past step 1 (or after two, on a machine slow enough to show it).
+    assert steps == list(range(1, len(steps) + 1)) and 3 <= len(steps) <= executors.local.PROBE_STEPS + 1
     assert not any(e["kind"] in ("eval", "finished") for e in events)
     assert not (tmp_path / "probe" / "adapter").exists()
 
