@@ -284,8 +284,9 @@ def plan_study(
 ) -> StudyPlan:
     """Understand the task and check its data up front: data that cannot train is refused before any trial.
 
-    With an `executor`, the prices are this machine's: a few training steps of the opening, timed where
-    its trials will run (`BaseExecutor.measure_speed`), price every trial until trials refit it.
+    With an `executor` and a time budget, the prices are this machine's: a few training steps of the opening,
+    timed where its trials will run (`BaseExecutor.measure_speed`), price every trial until trials refit it.
+    Without a time budget the price only informs the estimates shown, and the prior spares the seconds.
 
     Raises:
         UserError: the description, flags or data cannot make a study (one line saying what and how to fix it).
@@ -299,7 +300,7 @@ def plan_study(
     _check_models(space)
     notes = [f"{field} from {source}" for field, source in understood.sources.items()] + notes
     cost = CostModel(task, profile)
-    if executor is not None:
+    if executor is not None and task.budget.max_seconds:  # the price decides what starts only in a time budget
         notes.append(measure_machine(executor, cost, space.to_config(default_values(task, space, profile))))
         space = study_space(options, task, profile, cost)  # the stronger model, if this machine affords it
     opening = fit_opening(space, default_values(task, space, profile), cost, task.budget.max_seconds)

@@ -98,9 +98,11 @@ def test_a_measured_speed_prices_the_measured_config_at_that_speed(setting):
 
 
 def test_the_plan_prices_trials_at_this_machines_measured_speed(reviews_csv, tmp_path, trial_env):
-    options = TuneOptions(description="fresh or rotten, 10 trials", data=str(reviews_csv))
+    options = TuneOptions(description="fresh or rotten", data=str(reviews_csv), time=600)
     with LocalExecutor(device="cpu", prewarm=False, env=trial_env) as executor:
         plan = plan_study(options, executor=executor)
+        trials_only = plan_study(options.model_copy(update={"time": None, "trials": 10}), executor=executor)
+    assert not trials_only.cost.measured  # without a time budget the price decides nothing: no seconds spent
     (note,) = [n for n in plan.notes if n.startswith("priced at this machine's speed, measured just now: ")]
     assert "training samples/s (all-MiniLM-L6-v2, up to" in note
     assert plan.cost.measured and plan.cost.seconds_per_unit != PRIOR_SECONDS_PER_UNIT
