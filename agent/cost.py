@@ -113,10 +113,14 @@ class CostModel:
         seconds = self.start_seconds + units * self.seconds_per_unit
         return TrialCost(seconds, samples, eval_samples, tokens, params)
 
+    def price_at(self, config: TrialConfig, samples_per_second: float) -> float:
+        """Seconds per unit of work, from `config`'s training samples/s."""
+        _, _, tokens, params, _ = self.units(config)
+        return 1.0 / (samples_per_second * tokens * params)
+
     def calibrate(self, config: TrialConfig, samples_per_second: float) -> None:
         """Price the work at a speed measured on this machine now: `config`'s training samples/s."""
-        _, _, tokens, params, _ = self.units(config)
-        self.seconds_per_unit = 1.0 / (samples_per_second * tokens * params)
+        self.seconds_per_unit = self.price_at(config, samples_per_second)
         self.measured = True
 
     def fit(self, trials: Sequence[TrialRecord]) -> None:
@@ -133,7 +137,7 @@ class CostModel:
                 prices.append(train / (samples * tokens * params))
                 starts.append(sum(t.durations.get(k, 0.0) for k in ("load", "tokenize")))
             elif t.state != TrialState.complete and speed:
-                prices.append(1.0 / (speed * tokens * params))
+                prices.append(self.price_at(t.config, speed))
         if prices:
             self.seconds_per_unit = statistics.median(prices)
             self.start_seconds = max(2.0, statistics.median(starts)) if starts else self.start_seconds
