@@ -1,13 +1,16 @@
 """The planner side of a study: everything between a user's description and the best adapter, except training.
 
-- `study`: the Python API (`tune`, `resume`, `plan_study`) that the CLI (`cli`) is a thin shell over.
-- `understand`: the description and a data profile become a `TaskSpec`, with where each field came from;
-  `refine` lets an LLM settle what the rules cannot.
-- `graph`: the study loop as a LangGraph `StateGraph` (understand, profile, propose, execute, observe, report).
-- `proposers/`: the portfolio of proposers (default start, warm start, Optuna sampler, LLM) behind one interface.
-- `space`, `budget`, `pruning`: the search space for a task, what a study may spend, early stopping.
-- `report`, `narrate`, `queries`, `view`: the written report, its LLM narrative, list/show/export, the live view.
-- `llm/`: the only way the rest of `agent` reaches an LLM.
+Its subpackages, each importing only those listed after it (and `executors`, `memory`):
+
+- `terminal`: the CLI (`autoglm`) and the live view, thin shells over `study`.
+- `study`: the Python API (`tune`, `resume`, `plan_study`), the study loop as a LangGraph graph, decoding, batches.
+- `reporting`: the written report, its plots and LLM narrative, and the read views (list, show, export).
+- `planning`: the search space, prices and budgets, pruning, the proposers, and the decoding search's space.
+- `understanding`: the description and a data profile become a `TaskSpec`; an LLM settles what the rules cannot.
+- `llm`: the only way the rest of `agent` reaches an LLM.
 
 It imports `memory` (records, store) and `executors` (running trials); neither imports it.
+`tests/test_layers.py` checks each subpackage's "May import" line against what it really imports.
+
+May import: executors, memory.
 """

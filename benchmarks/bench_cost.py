@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from agent.study import StudyPlan, plan_study  # noqa: E402
+from agent.study.run import StudyPlan, plan_study  # noqa: E402
 from executors.local import LocalExecutor  # noqa: E402
 from memory.records import TuneOptions  # noqa: E402
 

@@ -39,8 +39,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from agent.cost import pruning_savings  # noqa: E402
-from agent.study import tune  # noqa: E402
+from agent.planning.cost import pruning_savings  # noqa: E402
+from agent.study.run import tune  # noqa: E402
 from memory.records import FailureKind, TuneOptions, parse_duration, score_error  # noqa: E402
 
 
@@ -105,7 +105,7 @@ def main() -> None:
     with ExitStack() as stack:
         proposer = None
         if args.llm != "none":
-            from agent.proposers.llm import open_llm_proposer
+            from agent.planning.proposers.llm import open_llm_proposer
 
             proposer, note = open_llm_proposer(stack, args.llm)
             print(note)

@@ -3,7 +3,7 @@
     python benchmarks/bench_parallel.py [--quick] [--trials-per-slot 4] [--steps 8] [--executors local,ray]
 
 Each row runs one study of identical short MiniLM trials (Rotten Tomatoes
-snippets, packaged data, offline) through the real study loop (`agent.study.resume`
+snippets, packaged data, offline) through the real study loop (`agent.study.run.resume`
 of a study stored with its trials waiting, so every row does the same work).
 
     trials/h     trials finished per hour of the study's wall time (first start to last end)
@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 
 import make_demo_data  # noqa: E402
 
-from agent.study import resume  # noqa: E402
+from agent.study.run import resume  # noqa: E402
 from executors.base import BaseExecutor  # noqa: E402
 from executors.local import LocalExecutor, cpu_cores  # noqa: E402
 from memory.records import TrialRecord, TrialState  # noqa: E402

@@ -1,11 +1,11 @@
 """Planner benchmark at equal compute: the default trial alone, random, TPE with the default opening, our planner.
 
 Issue 10, point 9. Every method runs real LoRA trials of MiniLM through the public entry point
-`agent.study.tune`, on the same seeded train / validation / test rows per seed, so methods differ only in what
+`agent.study.run.tune`, on the same seeded train / validation / test rows per seed, so methods differ only in what
 they propose. The budget axis is compute, not trial counts, in two measures:
 
 - reference seconds, the primary axis: a deterministic price for the work each trial really did, so other
-  processes on a shared machine cannot disturb it. A trial costs `agent.cost.START_SECONDS` (loading, saving)
+  processes on a shared machine cannot disturb it. A trial costs `agent.planning.cost.START_SECONDS` (loading, saving)
   plus the share of `CostModel.units(config) * PRIOR_SECONDS_PER_UNIT` that it ran: all of it when it
   completed, the fraction of its training steps it reached when it was pruned or failed (its last step
   recorded in the store), so compute saved by pruning shows. The units are counted over the real numbers of
@@ -81,8 +81,8 @@ sys.path.insert(0, str(ROOT / "examples"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from agent.cost import PRIOR_SECONDS_PER_UNIT, START_SECONDS, CostModel  # noqa: E402
 from agent.llm.server import DEFAULT_LOCAL_MODEL  # noqa: E402
+from agent.planning.cost import PRIOR_SECONDS_PER_UNIT, START_SECONDS, CostModel  # noqa: E402
 from executors.models import canonical_name  # noqa: E402
 from memory.records import (  # noqa: E402
     DataProfile,
@@ -419,7 +419,7 @@ def options_for(task: BenchTask, data: SeedData, seed: int, method: str, workdir
 
 def prepare_seed(task: BenchTask, frame: Any, seed: int, workdir: Path, args: Any) -> SeedData:
     """Write the seed's splits and price the default opening trial, as the study itself will plan it."""
-    from agent.study import plan_study
+    from agent.study.run import plan_study
 
     train, val, test = write_splits(frame, seed, (args.train_rows, args.validation_rows, args.test_rows),
                                     workdir / "data" / f"{task.name}-s{seed}")  # fmt: skip
@@ -439,8 +439,8 @@ def run_study(
     task: BenchTask, method: str, seed: int, data: SeedData, workdir: Path, args: Any, stack: ExitStack
 ) -> dict[str, Any]:
     """One method's study on one seed, up to the largest budget; every finished trial with both prices."""
-    from agent.proposers.llm import open_llm_proposer
-    from agent.study import tune
+    from agent.planning.proposers.llm import open_llm_proposer
+    from agent.study.run import tune
     from memory.store import Store
 
     llm = RUN_METHODS[method][2]

@@ -34,10 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import agent.study  # noqa: E402
+import agent.understanding.refine  # noqa: E402
 from agent.llm.client import LlmClient  # noqa: E402
 from agent.llm.setup import open_llm  # noqa: E402
-from agent.understand import understand  # noqa: E402
+from agent.understanding.understand import understand  # noqa: E402
 from memory.errors import UserError  # noqa: E402
 from memory.records import PlannerCall, TuneOptions  # noqa: E402
 from tests.agent.understanding_corpus.corpus import (  # noqa: E402
@@ -56,10 +56,10 @@ HINT_FIELDS = ("task_type", "text_columns", "label_column", "metric")
 
 
 class HintRecorder:
-    """Wraps refine_task inside agent.study to keep the LLM's last suggestion (read_task keeps only notes)."""
+    """Wraps refine_task inside agent.understanding.refine to keep the LLM's last suggestion (read_task keeps only notes)."""
 
     def __init__(self) -> None:
-        self.original = agent.study.refine_task
+        self.original = agent.understanding.refine.refine_task
         self.last: dict[str, Any] = {}
 
     def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -67,11 +67,11 @@ class HintRecorder:
         return self.last
 
     def __enter__(self) -> HintRecorder:
-        agent.study.refine_task = self
+        agent.understanding.refine.refine_task = self
         return self
 
     def __exit__(self, *exc: object) -> None:
-        agent.study.refine_task = self.original
+        agent.understanding.refine.refine_task = self.original
 
 
 def run_with_llm(
@@ -81,7 +81,7 @@ def run_with_llm(
     hints.last = {}
     options = TuneOptions(description=case.description, data=str(case.data))
     try:
-        understood, _, notes = agent.study.read_task(options, client, calls)
+        understood, _, notes = agent.understanding.refine.read_task(options, client, calls)
     except UserError as e:
         return Outcome(error=str(e)), Outcome(error=str(e))
     read = Outcome(understood.spec, sources=dict(understood.sources))

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from agent.study import tune  # noqa: E402
+from agent.study.run import tune  # noqa: E402
 from memory.records import TuneOptions  # noqa: E402
 
 

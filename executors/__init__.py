@@ -20,4 +20,6 @@ Public API (import from the modules; this package imports nothing heavy on purpo
   `autoglm.json` (a `memory.records.AdapterMeta`).
 - `executors.predict` - `predict(adapter_dir, inputs)`, `load_adapter(adapter_dir)`, `export_merged(adapter_dir, out)`.
 - `executors.models` - `resolve_model(name)`, `cache_dir()`.
+
+May import: memory.
 """

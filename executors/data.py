@@ -8,6 +8,7 @@ held-out rows. Features (columns, template, normalisation) are per trial.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import string
@@ -19,8 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from memory.errors import DataError
-from memory.records import TaskSpec, TaskType, TrialConfig
+from memory.errors import AutoGlmError, DataError
+from memory.records import DataProfile, TaskSpec, TaskType, TrialConfig
 
 MAX_LABELS = 1000
 MIN_ROWS_FOR_TEST = 100  # below this a test split would leave too little to train on and score by
@@ -393,3 +394,28 @@ def render_texts(df: pd.DataFrame, columns: tuple[str, ...], template: str | Non
             text = " ".join(_cell(record[c]) for c in columns if not _is_empty(record[c]))
         out.append(normalize_text(text, normalize))
     return out
+
+
+def split_rows(task: TaskSpec, profile: DataProfile) -> tuple[int, int, int]:
+    """About how many (train, eval, test) rows the trials see: the file's, capped by max_rows, less what is held out.
+
+    The same arithmetic as `prepare_splits`, from the profile; a validation or test file of the
+    user's own is counted (once per file), since evaluating it is part of every trial's price.
+    """
+    rows = min(profile.n_rows, task.max_rows or profile.n_rows)
+    test = round(rows * task.test_fraction) if not task.test_path and rows >= MIN_ROWS_FOR_TEST else 0
+    rows -= test
+    held = max(1, round(rows * task.validation_fraction))
+    if task.test_path:
+        test = _file_rows(task.test_path)
+    if task.validation_path:
+        return rows, _file_rows(task.validation_path), test
+    return max(1, rows - held), held, test
+
+
+@functools.lru_cache(maxsize=16)
+def _file_rows(path: str) -> int:
+    try:
+        return len(load_table(path))
+    except (OSError, ValueError, AutoGlmError):  # plan_study reports an unreadable file; a price only guesses
+        return 0

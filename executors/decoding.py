@@ -33,61 +33,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from executors.generation_config import decoding_from_generation_config
 from executors.processes import start_group, stop_group
 from memory.errors import AutoGlmError
 from memory.records import DECODING_METRICS, DecodingConfig, DecodingResult, TaskSpec, TrialConfig, TrialState
 
-GENERATION_CONFIG_FILE = "generation_config.json"  # transformers' own name: GenerationConfig.from_pretrained reads it
 READY_TIMEOUT_S = 600.0  # loading a model (converting a GGUF once) on a busy CPU box
-SAMPLING_DEFAULTS = {"temperature": 1.0, "top_p": 1.0, "top_k": 50}  # what generate() uses when a config says nothing
 
 
 class DecodingWorkerError(AutoGlmError):
     """The decoding worker could not start, or died."""
-
-
-# --------------------------------------------------------------------------- generation_config.json
-
-
-def save_generation_config(config: DecodingConfig, folder: str | Path) -> Path:
-    """Write `config` as the folder's `generation_config.json`, which `GenerationConfig.from_pretrained` reads."""
-    from transformers import GenerationConfig
-
-    values = {k: v for k, v in config.generate_kwargs().items() if v is not None}
-    GenerationConfig(**values).save_pretrained(str(folder))
-    return Path(folder) / GENERATION_CONFIG_FILE
-
-
-def decoding_from_generation_config(generation: Any, max_new_tokens: int) -> DecodingConfig | None:
-    """A transformers `GenerationConfig` as a DecodingConfig, with generate()'s defaults filled in; None if unfit.
-
-    `max_new_tokens` stands in when the config sets none: a bare `max_length` counts the prompt too, and
-    would say more about the prompt's length than about decoding.
-    """
-    sample = bool(getattr(generation, "do_sample", False))
-    values: dict[str, Any] = {
-        "do_sample": sample,
-        "num_beams": 1 if sample else int(getattr(generation, "num_beams", None) or 1),
-        "max_new_tokens": int(getattr(generation, "max_new_tokens", None) or max_new_tokens),
-        "repetition_penalty": float(getattr(generation, "repetition_penalty", None) or 1.0),
-    }
-    if sample:
-        for name, default in SAMPLING_DEFAULTS.items():
-            value = getattr(generation, name, None)
-            values[name] = default if value is None else value
-    try:
-        return DecodingConfig(**values)
-    except ValueError:
-        return None
-
-
-def read_generation_config(folder: str | Path, max_new_tokens: int = 32) -> DecodingConfig | None:
-    """The folder's `generation_config.json` as a DecodingConfig, or None when it has none (or one we cannot use)."""
-    if not (Path(folder) / GENERATION_CONFIG_FILE).is_file():
-        return None
-    from transformers import GenerationConfig
-
-    return decoding_from_generation_config(GenerationConfig.from_pretrained(str(folder)), max_new_tokens)
 
 
 # --------------------------------------------------------------------------- the scorer (in the worker)

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from pydantic import ValidationError
 
-from executors.decoding import read_generation_config
+from executors.generation_config import read_generation_config
 from executors.models import resolve_model
 from executors.tasks import GenerationHandler, TaskHandler, make_handler, to_device
 from executors.training import META_FILE, pick_device

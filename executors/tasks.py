@@ -533,3 +533,14 @@ def make_handler(task: TaskSpec, config: TrialConfig, labels: list[str] | None =
 
 def steps_per_epoch(n_examples: int, batch_size: int, grad_accum: int) -> int:
     return max(1, math.ceil(math.ceil(n_examples / batch_size) / grad_accum))
+
+
+def optimizer_steps(config: TrialConfig, train_rows: int) -> int:
+    """The optimizer steps `config` takes on `train_rows` rows (max_steps, else its epochs)."""
+    per_epoch = steps_per_epoch(train_rows, config.batch_size, config.grad_accum)
+    return config.max_steps or max(1, math.ceil(config.epochs * per_epoch))
+
+
+def learning_budget(config: TrialConfig, train_rows: int) -> float:
+    """Learning rate x optimizer steps: about how far the adapter can move from where it starts."""
+    return config.learning_rate * optimizer_steps(config, train_rows)

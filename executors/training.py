@@ -34,7 +34,7 @@ from memory.records import AdapterMeta, TaskSpec, TrialConfig
 META_FILE = "autoglm.json"
 TOKENIZED_VERSION = 3  # bump when encoding or splitting changes, so old caches are not reused (3: a test split)
 # A slow machine still reports at least this often: the live view moves, and the study sees early that a
-# trial cannot finish in the time left (agent.cost.DeadlineGuard).
+# trial cannot finish in the time left (agent.planning.cost.DeadlineGuard).
 PROGRESS_EVERY_S = 10.0
 DIVERGENCE_FACTOR = 4.0  # a logged loss this many times the first one means the run diverged
 

@@ -2,6 +2,8 @@
 
 `Store` is imported lazily so that importing `memory.records` (as every trial
 subprocess does) does not pull in sqlite-utils.
+
+May import: nothing of ours.
 """
 
 from __future__ import annotations

@@ -560,7 +560,7 @@ PrunerName = Literal["halving", "median", "none"]
 class SpaceOverride(_Record):
     """One search-space parameter as a study file sets it: a range (low/high), a list of choices, or a fixed value.
 
-    Applied over the task's default space by `agent.overrides.apply_overrides`, which checks every value
+    Applied over the task's default space by `agent.planning.overrides.apply_overrides`, which checks every value
     against the TrialConfig field of the same name.
     """
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cost import PRIOR_SECONDS_PER_UNIT, START_SECONDS
+from agent.planning.cost import PRIOR_SECONDS_PER_UNIT, START_SECONDS
 from memory.records import FailureKind, TaskSpec, TrialConfig, TrialRecord, TrialState
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -61,7 +61,7 @@ def test_a_real_three_trial_study_end_to_end(tmp_path, easy_reviews_csv):
 
     # ...and `autoglm predict` runs it on new text.
     done = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "predict", str(adapter), "A tender, funny film.", "--json"],
+        [sys.executable, "-m", "agent.terminal.cli", "predict", str(adapter), "A tender, funny film.", "--json"],
         capture_output=True,
         text=True,
         timeout=300,

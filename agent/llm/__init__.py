@@ -7,6 +7,8 @@
 - `server`: `LocalLlmServer`, `transformers serve` on 127.0.0.1 for `--llm local`.
 - `setup`: the `--llm` setting turned into a client (or none).
 
-What the answers are used for lives beside its user: proposing in `agent.proposers.llm`,
-task refinement in `agent.refine`, the report narrative in `agent.narrate`.
+What the answers are used for lives beside its user: proposing in `agent.planning.proposers.llm`,
+task refinement in `agent.understanding.refine`, the report narrative in `agent.reporting.narrate`.
+
+May import: executors, memory.
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from agent.proposers.base import BaseProposer, PlannerView, Proposal
+from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal
 from memory.records import (
     Budget,
     CategoricalParam,
@@ -44,7 +44,7 @@ PROFILE = DataProfile(path="tickets.csv", fingerprint="abc", n_rows=1000, n_labe
 
 def history(n: int, space: SearchSpace = SPACE) -> tuple[TrialRecord, ...]:
     """n finished trials with a smooth objective (best near lr=1e-3), one failure every fifth."""
-    from agent.proposers.classical import OptunaProposer
+    from agent.planning.proposers.classical import OptunaProposer
 
     trials: list[TrialRecord] = []
     proposer = OptunaProposer("random")

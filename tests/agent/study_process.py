@@ -21,7 +21,7 @@ WAIT_S = 900.0  # generous: the CI box may be shared; a quiet one needs a fracti
 def autoglm_command() -> list[str]:
     """The installed `autoglm` script next to this interpreter, else the same CLI via -m."""
     script = Path(sys.executable).with_name("autoglm")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "agent.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "agent.terminal.cli"]
 
 
 def start_study(

@@ -11,8 +11,8 @@ import yaml
 from typer.testing import CliRunner
 
 import agent.study
-from agent.batch import BatchStudy, load_batch, run_batch
-from agent.cli import app
+from agent.study.batch import BatchStudy, load_batch, run_batch
+from agent.terminal.cli import app
 from memory.errors import UserError
 from tests.fakes import FakeExecutor
 

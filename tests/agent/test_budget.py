@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.budget import BudgetTracker
+from agent.planning.budget import BudgetTracker
 from memory.records import (
     Budget,
     BudgetSpent,

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from agent.cli import app
+from agent.terminal.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 import agent.study
-from agent.cli import app
+from agent.terminal.cli import app
 from memory.store import Store
 from tests.fakes import FakeExecutor
 

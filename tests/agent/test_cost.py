@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cost import (
+from agent.planning.cost import (
     EVAL_SHARE,
     PRIOR_SECONDS_PER_UNIT,
     START_SECONDS,
@@ -16,11 +16,11 @@ from agent.cost import (
     busy_machine,
     fit_opening,
 )
-from agent.space import optimizer_steps
 from agent.study import plan_study, tune
-from agent.understand import profile_data, understand
+from agent.understanding.understand import profile_data, understand
 from executors.base import StopTrial
 from executors.local import LocalExecutor
+from executors.tasks import optimizer_steps
 from memory.errors import UserError
 from memory.records import TRAIN_SPEED, FailureKind, TrialEvent, TrialRecord, TrialResult, TrialState, TuneOptions
 from tests.fakes import FakeExecutor
@@ -163,7 +163,7 @@ def test_a_real_trial_that_cannot_finish_is_stopped_early_and_the_study_says_wha
         sys.path.pop(0)
     data = tmp_path / "reviews.csv"
     make_demo_data.make(data, rows=8000, seed=0)
-    monkeypatch.setattr("agent.cost.PRIOR_SECONDS_PER_UNIT", PRIOR_SECONDS_PER_UNIT / 20)
+    monkeypatch.setattr("agent.planning.cost.PRIOR_SECONDS_PER_UNIT", PRIOR_SECONDS_PER_UNIT / 20)
 
     class Unmeasured(LocalExecutor):  # priced by the prior (as on Ray): measured, it would not start the opening
         def measure_speed(self, task, config, work_dir):  # noqa: ANN001, ANN201
@@ -212,7 +212,7 @@ def test_an_opening_out_of_time_runs_again_made_cheaper_at_the_measured_speed(re
 
 def test_a_tight_budget_gets_a_cheaper_opening_or_a_clear_refusal(setting, tmp_path):
     task, profile = setting
-    from agent.space import default_space, default_values
+    from agent.planning.space import default_space, default_values
 
     space = default_space(task, profile)
     cost = CostModel(task, profile)

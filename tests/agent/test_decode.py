@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.decode import DecodingSpace, propose_decoding
+from agent.planning.decoding import DecodingSpace, propose_decoding
 from memory.records import DecodingConfig, DecodingTrialRecord, Direction, TrialState, best_decoding
 from tests.agent.study_process import autoglm_command, read_db, stop_study, study_stderr
 from tests.executors.conftest import phonemes_jsonl  # noqa: F401 - the cmudict fixture, shared
@@ -187,8 +187,8 @@ def test_a_generation_study_ends_with_decoding_no_worse_than_greedy(
 
 
 def test_the_llm_picks_among_the_samplers_candidates_or_the_sampler_runs() -> None:
-    from agent.decode import LlmDecodingPicker, decoding_candidates
     from agent.llm.client import LlmClient
+    from agent.planning.decoding import LlmDecodingPicker, decoding_candidates
     from memory.records import TaskSpec
     from tests.agent.scripted_llm import ScriptedLlmServer
 
@@ -211,7 +211,7 @@ def test_the_llm_picks_among_the_samplers_candidates_or_the_sampler_runs() -> No
 
 
 def test_a_time_budget_keeps_its_decoding_share_out_of_the_lora_search() -> None:
-    from agent.decode import reserve_decoding_time
+    from agent.study.decode import reserve_decoding_time
     from memory.records import Budget, TaskSpec, TuneOptions
 
     task = TaskSpec(task_type="generation", train_path="p.jsonl", text_columns=("input",), label_column="output",

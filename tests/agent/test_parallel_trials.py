@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 
 import agent.study
-from agent.graph import StudyContext, StudySnapshot, decide
 from agent.llm.prompts import describe_history
-from agent.proposers.base import PlannerView
-from agent.proposers.classical import OptunaProposer
+from agent.planning.proposers.base import PlannerView
+from agent.planning.proposers.classical import OptunaProposer
 from agent.study import resume, tune
+from agent.study.graph import StudyContext, StudySnapshot, decide
 from executors.local import LocalExecutor
 from memory.records import FailureKind, TrialEvent, TrialResult, TrialState, TuneOptions
 from memory.store import Store
@@ -283,9 +283,9 @@ def test_once_the_study_stops_proposing_the_trials_in_flight_finish_and_count(
     tmp_path: Path, reviews_csv: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     contexts: list[StudyContext] = []
-    real_context = agent.study._context
+    real_context = agent.study.run._context
     monkeypatch.setattr(
-        agent.study, "_context", lambda *a, **kw: contexts.append(real_context(*a, **kw)) or contexts[-1]
+        agent.study.run, "_context", lambda *a, **kw: contexts.append(real_context(*a, **kw)) or contexts[-1]
     )
 
     def stop_when_the_short_one_ends(snapshot: StudySnapshot) -> None:

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 
 from agent.llm.client import LlmClient
-from agent.proposers.llm import LlmProposer
+from agent.planning.proposers.llm import LlmProposer
 from agent.study import plan_study, tune
 from memory.records import CategoricalParam, TuneOptions
 from tests.agent.scripted_llm import ScriptedLlmServer

@@ -1,10 +1,10 @@
 import pytest
 
-from agent.proposers.base import PlannerView, Proposal
-from agent.proposers.classical import OptunaProposer
-from agent.proposers.llm import ECHO_SOURCE
-from agent.proposers.portfolio import PortfolioProposer, source_stats
-from agent.space import default_space, default_values
+from agent.planning.proposers.base import PlannerView, Proposal
+from agent.planning.proposers.classical import OptunaProposer
+from agent.planning.proposers.llm import ECHO_SOURCE
+from agent.planning.proposers.portfolio import PortfolioProposer, source_stats
+from agent.planning.space import default_space, default_values
 from memory.records import FailureKind, TrialRecord, TrialState
 from tests.agent.proposer_contract import PROFILE, SPACE, TASK, assert_inside, check_contract, history
 
@@ -116,7 +116,7 @@ def test_allocation_follows_results():
 
 
 def test_default_space_fits_its_defaults(reviews_csv):
-    from agent.understand import profile_data, understand
+    from agent.understanding.understand import profile_data, understand
 
     profile = profile_data(reviews_csv)
     task = understand("fresh or rotten", reviews_csv, profile=profile).spec
@@ -133,7 +133,7 @@ def test_default_space_fits_its_defaults(reviews_csv):
 
 def test_an_unreachable_llm_is_dropped_after_repeated_errors():
     from agent.llm.client import LlmClient, LlmSettings
-    from agent.proposers.llm import LlmProposer
+    from agent.planning.proposers.llm import LlmProposer
 
     client = LlmClient(LlmSettings(base_url="http://127.0.0.1:9/v1", model="x", timeout_s=2, max_retries=0))
     portfolio = PortfolioProposer(
@@ -162,7 +162,7 @@ def test_the_llm_gets_an_early_slot_so_its_share_can_be_measured():
     ],
 )
 def test_the_default_start_takes_enough_steps_for_its_data(reviews_csv, rows, max_rows, batch_size, epochs):
-    from agent.understand import profile_data, understand
+    from agent.understanding.understand import profile_data, understand
 
     profile = profile_data(reviews_csv).model_copy(update={"n_rows": rows})
     task = understand("fresh or rotten", reviews_csv, profile=profile, max_rows=max_rows).spec

@@ -1,6 +1,6 @@
 import pytest
 
-from agent.pruning import TrialPruner
+from agent.planning.pruning import TrialPruner
 from executors.base import StopTrial
 from memory.records import Direction, TrialEvent
 from tests.agent.proposer_contract import TASK

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from agent.queries import export_study, render_detail, study_detail, study_rows
+from agent.reporting.queries import export_study, render_detail, study_detail, study_rows
 from memory.errors import StoreError, UserError
 from memory.records import BudgetSpent, TrialResult, TuneOptions
 from memory.store import Store

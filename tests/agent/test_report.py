@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.report import SECTIONS, best_so_far, noise_line, recorded_narrative, template_narrative, write_report
+from agent.reporting.report import (
+    SECTIONS,
+    best_so_far,
+    noise_line,
+    recorded_narrative,
+    template_narrative,
+    write_report,
+)
 from agent.study import load_config, plan_study, tune
 from memory.records import Direction, PlannerCall, TuneOptions, best_trial
 from memory.store import Store
@@ -164,7 +171,7 @@ def test_the_report_says_why_a_lead_within_the_noise_did_not_win():
 
 
 def test_the_gain_over_the_floor_comes_with_its_noise(finished):
-    from agent.report import score_lines
+    from agent.reporting.report import score_lines
 
     _, outcome = finished
     study, best = outcome.study, outcome.best

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from agent.proposers.base import PlannerView
-from agent.proposers.classical import OptunaProposer
-from agent.space import UNDERTRAINED_RATIO, default_space, default_values, learning_budget, prior_region, split_rows
+from agent.planning.proposers.base import PlannerView
+from agent.planning.proposers.classical import OptunaProposer
+from agent.planning.space import UNDERTRAINED_RATIO, default_space, default_values, prior_region
+from executors.data import split_rows
+from executors.tasks import learning_budget
 from memory.records import (
     Budget,
     ColumnProfile,

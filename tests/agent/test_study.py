@@ -8,9 +8,9 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from agent.cli import app
-from agent.graph import decide, route_start
 from agent.study import load_config, options_from, resume, tune
+from agent.study.graph import decide, route_start
+from agent.terminal.cli import app
 from memory.errors import UserError
 from memory.records import FailureKind, TrialState, TuneOptions
 from memory.store import Store
@@ -190,7 +190,7 @@ def test_the_report_leads_with_the_held_out_score_and_the_floor(tmp_path, review
 
 
 def test_no_proposer_ever_sees_a_test_score(tmp_path, reviews_csv, monkeypatch):
-    from agent.proposers.classical import OptunaProposer
+    from agent.planning.proposers.classical import OptunaProposer
 
     seen: list[dict] = []
     original = OptunaProposer.propose

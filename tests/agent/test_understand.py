@@ -3,7 +3,7 @@ import json
 import pandas as pd
 import pytest
 
-from agent.understand import describe, parse_budget, profile_data, understand
+from agent.understanding.understand import describe, parse_budget, profile_data, understand
 from memory.errors import UserError
 from memory.records import DataProfile, Direction, TaskType, parse_duration
 
@@ -195,7 +195,7 @@ def test_too_many_classes_names_the_count_and_the_limit(tmp_path):
 
 def _with_llm(path, description: str, answer: dict):  # noqa: ANN001, ANN202
     from agent.llm.client import LlmClient
-    from agent.study import read_task
+    from agent.understanding.refine import read_task
     from memory.records import TuneOptions
     from tests.agent.scripted_llm import ScriptedLlmServer
 

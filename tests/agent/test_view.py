@@ -7,9 +7,9 @@ import json
 
 from rich.console import Console
 
-from agent import view
-from agent.graph import StudySnapshot
-from agent.space import split_rows
+from agent.study.graph import StudySnapshot
+from agent.terminal import view
+from executors.data import split_rows
 from memory.records import Budget, BudgetSpent, StudyRecord, TrialEvent, TrialRecord, TrialState
 from tests.agent.proposer_contract import PROFILE, SPACE, TASK
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.proposers.base import PlannerView
-from agent.proposers.warm_start import WarmStartProposer, fit_config, model_family, similarity
+from agent.planning.proposers.base import PlannerView
+from agent.planning.proposers.warm_start import WarmStartProposer, fit_config, model_family, similarity
 from memory.records import (
     Budget,
     CategoricalParam,

@@ -7,12 +7,8 @@ from pathlib import Path
 import pytest
 from transformers import GenerationConfig
 
-from executors.decoding import (
-    DecodingScorer,
-    decoding_from_generation_config,
-    read_generation_config,
-    save_generation_config,
-)
+from executors.decoding import DecodingScorer
+from executors.generation_config import decoding_from_generation_config, read_generation_config, save_generation_config
 from executors.predict import load_adapter, predict
 from memory.records import DecodingConfig, TaskSpec
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.proposers.base import PlannerView
-from agent.proposers.classical import OptunaProposer
+from agent.planning.proposers.base import PlannerView
+from agent.planning.proposers.classical import OptunaProposer
 from executors.training import degenerate
 from memory.records import FailureKind, TrialConfig, TrialRecord, TrialState, best_trial
 from tests.agent.proposer_contract import PROFILE, SPACE, TASK

@@ -20,9 +20,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agent.graph import StudySnapshot
-from agent.pruning import TrialPruner
+from agent.planning.pruning import TrialPruner
 from agent.study import make_executor, plan_study, resume
+from agent.study.graph import StudySnapshot
 from executors.local import LocalExecutor
 from executors.ray import RayExecutor, _pack, _reads, _unpack
 from memory.errors import UserError

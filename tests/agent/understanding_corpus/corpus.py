@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from agent.understand import profile_data, understand
+from agent.understanding.understand import profile_data, understand
 from memory.errors import UserError
 from memory.records import Budget, DataProfile, TaskSpec
 

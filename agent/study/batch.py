@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.study import StudyOutcome, options_from, read_settings_file, read_yaml, resolve_data_paths, study_name
+from agent.study.run import StudyOutcome
+from agent.study.settings import options_from, read_settings_file, read_yaml, resolve_data_paths, study_name
 from memory.errors import UserError
 from memory.records import TuneOptions
 

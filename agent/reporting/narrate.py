@@ -1,6 +1,6 @@
 """The report's narrative: a finished study told in a short plain paragraph by the LLM, when there is one.
 
-`agent.report` writes the report from the store alone; `narrate_report` adds
+`agent.reporting.report` writes the report from the store alone; `narrate_report` adds
 the paragraph it may open with (prompts/report.md). Markdown and code in the
 answer are stripped; an LLM that fails gives None and the report goes without.
 """

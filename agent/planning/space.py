@@ -13,10 +13,12 @@ few hundred rows: both predict the majority class).
 
 from __future__ import annotations
 
-import functools
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from agent.planning.cost import CostModel
+from executors.data import split_rows
+from executors.models import offline_models
 from memory.records import (
     CategoricalParam,
     DataProfile,
@@ -28,9 +30,6 @@ from memory.records import (
     TaskType,
     TrialConfig,
 )
-
-if TYPE_CHECKING:
-    from agent.cost import CostModel
 
 DEFAULT_MODELS: dict[TaskType, tuple[str, ...]] = {
     TaskType.classification: ("sentence-transformers/all-MiniLM-L6-v2",),
@@ -139,9 +138,6 @@ def default_models(task: TaskSpec, profile: DataProfile | None, cost: CostModel 
 
     `cost` prices its trials (this machine's measured speed); without one, the prior's idle 2-core CPU.
     """
-    from agent.cost import CostModel
-    from executors.models import offline_models
-
     models = DEFAULT_MODELS[task.task_type]
     seconds = task.budget.max_seconds
     # Not installed: the hub may have it, but a study that would download 440 MB must be asked for by name.
@@ -203,50 +199,6 @@ def prior_region(space: SearchSpace, opening: dict[str, Any]) -> SearchSpace:
 # H200, 400 training rows), none of the 63 finished trials with 5-10x less beat the opening (mean -0.27
 # macro-F1, 10 more collapsed to one class); at 3-5x less, 6 of 19 did, by up to 0.017.
 UNDERTRAINED_RATIO = 5
-
-
-def optimizer_steps(config: TrialConfig, train_rows: int) -> int:
-    """The optimizer steps `config` takes on `train_rows` rows (max_steps, else its epochs)."""
-    from executors.tasks import steps_per_epoch
-
-    per_epoch = steps_per_epoch(train_rows, config.batch_size, config.grad_accum)
-    return config.max_steps or max(1, math.ceil(config.epochs * per_epoch))
-
-
-def learning_budget(config: TrialConfig, train_rows: int) -> float:
-    """Learning rate x optimizer steps: about how far the adapter can move from where it starts."""
-    return config.learning_rate * optimizer_steps(config, train_rows)
-
-
-MIN_ROWS_FOR_TEST = 100  # as executors.data: smaller data spares no test split
-
-
-def split_rows(task: TaskSpec, profile: DataProfile) -> tuple[int, int, int]:
-    """About how many (train, eval, test) rows the trials see: the file's, capped by max_rows, less what is held out.
-
-    The same arithmetic as `executors.data.prepare_splits`, from the profile; a validation or test file of the
-    user's own is counted (once per file), since evaluating it is part of every trial's price.
-    """
-    rows = min(profile.n_rows, task.max_rows or profile.n_rows)
-    test = round(rows * task.test_fraction) if not task.test_path and rows >= MIN_ROWS_FOR_TEST else 0
-    rows -= test
-    held = max(1, round(rows * task.validation_fraction))
-    if task.test_path:
-        test = _file_rows(task.test_path)
-    if task.validation_path:
-        return rows, _file_rows(task.validation_path), test
-    return max(1, rows - held), held, test
-
-
-@functools.lru_cache(maxsize=16)
-def _file_rows(path: str) -> int:
-    from executors.data import load_table
-    from memory.errors import AutoGlmError
-
-    try:
-        return len(load_table(path))
-    except (OSError, ValueError, AutoGlmError):  # plan_study reports an unreadable file; a price only guesses
-        return 0
 
 
 def _enough_updates(wanted: dict[str, Any], space: SearchSpace, train_rows: int | None) -> None:

@@ -14,7 +14,7 @@ Order of business for each slot:
    so an LLM that only echoes falls to the floor of its share.
 
 An LLM slot: the optimiser offers `CANDIDATES` configs (its own first choice
-first) and the LLM picks one (see `agent.proposers.llm`). Only a pick other than
+first) and the LLM picks one (see `agent.planning.proposers.llm`). Only a pick other than
 the optimiser's first choice is the LLM's; an LLM that gives no valid pick hands
 its slot back to the optimiser's first candidate, and the trial says so.
 
@@ -32,9 +32,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from agent.proposers.base import BaseProposer, PlannerView, Proposal
-from agent.proposers.classical import OptunaProposer
-from agent.proposers.llm import CANDIDATES, ECHO_SOURCE
+from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal
+from agent.planning.proposers.classical import OptunaProposer
+from agent.planning.proposers.llm import CANDIDATES, ECHO_SOURCE
 from memory.errors import InvalidProposal
 from memory.records import (
     CategoricalParam,

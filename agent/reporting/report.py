@@ -24,9 +24,11 @@ from typing import Any
 
 import yaml
 
-from agent.cost import pruning_savings
-from agent.narrate import REPORT_TEMPLATE, plain_paragraph
-from agent.plots import (
+from agent.planning.cost import pruning_savings
+from agent.planning.proposers.base import PlannerView
+from agent.planning.proposers.portfolio import source_stats
+from agent.reporting.narrate import REPORT_TEMPLATE, plain_paragraph
+from agent.reporting.plots import (
     MIN_TRIALS_FOR_IMPORTANCE,
     TOP_LOSS_CURVES,
     Plot,
@@ -35,8 +37,6 @@ from agent.plots import (
     plot_param_importance,
     plot_trials_by_source,
 )
-from agent.proposers.base import PlannerView
-from agent.proposers.portfolio import source_stats
 from memory.records import (
     AdapterMeta,
     DecodingTrialRecord,
@@ -217,7 +217,7 @@ def param_importances(study: StudyRecord, trials: Sequence[TrialRecord]) -> tupl
         return None, "Skipped: every parameter was fixed, so none was tuned."
     import optuna
 
-    from agent.proposers.classical import OptunaProposer
+    from agent.planning.proposers.classical import OptunaProposer
 
     history = OptunaProposer("random").study_from_history(PlannerView(study.task, study.space, study.profile,
                                                                       tuple(trials)))  # fmt: skip
@@ -610,7 +610,7 @@ def decoding_section(r: ReportInputs) -> list[str]:
     """Each decoding config's score (mean ± spread over seeds), the best, and its gain over greedy and the default."""
     if not r.decoding:
         return []
-    from agent.decode import DECODING_FOLDER, decoding_gain, decoding_metric
+    from agent.planning.decoding import DECODING_FOLDER, decoding_gain, decoding_metric
 
     task = r.study.task
     metric = decoding_metric(task)

@@ -1,4 +1,4 @@
-"""`autoglm`: a thin shell over agent.study and agent.queries. Each command parses, calls one function, renders."""
+"""`autoglm`: a thin shell over the `agent.study` API and `agent.reporting.queries`; each command parses, calls, renders."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def handle_errors(fn: F) -> F:
 
 
 def _confirm(yes: bool, as_json: bool = False) -> Callable[[Any, list[str]], None]:
-    from agent.understand import describe
+    from agent.understanding.understand import describe
 
     def confirm(task: Any, notes: list[str]) -> None:
         if as_json:  # stdout carries only JSON lines for scripts; a script never answers a prompt
@@ -83,7 +83,7 @@ def _print_json(event: dict[str, Any]) -> None:
 
 def _live(stack: ExitStack, as_json: bool = False) -> Callable[[Any], None]:
     """JSON events for scripts; the live view on a terminal; one line per finished trial otherwise."""
-    from agent import view
+    from agent.terminal import view
 
     if as_json:
         previous: list[Any] = [None]
@@ -110,7 +110,7 @@ def _live(stack: ExitStack, as_json: bool = False) -> Callable[[Any], None]:
 
 
 def _llm_proposer(stack: ExitStack, llm: str, model: str | None, quiet: bool = False) -> Any:
-    from agent.proposers.llm import open_llm_proposer
+    from agent.planning.proposers.llm import open_llm_proposer
 
     proposer, note = open_llm_proposer(stack, llm, model)
     if note and not quiet:
@@ -120,7 +120,7 @@ def _llm_proposer(stack: ExitStack, llm: str, model: str | None, quiet: bool = F
 
 def _dry_run(options: Any, as_json: bool) -> None:
     from agent.study import make_executor, plan_study
-    from agent.understand import describe
+    from agent.understanding.understand import describe
 
     with ExitStack() as stack:
         proposer = _llm_proposer(stack, options.llm, options.llm_model, quiet=True)
@@ -331,7 +331,7 @@ def tune(
         _dry_run(options, as_json)
         return
     if options.decode_only:
-        from agent.decode import tune_decoding
+        from agent.study.decode import tune_decoding
 
         with ExitStack() as stack:
             client = getattr(_llm_proposer(stack, options.llm, options.llm_model), "client", None)
@@ -368,7 +368,7 @@ def resume(
     with Store(path, create=False) as store:
         settings = store.get_study(study).settings
     if settings.decode_only:
-        from agent.decode import resume_decoding
+        from agent.study.decode import resume_decoding
 
         with ExitStack() as stack:
             client = getattr(_llm_proposer(stack, llm or settings.llm, settings.llm_model), "client", None)
@@ -390,7 +390,7 @@ def list_studies(
 
     Example: autoglm list --json
     """
-    from agent.queries import study_rows
+    from agent.reporting.queries import study_rows
     from memory.store import Store
 
     with Store(_db(db), create=False) as store:
@@ -426,7 +426,7 @@ def show(
 
     Example: autoglm show fresh-or-rotten-20250101-120000
     """
-    from agent.queries import study_detail
+    from agent.reporting.queries import study_detail
     from memory.store import Store
 
     with Store(_db(db), create=False) as store:
@@ -434,7 +434,7 @@ def show(
     if as_json:
         print(json.dumps(detail, indent=2, default=str))
         return
-    from agent.queries import render_detail
+    from agent.reporting.queries import render_detail
 
     out.print(render_detail(detail))
 
@@ -451,7 +451,7 @@ def export(
 
     Example: autoglm export fresh-or-rotten-20250101-120000 --format csv -o trials.csv
     """
-    from agent.queries import export_study
+    from agent.reporting.queries import export_study
     from memory.store import Store
 
     if fmt not in ("csv", "json"):
@@ -507,7 +507,7 @@ def status(
 
     Example: autoglm status
     """
-    from agent.queries import study_activity
+    from agent.reporting.queries import study_activity
     from memory.store import Store
 
     with Store(_db(db), create=False) as store:
@@ -554,8 +554,8 @@ def report(
 
     Example: autoglm report fresh-or-rotten-20250101-120000 --open
     """
-    from agent.report import write_report
-    from agent.study import check_writable
+    from agent.reporting.report import write_report
+    from agent.study.settings import check_writable
     from memory.store import Store
 
     with Store(_db(db), create=False) as store:
@@ -581,9 +581,9 @@ def batch(
 
     Example: autoglm batch examples/batch.yaml --out results/
     """
-    from agent.batch import load_batch, run_batch, write_summary
-    from agent.study import check_writable
     from agent.study import tune as run_tune
+    from agent.study.batch import load_batch, run_batch, write_summary
+    from agent.study.settings import check_writable
 
     studies = load_batch(file, overrides={"db": db} if db else None, fallback={"db": _db(None)})
     summary_dir = out_dir or file.parent

@@ -15,13 +15,13 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from agent.report import LEADERBOARD_PARAMS, _fmt, best_so_far
-from agent.space import split_rows
+from agent.reporting.report import LEADERBOARD_PARAMS, _fmt, best_so_far
+from executors.data import split_rows
 from executors.tasks import steps_per_epoch
 from memory.records import Budget, BudgetSpent, StudyRecord, TrialEvent, TrialRecord, TrialState, best_trial
 
 if TYPE_CHECKING:
-    from agent.graph import StudySnapshot
+    from agent.study.graph import StudySnapshot
 
 STATE_STYLE = {
     TrialState.complete: "green",

@@ -3,39 +3,33 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
-import re
-import signal
-import tempfile
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-from pydantic import ValidationError
-
-from agent.budget import BudgetTracker
-from agent.cost import CostModel, TrialCost, busy_machine, duration_text, fit_opening, measure_machine
-from agent.decode import decoding_phase, reserve_decoding_time
-from agent.graph import StudyContext, StudySnapshot, StudyState, build_graph, recursion_limit
-from agent.narrate import narrate_report
-from agent.overrides import apply_overrides, check_overrides
-from agent.proposers.base import BaseProposer
-from agent.proposers.classical import OptunaProposer
-from agent.proposers.portfolio import PortfolioProposer
-from agent.proposers.warm_start import WarmStartProposer
-from agent.queries import study_detail
-from agent.refine import refine_task
-from agent.report import write_report
-from agent.space import default_space, default_values
-from agent.understand import AmbiguousLabel, Understood, profile_data, understand, with_label_count
+from agent.planning.budget import BudgetTracker
+from agent.planning.cost import CostModel, TrialCost, busy_machine, duration_text, fit_opening, measure_machine
+from agent.planning.overrides import apply_overrides
+from agent.planning.proposers.base import BaseProposer
+from agent.planning.proposers.classical import OptunaProposer
+from agent.planning.proposers.portfolio import PortfolioProposer
+from agent.planning.proposers.warm_start import WarmStartProposer
+from agent.planning.space import default_space, default_values
+from agent.reporting.narrate import narrate_report
+from agent.reporting.queries import study_detail
+from agent.reporting.report import write_report
+from agent.study.decode import decoding_phase, reserve_decoding_time
+from agent.study.graph import StudyContext, StudySnapshot, StudyState, build_graph, recursion_limit
+from agent.study.settings import check_options, check_writable, study_name
+from agent.understanding.refine import read_task
+from agent.understanding.understand import with_label_count
 from executors.base import BaseExecutor
 from executors.baseline import tfidf_baseline
 from executors.data import prepare_splits
 from executors.local import LocalExecutor
 from executors.models import resolve_model
+from executors.processes import sigterm_as_interrupt
 from memory.errors import UserError
 from memory.records import (
     BaselineScore,
@@ -56,72 +50,6 @@ from memory.study_lock import study_lock
 if TYPE_CHECKING:
     from agent.llm.client import LlmClient
 
-FLAG = {"task_type": "task", "text_columns": "text", "label_column": "label", "metric": "metric"}
-
-
-def options_from(values: Mapping[str, Any], source: str = "the settings") -> TuneOptions:
-    """Validate settings from flags or a config file into TuneOptions; a mistake is one UserError line.
-
-    Raises:
-        UserError: an unknown key (with a did-you-mean), or a value of the wrong type or range.
-    """
-    known = list(TuneOptions.model_fields)
-    for key in values:
-        if key not in TuneOptions.model_fields:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known settings: {', '.join(known)}"
-            raise UserError(f"{source}: unknown setting {key!r}; {hint}")
-    try:
-        options = TuneOptions.model_validate(dict(values))
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "settings"
-        message = first["msg"].removeprefix("Value error, ")
-        raise UserError(f"{source}: {where} = {first.get('input')!r} is not allowed: {message}") from None
-    try:
-        check_overrides(options.space)  # a typo in `space:` is found now, not after the data is read
-    except UserError as e:
-        raise UserError(f"{source}: {e}") from None
-    return options
-
-
-def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> TuneOptions:
-    """Read a YAML (or JSON) study config, with `overrides` (the flags) on top, into validated TuneOptions."""
-    path = Path(path)
-    raw = read_settings_file(path)
-    options_from(raw, f"config file {path}")  # the file's own mistakes are named as the file's
-    return options_from({**raw, **(overrides or {})}, f"{path} with the flags")
-
-
-def read_settings_file(path: Path) -> dict[str, Any]:
-    """A YAML (or JSON) file's mapping of settings, its relative data paths made relative to the file; unchecked."""
-    raw = read_yaml(path, "config file") or {}
-    if not isinstance(raw, dict):
-        raise UserError(f"config file {path} must hold a mapping of settings, like `data: reviews.csv`")
-    return resolve_data_paths(raw, path.parent)
-
-
-def read_yaml(path: Path, what: str) -> Any:
-    """A YAML (or JSON) file's content; a missing file or a syntax error is one UserError line naming `what`."""
-    if not path.exists():
-        raise UserError(f"{what} {path} does not exist")
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise UserError(f"{what} {path} is not valid YAML{where}: {problem}") from None
-
-
-def resolve_data_paths(settings: dict[str, Any], base: Path) -> dict[str, Any]:
-    """Relative data paths made relative to `base`, the folder of the file naming them: files travel with data."""
-    for key in ("data", "validation_data", "test_data"):
-        if isinstance(settings.get(key), str) and not Path(settings[key]).is_absolute():
-            settings[key] = str((base / settings[key]).resolve())
-    return settings
-
-
 @dataclass
 class StudyOutcome:
     """What a finished (or stopped) study produced."""
@@ -133,39 +61,6 @@ class StudyOutcome:
     stop_reason: str | None
     interrupted: bool = False
     warnings: list[str] = field(default_factory=list)
-
-
-def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, (list, tuple)) else value
-
-
-def study_name(options: TuneOptions) -> str:
-    base = options.description or Path(options.data).stem
-    slug = re.sub(r"[^a-z0-9]+", "-", base.lower()).strip("-")[:32].strip("-") or "study"
-    return f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def check_writable(folder: Path, what: str, fix: str) -> None:
-    """Prove that `folder`, or the nearest folder above it that exists, takes a file; creates nothing.
-
-    Tried, not asked of os.access, which says yes to root even on a read-only mount.
-
-    Raises:
-        UserError: it cannot be written (a file in the way, no rights, a read-only disk).
-    """
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
-    try:
-        if not existing.is_dir():
-            raise NotADirectoryError(f"{existing} is a file")
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as e:
-        raise UserError(f"cannot write {what} {folder} ({e.strerror or e}); {fix}") from None
-
-
-def _check_options(options: TuneOptions) -> None:
-    if not options.data:
-        raise UserError("no data given; pass --data FILE (CSV, JSONL, Parquet or CoNLL)")
 
 
 def _proposer(
@@ -182,67 +77,6 @@ def _proposer(
     warm = WarmStartProposer(store, study_id_ref) if options.warm_start else None
     sampler = OptunaProposer(options.sampler, prior_around=defaults)
     return PortfolioProposer(sampler, llm=llm, warm_start=warm, defaults=defaults)
-
-
-def read_task(
-    options: TuneOptions, client: LlmClient | None = None, calls: list[PlannerCall] | None = None
-) -> tuple[Understood, DataProfile, list[str]]:
-    """The task spec from the description and the data profile: by the rules, with the LLM as a second opinion.
-
-    Where the rules cannot decide (two label candidates, say) the LLM's choice is taken and checked against
-    the data; where they can, the LLM's disagreements come back as notes for the user, never applied.
-    Its calls are appended to `calls`.
-    """
-    profile = profile_data(options.data)
-    notes: list[str] = []
-    given: dict[str, Any] = {
-        "task_type": options.task_type.value if options.task_type else None,
-        "text_columns": list(options.text_columns) if options.text_columns else None,
-        "label_column": options.label,
-        "metric": options.metric,
-    }
-    common = dict(
-        profile=profile,
-        validation_data=options.validation_data,
-        test_data=options.test_data,
-        budget=options.budget(),
-        max_rows=options.max_rows,
-        seed=options.seed,
-    )
-    try:
-        understood = understand(options.description, options.data, **common, **given)
-    except AmbiguousLabel as ambiguous:
-        if client is None:
-            raise
-        # The rules narrowed the label to a few columns: the LLM may pick one of them, and nothing else.
-        hint = refine_task(client, options.description, profile, {}, calls=calls)
-        if hint.get("label_column") not in ambiguous.candidates:
-            raise
-        understood = understand(
-            options.description, options.data, **common, **{**given, "label_column": hint["label_column"]}
-        )
-        understood.sources["label_column"] = (
-            "LLM, among "
-            + ", ".join(ambiguous.candidates)
-            + (f": {hint['rationale']}" if hint.get("rationale") else "")
-        )
-    else:
-        if client is not None:
-            # The rules settled it; the LLM's second opinion is shown, not applied over a sure answer.
-            task = understood.spec
-            draft = {
-                "task_type": task.task_type.value,
-                "text_columns": list(task.text_columns),
-                "label_column": task.label_column,
-                "metric": task.metric,
-            }
-            hint = refine_task(client, options.description, profile, draft, calls=calls)
-            notes = [
-                f"the LLM suggests {k} = {hint[k]} (pass --{FLAG[k]} to use it)"
-                for k in draft
-                if k in hint and _plain(hint[k]) != _plain(draft[k])
-            ]
-    return understood, profile, notes
 
 
 @dataclass(frozen=True)
@@ -291,7 +125,7 @@ def plan_study(
     Raises:
         UserError: the description, flags or data cannot make a study (one line saying what and how to fix it).
     """
-    _check_options(options)
+    check_options(options)
     understood, profile, notes = read_task(options, client, calls)
     task = reserve_decoding_time(understood.spec, options)  # generation: the decoding phase's share of the time
     splits = prepare_splits(task)  # read, clean, dedupe and split once now, as every trial will
@@ -352,9 +186,9 @@ def tune(
         llm_proposer: the LLM member of the portfolio, or None for the classical planner alone.
         executor: runs the trials (default: a LocalExecutor, one subprocess per trial).
     """
-    _check_options(options)
+    check_options(options)
     if options.decode_only:
-        raise UserError("a decode-only study trains nothing: run it with agent.decode.tune_decoding")
+        raise UserError("a decode-only study trains nothing: run it with agent.study.decode.tune_decoding")
     name = options.name or study_name(options)
 
     client = getattr(llm_proposer, "client", None)
@@ -408,7 +242,7 @@ def resume(
     with Store(db, create=False) as store, contextlib.ExitStack() as held:
         study = store.get_study(name)
         if study.settings.decode_only:
-            raise UserError(f"study {study.name!r} tunes decoding only: resume it with agent.decode.resume_decoding")
+            raise UserError(f"study {study.name!r} tunes decoding only: resume it with agent.study.decode.resume_decoding")
         if study.status == "complete" and not extra_trials:
             raise UserError(f"study {study.name!r} is already complete; pass --trials N to run N more")
         held.enter_context(study_lock(Path(study.run_dir), study.name))  # before its "running" trials are requeued
@@ -502,30 +336,12 @@ def _report_writer(llm_proposer: BaseProposer | None) -> Callable[[Store, StudyR
     return write
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C so a `kill` stops the study cleanly too."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _run(ctx: StudyContext, state: StudyState, study_ref: list[int]) -> StudyOutcome:
     graph = build_graph(ctx)
     limit = recursion_limit(ctx.task) if ctx.task else 10_000
     final: dict[str, Any] = dict(state)
     interrupted = False
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         try:
             ctx.executor.warm_up()  # the first trial's worker loads torch while the task is read and confirmed
             # stream so the study id is known (for warm start and for a clean Ctrl-C) as soon as it exists

@@ -4,7 +4,7 @@ The Optuna study is rebuilt from the stored history on every call, so the
 sampler's state survives a crash or a resume for free and the database stays
 the single source of truth. Given the opening trial's values, the sampler's
 first, random trials are drawn from the prior region around them
-(`agent.space.prior_region`) instead of the whole space. Afterwards the prior
+(`agent.planning.space.prior_region`) instead of the whole space. Afterwards the prior
 still rules out under-trained configs: a sampler pick whose learning budget
 (learning rate x steps) is `UNDERTRAINED_RATIO` times below the opening's is
 passed over for the sampler's next pick, and after `PRIOR_TRIES` such picks
@@ -21,8 +21,10 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState as OptunaState
 
-from agent.proposers.base import BaseProposer, PlannerView, Proposal
-from agent.space import UNDERTRAINED_RATIO, learning_budget, prior_region, split_rows
+from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal
+from agent.planning.space import UNDERTRAINED_RATIO, prior_region
+from executors.data import split_rows
+from executors.tasks import learning_budget
 from memory.errors import InvalidProposal
 from memory.records import (
     CategoricalParam,

@@ -40,9 +40,10 @@ from agent.llm.calls import flatten, planner_call
 from agent.llm.client import LlmClient, LlmReply, LlmUnavailable
 from agent.llm.parsing import MAX_RATIONALE_CHARS, LlmJsonError, find_objects, parse_all, rationale_of
 from agent.llm.setup import open_llm
-from agent.proposers.base import BaseProposer, PlannerView, Proposal
-from agent.proposers.classical import OptunaProposer
-from agent.space import learning_budget, split_rows
+from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal
+from agent.planning.proposers.classical import OptunaProposer
+from executors.data import split_rows
+from executors.tasks import learning_budget
 from memory.records import (
     CategoricalParam,
     FailureKind,

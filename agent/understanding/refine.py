@@ -1,6 +1,6 @@
 """The LLM's second opinion on a task: check a rule-based draft against the data, keep what fits.
 
-`agent.understand` settles a task by rules; when there is an LLM, `refine_task`
+`agent.understanding.understand` settles a task by rules; when there is an LLM, `refine_task`
 asks it (prompts/understand.md) and `validate_task_answer` keeps only the
 suggestions that name this data's real columns, a known task type and a known
 metric. The rules' draft always stands without it: an LLM that fails gives {}.
@@ -17,7 +17,8 @@ from agent.llm import prompts
 from agent.llm.calls import describe_error, flatten, planner_call
 from agent.llm.client import LlmClient
 from agent.llm.parsing import MAX_RATIONALE_CHARS, LlmJsonError, find_objects, parse_lenient, rationale_of
-from memory.records import METRIC_DIRECTION, DataProfile, PlannerCall, PlannerOutcome, TaskType
+from agent.understanding.understand import AmbiguousLabel, Understood, profile_data, understand
+from memory.records import METRIC_DIRECTION, DataProfile, PlannerCall, PlannerOutcome, TaskType, TuneOptions
 
 log = logging.getLogger(__name__)
 
@@ -156,3 +157,71 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "value"):  # enums
         return value.value
     return value
+
+
+FLAG = {"task_type": "task", "text_columns": "text", "label_column": "label", "metric": "metric"}
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def read_task(
+    options: TuneOptions, client: LlmClient | None = None, calls: list[PlannerCall] | None = None
+) -> tuple[Understood, DataProfile, list[str]]:
+    """The task spec from the description and the data profile: by the rules, with the LLM as a second opinion.
+
+    Where the rules cannot decide (two label candidates, say) the LLM's choice is taken and checked against
+    the data; where they can, the LLM's disagreements come back as notes for the user, never applied.
+    Its calls are appended to `calls`.
+    """
+    profile = profile_data(options.data)
+    notes: list[str] = []
+    given: dict[str, Any] = {
+        "task_type": options.task_type.value if options.task_type else None,
+        "text_columns": list(options.text_columns) if options.text_columns else None,
+        "label_column": options.label,
+        "metric": options.metric,
+    }
+    common = dict(
+        profile=profile,
+        validation_data=options.validation_data,
+        test_data=options.test_data,
+        budget=options.budget(),
+        max_rows=options.max_rows,
+        seed=options.seed,
+    )
+    try:
+        understood = understand(options.description, options.data, **common, **given)
+    except AmbiguousLabel as ambiguous:
+        if client is None:
+            raise
+        # The rules narrowed the label to a few columns: the LLM may pick one of them, and nothing else.
+        hint = refine_task(client, options.description, profile, {}, calls=calls)
+        if hint.get("label_column") not in ambiguous.candidates:
+            raise
+        understood = understand(
+            options.description, options.data, **common, **{**given, "label_column": hint["label_column"]}
+        )
+        understood.sources["label_column"] = (
+            "LLM, among "
+            + ", ".join(ambiguous.candidates)
+            + (f": {hint['rationale']}" if hint.get("rationale") else "")
+        )
+    else:
+        if client is not None:
+            # The rules settled it; the LLM's second opinion is shown, not applied over a sure answer.
+            task = understood.spec
+            draft = {
+                "task_type": task.task_type.value,
+                "text_columns": list(task.text_columns),
+                "label_column": task.label_column,
+                "metric": task.metric,
+            }
+            hint = refine_task(client, options.description, profile, draft, calls=calls)
+            notes = [
+                f"the LLM suggests {k} = {hint[k]} (pass --{FLAG[k]} to use it)"
+                for k in draft
+                if k in hint and _plain(hint[k]) != _plain(draft[k])
+            ]
+    return understood, profile, notes

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.space import optimizer_steps, split_rows
 from executors.base import BaseExecutor, StopTrial
+from executors.data import split_rows
 from executors.events import TrainingSpeed
 from executors.models import parameter_count
-from executors.tasks import steps_per_epoch
+from executors.tasks import optimizer_steps, steps_per_epoch
 from memory.errors import UserError
 from memory.records import (
     TRAIN_SPEED,

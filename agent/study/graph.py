@@ -31,10 +31,10 @@ from typing import Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
-from agent.budget import BudgetTracker
-from agent.cost import CostModel, DeadlineGuard, fit_opening
-from agent.proposers.base import BaseProposer, PlannerView, Proposal
-from agent.pruning import TrialPruner, eval_curve
+from agent.planning.budget import BudgetTracker
+from agent.planning.cost import CostModel, DeadlineGuard, fit_opening
+from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal
+from agent.planning.pruning import TrialPruner, eval_curve
 from executors.base import BaseExecutor
 from memory.errors import UserError
 from memory.records import (
