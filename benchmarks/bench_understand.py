@@ -56,7 +56,7 @@ HINT_FIELDS = ("task_type", "text_columns", "label_column", "metric")
 
 
 class HintRecorder:
-    """Wraps refine_task inside agent.understanding.refine to keep the LLM's last suggestion (read_task keeps only notes)."""
+    """Wraps `refine.refine_task` to keep the LLM's last suggestion (read_task keeps only notes)."""
 
     def __init__(self) -> None:
         self.original = agent.understanding.refine.refine_task

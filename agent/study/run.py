@@ -242,7 +242,7 @@ def resume(
     with Store(db, create=False) as store, contextlib.ExitStack() as held:
         study = store.get_study(name)
         if study.settings.decode_only:
-            raise UserError(f"study {study.name!r} tunes decoding only: resume it with agent.study.decode.resume_decoding")
+            raise UserError(f"study {study.name!r} tunes decoding only: resume it with `autoglm resume {study.name}`")
         if study.status == "complete" and not extra_trials:
             raise UserError(f"study {study.name!r} is already complete; pass --trials N to run N more")
         held.enter_context(study_lock(Path(study.run_dir), study.name))  # before its "running" trials are requeued
