@@ -1,4 +1,4 @@
-"""`autoglm`: a thin shell over the `agent.study` API and `agent.reporting.queries`; a command parses, calls, renders."""
+"""`autoglm`: a thin shell over the `agent.study` API and `agent.reporting.queries`: parse, call, render."""
 
 from __future__ import annotations
 
