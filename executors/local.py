@@ -12,13 +12,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
 from executors.base import BaseExecutor, EventCallback, StopTrial
-from executors.events import TrainingSpeed, parse_event
+from executors.events import follow_events
 from executors.processes import start_group, stop_group
 from memory.records import TRAIN_SPEED, FailureKind, TaskSpec, TrialConfig, TrialEvent, TrialResult, TrialState
 
@@ -360,99 +359,6 @@ class LocalExecutor(BaseExecutor):
             self._stopped.update({proc.pid: reason for proc in procs})
         for proc in procs:
             _kill(proc)
-
-
-@dataclass
-class FollowedEvents:
-    """What a trial's event stream told, up to where `follow_events` stopped reading it."""
-
-    final: TrialEvent | None = None  # its `finished` or `failed` event; None: the stream ended without one
-    last_eval: TrialEvent | None = None
-    last_step: int | None = None
-    stopped: TrialResult | None = None  # it timed out or was pruned (and was killed): how it ended
-    speed: TrainingSpeed = field(default_factory=TrainingSpeed)
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        """What a stopped trial measured: its last evaluation's metrics, and how fast it trained.
-
-        The speed (`TRAIN_SPEED`, the median window; step 1's holds the warm-up) prices the next trials
-        on this machine as it is now, even when no trial has finished yet.
-        """
-        metrics = dict(self.last_eval.metrics) if self.last_eval else {}
-        if self.speed.median is not None:
-            metrics[TRAIN_SPEED] = self.speed.median
-        return metrics
-
-
-def follow_events(
-    lines: queue.Queue[str | None],
-    on_event: EventCallback | None,
-    timeout_s: float | None,
-    *,
-    kill: Callable[[], None],
-    log: TextIO | None = None,
-    on_progress: EventCallback | None = None,
-) -> FollowedEvents:
-    """Read a trial's JSON-line events until its final event, the stream's end (None), its timeout or a StopTrial.
-
-    Every executor follows its trials with this one loop, so a timeout or a pruned trial reads the same on each.
-
-    Args:
-        lines: the event lines as they come; None ends the stream.
-        on_event: called in this thread with each event; a StopTrial from it prunes the trial.
-        timeout_s: wall-clock limit from now; past it the trial is killed and fails with `timeout`.
-        kill: stops the trial (called once, for a timeout or a StopTrial).
-        log: where each event line is appended, flushed as it comes (the trial's events.jsonl).
-        on_progress: called with each progress event before `on_event`.
-    """
-    deadline = time.monotonic() + timeout_s if timeout_s else None
-    seen = FollowedEvents()
-    while True:
-        wait = None if deadline is None else deadline - time.monotonic()
-        if wait is not None and wait <= 0:
-            kill()
-            where = f" at step {seen.last_step}" if seen.last_step is not None else " before the first step"
-            seen.stopped = TrialResult(
-                state=TrialState.failed,
-                failure_kind=FailureKind.timeout,
-                metrics=seen.metrics,
-                message=f"trial exceeded its {timeout_s:g} s limit{where} and was killed",
-            )
-            return seen
-        try:
-            line = lines.get(timeout=wait)
-        except queue.Empty:
-            continue
-        if line is None:
-            return seen
-        event = parse_event(line)
-        if event is None:
-            continue
-        if log is not None:
-            log.write(line if line.endswith("\n") else line + "\n")
-            log.flush()
-        seen.last_step = event.step if event.step is not None else seen.last_step
-        seen.speed.add(event)
-        if event.kind == "progress" and on_progress is not None:
-            on_progress(event)
-        if event.kind == "eval":
-            seen.last_eval = event
-        if event.kind in ("finished", "failed"):
-            seen.final = event
-        if on_event is not None:
-            try:
-                on_event(event)
-            except StopTrial as stop:
-                kill()
-                message = str(stop) or f"stopped at step {seen.last_step}"
-                state = TrialState.failed if stop.failure_kind else TrialState.pruned
-                seen.stopped = TrialResult(
-                    state=state, failure_kind=stop.failure_kind, metrics=seen.metrics, message=message
-                )
-                return seen
-        if seen.final is not None:
-            return seen
 
 
 class _Worker:

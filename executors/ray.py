@@ -9,7 +9,7 @@ of the CPUs. Inside it the trial runs exactly as it does locally: a `LocalExecut
 on that node starts `python -m executors.worker`, so the trainer, the event
 protocol and the way a result is read are one code path on both executors. The
 task yields each event as it comes; this process follows them with the same loop
-as the local executor (`executors.local.follow_events`), so pruning and timeouts
+as the local executor (`executors.events.follow_events`), so pruning and timeouts
 behave the same: a StopTrial or a timeout cancels the task (`ray.cancel(force=True)`,
 which kills its worker and the trial process with it).
 
@@ -43,7 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from executors.base import BaseExecutor, EventCallback
-from executors.local import CPU_CORES_PER_TRIAL, EXIT_GRACE_S, LocalExecutor, follow_events
+from executors.events import follow_events
+from executors.local import CPU_CORES_PER_TRIAL, EXIT_GRACE_S, LocalExecutor
 from memory.errors import UserError
 from memory.records import FailureKind, TaskSpec, TrialConfig, TrialResult, TrialState
 

@@ -29,7 +29,7 @@ from executors.data import feature_columns, prepare_splits
 from executors.events import EventWriter, TrialFailure
 from executors.models import cache_dir, resolve_model
 from executors.tasks import Example, TaskHandler, make_handler, steps_per_epoch, to_device
-from memory.records import AdapterMeta, TaskSpec, TrialConfig
+from memory.records import AdapterMeta, FailureKind, TaskSpec, TrialConfig
 
 META_FILE = "autoglm.json"
 TOKENIZED_VERSION = 3  # bump when encoding or splitting changes, so old caches are not reused (3: a test split)
@@ -353,7 +353,7 @@ def run_trial(task: TaskSpec, config: TrialConfig, trial_dir: Path, device_name:
     durations["train"] = time.perf_counter() - train_start - eval_time
     durations["eval"] = eval_time
     if reason := degenerate(metrics):
-        raise TrialFailure("degenerate", reason, metrics)
+        raise TrialFailure(FailureKind.degenerate, reason, metrics)
     test_metrics: dict[str, float] = {}
     if test:  # the held-out rows the planner never sees: scored once, for the report
         with timed(durations, "test"), autocast():
@@ -388,11 +388,11 @@ def degenerate(metrics: dict[str, float]) -> str | None:
 
 def _check_loss(loss: float, first: float | None, step: int) -> None:
     if not math.isfinite(loss):
-        raise TrialFailure("nan_loss", f"loss became {loss} at step {step}; lower the learning rate")
+        raise TrialFailure(FailureKind.nan_loss, f"loss became {loss} at step {step}; lower the learning rate")
     # The floor keeps a near-zero first loss (an easy batch) from making normal noise look like divergence.
     if first is not None and loss > DIVERGENCE_FACTOR * max(first, 0.5):
         raise TrialFailure(
-            "nan_loss",
+            FailureKind.nan_loss,
             f"loss diverged at step {step}: {loss:.3g} vs {first:.3g} at the start; lower the learning rate",
         )
 

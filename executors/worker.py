@@ -19,7 +19,10 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
+
+if TYPE_CHECKING:
+    from memory.records import FailureKind
 
 OOM_MARKERS = ("out of memory", "not enough memory", "can't allocate memory", "cannot allocate memory")
 
@@ -42,23 +45,24 @@ def _limit_memory() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (n, n))
 
 
-def failure_kind(error: BaseException) -> str:
-    """Map an exception to a FailureKind value."""
+def failure_kind(error: BaseException) -> FailureKind:
+    """The kind of failure an exception means."""
     from executors.events import TrialFailure
     from memory.errors import DataError
+    from memory.records import FailureKind
 
     if isinstance(error, TrialFailure):
         return error.kind
     if isinstance(error, DataError):
-        return "data_error"
+        return FailureKind.data_error
     if isinstance(error, MemoryError):
-        return "oom"
+        return FailureKind.oom
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(error, getattr(torch, "OutOfMemoryError", ())):
-        return "oom"
+        return FailureKind.oom
     if isinstance(error, RuntimeError) and any(m in str(error).lower() for m in OOM_MARKERS):
-        return "oom"
-    return "error"
+        return FailureKind.oom
+    return FailureKind.error
 
 
 def _preload() -> None:

@@ -16,17 +16,14 @@ that look like API keys are redacted from every free-text field.
 from __future__ import annotations
 
 import json
-import math
-import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar, get_args
+from typing import Any, get_args
 
-from pydantic import BaseModel
 from sqlite_utils import Database
 
 from memory import migrations
@@ -51,93 +48,13 @@ from memory.records import (
     TrialState,
     TuneOptions,
 )
+from memory.rows import decoding_record, dumps, finite_or_none, study_record, trial_record
+from memory.secrets import scrub_optional, scrub_settings, scrub_strings, scrub_text
 
-R = TypeVar("R", bound=BaseModel)
 BUSY_TIMEOUT_S = 30.0  # a reader's checkpoint or a second process can hold the write lock briefly
 SQLITE_HEADER = b"SQLite format 3\x00"
 FINISHED_STATES = (TrialState.complete, TrialState.pruned, TrialState.failed)
 REQUEUE_MESSAGE = "interrupted; queued again"
-
-# --------------------------------------------------------------------------- secrets
-
-REDACTED = "[redacted]"
-SECRET_KEY_PARTS = ("key", "token", "secret", "password", "authorization")
-_SECRET_PATTERNS = (
-    re.compile(r"\bBearer\s+[A-Za-z0-9._~+/=\-]{8,}", re.IGNORECASE),
-    re.compile(r"\bBasic\s+[A-Za-z0-9+/=]{12,}"),
-    re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"),  # OpenAI, Anthropic and most OpenAI-compatible servers
-    re.compile(r"\bhf_[A-Za-z0-9]{20,}"),  # Hugging Face
-    re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"),  # GitHub
-    re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}"),  # Slack
-    re.compile(r"\bAKIA[0-9A-Z]{16}\b"),  # AWS access key id
-)
-# `api_key=...`, `"password": "..."`, `Authorization: ...` written out in text.
-_SECRET_ASSIGNMENT = re.compile(
-    r"""((?:api[_-]?key|access[_-]?token|auth[_-]?token|secret|password|authorization)["']?\s*[:=]\s*["']?)"""
-    r"""(?!\[redacted\])([^\s"',;}\]]+)""",  # an already redacted value stays as it is
-    re.IGNORECASE,
-)
-
-
-def scrub_text(text: str) -> str:
-    """Redact substrings of `text` that look like API keys, bearer tokens or passwords."""
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(REDACTED, text)
-    return _SECRET_ASSIGNMENT.sub(lambda m: m.group(1) + REDACTED, text)
-
-
-def _is_secret_key(key: object) -> bool:
-    lowered = str(key).lower()
-    return any(part in lowered for part in SECRET_KEY_PARTS)
-
-
-def scrub_settings(value: Any, *, secret: bool = False) -> Any:
-    """Return `value` with secret-named keys redacted (recursively) and key-like strings scrubbed.
-
-    Numbers and booleans under a secret-looking key are kept: `max_new_tokens`
-    or `max_llm_tokens` are limits, not credentials.
-    """
-    if isinstance(value, Mapping):
-        return {k: scrub_settings(v, secret=secret or _is_secret_key(k)) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [scrub_settings(v, secret=secret) for v in value]
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    if secret:
-        return REDACTED
-    return scrub_text(value) if isinstance(value, str) else scrub_text(str(value))
-
-
-def scrub_strings(value: Any) -> Any:
-    """Return `value` with key-like substrings scrubbed from every string in it, whatever the keys are called.
-
-    For data (a profile's sample values): a column named `api_key` is data, not a secret to redact whole.
-    """
-    if isinstance(value, Mapping):
-        return {k: scrub_strings(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [scrub_strings(v) for v in value]
-    return scrub_text(value) if isinstance(value, str) else value
-
-
-def _scrub_optional(text: str | None) -> str | None:
-    return None if text is None else scrub_text(text)
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _dumps(value: Any) -> str:
-    # NaN and infinities are allowed on purpose: a NaN loss is data, and json.loads reads them back.
-    return json.dumps(value, allow_nan=True, default=str)
-
-
-def _loads(text: str | None, default: Any = None) -> Any:
-    return default if text is None else json.loads(text)
-
-
-def _finite_or_none(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
 
 
 class Store:
@@ -317,8 +234,8 @@ class Store:
                     "task_type": task.task_type.value,
                     "task": self._task_json(task),
                     "space": space.model_dump_json(),
-                    "settings": _dumps(scrub_settings(settings.model_dump(mode="json"))),
-                    "profile": _dumps(scrub_strings(profile.model_dump(mode="json")) if profile else {}),
+                    "settings": dumps(scrub_settings(settings.model_dump(mode="json"))),
+                    "profile": dumps(scrub_strings(profile.model_dump(mode="json")) if profile else {}),
                     "run_dir": str(run_dir),
                     "status": "running",
                     "created_at": now,
@@ -368,13 +285,13 @@ class Store:
                     row = self._study_row_by_id(int(key))
         if row is None:
             raise StoreError(f"no study {name_or_id!r} in {self.path}; see the studies with `autoglm list`")
-        return _study_record(row)
+        return study_record(row)
 
     def list_studies(self) -> list[StudyRecord]:
         """Every study, oldest first."""
         with self._read():
             rows = list(self._db.query("select * from studies order by created_at, id"))
-        return [_study_record(r) for r in rows]
+        return [study_record(r) for r in rows]
 
     def update_study(
         self,
@@ -401,7 +318,7 @@ class Store:
                 updates["spent"] = spent.model_dump_json()
                 updates["spent_at"] = updates["updated_at"]
             if warm_start_from is not None:
-                updates["warm_start_from"] = _dumps([str(n) for n in warm_start_from])
+                updates["warm_start_from"] = dumps([str(n) for n in warm_start_from])
             if best_trial_id is not None:
                 updates["best_trial_id"] = best_trial_id
             if finished_at is not None:
@@ -451,7 +368,7 @@ class Store:
                     "config": config.model_dump_json(),
                     "source": source,
                     "rationale": scrub_text(rationale),
-                    "repairs": _dumps([scrub_text(r) for r in repairs]),
+                    "repairs": dumps([scrub_text(r) for r in repairs]),
                     "metrics": "{}",
                     "durations": "{}",
                 },
@@ -485,7 +402,7 @@ class Store:
             f"update {table} set state = ?, started_at = ? where id = ?",
             [TrialState.running.value, time.time(), row[0]],
         )
-        return row[0]
+        return int(row[0])
 
     def record_event(self, trial_id: int, event: TrialEvent) -> None:
         """Keep a trial's event; progress and eval events also add rows to the metrics table."""
@@ -510,7 +427,7 @@ class Store:
                     "epoch": event.epoch,
                     "kind": event.kind,
                     "name": name,
-                    "value": _finite_or_none(value),
+                    "value": finite_or_none(value),
                     "time": event.time,
                 }
                 for name, value in values.items()
@@ -528,7 +445,7 @@ class Store:
                 "trial_id": trial_id,
                 "kind": event.kind,
                 "time": event.time,
-                "event": _dumps(event.model_dump(mode="json")),
+                "event": dumps(event.model_dump(mode="json")),
             }
         )
 
@@ -544,14 +461,14 @@ class Store:
                 trial_id,
                 {
                     "state": result.state.value,
-                    "objective": _finite_or_none(result.objective),
-                    "metrics": _dumps(result.metrics),
-                    "test_metrics": _dumps(result.test_metrics),
-                    "durations": _dumps(result.durations),
+                    "objective": finite_or_none(result.objective),
+                    "metrics": dumps(result.metrics),
+                    "test_metrics": dumps(result.test_metrics),
+                    "durations": dumps(result.durations),
                     "peak_memory_mb": result.peak_memory_mb,
                     "adapter_dir": result.adapter_dir,
                     "failure_kind": result.failure_kind.value if result.failure_kind else None,
-                    "message": _scrub_optional(result.message),
+                    "message": scrub_optional(result.message),
                     "finished_at": time.time(),
                 },
             )
@@ -596,12 +513,12 @@ class Store:
         """A study's trials, by number."""
         with self._read():
             rows = list(self._db.query("select * from trials where study_id = ? order by number", [study_id]))
-        return [_trial_record(r) for r in rows]
+        return [trial_record(r) for r in rows]
 
     def trial(self, trial_id: int) -> TrialRecord:
         """One trial by id."""
         with self._read():
-            return _trial_record(self._require_trial(trial_id))
+            return trial_record(self._require_trial(trial_id))
 
     def metric_curve(self, trial_id: int) -> list[dict[str, Any]]:
         """A trial's per-step metrics in the order recorded, one dict per value.
@@ -663,7 +580,7 @@ class Store:
                     "proposer": call.proposer,
                     "template": call.template,
                     "prompt": scrub_text(call.prompt),
-                    "response": _scrub_optional(call.response),
+                    "response": scrub_optional(call.response),
                     "latency_s": call.latency_s,
                     "prompt_tokens": call.prompt_tokens,
                     "completion_tokens": call.completion_tokens,
@@ -719,11 +636,11 @@ class Store:
                 trial_id,
                 {
                     "state": result.state.value,
-                    "objective": _finite_or_none(result.objective),
-                    "spread": _finite_or_none(result.spread),
-                    "scores": _dumps(list(result.scores)),
-                    "metrics": _dumps(result.metrics),
-                    "message": _scrub_optional(result.message),
+                    "objective": finite_or_none(result.objective),
+                    "spread": finite_or_none(result.spread),
+                    "scores": dumps(list(result.scores)),
+                    "metrics": dumps(result.metrics),
+                    "message": scrub_optional(result.message),
                     "finished_at": time.time(),
                 },
             )
@@ -741,89 +658,9 @@ class Store:
         """A study's decoding configs, by number."""
         with self._read():
             rows = list(self._db.query("select * from decoding_trials where study_id = ? order by number", [study_id]))
-        return [_decoding_record(r) for r in rows]
+        return [decoding_record(r) for r in rows]
 
     def decoding_trial(self, trial_id: int) -> DecodingTrialRecord:
         """One decoding config by id."""
         with self._read():
-            return _decoding_record(self._require_decoding_trial(trial_id))
-
-
-# --------------------------------------------------------------------------- rows to records
-
-
-def _study_record(row: dict[str, Any]) -> StudyRecord:
-    return StudyRecord(
-        id=row["id"],
-        name=row["name"],
-        task=TaskSpec.model_validate_json(row["task"]),
-        space=SearchSpace.model_validate_json(row["space"]),
-        settings=_lenient(TuneOptions, _loads(row["settings"], {})) or TuneOptions(),
-        profile=_lenient(DataProfile, _loads(row["profile"], {})),
-        run_dir=row["run_dir"],
-        status=row["status"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"] or row["created_at"],
-        finished_at=row["finished_at"],
-        spent=_lenient(BudgetSpent, _loads(row["spent"], {})) or BudgetSpent(),
-        spent_at=row["spent_at"],
-        warm_start_from=tuple(_loads(row["warm_start_from"], [])),
-        best_trial_id=row["best_trial_id"],
-        baseline=BaselineScore.model_validate_json(row["baseline"]) if row.get("baseline") else None,
-        stop_reason=row.get("stop_reason"),
-    )
-
-
-def _lenient(record: type[R], stored: Any) -> R | None:
-    """A record read back from a row written by an older version: unknown keys dropped, None if it no longer fits."""
-    if not isinstance(stored, dict) or not stored:
-        return None
-    try:
-        return record.model_validate({k: v for k, v in stored.items() if k in record.model_fields})
-    except ValueError:
-        return None
-
-
-def _trial_record(row: dict[str, Any]) -> TrialRecord:
-    return TrialRecord(
-        id=row["id"],
-        study_id=row["study_id"],
-        number=row["number"],
-        config=TrialConfig.model_validate_json(row["config"]),
-        source=row["source"],
-        rationale=row["rationale"] or "",
-        repairs=tuple(_loads(row["repairs"], [])),
-        state=row["state"],
-        objective=row["objective"],
-        metrics=_loads(row["metrics"], {}),
-        test_metrics=_loads(row.get("test_metrics"), {}),
-        durations=_loads(row["durations"], {}),
-        peak_memory_mb=row["peak_memory_mb"],
-        adapter_dir=row["adapter_dir"],
-        failure_kind=row["failure_kind"],
-        message=row["message"],
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-    )
-
-
-def _decoding_record(row: dict[str, Any]) -> DecodingTrialRecord:
-    return DecodingTrialRecord(
-        id=row["id"],
-        study_id=row["study_id"],
-        number=row["number"],
-        config=DecodingConfig.model_validate_json(row["config"]),
-        source=row["source"],
-        rationale=row["rationale"] or "",
-        target=row["target"],
-        state=row["state"],
-        objective=row["objective"],
-        spread=row["spread"],
-        scores=tuple(_loads(row["scores"], [])),
-        metrics=_loads(row["metrics"], {}),
-        message=row["message"],
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-    )
+            return decoding_record(self._require_decoding_trial(trial_id))

@@ -17,7 +17,7 @@ from memory.errors import UserError
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks here; one process per study is then up to the user
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # the module or None: mypy cannot type an optional import
 
 LOCK_NAME = ".study.lock"
 

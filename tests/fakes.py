@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from pathlib import Path
 
 from executors.base import BaseExecutor, EventCallback, StopTrial
@@ -22,13 +23,18 @@ def score(config: TrialConfig) -> float:
 
 
 class _Stop(threading.Event):
-    """Set by `stop_all` for one running trial; the trial checks it between steps."""
+    """Set by `stop_all` (or `lose_workers`) for one running trial; the trial checks it between steps."""
 
     reason = ""
+    lost = False  # the worker "died": the trial fails as worker_lost
 
 
 class FakeExecutor(BaseExecutor):
-    """Scores configs with `score`; fails with OOM when batch_size >= oom_batch_size."""
+    """Scores configs with `score`; fails with OOM when batch_size >= oom_batch_size.
+
+    It keeps the executor contract as the real executors do: a StopTrial prunes (or fails with its kind), a
+    timeout fails as `timeout`, `stop_all` prunes with its reason, and `lose_workers` fails as `worker_lost`.
+    """
 
     def __init__(self, steps: int = 3, step_seconds: float = 0.0, oom_batch_size: int | None = None) -> None:
         self.steps = steps
@@ -50,6 +56,7 @@ class FakeExecutor(BaseExecutor):
         emit = on_event or (lambda event: None)
         value = score(config)
         stop = _Stop()
+        deadline = time.monotonic() + timeout_s if timeout_s else None
         with self._lock:
             self._running.add(stop)
         try:
@@ -60,8 +67,18 @@ class FakeExecutor(BaseExecutor):
                     state=TrialState.failed, failure_kind=FailureKind.oom, message="out of memory (fake)"
                 )
             for step in range(1, self.steps + 1):
-                if stop.wait(self.step_seconds):  # the step's time, cut short by stop_all
+                if stop.wait(self.step_seconds):  # the step's time, cut short by stop_all or a lost worker
+                    if stop.lost:
+                        return TrialResult(
+                            state=TrialState.failed, failure_kind=FailureKind.worker_lost, message=stop.reason
+                        )
                     return TrialResult(state=TrialState.pruned, message=stop.reason)
+                if deadline is not None and time.monotonic() > deadline:
+                    return TrialResult(
+                        state=TrialState.failed,
+                        failure_kind=FailureKind.timeout,
+                        message=f"trial exceeded its {timeout_s:g} s limit at step {step - 1} and was killed",
+                    )
                 emit(TrialEvent(kind="progress", step=step, loss=1.0 / step, learning_rate=config.learning_rate))
                 emit(
                     TrialEvent(
@@ -69,7 +86,8 @@ class FakeExecutor(BaseExecutor):
                     )
                 )
         except StopTrial as stopped:
-            return TrialResult(state=TrialState.pruned, message=str(stopped))
+            state = TrialState.failed if stopped.failure_kind else TrialState.pruned
+            return TrialResult(state=state, failure_kind=stopped.failure_kind, message=str(stopped))
         finally:
             with self._lock:
                 self._running.discard(stop)
@@ -87,6 +105,14 @@ class FakeExecutor(BaseExecutor):
             adapter_dir=str(adapter),
             durations={"train": self.steps * self.step_seconds},
         )
+
+    def lose_workers(self) -> None:
+        """As if every running trial's worker process died (a kill -9, a lost node): each fails as worker_lost."""
+        with self._lock:
+            running = list(self._running)
+        for stop in running:
+            stop.reason, stop.lost = "the worker process died (fake)", True
+            stop.set()
 
     def stop_all(self, reason: str = "stopped by the study") -> None:
         """Stop every running fake trial at its next step; each returns `pruned` with `reason`."""

@@ -20,7 +20,9 @@ from memory.records import (
     DecodingTrialRecord,
     PlannerCall,
     TaskSpec,
+    TaskType,
     TrialState,
+    TuneOptions,
 )
 
 if TYPE_CHECKING:
@@ -263,3 +265,19 @@ def decoding_gain(trials: list[DecodingTrialRecord], best: DecodingTrialRecord |
 def decoding_metric(task: TaskSpec) -> str:
     """The metric decoding is tuned for: the task's own when decoding changes it, else exact match."""
     return task.metric if task.metric in DECODING_METRICS else "exact_match"
+
+
+def decoding_share(options: TuneOptions) -> float | None:
+    """Seconds of a time budget kept for the decoding phase; None when there is no time budget (or no phase)."""
+    if not options.decode or options.decode_only or options.time is None:
+        return None
+    return options.time * options.decode_share
+
+
+def reserve_decoding_time(task: TaskSpec, options: TuneOptions) -> TaskSpec:
+    """A generation task whose LoRA search leaves `decode_share` of the time budget to the decoding phase."""
+    kept = decoding_share(options)
+    if task.task_type != TaskType.generation or kept is None or task.budget.max_seconds is None:
+        return task
+    budget = task.budget.model_copy(update={"max_seconds": max(1.0, task.budget.max_seconds - kept)})
+    return task.model_copy(update={"budget": budget})

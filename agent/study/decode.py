@@ -36,6 +36,7 @@ from agent.planning.decoding import (
     decoding_candidates,
     decoding_gain,
     decoding_metric,
+    decoding_share,
 )
 from agent.study.settings import check_writable, study_name
 from agent.understanding.refine import read_task
@@ -205,22 +206,6 @@ def check_not_worse_than_greedy(
 
 
 # --------------------------------------------------------------------------- after a LoRA study
-
-
-def decoding_share(options: TuneOptions) -> float | None:
-    """Seconds of a time budget kept for the decoding phase; None when there is no time budget (or no phase)."""
-    if not options.decode or options.decode_only or options.time is None:
-        return None
-    return options.time * options.decode_share
-
-
-def reserve_decoding_time(task: TaskSpec, options: TuneOptions) -> TaskSpec:
-    """A generation task whose LoRA search leaves `decode_share` of the time budget to the decoding phase."""
-    kept = decoding_share(options)
-    if task.task_type != TaskType.generation or kept is None or task.budget.max_seconds is None:
-        return task
-    budget = task.budget.model_copy(update={"max_seconds": max(1.0, task.budget.max_seconds - kept)})
-    return task.model_copy(update={"budget": budget})
 
 
 def decoding_phase(ctx: StudyContext, study_id: int) -> Path | None:

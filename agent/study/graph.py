@@ -33,12 +33,12 @@ from langgraph.graph import END, START, StateGraph
 
 from agent.planning.budget import BudgetTracker
 from agent.planning.cost import CostModel, DeadlineGuard, fit_opening
-from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal
+from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal, Proposals
 from agent.planning.pruning import TrialPruner, eval_curve
+from agent.study.plan import StudyPlan
 from executors.base import BaseExecutor
 from memory.errors import UserError
 from memory.records import (
-    BaselineScore,
     BudgetSpent,
     DataProfile,
     FailureKind,
@@ -92,8 +92,9 @@ class StudyContext:
     runs_dir: Path
     name: str
     # Filled by understand/profile for a new study; loaded from the store on resume.
-    # make_task gives the task, the data profile, and notes for the user (say, an LLM's second opinion).
-    make_task: Callable[[], tuple[TaskSpec, DataProfile, list[str]]] | None = None
+    # make_plan reads the task and checks the data (a new study): the plan, with notes for the user.
+    make_plan: Callable[[], StudyPlan] | None = None
+    plan: StudyPlan | None = None
     make_space: Callable[[TaskSpec, DataProfile], SearchSpace] | None = None
     confirm: Callable[[TaskSpec, list[str]], None] = lambda task, notes: None
     write_report: Callable[[Store, StudyRecord], Path] | None = None
@@ -102,7 +103,6 @@ class StudyContext:
     pruner: str = "none"  # "halving" or "median": stop trials whose evals trail past trials
     trial_timeout_s: float | None = None
     on_update: Callable[[StudySnapshot], None] = lambda snapshot: None
-    stop_requested: bool = False
     # Live progress of running trials, by trial id: the last progress/eval event.
     live: dict[int, TrialEvent] = field(default_factory=dict)
     # The trials in flight across graph steps, by trial id: each runs in a slot thread.
@@ -111,7 +111,6 @@ class StudyContext:
     stopping: threading.Event = field(default_factory=threading.Event)  # set by stop_trials
     task: TaskSpec | None = None
     profile: DataProfile | None = None
-    baseline: BaselineScore | None = None  # the TF-IDF floor, scored while the task was read
     budget: BudgetTracker | None = None
     cost: CostModel | None = None  # prices proposals, so one that cannot finish in the time left never starts
     # What the study holds until it ends (its lock); the caller closes it.
@@ -144,19 +143,24 @@ class StudyContext:
 
 def understand(ctx: StudyContext, state: StudyState) -> StudyState:
     """Turn the description and data into a task spec, and let the user confirm it."""
-    assert ctx.make_task is not None, "a new study needs make_task"
-    ctx.task, ctx.profile, notes = ctx.make_task()
-    ctx.confirm(ctx.task, notes)
+    assert ctx.make_plan is not None, "a new study needs make_plan"
+    ctx.plan = ctx.make_plan()
+    ctx.task, ctx.profile, ctx.cost = ctx.plan.task, ctx.plan.profile, ctx.plan.cost
+    ctx.confirm(ctx.task, ctx.plan.notes)
     return {}
 
 
 def profile(ctx: StudyContext, state: StudyState) -> StudyState:
     """Fit the search space to the data and open the study in the store."""
-    assert ctx.task is not None and ctx.profile is not None and ctx.make_space is not None
+    assert ctx.task is not None and ctx.profile is not None and ctx.make_space is not None and ctx.plan is not None
     space = ctx.make_space(ctx.task, ctx.profile)
     run_dir = (ctx.runs_dir / ctx.name).resolve()  # status, resume and report may run from another folder
     ctx.held.enter_context(study_lock(run_dir, ctx.name))
-    study = ctx.store.create_study(ctx.name, ctx.task, space, ctx.settings, str(run_dir), ctx.profile, ctx.baseline)
+    study = ctx.store.create_study(
+        ctx.name, ctx.task, space, ctx.settings, str(run_dir), ctx.profile, ctx.plan.baseline
+    )
+    for call in ctx.plan.calls:  # the LLM's reading of the task
+        ctx.store.record_planner_call(study.id, call)
     ctx.budget = BudgetTracker(ctx.task.budget)
     ctx.cost = ctx.cost or CostModel(ctx.task, ctx.profile)  # the plan's, priced at this machine's speed
     return {"study_id": study.id, "iterations": 0}
@@ -187,7 +191,11 @@ def propose(ctx: StudyContext, state: StudyState) -> StudyState:
         if ctx.cost is not None:
             ctx.cost.fit(trials)  # this machine's price, from the trials so far: for the reopening and admission
         reopening, unaffordable = _cheaper_reopening(ctx, study, trials) if pending == 0 else (None, None)
-        proposals = [reopening] if reopening else [] if unaffordable else ctx.proposer.propose(view, want)
+        if reopening or unaffordable:
+            planned = Proposals.of([reopening] if reopening else [])
+        else:
+            planned = ctx.proposer.propose(view, want)
+        proposals = list(planned)
         if ctx.cost is not None and ctx.budget is not None:
             priced = [(p, ctx.cost.estimate(p.config)) for p in proposals]
             proposals = [p for p, cost in priced if ctx.budget.fits(cost.seconds)]
@@ -200,7 +208,7 @@ def propose(ctx: StudyContext, state: StudyState) -> StudyState:
         for p in proposals:
             record = ctx.store.add_trial(study.id, p.config, p.source, p.rationale, p.repairs)
             proposed.append(record.id)
-        for call in ctx.proposer.drain_calls():
+        for call in planned.calls:  # the LLM calls behind these proposals, kept beside them
             ctx.store.record_planner_call(study.id, call)
             if ctx.budget is not None:
                 ctx.budget.add_llm_tokens((call.prompt_tokens or 0) + (call.completion_tokens or 0))
@@ -318,11 +326,7 @@ def observe(ctx: StudyContext, state: StudyState) -> StudyState:
     best = best_trial(trials, study.task.direction)
     spent = ctx.budget.spent if ctx.budget is not None else None
     ctx.store.update_study(study.id, spent=spent, best_trial_id=best.id if best else None)
-    stop = None
-    if ctx.stop_requested:
-        stop = "stopped by the user"
-    elif ctx.budget is not None:
-        stop = ctx.budget.exhausted()
+    stop = ctx.budget.exhausted() if ctx.budget is not None else None
     if stop is None and not state.get("proposed") and not state.get("finished"):
         stop = state.get("unaffordable") or "the search space is exhausted: every proposal repeats a tried config"
     ctx.on_update(ctx.snapshot(study.id, stop or ""))

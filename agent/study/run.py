@@ -9,34 +9,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.planning.budget import BudgetTracker
-from agent.planning.cost import CostModel, TrialCost, busy_machine, duration_text, fit_opening, measure_machine
-from agent.planning.overrides import apply_overrides
+from agent.planning.cost import CostModel
 from agent.planning.proposers.base import BaseProposer
 from agent.planning.proposers.classical import OptunaProposer
 from agent.planning.proposers.portfolio import PortfolioProposer
 from agent.planning.proposers.warm_start import WarmStartProposer
-from agent.planning.space import default_space, default_values
+from agent.planning.space import default_values
 from agent.reporting.narrate import narrate_report
 from agent.reporting.queries import study_detail
 from agent.reporting.report import write_report
-from agent.study.decode import decoding_phase, reserve_decoding_time
+from agent.study.decode import decoding_phase
 from agent.study.graph import StudyContext, StudySnapshot, StudyState, build_graph, recursion_limit
+from agent.study.plan import StudyPlan, plan_study
 from agent.study.settings import check_options, check_writable, study_name
-from agent.understanding.refine import read_task
-from agent.understanding.understand import with_label_count
 from executors.base import BaseExecutor
-from executors.baseline import tfidf_baseline
-from executors.data import prepare_splits
 from executors.local import LocalExecutor
-from executors.models import resolve_model
 from executors.processes import sigterm_as_interrupt
 from memory.errors import UserError
 from memory.records import (
-    BaselineScore,
-    CategoricalParam,
     DataProfile,
-    PlannerCall,
-    SearchSpace,
     StudyRecord,
     TaskSpec,
     TrialRecord,
@@ -48,7 +39,8 @@ from memory.store import Store
 from memory.study_lock import study_lock
 
 if TYPE_CHECKING:
-    from agent.llm.client import LlmClient
+    pass
+
 
 @dataclass
 class StudyOutcome:
@@ -79,96 +71,6 @@ def _proposer(
     return PortfolioProposer(sampler, llm=llm, warm_start=warm, defaults=defaults)
 
 
-@dataclass(frozen=True)
-class StudyPlan:
-    """What a study would do, known before any trial: the task, where each field came from, the space, the start."""
-
-    task: TaskSpec
-    profile: DataProfile
-    sources: dict[str, str]  # task field -> where it came from
-    notes: list[str]  # for the user: sources, and an LLM's second opinion
-    space: SearchSpace
-    opening: dict[str, Any]  # the first trial's values (the known-good default)
-    train_rows: int
-    eval_rows: int
-    test_rows: int  # held out from the planner; 0 when the data is too small to spare them
-    baseline: BaselineScore | None  # TF-IDF + logistic regression on the same splits (classification)
-    opening_cost: TrialCost  # the opening trial's predicted price
-    cost: CostModel  # what priced it: this machine's measured speed, or the prior
-
-    def to_json(self) -> dict[str, Any]:
-        """The plan as plain JSON, for `autoglm tune --dry-run --json`."""
-        return {
-            "task": self.task.model_dump(mode="json"),
-            "sources": self.sources,
-            "notes": self.notes,
-            "rows": {"train": self.train_rows, "eval": self.eval_rows, "test": self.test_rows},
-            "baseline": self.baseline.model_dump(mode="json") if self.baseline else None,
-            "opening_cost": {"seconds": round(self.opening_cost.seconds, 1), "described": self.opening_cost.describe()},
-            "space": self.space.model_dump(mode="json"),
-            "opening_config": self.space.to_config(self.opening).model_dump(mode="json"),
-        }
-
-
-def plan_study(
-    options: TuneOptions,
-    client: LlmClient | None = None,
-    calls: list[PlannerCall] | None = None,
-    executor: BaseExecutor | None = None,
-) -> StudyPlan:
-    """Understand the task and check its data up front: data that cannot train is refused before any trial.
-
-    With an `executor` and a time budget, the prices are this machine's: a few training steps of the opening,
-    timed where its trials will run (`BaseExecutor.measure_speed`), price every trial until trials refit it.
-    Without a time budget the price only informs the estimates shown, and the prior spares the seconds.
-
-    Raises:
-        UserError: the description, flags or data cannot make a study (one line saying what and how to fix it).
-    """
-    check_options(options)
-    understood, profile, notes = read_task(options, client, calls)
-    task = reserve_decoding_time(understood.spec, options)  # generation: the decoding phase's share of the time
-    splits = prepare_splits(task)  # read, clean, dedupe and split once now, as every trial will
-    profile = with_label_count(profile, task)
-    space = study_space(options, task, profile)
-    _check_models(space)
-    notes = [f"{field} from {source}" for field, source in understood.sources.items()] + notes
-    cost = CostModel(task, profile)
-    if executor is not None and task.budget.max_seconds:  # the price decides what starts only in a time budget
-        notes.append(measure_machine(executor, cost, space.to_config(default_values(task, space, profile))))
-        space = study_space(options, task, profile, cost)  # the stronger model, if this machine affords it
-    opening = fit_opening(space, default_values(task, space, profile), cost, task.budget.max_seconds)
-    opening_cost = cost.estimate(space.to_config(opening))
-    notes.append(f"opening trial: {opening_cost.describe()}")
-    if task.budget.max_seconds:
-        fit = int(task.budget.max_seconds // opening_cost.seconds)
-        notes.append(f"about {fit} trial(s) of that size fit in the time budget (the estimate is refitted per trial)")
-    elif task.budget.max_trials:
-        total = opening_cost.seconds * task.budget.max_trials
-        notes.append(f"{task.budget.max_trials} trial(s) of that size: ~{duration_text(total)}")
-    if not cost.measured and (busy := busy_machine()):
-        notes.append(busy)
-    return StudyPlan(
-        task, profile, understood.sources, notes, space, opening,
-        len(splits.train), len(splits.eval), len(splits.test), tfidf_baseline(task, splits), opening_cost, cost,
-    )  # fmt: skip
-
-
-def _check_models(space: SearchSpace) -> None:
-    """Every candidate model resolves now (a local path, a packaged model, the hub), not in each trial after it."""
-    model = space.param("model")
-    for name in model.choices if isinstance(model, CategoricalParam) else (space.fixed.get("model"),):
-        if name:
-            resolve_model(str(name))
-
-
-def study_space(
-    options: TuneOptions, task: TaskSpec, profile: DataProfile, cost: CostModel | None = None
-) -> SearchSpace:
-    """The task's default search space with the settings' `space:` overrides (ranges, choices, fixed values)."""
-    return apply_overrides(default_space(task, profile, options.models, cost), options.space)
-
-
 def tune(
     options: TuneOptions,
     *,
@@ -193,12 +95,8 @@ def tune(
 
     client = getattr(llm_proposer, "client", None)
 
-    planned: list[StudyPlan] = []
-
-    def make_task() -> tuple[TaskSpec, DataProfile, list[str]]:
-        planned.append(plan_study(options, client, llm_proposer.calls if llm_proposer else None, ctx.executor))
-        ctx.baseline, ctx.cost = planned[0].baseline, planned[0].cost
-        return planned[0].task, planned[0].profile, planned[0].notes
+    def make_plan() -> StudyPlan:
+        return plan_study(options, client, ctx.executor)
 
     with Store(options.db) as store, contextlib.ExitStack() as held:
         if any(s.name == name for s in store.list_studies()):
@@ -214,7 +112,7 @@ def tune(
             proposer=OptunaProposer(options.sampler),  # replaced once the task is known
             runs_dir=Path(options.runs_dir),
             name=name,
-            make_task=make_task,
+            make_plan=make_plan,
             confirm=confirm or (lambda task, notes: None),
             settings=options,
         )
@@ -222,8 +120,9 @@ def tune(
 
         def make_space_and_proposer(task: TaskSpec, profile: DataProfile):  # noqa: ANN202
             # The plan's space: it was priced at this machine's speed (the stronger model joins if affordable).
-            ctx.proposer = _proposer(store, study_ref, options, task, llm_proposer, planned[0].opening)
-            return planned[0].space
+            assert ctx.plan is not None
+            ctx.proposer = _proposer(store, study_ref, options, task, llm_proposer, ctx.plan.opening)
+            return ctx.plan.space
 
         ctx.make_space = make_space_and_proposer
         return _run(ctx, {}, study_ref)
@@ -349,7 +248,7 @@ def _run(ctx: StudyContext, state: StudyState, study_ref: list[int]) -> StudyOut
                 final = update
                 if update.get("study_id") is not None and not study_ref:
                     study_ref.append(update["study_id"])
-            if study_ref and final.get("stop_reason") != "stopped by the user":
+            if study_ref:
                 final["report_path"] = decoding_phase(ctx, study_ref[0]) or final.get("report_path")
         except KeyboardInterrupt:
             interrupted = True

@@ -111,5 +111,3 @@ def check_writable(folder: Path, what: str, fix: str) -> None:
 def check_options(options: TuneOptions) -> None:
     if not options.data:
         raise UserError("no data given; pass --data FILE (CSV, JSONL, Parquet or CoNLL)")
-
-

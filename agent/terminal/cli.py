@@ -127,7 +127,7 @@ def _dry_run(options: Any, as_json: bool) -> None:
         executor = make_executor(options)  # times a few training steps, so the estimates are this machine's
         stack.callback(executor.close)
         executor.warm_up()  # its worker loads torch while the data is read
-        plan = plan_study(options, getattr(proposer, "client", None), proposer.calls if proposer else None, executor)
+        plan = plan_study(options, getattr(proposer, "client", None), executor)
     if as_json:
         print(json.dumps(plan.to_json(), indent=2))
         return

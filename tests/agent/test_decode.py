@@ -211,7 +211,7 @@ def test_the_llm_picks_among_the_samplers_candidates_or_the_sampler_runs() -> No
 
 
 def test_a_time_budget_keeps_its_decoding_share_out_of_the_lora_search() -> None:
-    from agent.study.decode import reserve_decoding_time
+    from agent.planning.decoding import reserve_decoding_time
     from memory.records import Budget, TaskSpec, TuneOptions
 
     task = TaskSpec(task_type="generation", train_path="p.jsonl", text_columns=("input",), label_column="output",

@@ -176,7 +176,7 @@ def test_smollm2_served_locally_picks_a_valid_candidate_most_of_the_time():
         valid = 0
         for name, v in smollm2_situations():
             proposals = proposer.propose(v, 1)
-            [call] = proposer.drain_calls()
+            [call] = proposals.calls
             print(f"{name}: {call.outcome} in {call.latency_s}s, {call.prompt_tokens}+{call.completion_tokens} "
                   f"tokens: {call.response!r} -> {[(p.source, p.rationale) for p in proposals]}")  # fmt: skip
             assert call.outcome != "error", call.detail  # the server answered every time

@@ -20,12 +20,11 @@ from pathlib import Path
 
 import pytest
 
-import agent.study
 from agent.llm.prompts import describe_history
 from agent.planning.proposers.base import PlannerView
 from agent.planning.proposers.classical import OptunaProposer
 from agent.study import resume, tune
-from agent.study.graph import StudyContext, StudySnapshot, decide
+from agent.study.graph import StudySnapshot, decide
 from executors.local import LocalExecutor
 from memory.records import FailureKind, TrialEvent, TrialResult, TrialState, TuneOptions
 from memory.store import Store
@@ -277,28 +276,6 @@ def test_a_trial_that_ends_frees_its_slot_at_once_while_the_other_runs(tmp_path:
         assert slow.started_at < trials[n].started_at and trials[n].finished_at < slow.finished_at
     for n in range(2, 5):
         assert trials[n - 1].finished_at <= trials[n].started_at < trials[n - 1].finished_at + 2.0
-
-
-def test_once_the_study_stops_proposing_the_trials_in_flight_finish_and_count(
-    tmp_path: Path, reviews_csv: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    contexts: list[StudyContext] = []
-    real_context = agent.study.run._context
-    monkeypatch.setattr(
-        agent.study.run, "_context", lambda *a, **kw: contexts.append(real_context(*a, **kw)) or contexts[-1]
-    )
-
-    def stop_when_the_short_one_ends(snapshot: StudySnapshot) -> None:
-        if any(t.number == 1 and t.state == TrialState.complete for t in snapshot.trials):
-            contexts[0].stop_requested = True  # trial 0 still trains
-
-    executor = PacedExecutor(long={0}, long_steps=40, steps=2, step_seconds=0.05)  # trial 0: 2 s
-    options = _options(tmp_path, reviews_csv, parallel=2, trials=10, pruner="none")
-    outcome = tune(options, executor=executor, on_update=stop_when_the_short_one_ends)
-    assert outcome.stop_reason == "stopped by the user" and outcome.study.status == "complete"
-    assert [t.state for t in outcome.trials][:2] == [TrialState.complete] * 2  # trial 0 ran to its end
-    assert all(t.state == TrialState.complete for t in outcome.trials)  # none left running or waiting
-    assert outcome.study.spent.trials == len(outcome.trials) <= 3
 
 
 def test_decide_waits_for_the_trials_in_flight_before_the_report() -> None:

@@ -1,6 +1,6 @@
 import pytest
 
-from agent.planning.proposers.base import PlannerView, Proposal
+from agent.planning.proposers.base import PlannerView, Proposal, Proposals
 from agent.planning.proposers.classical import OptunaProposer
 from agent.planning.proposers.llm import ECHO_SOURCE
 from agent.planning.proposers.portfolio import PortfolioProposer, source_stats
@@ -66,8 +66,8 @@ class _Scripted(OptunaProposer):
 
     def propose(self, view, n):
         if self.empty:
-            return []
-        return [p.__class__(p.values, p.config, self.name, "scripted") for p in super().propose(view, n)]
+            return Proposals()
+        return Proposals.of(p.__class__(p.values, p.config, self.name, "scripted") for p in super().propose(view, n))
 
 
 def test_an_llm_that_gives_nothing_hands_its_slots_back():
@@ -140,9 +140,11 @@ def test_an_unreachable_llm_is_dropped_after_repeated_errors():
         OptunaProposer("tpe"), llm=LlmProposer(client), min_llm_share=1.0, max_llm_share=1.0, max_llm_errors=2
     )
     view = PlannerView(TASK, SPACE, PROFILE, history(6))
+    errors = []
     for _ in range(4):
-        assert len(portfolio.propose(view, 1)) == 1  # the optimiser fills every slot
-    errors = [c for c in portfolio.drain_calls() if c.outcome == "error"]
+        result = portfolio.propose(view, 1)
+        assert len(result) == 1  # the optimiser fills every slot
+        errors += [c for c in result.calls if c.outcome == "error"]
     assert len(errors) == 2 and portfolio.llm_share(view) == 0.0
 
 
@@ -191,7 +193,7 @@ def test_a_sampler_proposal_that_repeats_an_oom_is_shrunk_by_the_portfolio():
 
         def propose(self, view, n):
             again = {**values, "learning_rate": 1.5e-3}
-            return [Proposal(again, SPACE.to_config(again), self.name, "tpe sample")]
+            return Proposals.of([Proposal(again, SPACE.to_config(again), self.name, "tpe sample")])
 
     [p] = PortfolioProposer(_Repeating("tpe")).propose(PlannerView(TASK, SPACE, PROFILE, trials), 1)
     assert p.source == "tpe" and p.config.batch_size == 16 and p.config.learning_rate == 1.5e-3

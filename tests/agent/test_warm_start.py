@@ -141,14 +141,14 @@ def test_skips_configs_already_tried(store: Store) -> None:
 
 def test_never_draws_from_the_current_study(store: Store) -> None:
     current = past_study(store, "now", profile=PROFILE)  # finished trials of its own
-    assert WarmStartProposer(store, current).propose(view(), 3) == []
+    assert len(WarmStartProposer(store, current).propose(view(), 3)) == 0
     assert WarmStartProposer(store, []).propose(view(), 3)  # id not known yet: it is a past study like any
 
 
 def test_nothing_similar_gives_nothing(store: Store) -> None:
     past_study(store, "gen", profile=PROFILE, task=GEN_TASK)
     proposer = WarmStartProposer(store, None)
-    assert proposer.propose(view(), 3) == [] and proposer.sources == []
+    assert len(proposer.propose(view(), 3)) == 0 and proposer.sources == []
 
 
 def test_model_outside_the_space_is_replaced_by_the_closest_family() -> None:
@@ -176,5 +176,5 @@ def test_passes_the_proposer_contract(store: Store) -> None:
 def test_failed_and_running_trials_are_never_proposed(store: Store) -> None:
     past_study(store, "same", profile=PROFILE, results=((1e-3, None),))
     proposer = WarmStartProposer(store, None)
-    assert proposer.propose(view(), 3) == []
+    assert len(proposer.propose(view(), 3)) == 0
     assert all(t.state == TrialState.failed for t in store.trials(store.get_study("same").id))

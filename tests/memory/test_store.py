@@ -25,7 +25,8 @@ from memory.records import (
     TrialState,
     TuneOptions,
 )
-from memory.store import REDACTED, Store, scrub_settings, scrub_text
+from memory.secrets import REDACTED, scrub_settings, scrub_text
+from memory.store import Store
 
 TASK = TaskSpec(
     task_type="classification",

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from memory.records import (
     DataProfile,
@@ -28,6 +28,28 @@ class Proposal:
     source: str  # the proposer's name
     rationale: str = ""
     repairs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Proposals(Sequence[Proposal]):
+    """What one `propose` call returns: its proposals, and the LLM calls made for them (stored beside them)."""
+
+    items: tuple[Proposal, ...] = ()
+    calls: tuple[PlannerCall, ...] = ()
+
+    @classmethod
+    def of(cls, proposals: Iterable[Proposal], calls: Iterable[PlannerCall] = ()) -> Proposals:
+        return cls(tuple(proposals), tuple(calls))
+
+    @overload
+    def __getitem__(self, index: int) -> Proposal: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Proposal, ...]: ...
+    def __getitem__(self, index: int | slice) -> Proposal | tuple[Proposal, ...]:
+        return self.items[index]
+
+    def __len__(self) -> int:
+        return len(self.items)
 
 
 @dataclass(frozen=True)
@@ -60,19 +82,12 @@ class BaseProposer(ABC):
     """Suggests trials. Must never return a proposal outside `view.space`.
 
     A proposer that cannot help (an LLM that is down, no past studies) returns
-    fewer proposals or none; the portfolio fills the gap. It records each LLM
-    call in `calls`, which the study drains into the database.
+    fewer proposals or none; the portfolio fills the gap. The LLM calls it made
+    come back with its proposals, and the study stores them together.
     """
 
     name: str = "base"
 
-    def __init__(self) -> None:
-        self.calls: list[PlannerCall] = []
-
     @abstractmethod
-    def propose(self, view: PlannerView, n: int) -> list[Proposal]:
-        """Return up to `n` proposals, each already repaired into the space."""
-
-    def drain_calls(self) -> list[PlannerCall]:
-        calls, self.calls = self.calls, []
-        return calls
+    def propose(self, view: PlannerView, n: int) -> Proposals:
+        """Return up to `n` proposals, each already repaired into the space, and the LLM calls made for them."""

@@ -21,7 +21,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState as OptunaState
 
-from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal
+from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal, Proposals
 from agent.planning.space import UNDERTRAINED_RATIO, prior_region
 from executors.data import split_rows
 from executors.tasks import learning_budget
@@ -152,7 +152,7 @@ class OptunaProposer(BaseProposer):
         rows = split_rows(view.task, view.profile)[0]
         return learning_budget(view.space.to_config(self.prior_around), rows) / UNDERTRAINED_RATIO, rows
 
-    def propose(self, view: PlannerView, n: int) -> list[Proposal]:
+    def propose(self, view: PlannerView, n: int) -> Proposals:
         space = self.sampling_space(view)
         if space is view.space:
             study = self.study_from_history(view)
@@ -186,7 +186,7 @@ class OptunaProposer(BaseProposer):
                 # Leave it unfinished so the next ask in this batch knows it is taken (constant liar).
                 proposals.append(Proposal(values, config, self.name, f"{self.name} sample", repairs=notes))
                 break
-        return proposals
+        return Proposals.of(proposals)
 
 
 def _lift_learning_rate(

@@ -40,7 +40,7 @@ from agent.llm.calls import flatten, planner_call
 from agent.llm.client import LlmClient, LlmReply, LlmUnavailable
 from agent.llm.parsing import MAX_RATIONALE_CHARS, LlmJsonError, find_objects, parse_all, rationale_of
 from agent.llm.setup import open_llm
-from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal
+from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal, Proposals
 from agent.planning.proposers.classical import OptunaProposer
 from executors.data import split_rows
 from executors.tasks import learning_budget
@@ -99,12 +99,12 @@ class LlmProposer(BaseProposer):
         self.examples = examples
         self.sampler = OptunaProposer("tpe")  # the candidates when the view brings none (used on its own)
 
-    def propose(self, view: PlannerView, n: int) -> list[Proposal]:
+    def propose(self, view: PlannerView, n: int) -> Proposals:
         if n <= 0:
-            return []
+            return Proposals()
         candidates = view.candidates or tuple(self.sampler.propose(view, CANDIDATES))
         if not candidates:  # nothing left to choose from
-            return []
+            return Proposals()
         prompt = ""
         try:
             messages = self.build_messages(view, candidates)
@@ -120,12 +120,10 @@ class LlmProposer(BaseProposer):
             )
         except LlmUnavailable as e:
             log.warning("LLM proposer skipped: %s", e)
-            self._record(prompt, None, "error", str(e))
-            return []
+            return self._answer(prompt, None, "error", str(e))
         except Exception as e:  # a bug here must not end the study: the portfolio falls back
             log.warning("LLM proposer failed: %s: %s", type(e).__name__, e, exc_info=True)
-            self._record(prompt, None, "error", f"{type(e).__name__}: {e}")
-            return []
+            return self._answer(prompt, None, "error", f"{type(e).__name__}: {e}")
         text = reply.text
         if reply.finish_reason == "stop" and "{" in text and not text.rstrip().endswith(ANSWER_END):
             text += ANSWER_END  # OpenAI-style endpoints drop the stop string from the text
@@ -133,15 +131,12 @@ class LlmProposer(BaseProposer):
             proposal, detail = self.parse_answer(text, candidates, prompt=prompt)
         except Exception as e:
             log.warning("LLM answer could not be checked: %s: %s", type(e).__name__, e, exc_info=True)
-            self._record(prompt, reply, "error", f"{type(e).__name__}: {e}")
-            return []
+            return self._answer(prompt, reply, "error", f"{type(e).__name__}: {e}")
         if proposal is None:
             log.warning("LLM answer gave no valid pick: %s", detail[:300])
-            self._record(prompt, reply, "rejected", f"{detail}; falling back to the sampler's first candidate")
-            return []
+            return self._answer(prompt, reply, "rejected", f"{detail}; falling back to the sampler's first candidate")
         outcome: PlannerOutcome = "repaired" if detail.startswith("read ") else "accepted"
-        self._record(prompt, reply, outcome, detail)
-        return [proposal]
+        return self._answer(prompt, reply, outcome, detail, proposal)
 
     # ------------------------------------------------------------------ prompt
 
@@ -197,8 +192,17 @@ class LlmProposer(BaseProposer):
         )
         return proposal, "; ".join(notes)
 
-    def _record(self, prompt: str, reply: LlmReply | None, outcome: PlannerOutcome, detail: str) -> None:  # noqa: D102
-        self.calls.append(planner_call(self.name, PROPOSE_TEMPLATE, prompt, reply, outcome, detail))
+    def _answer(
+        self,
+        prompt: str,
+        reply: LlmReply | None,
+        outcome: PlannerOutcome,
+        detail: str,
+        proposal: Proposal | None = None,
+    ) -> Proposals:
+        """The pick (if any) with the call that made it: the study stores both together."""
+        call = planner_call(self.name, PROPOSE_TEMPLATE, prompt, reply, outcome, detail)
+        return Proposals.of([proposal] if proposal else [], [call])
 
 
 def read_pick(text: str) -> tuple[int | None, str, str]:

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal
+from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal, Proposals
 from agent.planning.proposers.classical import OptunaProposer
 from agent.planning.proposers.llm import CANDIDATES, ECHO_SOURCE
 from memory.errors import InvalidProposal
@@ -108,11 +108,13 @@ class PortfolioProposer(BaseProposer):
         llm, classical = posterior(self.llm.name, echoes), posterior(self.classical.name)
         return min(self.max_llm_share, max(self.min_llm_share, llm / (llm + classical)))
 
-    def propose(self, view: PlannerView, n: int) -> list[Proposal]:
+    def propose(self, view: PlannerView, n: int) -> Proposals:
         out: list[Proposal] = []
+        calls: list[PlannerCall] = []
         seen = {t.config for t in view.trials}
 
-        def take(proposals: list[Proposal]) -> None:
+        def take(proposals: Proposals) -> None:
+            calls.extend(proposals.calls)
             for p in proposals:
                 guarded = guard(p, view)
                 if guarded is not None and len(out) < n and guarded.config not in seen:
@@ -125,7 +127,8 @@ class PortfolioProposer(BaseProposer):
         if not view.trials and not out and self.defaults is not None:
             repaired = view.space.repair(self.defaults)
             config = view.space.to_config(repaired.values)
-            take([Proposal(repaired.values, config, "default", "known-good LoRA defaults for this task type")])
+            opening = Proposal(repaired.values, config, "default", "known-good LoRA defaults for this task type")
+            take(Proposals.of([opening]))
 
         rng = random.Random(view.seed * 7919 + len(view.trials))
         share = self.llm_share(view)
@@ -145,24 +148,24 @@ class PortfolioProposer(BaseProposer):
                 take(self.classical.propose(current, n - len(out)))
             if len(out) == before:  # the sampler only repeats itself: the space is exhausted
                 break
-        return out
+        return Proposals.of(out, calls)
 
-    def _llm_pick(self, view: PlannerView) -> list[Proposal]:
+    def _llm_pick(self, view: PlannerView) -> Proposals:
         """The LLM's pick among the optimiser's candidates; without a valid pick, the optimiser's first choice."""
         assert self.llm is not None
         candidates = tuple(self.classical.propose(view, CANDIDATES))
         if not candidates:
-            return []
+            return Proposals()
         self.llm_asked = True
-        calls_before = len(self.llm.calls)
         picked = self.llm.propose(replace(view, candidates=candidates), 1)
-        self._count_llm_errors(self.llm.calls[calls_before:])
+        self._count_llm_errors(picked.calls)
         if picked:
             return picked
         first = candidates[0]
-        return [replace(first, repairs=(*first.repairs, "fallback: the LLM gave no valid pick; the sampler's first"))]
+        fallback = replace(first, repairs=(*first.repairs, "fallback: the LLM gave no valid pick; the sampler's first"))
+        return Proposals.of([fallback], picked.calls)
 
-    def _count_llm_errors(self, calls: list[PlannerCall]) -> None:
+    def _count_llm_errors(self, calls: Sequence[PlannerCall]) -> None:
         """An LLM that is down costs a few retries, then the study stops asking it."""
         if not calls:
             return
@@ -172,13 +175,6 @@ class PortfolioProposer(BaseProposer):
                 "the LLM failed %d times in a row; planning with the classical optimiser alone from now on",
                 self.llm_errors,
             )
-
-    def drain_calls(self) -> list[PlannerCall]:
-        calls = super().drain_calls()
-        for member in (self.classical, self.llm, self.warm_start):
-            if member is not None:
-                calls.extend(member.drain_calls())
-        return calls
 
 
 def with_pending(view: PlannerView, proposals: Sequence[Proposal]) -> PlannerView:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal
+from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal, Proposals
 from executors.models import canonical_name
 from memory.errors import InvalidProposal
 from memory.records import (
@@ -175,9 +175,9 @@ class WarmStartProposer(BaseProposer):
                 scored.append((study, sim))
         return sorted(scored, key=lambda pair: (-pair[1].score, -pair[0].created_at))
 
-    def propose(self, view: PlannerView, n: int) -> list[Proposal]:
+    def propose(self, view: PlannerView, n: int) -> Proposals:
         if n <= 0:
-            return []
+            return Proposals()
         trials_by_study = dict((s.id, ts) for s, ts in self._past())
         candidates: list[tuple[int, float, StudyRecord, Similarity, TrialRecord]] = []
         for study, sim in self.similar_studies(view):
@@ -211,7 +211,7 @@ class WarmStartProposer(BaseProposer):
                 self.sources.append(study.name)
         if out:
             self._save_sources()
-        return out
+        return Proposals.of(out)
 
     def _save_sources(self) -> None:
         """Record the sources on the study, kept across a resume (which builds a new proposer)."""

@@ -1,0 +1,115 @@
+"""A study's plan, known before any trial: the task read from the description and data, the checked splits, the
+search space, the opening trial and its price on this machine. `autoglm tune --dry-run` shows it; `tune` runs it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from agent.planning.cost import CostModel, TrialCost, busy_machine, duration_text, fit_opening, measure_machine
+from agent.planning.decoding import reserve_decoding_time
+from agent.planning.overrides import apply_overrides
+from agent.planning.space import default_space, default_values
+from agent.study.settings import check_options
+from agent.understanding.refine import read_task
+from agent.understanding.understand import with_label_count
+from executors.base import BaseExecutor
+from executors.baseline import tfidf_baseline
+from executors.data import prepare_splits
+from executors.models import resolve_model
+from memory.records import BaselineScore, CategoricalParam, DataProfile, PlannerCall, SearchSpace, TaskSpec, TuneOptions
+
+if TYPE_CHECKING:
+    from agent.llm.client import LlmClient
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """What a study would do, known before any trial: the task, where each field came from, the space, the start."""
+
+    task: TaskSpec
+    profile: DataProfile
+    sources: dict[str, str]  # task field -> where it came from
+    notes: list[str]  # for the user: sources, and an LLM's second opinion
+    space: SearchSpace
+    opening: dict[str, Any]  # the first trial's values (the known-good default)
+    train_rows: int
+    eval_rows: int
+    test_rows: int  # held out from the planner; 0 when the data is too small to spare them
+    baseline: BaselineScore | None  # TF-IDF + logistic regression on the same splits (classification)
+    opening_cost: TrialCost  # the opening trial's predicted price
+    cost: CostModel  # what priced it: this machine's measured speed, or the prior
+    calls: tuple[PlannerCall, ...] = ()  # the LLM's calls while reading the task, stored with the study
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan as plain JSON, for `autoglm tune --dry-run --json`."""
+        return {
+            "task": self.task.model_dump(mode="json"),
+            "sources": self.sources,
+            "notes": self.notes,
+            "rows": {"train": self.train_rows, "eval": self.eval_rows, "test": self.test_rows},
+            "baseline": self.baseline.model_dump(mode="json") if self.baseline else None,
+            "opening_cost": {"seconds": round(self.opening_cost.seconds, 1), "described": self.opening_cost.describe()},
+            "space": self.space.model_dump(mode="json"),
+            "opening_config": self.space.to_config(self.opening).model_dump(mode="json"),
+        }
+
+
+def plan_study(
+    options: TuneOptions,
+    client: LlmClient | None = None,
+    executor: BaseExecutor | None = None,
+) -> StudyPlan:
+    """Understand the task and check its data up front: data that cannot train is refused before any trial.
+
+    With an `executor` and a time budget, the prices are this machine's: a few training steps of the opening,
+    timed where its trials will run (`BaseExecutor.measure_speed`), price every trial until trials refit it.
+    Without a time budget the price only informs the estimates shown, and the prior spares the seconds.
+
+    Raises:
+        UserError: the description, flags or data cannot make a study (one line saying what and how to fix it).
+    """
+    check_options(options)
+    calls: list[PlannerCall] = []
+    understood, profile, notes = read_task(options, client, calls)
+    task = reserve_decoding_time(understood.spec, options)  # generation: the decoding phase's share of the time
+    splits = prepare_splits(task)  # read, clean, dedupe and split once now, as every trial will
+    profile = with_label_count(profile, task)
+    space = study_space(options, task, profile)
+    _check_models(space)
+    notes = [f"{field} from {source}" for field, source in understood.sources.items()] + notes
+    cost = CostModel(task, profile)
+    if executor is not None and task.budget.max_seconds:  # the price decides what starts only in a time budget
+        notes.append(measure_machine(executor, cost, space.to_config(default_values(task, space, profile))))
+        space = study_space(options, task, profile, cost)  # the stronger model, if this machine affords it
+    opening = fit_opening(space, default_values(task, space, profile), cost, task.budget.max_seconds)
+    opening_cost = cost.estimate(space.to_config(opening))
+    notes.append(f"opening trial: {opening_cost.describe()}")
+    if task.budget.max_seconds:
+        fit = int(task.budget.max_seconds // opening_cost.seconds)
+        notes.append(f"about {fit} trial(s) of that size fit in the time budget (the estimate is refitted per trial)")
+    elif task.budget.max_trials:
+        total = opening_cost.seconds * task.budget.max_trials
+        notes.append(f"{task.budget.max_trials} trial(s) of that size: ~{duration_text(total)}")
+    if not cost.measured and (busy := busy_machine()):
+        notes.append(busy)
+    return StudyPlan(
+        task, profile, understood.sources, notes, space, opening,
+        len(splits.train), len(splits.eval), len(splits.test), tfidf_baseline(task, splits), opening_cost, cost,
+        tuple(calls),
+    )  # fmt: skip
+
+
+def _check_models(space: SearchSpace) -> None:
+    """Every candidate model resolves now (a local path, a packaged model, the hub), not in each trial after it."""
+    model = space.param("model")
+    for name in model.choices if isinstance(model, CategoricalParam) else (space.fixed.get("model"),):
+        if name:
+            resolve_model(str(name))
+
+
+def study_space(
+    options: TuneOptions, task: TaskSpec, profile: DataProfile, cost: CostModel | None = None
+) -> SearchSpace:
+    """The task's default search space with the settings' `space:` overrides (ranges, choices, fixed values)."""
+    return apply_overrides(default_space(task, profile, options.models, cost), options.space)
