@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
-from memory.records import FailureKind, TaskSpec, TrialConfig, TrialEvent, TrialResult
+from memory.errors import UserError
+from memory.records import (
+    DecoderReady,
+    DecodingConfig,
+    DecodingResult,
+    FailureKind,
+    TaskSpec,
+    TrialConfig,
+    TrialEvent,
+    TrialResult,
+)
 
 EventCallback = Callable[[TrialEvent], None]
 
@@ -60,11 +71,49 @@ class BaseExecutor(ABC):
         """
         return None
 
+    def open_decoder(
+        self, task: TaskSpec, target: str, *, log: Path, out: Path | None = None, rows: int = 200,
+        metric: str = "exact_match",
+    ) -> Decoder:  # fmt: skip
+        """The second kind of trial: a decoding session where this executor runs its trials, one loaded model
+        (`target`: a model, or an adapter folder) that scores decoding configs of a generation task one by one.
+
+        `LocalExecutor` runs it in a worker process placed as its trials are, `RayExecutor` in a Ray actor.
+        `out`: where a folder `autoglm predict` loads is written.
+
+        Raises:
+            UserError: this executor runs no decoding trials.
+        """
+        raise UserError(f"{type(self).__name__} cannot run decoding trials; use --executor local or ray")
+
     def warm_up(self) -> None:  # noqa: B027 - optional hook
         """Get ready for the next trial in the background (start a worker, say), so it starts sooner."""
 
     def close(self) -> None:  # noqa: B027 - optional hook; most executors hold nothing between trials
         """Release what the executor holds between trials (a standby worker, say); running trials go on."""
+
+
+class Decoder(Protocol):
+    """A decoding session (`BaseExecutor.open_decoder`): a loaded model that scores decoding configs.
+
+    A config that fails (out of memory, a timeout) comes back as a failed `DecodingResult`, never raised; a session
+    whose process or actor died says so in `alive`, and the study stops decoding.
+    """
+
+    ready: DecoderReady  # what the model said once loaded: rows scored, answer lengths, greedy, its own default
+
+    @property
+    def alive(self) -> bool: ...
+
+    def score(self, config: DecodingConfig, seeds: Sequence[int], timeout_s: float | None = None) -> DecodingResult:
+        """Score `config` over `seeds` on the validation split; past `timeout_s` it fails."""
+        ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Decoder: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 class StopTrial(Exception):

@@ -36,7 +36,15 @@ from typing import IO, Any
 from executors.generation_config import decoding_from_generation_config
 from executors.processes import start_group, stop_group
 from memory.errors import AutoGlmError
-from memory.records import DECODING_METRICS, DecodingConfig, DecodingResult, TaskSpec, TrialConfig, TrialState
+from memory.records import (
+    DECODING_METRICS,
+    DecoderReady,
+    DecodingConfig,
+    DecodingResult,
+    TaskSpec,
+    TrialConfig,
+    TrialState,
+)
 
 READY_TIMEOUT_S = 600.0  # loading a model (converting a GGUF once) on a busy CPU box
 
@@ -233,17 +241,6 @@ def _free_memory() -> None:
 # --------------------------------------------------------------------------- the study's side
 
 
-@dataclass(frozen=True)
-class WorkerReady:
-    """What the worker says once its model is loaded."""
-
-    rows: int
-    answer_tokens: tuple[int, int]
-    greedy: DecodingConfig
-    model_default: DecodingConfig | None
-    device: str
-
-
 class DecodingWorker:
     """A `python -m executors.decoding` process that dies with the study (even by kill -9), one config at a time.
 
@@ -305,17 +302,17 @@ class DecodingWorker:
             raise DecodingWorkerError("the decoding worker died: " + (" | ".join(tail) or "no output"))
         return json.loads(line)
 
-    def _ready(self) -> WorkerReady:
+    def _ready(self) -> DecoderReady:
         answer = self._next(READY_TIMEOUT_S)
         if answer["kind"] != "ready":
             self.close()
             raise DecodingWorkerError(f"the decoding worker could not load the model: {answer.get('message')}")
         default = answer.get("model_default")
-        return WorkerReady(
+        return DecoderReady(
             rows=answer["rows"],
-            answer_tokens=tuple(answer["answer_tokens"]),  # type: ignore[arg-type]
-            greedy=DecodingConfig.model_validate(answer["greedy"]),
-            model_default=DecodingConfig.model_validate(default) if default else None,
+            answer_tokens=answer["answer_tokens"],
+            greedy=answer["greedy"],
+            model_default=default or None,
             device=answer["device"],
         )
 

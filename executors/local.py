@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
-from executors.base import BaseExecutor, EventCallback, StopTrial
+from executors.base import BaseExecutor, Decoder, EventCallback, StopTrial
 from executors.events import follow_events
 from executors.processes import start_group, stop_group
 from memory.records import TRAIN_SPEED, FailureKind, TaskSpec, TrialConfig, TrialEvent, TrialResult, TrialState
@@ -169,6 +169,18 @@ class LocalExecutor(BaseExecutor):
         # Forked from `executors.processes`' one long-lived thread: the parent-death signal fires when the
         # forking *thread* ends, and a caller's thread (a trial slot) may end long before the worker should.
         return _Worker(cmd, env)
+
+    def open_decoder(
+        self, task: TaskSpec, target: str, *, log: Path, out: Path | None = None, rows: int = 200,
+        metric: str = "exact_match",
+    ) -> Decoder:  # fmt: skip
+        """A decoding worker where this executor's trials run: its device (one GPU, pinned), its env and threads."""
+        from executors.decoding import DecodingWorker
+
+        device, env = self.placements()[0], {"AUTOGLM_THREADS": str(self.threads), **self.env}
+        if device.startswith("cuda:"):
+            env["CUDA_VISIBLE_DEVICES"], device = device.split(":", 1)[1], "cuda:0"
+        return DecodingWorker(task, target, log=log, out=out, device=device, rows=rows, metric=metric, env=env)
 
     def warm_up(self, place: str | None = None) -> None:
         """Start a standby worker now (if none is waiting there), so the next trial skips start-up.

@@ -37,16 +37,19 @@ import shutil
 import tarfile
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from executors.base import BaseExecutor, EventCallback
+from executors.base import BaseExecutor, Decoder, EventCallback
 from executors.events import follow_events
 from executors.local import CPU_CORES_PER_TRIAL, EXIT_GRACE_S, LocalExecutor
 from memory.errors import UserError
-from memory.records import FailureKind, TaskSpec, TrialConfig, TrialResult, TrialState
+from memory.records import DecodingConfig, DecodingResult, FailureKind, TaskSpec, TrialConfig, TrialResult, TrialState
+
+log = logging.getLogger(__name__)
 
 NONCE_FILE = ".ray-nonce"  # written here, read by the task: can it see the study's trial directory?
 DATA_FIELDS = ("train_path", "validation_path", "test_path")  # the task's files a remote node may lack
@@ -242,6 +245,44 @@ class RayExecutor(BaseExecutor):
                 shipped[name] = self._shipped[key]
         return shipped
 
+    # ----------------------------------------------------------------- decoding
+
+    def open_decoder(
+        self, task: TaskSpec, target: str, *, log: Path, out: Path | None = None, rows: int = 200,
+        metric: str = "exact_match",
+    ) -> Decoder:  # fmt: skip
+        """A decoding session in a Ray actor: on its node, the same decoding worker process a local study starts.
+
+        The actor gets the data (and an adapter folder) through the object store when its node cannot read
+        them, and sends the folder `out` back when it closes.
+        """
+        ray = self._ray()
+        gpus = self._uses_gpus()
+        cpus = self._cpus()
+        log = Path(log).resolve()
+        log.parent.mkdir(parents=True, exist_ok=True)
+        nonce = secrets.token_hex(16)
+        (log.parent / NONCE_FILE).write_text(nonce)
+        adapter = Path(target).is_dir()
+        job = {
+            "task": task.model_dump_json(),
+            "target": str(Path(target).resolve()) if adapter else target,
+            "adapter": adapter,
+            "log": str(log),
+            "out": str(out) if out is not None else None,
+            "nonce": nonce if self.shared_storage is not False else "",
+            "rows": rows,
+            "metric": metric,
+            "device": "auto" if gpus else "cpu",
+            "env": {"AUTOGLM_THREADS": str(max(1, int(cpus))), **self.env},
+        }
+        local = self.shared_storage is True or self._owns_ray
+        data = {} if local else self._ship(task)
+        folder = None if local or not adapter else ray.put(_pack(Path(target)))
+        actor_class = ray.remote(max_restarts=0, max_task_retries=0)(_DecoderActor)
+        actor = actor_class.options(num_cpus=cpus, num_gpus=1 if gpus else 0).remote(job, data, folder)
+        return _RayDecoder(ray, actor, out)
+
     @property
     def pids(self) -> list[int]:
         """Process ids of the Ray workers running trials now (each trial's own process is their child)."""
@@ -298,6 +339,62 @@ class _TrialCall:
             self.ray.cancel(self.task, force=True)
         except Exception:  # noqa: BLE001 - it ended already, or Ray is shutting down
             pass
+
+
+class _RayDecoder:
+    """This process's side of a decoding session in a Ray actor (`RayExecutor.open_decoder`)."""
+
+    def __init__(self, ray: Any, actor: Any, out: Path | None) -> None:
+        self.ray, self.actor, self.out = ray, actor, out
+        self.alive = True
+        try:
+            self.ready = ray.get(actor.ready.remote())
+        except Exception as error:  # noqa: BLE001 - a model that cannot load, a lost node: one line for the study
+            ray.kill(actor)
+            from executors.decoding import DecodingWorkerError
+
+            raise DecodingWorkerError(f"the decoding actor could not start: {_first_line(error)}") from None
+
+    def score(self, config: DecodingConfig, seeds: Sequence[int], timeout_s: float | None = None) -> DecodingResult:
+        started = time.perf_counter()
+        ref = self.actor.score.remote(config.model_dump_json(), list(seeds), timeout_s)
+        try:
+            # The worker keeps its own time; a grace on top for an actor that hangs without answering.
+            return DecodingResult.model_validate_json(
+                self.ray.get(ref, timeout=None if timeout_s is None else timeout_s + EXIT_GRACE_S)
+            )
+        except Exception as error:  # noqa: BLE001 - the actor died or hung: this config fails, the session ends
+            self.alive = False
+            self.ray.kill(self.actor)
+            return DecodingResult(
+                state=TrialState.failed,
+                message=f"the decoding actor was lost: {_first_line(error)}",
+                seconds=time.perf_counter() - started,
+            )
+
+    def close(self) -> None:
+        """End the worker in the actor, bring its folder back (when its node wrote it elsewhere), end the actor."""
+        if self.alive:
+            try:
+                files = self.ray.get(self.actor.close.remote(), timeout=60)
+                if files is not None and self.out is not None:
+                    self.out.mkdir(parents=True, exist_ok=True)
+                    _unpack(files, self.out)
+            except Exception as error:  # noqa: BLE001 - closing must not hide what came before
+                log.warning("the decoding actor did not close cleanly: %s", _first_line(error))
+        self.alive = False
+        self.ray.kill(self.actor)
+
+    def __enter__(self) -> _RayDecoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:500] if text else type(error).__name__
 
 
 class _EventsLog:
@@ -362,6 +459,47 @@ def _trial_task(job: dict[str, Any], data: dict[str, tuple[str, Any]]) -> Iterat
         (workdir / "task.json").write_text(task.model_validate_json(job["task"]).model_dump_json(indent=2))  # its paths
         yield "files", _pack(workdir)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+class _DecoderActor:
+    """Inside a Ray actor: a decoding worker process on this node, kept for the session (one model load)."""
+
+    def __init__(self, job: dict[str, Any], data: dict[str, tuple[str, Any]], folder: Any) -> None:
+        import ray
+
+        from executors.decoding import DecodingWorker
+
+        shared = _reads(Path(job["log"]).parent / NONCE_FILE, job["nonce"])
+        self.workdir = None if shared else Path(tempfile.mkdtemp(prefix="autoglm-decoding-"))
+        task = TaskSpec.model_validate_json(job["task"])
+        target, log_path, out = job["target"], Path(job["log"]), Path(job["out"]) if job["out"] else None
+        if self.workdir is not None:
+            task = _with_local_data(task, {name: (digest, ray.get(ref)) for name, (digest, ref) in data.items()})
+            log_path = self.workdir / "worker.log"
+            out = self.workdir / "out" if out is not None else None
+            if job["adapter"] and folder is not None:
+                target = str(self.workdir / "target")
+                Path(target).mkdir()
+                _unpack(ray.get(folder), Path(target))
+        self.out = out
+        env = {"OMP_NUM_THREADS": job["env"]["AUTOGLM_THREADS"], **job["env"]}  # Ray set its own for this process
+        self.worker = DecodingWorker(task, target, log=log_path, out=out, device=job["device"], rows=job["rows"],
+                                     metric=job["metric"], env=env)  # fmt: skip
+
+    def ready(self) -> Any:
+        return self.worker.ready
+
+    def score(self, config: str, seeds: list[int], timeout_s: float | None) -> str:
+        return self.worker.score(DecodingConfig.model_validate_json(config), seeds, timeout_s).model_dump_json()
+
+    def close(self) -> bytes | None:
+        """End the worker; the folder it wrote, packed, when it wrote it away from the study's own folder."""
+        self.worker.close()
+        if self.workdir is None:
+            return None
+        files = _pack(self.out) if self.out is not None and self.out.is_dir() else None
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        return files
 
 
 def _reads(path: Path, nonce: str) -> bool:

@@ -451,28 +451,27 @@ class Store:
 
     def finish_trial(self, trial_id: int, result: TrialResult) -> TrialRecord:
         """Record how a waiting or running trial ended. Finishing it twice raises StoreError."""
-        if result.state not in FINISHED_STATES:
-            raise ValueError(f"a finished trial is complete, pruned or failed, not {result.state.value}")
-        with self._write():
-            row = self._require_trial(trial_id)
-            if row["state"] in {s.value for s in FINISHED_STATES}:
-                raise StoreError(f"trial {trial_id} already finished as {row['state']}; it cannot finish again")
-            self._db.table("trials").update(
-                trial_id,
-                {
-                    "state": result.state.value,
-                    "objective": finite_or_none(result.objective),
-                    "metrics": dumps(result.metrics),
-                    "test_metrics": dumps(result.test_metrics),
-                    "durations": dumps(result.durations),
-                    "peak_memory_mb": result.peak_memory_mb,
-                    "adapter_dir": result.adapter_dir,
-                    "failure_kind": result.failure_kind.value if result.failure_kind else None,
-                    "message": scrub_optional(result.message),
-                    "finished_at": time.time(),
-                },
-            )
+        self._finish("trials", trial_id, result.state, {
+            "objective": finite_or_none(result.objective),
+            "metrics": dumps(result.metrics),
+            "test_metrics": dumps(result.test_metrics),
+            "durations": dumps(result.durations),
+            "peak_memory_mb": result.peak_memory_mb,
+            "adapter_dir": result.adapter_dir,
+            "failure_kind": result.failure_kind.value if result.failure_kind else None,
+            "message": scrub_optional(result.message),
+        })  # fmt: skip
         return self.trial(trial_id)
+
+    def _finish(self, table: str, row_id: int, state: TrialState, values: dict[str, Any]) -> None:
+        """One path for both kinds of trial (a LoRA trial, a decoding config): finished once, never again."""
+        if state not in FINISHED_STATES:
+            raise ValueError(f"a finished trial is complete, pruned or failed, not {state.value}")
+        with self._write():
+            row = self._require_row(table, row_id)
+            if row["state"] in {s.value for s in FINISHED_STATES}:
+                raise StoreError(f"trial {row_id} already finished as {row['state']}; it cannot finish again")
+            self._db.table(table).update(row_id, {"state": state.value, **values, "finished_at": time.time()})
 
     def requeue_interrupted(self, study_id: int) -> list[int]:
         """Put trials a crashed or killed study left running back to waiting; return their ids."""
@@ -626,24 +625,13 @@ class Store:
 
     def finish_decoding_trial(self, trial_id: int, result: DecodingResult) -> DecodingTrialRecord:
         """Record how a decoding config scored (or failed). Finishing it twice raises StoreError."""
-        if result.state not in FINISHED_STATES:
-            raise ValueError(f"a finished decoding config is complete or failed, not {result.state.value}")
-        with self._write():
-            row = self._require_decoding_trial(trial_id)
-            if row["state"] in {s.value for s in FINISHED_STATES}:
-                raise StoreError(f"decoding config {trial_id} already finished as {row['state']}")
-            self._db.table("decoding_trials").update(
-                trial_id,
-                {
-                    "state": result.state.value,
-                    "objective": finite_or_none(result.objective),
-                    "spread": finite_or_none(result.spread),
-                    "scores": dumps(list(result.scores)),
-                    "metrics": dumps(result.metrics),
-                    "message": scrub_optional(result.message),
-                    "finished_at": time.time(),
-                },
-            )
+        self._finish("decoding_trials", trial_id, result.state, {
+            "objective": finite_or_none(result.objective),
+            "spread": finite_or_none(result.spread),
+            "scores": dumps(list(result.scores)),
+            "metrics": dumps(result.metrics),
+            "message": scrub_optional(result.message),
+        })  # fmt: skip
         return self.decoding_trial(trial_id)
 
     def requeue_decoding_trials(self, study_id: int) -> list[int]:

@@ -11,7 +11,7 @@ May import: agent.reporting, agent.planning, agent.understanding, agent.llm, exe
 """
 
 from agent.study.plan import StudyPlan, plan_study
-from agent.study.run import StudyOutcome, make_executor, resume, tune
-from agent.study.settings import load_config, options_from
+from agent.study.run import StudyOutcome, resume, tune
+from agent.study.settings import load_config, make_executor, options_from
 
 __all__ = ["StudyOutcome", "StudyPlan", "load_config", "make_executor", "options_from", "plan_study", "resume", "tune"]

@@ -38,9 +38,10 @@ from agent.planning.decoding import (
     decoding_metric,
     decoding_share,
 )
-from agent.study.settings import check_writable, study_name
+from agent.study.settings import check_writable, make_executor, study_name
 from agent.understanding.refine import read_task
-from executors.decoding import DecodingWorker, DecodingWorkerError
+from executors.base import BaseExecutor
+from executors.decoding import DecodingWorkerError
 from executors.generation_config import GENERATION_CONFIG_FILE, save_generation_config
 from executors.processes import sigterm_as_interrupt
 from executors.training import META_FILE
@@ -115,6 +116,7 @@ def run_decoding(
     outputs: list[Path],
     limits: DecodingLimits,
     *,
+    executor: BaseExecutor,
     worker_out: Path | None = None,
     on_result: Callable[[DecodingTrialRecord], None] = lambda t: None,
     picker: LlmDecodingPicker | None = None,
@@ -129,8 +131,8 @@ def run_decoding(
     store.requeue_decoding_trials(study.id)
     seeds = tuple(range(task.seed, task.seed + settings.decode_seeds))
     log_path = Path(study.run_dir) / "decoding" / "worker.log"
-    with DecodingWorker(task, target, log=log_path, out=worker_out, device=settings.device,
-                        rows=settings.decode_rows, metric=metric) as worker:  # fmt: skip
+    with executor.open_decoder(task, target, log=log_path, out=worker_out, rows=settings.decode_rows,
+                               metric=metric) as worker:  # fmt: skip
         ready = worker.ready
         space = DecodingSpace.for_answers(*ready.answer_tokens, ready.greedy.max_new_tokens)
         trials = decoding_trials_of(store, study.id, target)
@@ -235,7 +237,8 @@ def decoding_phase(ctx: StudyContext, study_id: int) -> Path | None:
     ctx.on_update(ctx.snapshot(study_id, f"tuning decoding on trial {best.number}'s adapter"))
     try:
         run_decoding(store, study, str(adapter), [adapter, Path(study.run_dir) / "best_adapter"], limits,
-                     on_result=note, picker=LlmDecodingPicker(client) if client is not None else None)  # fmt: skip
+                     executor=ctx.executor, on_result=note,
+                     picker=LlmDecodingPicker(client) if client is not None else None)  # fmt: skip
     except DecodingWorkerError as error:  # the LoRA study's result stands; the report says what happened
         log.warning("decoding phase stopped: %s", error)
     store.update_study(study_id, status="complete", finished_at=time.time())
@@ -251,8 +254,11 @@ def tune_decoding(
     confirm: Callable[[TaskSpec, list[str]], None] | None = None,
     on_result: Callable[[DecodingTrialRecord], None] | None = None,
     llm_client: LlmClient | None = None,
+    executor: BaseExecutor | None = None,
 ) -> DecodingOutcome:
     """A study with no training: tune the decoding of `options.models[0]` (a model, or an adapter folder).
+
+    The configs are scored where `executor` (default: the one the settings name, local or Ray) runs its trials.
 
     Raises:
         UserError: no model or data, a task that is not generation, or a metric decoding does not change.
@@ -295,12 +301,12 @@ def tune_decoding(
         held.enter_context(study_lock(run_dir, name))
         space = SearchSpace(params=(), fixed={"model": target})
         study = store.create_study(name, task, space, options, str(run_dir), profile)
-        return _run_decode_only(store, study, on_result, llm_client)
+        return _run_decode_only(store, study, on_result, llm_client, executor)
 
 
 def resume_decoding(
     name: str, *, db: str = TuneOptions().db, on_result: Callable[[DecodingTrialRecord], None] | None = None,
-    extra_trials: int | None = None, llm_client: LlmClient | None = None,
+    extra_trials: int | None = None, llm_client: LlmClient | None = None, executor: BaseExecutor | None = None,
 ) -> DecodingOutcome:  # fmt: skip
     """Continue a decode-only study after Ctrl-C, a crash or kill -9; scored configs are never decoded again."""
     from memory.study_lock import study_lock
@@ -316,7 +322,7 @@ def resume_decoding(
             done = sum(1 for t in store.decoding_trials(study.id) if t.state != TrialState.waiting)
             budget = study.task.budget.model_copy(update={"max_trials": done + extra_trials})
             study = store.update_study_task(study.id, study.task.model_copy(update={"budget": budget}))
-        return _run_decode_only(store, study, on_result, llm_client)
+        return _run_decode_only(store, study, on_result, llm_client, executor)
 
 
 def _run_decode_only(
@@ -324,9 +330,12 @@ def _run_decode_only(
     study: StudyRecord,
     on_result: Callable[[DecodingTrialRecord], None] | None,
     llm_client: LlmClient | None = None,
+    executor: BaseExecutor | None = None,
 ) -> DecodingOutcome:
     from agent.reporting.report import write_report
 
+    owned = executor is None  # made here from the study's settings: closed here (a local Ray instance ends)
+    executor = executor or make_executor(study.settings)
     store.update_study(study.id, status="running")
     folder = Path(study.run_dir) / DECODING_FOLDER
     target = str(study.space.fixed["model"])
@@ -337,13 +346,16 @@ def _run_decode_only(
     interrupted, stop = False, None
     with sigterm_as_interrupt():
         try:
-            _, stop = run_decoding(store, study, target, [folder], limits, worker_out=folder,
+            _, stop = run_decoding(store, study, target, [folder], limits, executor=executor, worker_out=folder,
                                    on_result=on_result or (lambda t: None), picker=picker)  # fmt: skip
         except KeyboardInterrupt:
             interrupted = True
         except DecodingWorkerError as error:
             store.update_study(study.id, status="failed")
             raise UserError(f"{error} (its log: {Path(study.run_dir) / 'decoding' / 'worker.log'})") from None
+        finally:
+            if owned:
+                executor.close()
     scored = sum(
         t.state in (TrialState.complete, TrialState.failed) for t in decoding_trials_of(store, study.id, target)
     )

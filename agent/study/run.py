@@ -21,9 +21,8 @@ from agent.reporting.report import write_report
 from agent.study.decode import decoding_phase
 from agent.study.graph import StudyContext, StudySnapshot, StudyState, build_graph, recursion_limit
 from agent.study.plan import StudyPlan, plan_study
-from agent.study.settings import check_options, check_writable, study_name
+from agent.study.settings import check_options, check_writable, make_executor, study_name
 from executors.base import BaseExecutor
-from executors.local import LocalExecutor
 from executors.processes import sigterm_as_interrupt
 from memory.errors import UserError
 from memory.records import (
@@ -207,16 +206,6 @@ def _context(
         held=held,
         **fields,
     )
-
-
-def make_executor(options: TuneOptions) -> BaseExecutor:
-    """The executor the settings name: local processes, or Ray tasks (`executor: ray`, `ray_address`)."""
-    slots = None if options.parallel == "auto" else options.parallel  # None: as many as the hardware runs well
-    if options.executor == "ray":
-        from executors.ray import RayExecutor  # Ray is an optional extra
-
-        return RayExecutor(options.ray_address, slots=slots, device=options.device)
-    return LocalExecutor(device=options.device, slots=slots)
 
 
 def _report_writer(llm_proposer: BaseProposer | None) -> Callable[[Store, StudyRecord], Path]:

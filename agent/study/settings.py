@@ -17,6 +17,8 @@ import yaml
 from pydantic import ValidationError
 
 from agent.planning.overrides import check_overrides
+from executors.base import BaseExecutor
+from executors.local import LocalExecutor
 from memory.errors import UserError
 from memory.records import TuneOptions
 
@@ -111,3 +113,13 @@ def check_writable(folder: Path, what: str, fix: str) -> None:
 def check_options(options: TuneOptions) -> None:
     if not options.data:
         raise UserError("no data given; pass --data FILE (CSV, JSONL, Parquet or CoNLL)")
+
+
+def make_executor(options: TuneOptions) -> BaseExecutor:
+    """The executor the settings name: local processes, or Ray tasks (`executor: ray`, `ray_address`)."""
+    slots = None if options.parallel == "auto" else options.parallel  # None: as many as the hardware runs well
+    if options.executor == "ray":
+        from executors.ray import RayExecutor  # Ray is an optional extra
+
+        return RayExecutor(options.ray_address, slots=slots, device=options.device)
+    return LocalExecutor(device=options.device, slots=slots)

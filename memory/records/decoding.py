@@ -98,6 +98,17 @@ class DecodingConfig(_Record):
         return f"{head}, {self.max_new_tokens} tokens{rep}"
 
 
+class DecoderReady(_Record):
+    """What a decoding session says once its model is loaded: the rows it scores, the answers' length in tokens
+    (median, longest), the greedy baseline and the model's own default decoding."""
+
+    rows: int
+    answer_tokens: tuple[int, int]
+    greedy: DecodingConfig
+    model_default: DecodingConfig | None = None
+    device: str
+
+
 class DecodingResult(_Record):
     """How one decoding config scored on the validation split: per seed, their mean and spread."""
 

@@ -16,13 +16,16 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
 from agent.planning.pruning import TrialPruner
 from agent.study import make_executor, plan_study, resume
+from agent.study.decode import tune_decoding
 from agent.study.graph import StudySnapshot
+from executors.base import Decoder
 from executors.local import LocalExecutor
 from executors.ray import RayExecutor, _pack, _reads, _unpack
 from memory.errors import UserError
@@ -195,3 +198,34 @@ def test_without_ray_installed_the_executor_says_how_to_get_it(monkeypatch: pyte
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
     with pytest.raises(UserError, match=r"pip install 'open-autoglm\[ray\]'"):
         executor.warm_up()
+
+
+@pytest.mark.slow
+def test_a_decode_only_study_runs_on_ray_as_it_does_locally(
+    ray_instance: None, tmp_path: Path, phonemes_jsonl: Path, trial_env: dict[str, str]
+) -> None:
+    """Decoding is a kind of trial too: on Ray its session is an actor (here shipping the data and sending the
+    saved folder back, as on a node that does not share the run directory), and it scores what a local one does."""
+    opened: list[str] = []
+
+    class Watched(RayExecutor):
+        def open_decoder(self, *args: Any, **kwargs: Any) -> Decoder:
+            opened.append("ray")
+            return super().open_decoder(*args, **kwargs)
+
+    scores = {}
+    for name, executor in (
+        ("local", LocalExecutor(device="cpu", env=trial_env)),
+        ("ray", Watched(env=trial_env, shared_storage=False)),
+    ):
+        options = TuneOptions(
+            data=str(phonemes_jsonl), models=("smollm2",), decode_only=True, trials=3, decode_rows=4,
+            db=str(tmp_path / f"{name}.db"), runs_dir=str(tmp_path / "runs"), name=name, executor=name,
+        )  # fmt: skip
+        outcome = tune_decoding(options, executor=executor)
+        assert [t.state for t in outcome.trials] == [TrialState.complete] * 3, [t.message for t in outcome.trials]
+        assert outcome.generation_config is not None and outcome.generation_config.is_file()
+        assert (tmp_path / "runs" / name / "best_decoding" / "autoglm.json").is_file()  # the folder predict loads
+        scores[name] = [(t.config, t.objective, t.scores) for t in outcome.trials]
+    assert opened == ["ray"]
+    assert scores["ray"] == scores["local"]
