@@ -378,11 +378,11 @@ def degenerate(metrics: dict[str, float]) -> str | None:
     """
     if metrics.get("gold_classes", 0) >= 2 and metrics.get("predicted_classes") == 1:
         return (
-            "degenerate: it predicts one class for every eval row (the majority class, most likely); "
+            "it predicts one class for every eval row (the majority class, most likely); "
             "more optimizer steps or a higher learning rate usually fix it"
         )
     if metrics.get("gold_entity_tags", 0) > 0 and metrics.get("predicted_entity_tags") == 0:
-        return "degenerate: it tags every token O and finds no entity; more steps or a higher learning rate may help"
+        return "it tags every token O and finds no entity; more steps or a higher learning rate may help"
     return None
 
 

@@ -11,6 +11,7 @@ shows cannot finish is stopped then (`DeadlineGuard`), its speed pricing the nex
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import statistics
@@ -20,6 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from executors.base import BaseExecutor, StopTrial
 from executors.data import split_rows
@@ -254,21 +257,43 @@ def fit_opening(
     )
 
 
-BUSY_LOAD = 0.5  # a load average above this share of the cores: other work takes CPU time the trials would get
+BUSY_LOAD = 0.5  # other work using more than this share of the cores takes CPU time the trials would get
+
+
+def other_load(interval_s: float = 0.5) -> float:
+    """How many cores' worth of CPU other processes use right now; this study's own processes left out.
+
+    Sampled over `interval_s`, not the load average: a minute's average still counts an install that just ended
+    (the demo's own), and the study's worker loading torch is not other work.
+    """
+    others = other_processes()
+    for p in others:
+        with contextlib.suppress(psutil.Error):
+            p.cpu_percent(None)  # the first call starts the count
+    time.sleep(interval_s)
+    used = 0.0
+    for p in others:
+        with contextlib.suppress(psutil.Error):
+            used += p.cpu_percent(None)
+    return used / 100.0
+
+
+def other_processes() -> list[psutil.Process]:
+    """Every process but this one and its children (the study's workers)."""
+    me = psutil.Process()
+    ours = {me.pid, *(child.pid for child in me.children(recursive=True))}
+    return [p for p in psutil.process_iter() if p.pid not in ours]
 
 
 def busy_machine(load: float | None = None, cores: int | None = None) -> str | None:
     """A warning when other work already loads this machine: the prior prices an idle one. None when idle."""
-    try:
-        load = os.getloadavg()[0] if load is None else load
-    except OSError:  # no load average on this platform
-        return None
+    load = other_load() if load is None else load
     cores = cores or os.cpu_count() or 1
     if load < BUSY_LOAD * cores:
         return None
     return (
-        f"this machine is busy (load {load:.1f} on {cores} cores): CPU trials may take several times the estimate; "
-        "the study measures their speed and stops one that cannot finish in time"
+        f"this machine is busy (other processes use {load:.1f} of {cores} cores): CPU trials may take several "
+        "times the estimate; the study measures their speed and stops one that cannot finish in time"
     )
 
 

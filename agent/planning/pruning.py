@@ -111,6 +111,6 @@ class TrialPruner:
         peers = sum(1 for c in self.curves if len(c) >= len(self.values))
         if self.trial.should_prune() and peers >= self.min_peers:
             raise StopTrial(
-                f"pruned after eval {len(self.values)}: {self.task.metric} {value:.4f} trails "
+                f"at eval {len(self.values)}, {self.task.metric} {value:.4f} trails "
                 f"the trials that reached the same evaluation"
             )

@@ -295,8 +295,8 @@ def line(snapshot: StudySnapshot) -> str | None:
     if t.state == TrialState.complete and t.objective is not None:
         entry = f"trial {t.number} [{t.source}] {metric}={t.objective:.4f}"
     else:
-        kind = t.failure_kind.value if t.failure_kind else ""
-        entry = f"trial {t.number} [{t.source}] {t.state.value}: {kind} {t.message or ''}".rstrip()
+        how = f"{t.state.value} ({t.failure_kind.value})" if t.failure_kind else t.state.value
+        entry = f"trial {t.number} [{t.source}] {how}: {t.message or ''}".rstrip(": ")
     curve = best_so_far(snapshot.trials, snapshot.study.task.direction)
     if curve:
         entry += f" (best {curve[-1][1]:.4f})"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +18,8 @@ from agent.planning.cost import (
     DeadlineGuard,
     busy_machine,
     fit_opening,
+    other_load,
+    other_processes,
 )
 from agent.study import plan_study, tune
 from agent.understanding.understand import profile_data, understand
@@ -229,7 +234,23 @@ def test_a_tight_budget_gets_a_cheaper_opening_or_a_clear_refusal(setting, tmp_p
 
 def test_a_busy_machine_is_named_before_the_study_starts():
     assert busy_machine(load=0.4, cores=2) is None
-    assert "busy (load 3.5 on 2 cores)" in busy_machine(load=3.5, cores=2)
+    assert "busy (other processes use 3.5 of 2 cores)" in busy_machine(load=3.5, cores=2)
+
+
+def test_the_cpu_other_processes_use_is_counted_and_the_studys_own_is_not():
+    spin = f"{sys.executable} -c 'while True: pass'"
+    # Another program (orphaned by its shell, so not this process's child) and one of the study's own children.
+    other = int(subprocess.run(["sh", "-c", f"{spin} >/dev/null 2>&1 & echo $!"], capture_output=True, text=True,
+                               check=True).stdout)  # fmt: skip
+    own = subprocess.Popen(["sh", "-c", spin])
+    try:
+        pids = {p.pid for p in other_processes()}
+        assert other in pids and own.pid not in pids and os.getpid() not in pids
+        assert other_load() >= 0.5  # the other program spins a core
+    finally:
+        os.kill(other, signal.SIGKILL)
+        own.kill()
+        own.wait()
 
 
 def test_the_plan_prices_the_opening_trial(reviews_csv, tmp_path):

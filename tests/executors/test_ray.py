@@ -153,7 +153,7 @@ def test_the_median_pruner_stops_a_clearly_bad_trial_on_ray(
 
     started = time.monotonic()
     result = executor.run(task, tiny_config(max_steps=400, eval_steps=2, learning_rate=1e-6), tmp_path / "t", on_event)
-    assert result.state == TrialState.pruned and result.message.startswith("pruned after eval 1")
+    assert result.state == TrialState.pruned and result.message.startswith("at eval 1,")
     assert [e.kind for e in seen].count("eval") == 1 and max(e.step or 0 for e in seen) < 10
     assert time.monotonic() - started < 120 and executor.pids == []
     deadline = time.monotonic() + 20  # ray.cancel(force=True) kills asynchronously; a loaded box takes a moment
