@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from agent.study.decode import decoding_phase, reserve_decoding_time
 from agent.study.graph import StudyContext, StudySnapshot, StudyState, build_graph, recursion_limit
 from agent.study.settings import check_options, check_writable, study_name
 from agent.understanding.refine import read_task
-from agent.understanding.understand import with_label_count
+from agent.understanding.understand import source_note, with_label_count
 from executors.base import BaseExecutor
 from executors.baseline import tfidf_baseline
 from executors.data import prepare_splits
@@ -132,7 +133,7 @@ def plan_study(
     profile = with_label_count(profile, task)
     space = study_space(options, task, profile)
     _check_models(space)
-    notes = [f"{field} from {source}" for field, source in understood.sources.items()] + notes
+    notes = [source_note(field, source) for field, source in understood.sources.items()] + notes
     cost = CostModel(task, profile)
     if executor is not None and task.budget.max_seconds:  # the price decides what starts only in a time budget
         notes.append(measure_machine(executor, cost, space.to_config(default_values(task, space, profile))))
@@ -152,6 +153,17 @@ def plan_study(
         task, profile, understood.sources, notes, space, opening,
         len(splits.train), len(splits.eval), len(splits.test), tfidf_baseline(task, splits), opening_cost, cost,
     )  # fmt: skip
+
+
+def with_sources(
+    confirm: Callable[..., None] | None, sources: Callable[[], dict[str, str]]
+) -> Callable[[TaskSpec, list[str]], None]:
+    """`confirm(task, notes)`, given `sources=` if it takes them (each field's source: it marks the guessed ones)."""
+    if confirm is None:
+        return lambda task, notes: None
+    if "sources" in inspect.signature(confirm).parameters:
+        return lambda task, notes: confirm(task, notes, sources=sources())
+    return confirm
 
 
 def _check_models(space: SearchSpace) -> None:
@@ -215,7 +227,7 @@ def tune(
             runs_dir=Path(options.runs_dir),
             name=name,
             make_task=make_task,
-            confirm=confirm or (lambda task, notes: None),
+            confirm=with_sources(confirm, lambda: planned[0].sources),
             settings=options,
         )
         study_ref: list[int] = []

@@ -19,18 +19,19 @@ from typing import Any
 
 import pandas as pd
 
+from agent.understanding.budget_words import parse_budget
+from agent.understanding.metric_words import names_one_class_metric, positive_for_flags, read_metric
 from executors.data import load_table
 from memory.errors import UserError
 from memory.records import (
-    DEFAULT_METRIC,
-    DURATION_PATTERN,
     METRIC_DIRECTION,
+    TASK_METRICS,
     Budget,
     ColumnProfile,
     DataProfile,
     TaskSpec,
     TaskType,
-    find_duration,
+    unknown_metric_message,
 )
 
 TEXT_NAMES = (
@@ -43,14 +44,6 @@ INSTRUCTION_KEYS = (
     ("question", "answer"), ("message", "reply"),
 )  # fmt: skip
 GENERATION_TARGETS = ("output", "response", "completion", "answer", "target", "summary", "reply")
-METRIC_WORDS = (
-    (r"entity[- ]?(level )?f1", "entity_f1"),
-    (r"rouge", "rouge_l"),
-    (r"exact[- ]?match", "exact_match"),
-    (r"\bac+ur+a?c[yi]", "accuracy"),  # "acuracy", "accurracy": typos are common
-    (r"\bloss\b", "eval_loss"),
-    (r"\bf1\b|f-?score|macro", "macro_f1"),
-)
 MAX_PROFILE_ROWS = 200_000
 LABEL_NAMES = ("label", "labels", "class", "category", "target", "sentiment", "y")
 MAX_CLASSES = 50  # more distinct values than this is free text or an id, not a class label
@@ -145,6 +138,7 @@ def understand(
     text_columns: list[str] | None = None,
     label_column: str | None = None,
     metric: str | None = None,
+    positive_label: str | None = None,
     validation_data: str | Path | None = None,
     test_data: str | Path | None = None,
     budget: Budget | None = None,
@@ -223,9 +217,21 @@ def understand(
         check_label(label, columns[label], profile.n_rows)
         inputs = given_or("text_columns", "--text", text_columns, lambda: _pick_text_columns(text, columns, label))
 
-    chosen = given_or("metric", "--metric", metric, lambda: _infer_metric(text, kind, columns.get(label)))
-    if chosen not in METRIC_DIRECTION:
-        raise UserError(f"unknown metric {chosen!r}; choose one of: {', '.join(METRIC_DIRECTION)}")
+    label_info = columns.get(label) if kind == TaskType.classification else None
+    positive_label = positive_label if kind == TaskType.classification else None
+    if metric:
+        if metric not in TASK_METRICS[kind]:
+            raise UserError(unknown_metric_message(metric, kind))
+        chosen, sources["metric"] = metric, "--metric"
+        positive, positive_source = positive_for_flags(metric, positive_label, text, label, label_info)
+    else:
+        reading = read_metric(text, kind, label, label_info, ask=positive_label is None)
+        chosen, sources["metric"] = reading.metric, reading.source
+        positive, positive_source = reading.positive, reading.positive_source
+        if positive_label is not None:
+            positive, positive_source = positive_for_flags(chosen, positive_label, text, label, label_info)
+    if positive_source is not None:
+        sources["positive_label"] = positive_source
     if budget is not None:
         sources["budget"] = "flags"
     elif (budget := parse_budget(description)) is not None:
@@ -242,6 +248,7 @@ def understand(
         label_column=label,
         metric=chosen,
         direction=METRIC_DIRECTION[chosen],
+        positive_label=positive,
         max_rows=max_rows,
         seed=seed,
         budget=budget,
@@ -303,20 +310,44 @@ def _free_text(info: ColumnProfile, n_rows: int) -> bool:
     return info.kind == "text" and (info.mean_words >= 4 or info.n_unique >= 0.5 * max(1, n_rows - info.missing))
 
 
-# A column named just after these words is ruled out: "not the headline", "ignore sku", "rather than queue".
+# A column named just after these words is ruled out: "not the headline", "ignore sku", "rather than queue"
+# ("not just the headline" rules nothing out: it asks for more).
 _NEGATED_BEFORE = re.compile(
-    r"(?:\bnot\b|\bno\b|n't|\bignore\b|\bwithout\b|\bexcept\b|\bexcluding\b|rather than|instead of|\bskip\b|"
-    r"\bdrop\b|\bexclude\b|leave out)\W+(?:\w+\W+)?$"
+    r"(?:\bnot\b(?!\W+(?:just|only|merely)\b)|\bno\b|n't(?!\W+(?:just|only)\b)|\bignore|\bwithout\b|\bexcept\b|"
+    r"\bexcluding\b|\bbut\b(?<=\ball but)|\bbut\b(?<=\beverything but)|rather than|instead of|\bskip|\bdrop|"
+    r"\bexclude|leave out|\bminus\b|apart from|other than|\bbesides\b|\bnever\b)\W+(?:\w+\W+)?$"
 )
 _NEGATED_AFTER = re.compile(
-    r"^\W*(?:is|are)\s+(?:just|only)\s+(?:an?\s+)?(?:id|identifier|key)\b|^[^.;]{0,30}\bignore (?:it|them)\b"
+    r"^\W*(?:is|are)\s+(?:just|only)\s+(?:an?\s+)?(?:id|identifier|key)\b|^[^.;]{0,30}\bignore (?:it|them)\b|"
+    r"^\W*(?:column\s+|field\s+)?(?:is|are)\s+(?:(?:just|only|mostly|pure|too)\s+)?(?:noise|noisy|useless|irrelevant|"
+    r"unreliable|misleading|clickbait|junk|not (?:useful|needed|relevant|reliable|helpful|informative))\b|"
+    r"^\W*(?:column\s+|field\s+)?(?:isn't|aren't|doesn't|don't|does not|do not)\s+(?:useful|needed|relevant|"
+    r"reliable|help|matter|informative)|^\s+out\b"
 )
-# A column named as an input: "from the headline", "use the body", "title and review", "the subject line only".
+# A column named as an input: "from the headline", "use the body", "title and review", "the subject line only",
+# "Inputs: headline", "headline+body", "just the body", "both title and review".
 _INPUT_BEFORE = re.compile(
-    r"(?:\bfrom|\buse|\busing|\buses|\bwith|based on|\bgiven|\bonly|\band|\bplus|\bread|\breading|\blook at"
-    r"|[+&,])\W+(?:the\W+)?$"
+    r"(?:\bfrom|\buse|\busing|\buses|\bwith|based on|\bgiven|\bonly|\bjust|\band|\bplus|\bread|\breading|"
+    r"\blook(?:ing)? at|\bboth|\bon|\boff|\bvia|\binputs?|\bfeatures?|\bfeed(?:ing)?|\bconsider(?:ing)?|"
+    r"\bcombin(?:e|ing)|\bconcatenat\w*|\balso|\bsolely|\bexclusively|\bpurely|\btrain(?:ed)? on|"
+    r"(?:input|text|feature)\s+(?:columns?|fields?)\s*(?:is|are|=|:)?"
+    r"|[+&,/])\W*(?:the\W+|its\W+|their\W+|each\W+|an?\W+)?$"
 )
-_INPUT_AFTER = re.compile(r"^\W*(?:only|column|field|text|line|and|\+|&)\b")
+_INPUT_AFTER = re.compile(
+    r"^\W*(?:only|alone|column|field|text|line|and|\+|&|/|as (?:the )?(?:inputs?|features?)|is (?:the|our) inputs?|"
+    r"are (?:the|our) inputs?|is enough|suffices|says it all)(?!\w)"
+)
+# "Inputs: headline, body", "features = title and review", "use: subject": every column in the list is an input
+_INPUT_LIST = re.compile(
+    r"\b(?:inputs?|input (?:columns?|fields?|text)|features?|feature columns?|text columns?|text fields?|predictors?|"
+    r"columns? to (?:use|read)|use(?: only)?|using)\s*(?:[:=]|are|is)\s*([^.;\n]*)"
+)
+# "everything except sku", "all columns but the id", "all the text columns": every text column not ruled out
+_ALL_INPUTS = re.compile(
+    r"\b(?:everything|every(?: other)? (?:column|field)|all(?: the| of the)?(?: other| remaining)?(?: text)?"
+    r"(?: columns| fields| inputs| text)?)\s+(?:but|except|save|apart from|other than|besides|minus|excluding)\b|"
+    r"\ball(?: the| of the)? (?:other |remaining )?(?:text )?(?:columns|fields|inputs)\b|\bnot (?:just|only|merely)\b"
+)
 
 
 def _occurrences(text: str, name: str) -> list[re.Match[str]]:
@@ -324,11 +355,27 @@ def _occurrences(text: str, name: str) -> list[re.Match[str]]:
     return list(re.finditer(rf"(?<![\w]){re.escape(name.lower())}(?:e?s)?(?![\w])", text))
 
 
+# The columns listed before a name in the same list: "except the priority and customer_id" rules out both.
+_LIST_BEFORE = re.compile(r"(?:[\w-]+\s*,\s*(?:the\s+)?)*(?:[\w-]+\s*(?:\band\b|\bor\b|\bnor\b|/)\s*(?:the\s+)?)+$")
+
+
 def _negated(text: str, name: str) -> bool:
-    return any(
-        _NEGATED_BEFORE.search(text[max(0, m.start() - 30) : m.start()]) or _NEGATED_AFTER.search(text[m.end() :])
-        for m in _occurrences(text, name)
-    )
+    for m in _occurrences(text, name):
+        before = text[max(0, m.start() - 80) : m.start()]
+        listed = _LIST_BEFORE.sub("", before)
+        if _NEGATED_BEFORE.search(before[-30:]) or _NEGATED_BEFORE.search(listed[-30:]):
+            return True
+        if _NEGATED_AFTER.search(text[m.end() :]):
+            return True
+    return False
+
+
+def _names_value(text: str, value: str) -> bool:
+    """A class value named as a word, or as the start of one ("fraudulent" names fraud); not ruled out."""
+    value = value.lower()
+    if len(value) < 4 or not re.fullmatch(r"[a-z][a-z-]*", value):
+        return False
+    return any(not _negated(text[: m.end()], value) for m in re.finditer(rf"\b{re.escape(value)}\w*", text))
 
 
 def _mentioned(text: str, name: str) -> bool:
@@ -337,8 +384,12 @@ def _mentioned(text: str, name: str) -> bool:
 
 
 def _named_as_input(text: str, name: str) -> bool:
-    return _mentioned(text, name) and any(
-        _INPUT_BEFORE.search(text[max(0, m.start() - 20) : m.start()]) or _INPUT_AFTER.search(text[m.end() :])
+    if not _mentioned(text, name):
+        return False
+    if any(_occurrences(m.group(1), name) for m in _INPUT_LIST.finditer(text)):
+        return True
+    return any(
+        _INPUT_BEFORE.search(text[max(0, m.start() - 30) : m.start()]) or _INPUT_AFTER.search(text[m.end() :])
         for m in _occurrences(text, name)
     )
 
@@ -349,7 +400,23 @@ _LABEL_PHRASES = (
     r"(?:predict|classify\s+(?:\w+\s+){0,4}by|sort\s+(?:\w+\s+){0,4}by|label(?:ed)?\s+by|by)\s+(?:the|their|its)?\s*"
     r"[`'\"]?([\w-]+)[`'\"]?\s+(?:column|field)",
     r"(?:the|a)\s+[`'\"]?([\w-]+)[`'\"]?\s+column\s+(?:is|holds|has|says|gives)\s+the\s+(?:label|class|answer|target)",
+    # "Label = topic", "target: queue", "y is sentiment", "the label is stars"
+    r"\b(?:label|target|y|output|outcome|answer|class|predict)\s*(?:=|:|->|is|will be|should be)\s*"
+    r"(?:the\s+|in\s+(?:the\s+)?)?[`'\"]?([\w-]+)",
+    # "with queue as the label", "stars is the target", "`topic` = label"
+    r"[`'\"]?([\w-]+)[`'\"]?\s+(?:column\s+|field\s+)?(?:is|as|=)\s+(?:the\s+|our\s+)?(?:label|target|answer|y)\b",
+    # "headline -> topic"
+    r"(?:->|→|=>)\s*[`'\"]?([\w-]+)",
+    # "predict the priority", "guess each review's stars"
+    r"\b(?:predict(?:s|ing)?|guess(?:ing)?|infer(?:ring)?|forecast(?:ing)?|estimat(?:e|ing))\s+(?:the\s+|their\s+|"
+    r"its\s+|each\s+(?:\w+'s\s+)?)?[`'\"]?([\w-]+)",
 )
+# Words that name a column as an input beyond doubt, so that it is never taken for the label.
+_STRONG_INPUT_BEFORE = re.compile(
+    r"(?:\bfrom|\buse|\busing|\buses|based on|\bgiven|\bonly|\bjust|\bread|\breading|\blook(?:ing)? at|\bvia|"
+    r"\binputs?|\bfeatures?|\bsolely|\bexclusively|\btrain(?:ed)? on|[+&/])\W*(?:the\W+|its\W+|their\W+|each\W+)?$"
+)
+_STRONG_INPUT_AFTER = re.compile(r"^\W*(?:only|alone|\+|&|/|as (?:the )?(?:inputs?|features?))(?!\w)")
 
 
 def _named_label(text: str, columns: dict[str, ColumnProfile]) -> tuple[str, str] | None:
@@ -365,6 +432,19 @@ def _named_label(text: str, columns: dict[str, ColumnProfile]) -> tuple[str, str
         if m and name in lowered:
             return lowered[name], m.group(0).strip()
     return None
+
+
+def _strongly_named_as_input(text: str, name: str) -> bool:
+    """Named as an input in words that leave no doubt ("from X", "Inputs: X", "X only"): never the label."""
+    if not _mentioned(text, name):
+        return False
+    if any(_occurrences(m.group(1), name) for m in _INPUT_LIST.finditer(text)):
+        return True
+    return any(
+        _STRONG_INPUT_BEFORE.search(text[max(0, m.start() - 30) : m.start()])
+        or _STRONG_INPUT_AFTER.search(text[m.end() :])
+        for m in _occurrences(text, name)
+    )
 
 
 def _pick_label(text: str, columns: dict[str, ColumnProfile], exclude: set[str], n_rows: int) -> tuple[str, str]:
@@ -397,6 +477,10 @@ def _pick_label(text: str, columns: dict[str, ColumnProfile], exclude: set[str],
             f"no column looks like a class label (2 to {MAX_CLASSES} distinct values, repeated across rows); "
             f"pass --label COLUMN (columns: {', '.join(columns)})"
         )
+    # A column named as an input is never the label ("predict priority from subject and queue").
+    not_inputs = [c for c in candidates if not _strongly_named_as_input(text, c)]
+    if not_inputs and len(not_inputs) < len(candidates):
+        candidates = not_inputs
     # A column named like text (a title, a subject) is an input unless the description calls it the label.
     if len(candidates) > 1:
         candidates = [c for c in candidates if c.lower() not in TEXT_NAMES or _mentioned(text, c)] or candidates
@@ -407,6 +491,16 @@ def _pick_label(text: str, columns: dict[str, ColumnProfile], exclude: set[str],
     by_values = [c for c in candidates if sum(_mentioned(text, v) for v in columns[c].value_counts or {}) >= 2]
     if len(by_values) == 1:
         return by_values[0], "description: names its classes"
+    pool = mentioned or candidates
+    # One class named, even as the start of a word ("flag fraudulent claims": fraud / legit), in one column only.
+    by_a_value = [c for c in pool if any(_names_value(text, v) for v in columns[c].value_counts or {})]
+    if len(by_a_value) == 1 and not by_values:
+        return by_a_value[0], "description: names one of its classes"
+    # A metric of one class against the rest ("optimise precision", "ROC-AUC") wants a label with two classes.
+    if names_one_class_metric(text):
+        binary = [c for c in pool if len(columns[c].value_counts or {}) == 2]
+        if len(binary) == 1:
+            return binary[0], "description: a metric of one class against the other, and the only two-class column"
     # Column names alone ("label", "sentiment") do not settle a tie: a wrong guess would waste the budget.
     pool = mentioned or by_values or candidates
     if len(pool) == 1:
@@ -417,11 +511,18 @@ def _pick_label(text: str, columns: dict[str, ColumnProfile], exclude: set[str],
 def _pick_text_columns(text: str, columns: dict[str, ColumnProfile], label: str) -> tuple[list[str], str]:
     texts = [c for c, info in columns.items() if c != label and info.kind == "text" and not _negated(text, c)]
     named = [c for c in texts if _named_as_input(text, c)]
-    if named:
-        return named, "description: names " + ", ".join(map(repr, named))
+    everything = _ALL_INPUTS.search(text)  # "everything except sku", "not just the headline"
+    if everything and not everything.group(0).startswith("not"):
+        chosen = [c for c in texts if columns[c].n_unique > 1]
+        if chosen:
+            return chosen, f"description: {everything.group(0).strip()!r} - every text column not ruled out"
     # Free text is long and mostly unique; a column named like text (a title, a subject) says as much.
     long = {c for c in texts if columns[c].mean_words >= 4 and columns[c].n_unique > 20}
     by_name = {c for c in texts if c.lower() in TEXT_NAMES and columns[c].n_unique > 1}
+    if named and everything:  # "not just the headline": it, and the other free text
+        return [c for c in texts if c in long | by_name | set(named)], f"description: {everything.group(0)!r} ..."
+    if named:
+        return named, "description: names " + ", ".join(map(repr, named))
     if long or by_name:
         return [c for c in texts if c in long | by_name], "data: the free-text columns"
     if len(texts) == 1 and columns[texts[0]].n_unique > 1:
@@ -435,105 +536,35 @@ def _pick_text_columns(text: str, columns: dict[str, ColumnProfile], label: str)
     raise UserError(f"no column looks like input text; pass --text COLUMN (columns: {', '.join(columns)})")
 
 
-# Words that rule a metric out when they come just before it: "don't optimise accuracy", "rather than accuracy".
-_NEGATION = re.compile(
-    r"(?:\bnot\b|n't|\bno\b|\bnever\b|rather than|instead of|other than|\bavoid\w*|\bexcept\b|\bover\b|"
-    r"\bbeyond\b|\bignore\b|\bwithout\b|more than|less than)[^.;,!?]{0,30}$"
-)
-_NEGATED_METRIC_AFTER = re.compile(
-    r"^\W*(?:is not|isn't|does not|doesn't|is secondary|matters less|is misleading|is useless)\b"
-)
-_OPTIMISE = re.compile(r"(?:optimi[sz]e|maximi[sz]e|minimi[sz]e|target|judged? (?:by|on)|score[sd]? (?:by|on)|"
-                       r"care about|focus on|measured? (?:by|on)|in terms of)\W+(?:\w+\W+){0,3}$")  # fmt: skip
-_RARE_CLASS = re.compile(
-    r"\brare\b|\brarer\b|minority|imbalanc|unbalanc|skew|few (?:positive|examples)|every class (?:counts|matters)"
-)
-IMBALANCE_RATIO = 3  # the largest class this many times the smallest: accuracy would reward the majority
+# What would change each field, for the confirmation: a flag, or words the rules read.
+CHANGE_HINTS = {
+    "task_type": "pass --task",
+    "text_columns": "pass --text COLUMN (repeat it for several) or say 'from the X only'",
+    "label_column": "pass --label COLUMN or say 'predict the X column'",
+    "metric": "pass --metric or say 'optimise X' (e.g. 'optimise accuracy')",
+    "positive_label": "pass --positive-label CLASS or say 'recall of the X class'",
+    "budget": "pass --trials N or --time 30m, or say '20 trials' or 'an hour'",
+}
 
 
-def _infer_metric(text: str, kind: TaskType, label: ColumnProfile | None) -> tuple[str, str]:
-    ruled_out: list[str] = []
-    usable: list[tuple[bool, int, str, str]] = []  # (asked to optimise it, position, metric, words)
-    for pattern, metric in METRIC_WORDS:
-        for m in re.finditer(pattern, text):
-            if _NEGATION.search(text[: m.start()]) or _NEGATED_METRIC_AFTER.search(text[m.end() :]):
-                ruled_out.append(metric)
-                continue
-            if metric == "macro_f1" and kind == TaskType.token_classification:
-                metric = "entity_f1"
-            if metric in ("macro_f1", "accuracy") and kind == TaskType.generation:
-                continue
-            if metric == "entity_f1" and kind != TaskType.token_classification:
-                continue
-            asked = bool(_OPTIMISE.search(text[max(0, m.start() - 30) : m.start()]))
-            usable.append((asked, -m.start(), metric, m.group(0)))
-    if usable:  # the one the user says to optimise, else the first named
-        _, _, metric, words = max(usable)
-        return metric, f"description: {words!r}"
-    default = DEFAULT_METRIC[kind]
-    if kind != TaskType.classification:
-        return default, "default for the task type"
-    if "accuracy" in ruled_out:
-        return "macro_f1", "description rules out accuracy; macro-F1 weighs every class equally"
-    if m := _RARE_CLASS.search(text):
-        return "macro_f1", f"description: {m.group(0)!r} - macro-F1 weighs every class equally"
-    counts = list((label.value_counts or {}).values()) if label is not None else []
-    if len(counts) >= 2 and max(counts) >= IMBALANCE_RATIO * min(counts):
-        return "macro_f1", f"data: imbalanced classes ({max(counts)} vs {min(counts)} rows), so not accuracy"
-    return default, "default for classification"
+def guessed(source: str) -> bool:
+    """Whether a field's source is a guess (from the data, a default, an LLM) rather than read from the user."""
+    return not source.startswith(("--", "description", "flags"))
 
 
-_UNITS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-_NUMBER_WORDS = {
-    **{w: i for i, w in enumerate(_UNITS, start=1)},
-    "ten": 10, "eleven": 11, "twelve": 12, "fifteen": 15, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50,
-    "sixty": 60, "ninety": 90, "a": 1, "an": 1,
-}  # fmt: skip
-_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
-_NUM = r"(\d+(?:\.\d+)?)"
-_TRIAL_WORDS = r"(?:trials?|runs?|experiments?|attempts?|configs?|configurations?)"
-_PHRASES = (  # spoken durations, rewritten to the one grammar before it is read
-    (r"\b(?:an|one) hour and a half\b", "90 minutes"),
-    (r"\bhalf an hour\b", "30 minutes"),
-    (r"\ba quarter of an hour\b", "15 minutes"),
-    (r"\b(\d+) and a half hours\b", r"\1.5 hours"),
-)
-# A duration that is about the data, not the study: "customers expect a reply within 4 hours".
-_NOT_A_BUDGET = re.compile(r"(?:repl(?:y|ies)|respon\w*|resolv\w*|answer\w*|deliver\w*|arriv\w*|ship\w*)\s+\w*\s*$")
+def source_note(field: str, source: str) -> str:
+    """One line for the user: where a field came from, and for a guess, what would change it."""
+    if guessed(source):
+        return f"{field} guessed ({source}): {CHANGE_HINTS.get(field, 'pass its flag')}"
+    return f"{field} from {source}"
 
 
-def _digits(text: str) -> str:
-    """Number words as digits ("two GPU-hours" -> "2 GPU-hours", "twenty-five trials" -> "25 trials")."""
-    text = re.sub(rf"\b({'|'.join(_TENS)})[- ]({'|'.join(_UNITS)})\b",
-                  lambda m: str(_TENS[m.group(1)] + _NUMBER_WORDS[m.group(2)]), text)  # fmt: skip
-    words = "|".join(_NUMBER_WORDS)
-    return re.sub(rf"\b({words})\b(?=\s+(?:[a-z]+[- ])?(?:{_TRIAL_WORDS[3:-1]}|hours?|minutes?|mins?|seconds?))",
-                  lambda m: str(_NUMBER_WORDS[m.group(1)]), text)  # fmt: skip
+def describe(spec: TaskSpec, sources: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """The task spec as (field, value) rows for the user to confirm.
 
-
-def parse_budget(text: str) -> Budget | None:
-    """Read a budget from words like "20 trials", "within 1h30m", "half an hour" or "two GPU-hours"."""
-    text = text.lower()
-    for pattern, replacement in _PHRASES:
-        text = re.sub(pattern, replacement, text)
-    text = _digits(text)
-    trials = re.search(_NUM + r"\s*" + _TRIAL_WORDS + r"\b", text)
-    device = re.search(_NUM + r"\s*(?:gpu|device)[- ]?hours?\b|" + _NUM + r"\s*hours? of (?:gpu|device) time", text)
-    found: dict[str, Any] = {}
-    if trials:
-        found["max_trials"] = int(float(trials.group(1)))
-    if device:
-        found["max_device_hours"] = float(device.group(1) or device.group(2))
-    else:
-        for match in DURATION_PATTERN.finditer(text):
-            if not _NOT_A_BUDGET.search(text[max(0, match.start() - 40) : match.start()].removesuffix("within ")):
-                found["max_seconds"] = find_duration(match.group(0))
-                break
-    return Budget(**found) if found else None
-
-
-def describe(spec: TaskSpec) -> list[tuple[str, str]]:
-    """The task spec as (field, value) rows for the user to confirm."""
+    With `sources`, each field that was guessed rather than read (from the data, a default, an LLM) is marked
+    so, with where the guess came from and what would change it.
+    """
     b = spec.budget
     limits = [
         f"{b.max_trials} trials" if b.max_trials else "",
@@ -541,13 +572,24 @@ def describe(spec: TaskSpec) -> list[tuple[str, str]]:
         f"{b.max_device_hours:g} device-hours" if b.max_device_hours else "",
         f"{b.max_llm_tokens} LLM tokens" if b.max_llm_tokens else "",
     ]
-    return [
-        ("task", spec.task_type.value),
+    sources = sources or {}
+
+    def marked(field: str, value: str) -> str:
+        source = sources.get(field)
+        if source is None or not guessed(source):
+            return value
+        return f"{value}  · guessed ({source}); to change it, {CHANGE_HINTS[field]}"
+
+    rows = [
+        ("task", marked("task_type", spec.task_type.value)),
         ("data", spec.train_path + (f" (seeded subset of {spec.max_rows} rows)" if spec.max_rows else "")),
         ("validation", spec.validation_path or f"seeded {spec.validation_fraction:.0%} split of the data"),
         ("test", spec.test_path or f"seeded {spec.test_fraction:.0%} held out from the planner (100+ rows)"),
-        ("input", ", ".join(spec.text_columns)),
-        ("label", spec.label_column),
-        ("metric", f"{spec.metric} ({spec.direction.value})"),
-        ("budget", ", ".join(x for x in limits if x)),
+        ("input", marked("text_columns", ", ".join(spec.text_columns))),
+        ("label", marked("label_column", spec.label_column)),
+        ("metric", marked("metric", f"{spec.metric} ({spec.direction.value})")),
     ]
+    if spec.positive_label is not None:
+        rows.append(("positive class", marked("positive_label", spec.positive_label)))
+    rows.append(("budget", marked("budget", ", ".join(x for x in limits if x))))
+    return rows

@@ -22,7 +22,7 @@ from memory.records import Budget, DataProfile, TaskSpec
 HERE = Path(__file__).resolve().parent
 CASES_FILE = HERE / "cases.yaml"
 DATA_DIR = HERE / "data"
-FIELDS = ("task_type", "label_column", "text_columns", "metric", "budget")
+FIELDS = ("task_type", "label_column", "text_columns", "metric", "budget", "positive_label")
 ERROR = "error"  # the one field of an expect_error case
 
 
@@ -56,7 +56,7 @@ class Outcome:
         if self.spec is None:
             return f"UserError: {self.error}"
         if name == ERROR:
-            return "no error: " + ", ".join(f"{f}={self.show(f)}" for f in FIELDS[:4])
+            return "no error: " + ", ".join(f"{f}={self.show(f)}" for f in FIELDS[:4] + FIELDS[5:])
         value = getattr(self.spec, name)
         if name == "budget":
             return _show_budget(value)
@@ -135,6 +135,8 @@ def check(case: Case, outcome: Outcome, name: str) -> bool:
         return set(got) == set(want)  # which inputs, not their order
     if name == "budget":
         return got == Budget(**want)  # every limit: one the case leaves out must be None
+    if name == "positive_label":  # the class as the label's value reads as text: "true" is "True", 1 is "1"
+        return (None if got is None else str(got).lower()) == (None if want is None else str(want).lower())
     return got == want
 
 
