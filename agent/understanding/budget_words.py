@@ -76,7 +76,7 @@ def spoken_to_digits(text: str) -> str:
         text,
     )
     text = re.sub(
-        rf"\b(?:(\d+) quarters?|(?:a |one )?quarter) (?:of )?an? {_UNIT}\b",
+        rf"\b(?:(\d+) quarters?|(?:a |one )?quarter) (?:of )?(?:an? )?{_UNIT}\b",
         lambda m: f"{_num(0.25 * int(m.group(1) or 1) * _scale(m.group(2)))} {_unit(m.group(2))}",
         text,
     )
@@ -91,9 +91,10 @@ def parse_budget(text: str) -> Budget | None:
     text = spoken_to_digits(text)
     found: dict[str, Any] = {}
     # "12 trials", "3 training runs" (a word or two between, never a unit: "30 minutes on runs"); "trials: 20"
-    counted = rf"{_NUM}\s*(?:more\s+)?(?:(?!{_UNIT}\b|gpu|device)[a-z]+[- ]){{0,2}}?{_TRIALS}\b"
-    named = rf"\b(?:n_?|max_?|max |number of )?{_TRIALS}\s*(?:budget)?\s*(?:[:=]|of|is|at most|max)\s*{_NUM}\b"
-    trials = re.search(counted, text) or re.search(named, text)
+    counted = rf"{_NUM}[\s-]*(?:more\s+)?(?:(?!{_UNIT}\b|gpu|device)[a-z]+[- ]){{0,2}}?{_TRIALS}\b"
+    named = rf"\b(?:n_?|max_?|max |number of )?{_TRIALS}\s*(?:budget)?\s*(?:[:=]|of|is|at most|max)?\s*{_NUM}\b(?!\s*{_UNIT})"
+    times = rf"\b(?:run|try|train|tune|repeat)\w*\s+(?:it\s+|this\s+|them\s+)?{_NUM}\s*(?:times|x)\b"
+    trials = re.search(counted, text) or re.search(named, text) or re.search(times, text)
     if trials:
         count = float(next(g for g in trials.groups() if g))
         if count >= 1:

@@ -42,7 +42,9 @@ METRIC_PATTERNS: tuple[tuple[str, str], ...] = (
                   rf"{_S}(?:{_F1})"),
     ("weighted_f1", rf"(?:support{_S})?weighted{_AVG}{_S}(?:{_F1})|(?:{_F1}){_S}\(?weighted\)?(?: by support)?"),
     ("micro_f1", rf"micro{_AVG}{_S}(?:{_F1})|(?:{_F1}){_S}\(?micro\)?"),
-    ("macro_f1", rf"macro{_AVG}{_S}(?:{_F1})|(?:{_F1}){_S}\(?macro\)?|\bmacro\b"),
+    ("macro_f1", rf"macro{_AVG}{_S}(?:{_F1})|(?:{_F1}){_S}\(?macro\)?|\bmacro\b|(?:{_F1})(?: per| for each| of each| by| across"
+                 rf"| over)(?: every)? (?:entity )?(?:types?|class(?:es)?|labels?|categor(?:y|ies))(?:,? (?:then )?averaged)?|"
+                 rf"(?:mean|average) (?:of )?(?:the )?(?:per{_S}class )?(?:{_F1})s?(?: over| across| of)? (?:all )?classes"),
     ("balanced_accuracy", rf"balanced{_S}(?:{_ACC}|acc)\b|\bbal{_S}acc\b|macro{_AVG}{_S}recall|mean (?:per{_S}class )?"
                           r"recall(?: over| across| of all)? (?:all )?classes|average recall (?:over|across) classes"),
     ("mcc", rf"\bmccs?\b|matthews?(?:'s?)?(?: correlation)?(?: coefficient)?|phi{_S}coefficient"),
@@ -50,13 +52,19 @@ METRIC_PATTERNS: tuple[tuple[str, str], ...] = (
                rf"{_S}recall(?: curve)?|precision{_S}recall{_S}(?:auc|area|curve)"),
     ("roc_auc", rf"\broc{_S}aucs?\b|\bauc{_S}roc\b|\bauroc\b|\baurocs\b|"
                 r"area under (?:the )?(?:roc|receiver)[\w -]*?curve|\broc\b(?: curve)?|\bauc\b"),
-    ("precision*", r"\bprecision\b|\bppv\b|positive predictive value"),
-    ("recall*", r"\brecall\b|\bsensitivity\b|true positive rate|\btpr\b|hit rate|detection rate"),
+    ("precision*", r"\bprecision\b|\bppv\b|positive predictive value|false (?:positives?|alarms?) (?:are|is|cost|would be)"
+                   r"\s+(?:\w+\s+){0,2}?(?:costly|expensive|bad|worse|unacceptable|the (?:real |main )?problem)|"
+                   r"(?:avoid|minimi[sz]e|reduce|few(?:er)?) false (?:positives?|alarms?)"),
+    ("recall*", r"\brecall\b|\bsensitivity\b|true positive rate|\btpr\b|hit rate|detection rate|false negatives? "
+                r"(?:are|is|cost|would be)\s+(?:\w+\s+){0,2}?(?:costly|expensive|bad|worse|unacceptable|the (?:real |main )?"
+                r"problem)|(?:avoid|minimi[sz]e|reduce|few(?:er)?) false negatives?|(?:catch|find|flag|detect) (?:as many|"
+                r"every|all)\b|(?:don't|do not|never) miss|missing (?:an?y? |one )?\w+ (?:is|are) (?:worse|costly|bad|"
+                r"unacceptable|expensive)"),
     ("f1*", rf"\b(?:{_F1})\b|\bbinary{_S}(?:{_F1})"),
     ("accuracy", rf"\b{_ACC}\b|\bacc\b"),
     ("exact_match", rf"exact{_S}match(?:es)?(?: {_ACC}| rate| score)?|\bem\b(?= score| metric)"),
-    ("rouge_l", rf"\brouge{_S}l(?:sum)?\b|\brouge\b(?!{_S}[12]\b)"),
-    ("chrf", rf"\bchr{_S}f(?:\+\+|\+)?\b|character(?: n{_S}gram)? f{_S}(?:score|1|measure)"),
+    ("rouge_l", rf"\brouge{_S}l(?:sum)?(?:{_S}(?:{_F1}))?\b|\brouge\b(?!{_S}[12n]\b)(?:{_S}(?:{_F1}))?"),
+    ("chrf", rf"\bchr{_S}f(?:\+\+|\+)?(?:{_S}scores?)?\b|character(?: n{_S}gram)? f{_S}(?:score|1|measure)"),
     ("eval_loss", rf"\b(?:eval(?:uation)?|validation|val)?{_S}loss\b|cross{_S}entropy|\blog{_S}loss\b|\bnll\b|"
                   r"negative log[- ]likelihood|\bperplexity\b|\bppl\b"),
     # not metrics: the words appear for other reasons
@@ -118,15 +126,15 @@ NEAREST: dict[str, tuple[str, ...]] = {
 # Words that rule a metric out when they come just before it: "don't optimise accuracy", "rather than accuracy".
 _NEGATION = re.compile(
     r"(?:\bnot\b|n't|\bno\b|\bnever\b|rather than|instead of|other than|\bavoid\w*|\bexcept\b|\bover\b|"
-    r"\bbeyond\b|\bignore\b|\bwithout\b|more than|less than|\bvs\.?|\bversus\b)[^.;,!?]{0,30}$"
+    r"\bbeyond\b|\bignore\b|\bwithout\b|more than|less than|\bthan\b|\bvs\.?|\bversus\b)[^.;,!?]{0,30}$"
 )
 _NEGATED_AFTER = re.compile(
-    r"^\W*(?:is not|isn't|does not|doesn't|is secondary|matters less|is misleading|is useless|is meaningless|"
+    r"^\W*(?:is not|isn't|does not|doesn't|(?:is )?secondary|matters less|is misleading|is useless|is meaningless|"
     r"would be misleading|won't|will not|can be ignored|is irrelevant)\b"
 )
 # Words that make it the objective: "optimise weighted F1", "scored by MCC", "metric: recall".
 _ASKED_BEFORE = re.compile(
-    r"(?:optimi[sz]\w*|maximi[sz]\w*|minimi[sz]\w*|target(?:ing)?|judged?|score[sd]?|scoring|care\w* (?:most )?about|"
+    r"(?:optimi[sz]\w*|maximi[sz]\w*|minimi[sz]\w*|target(?:ing)?|judged?|score[sd]?|scoring|care\w* (?:more |most )?about|"
     r"focus\w* on|measured?|evaluated?|rank(?:ed)?|select(?:ed)?|pick(?:ed)?|prioriti[sz]\w*|aim(?:ing)? for|"
     r"go(?:ing)? for|in terms of|metric|objective|tune for|tuned for|tuning for|best|highest|lowest|maximum|"
     r"max(?:imum)?|want (?:a )?(?:good|high|the best)|success is|goal is|by)\W+(?:\w+\W+){0,3}$"
@@ -249,6 +257,21 @@ _DECLARED = (
 )
 
 
+def _declared(text: str, names: dict[str, set[str]]) -> tuple[str | None, str | None]:
+    for pattern in _DECLARED:
+        for m in re.finditer(pattern, text):
+            named = _named_classes(m.group(1), names)
+            if len(named) == 1:
+                return named[0], f"description: {m.group(0).strip()!r}"
+    return None, None
+
+
+def declared_positive(text: str, label: str, info: ColumnProfile | None) -> tuple[str | None, str | None]:
+    """A positive class the description declares ("the positive class is spam"), whatever the metric."""
+    classes = list((info.value_counts or {}) if info is not None else {})
+    return _declared(text, _class_names(label, classes)) if classes else (None, None)
+
+
 def positive_class(
     text: str, metric: str, label: str, info: ColumnProfile | None, near: tuple[int, int] | None = None
 ) -> tuple[str | None, str]:
@@ -257,11 +280,9 @@ def positive_class(
     if not classes:
         return None, "the label's classes are unknown"
     names = _class_names(label, classes)
-    for pattern in _DECLARED:
-        for m in re.finditer(pattern, text):
-            named = _named_classes(m.group(1), names)
-            if len(named) == 1:
-                return named[0], f"description: {m.group(0).strip()!r}"
+    declared = _declared(text, names)
+    if declared[0] is not None:
+        return declared
     rare = min(classes, key=lambda c: (info.value_counts or {})[c]) if info is not None else None
     if near is not None:
         named = _adjacent_classes(text, *near, names)
@@ -349,6 +370,16 @@ def _resolve(mention: _Mention, kind: TaskType, text: str, label: str, info: Col
     return name.rstrip("*")
 
 
+def _without_label_name(text: str, label: str | None) -> str:
+    """The text with the label column's name blanked where it is not a class ("predict is_spam" names no class
+    "spam"), and "is_spam=1" read as the class "1"; offsets are kept."""
+    if not label or not re.search(r"[_-]", label):
+        return text
+    name = re.escape(label.lower())
+    text = re.sub(rf"{name}(\s*(?:==?|:)\s*)", lambda m: " " * len(m.group(0)), text)
+    return re.sub(name, lambda m: " " * len(m.group(0)), text)
+
+
 def names_one_class_metric(text: str) -> bool:
     """Whether the description asks for a metric of one class (precision, recall, ROC-AUC, ...), not ruled out."""
     for mention in _mentions(text):
@@ -370,8 +401,7 @@ def read_metric(
         UserError: the description asks for a metric the tool does not have, or for a one-class metric whose
             class neither the description nor the data settles (unless not `ask`: the caller has the class).
     """
-    if label and re.search(r"[_-]", label):  # "predict is_spam": the column's name, not its class "spam"
-        text = re.sub(re.escape(label.lower()), lambda m: " " * len(m.group(0)), text)
+    text = _without_label_name(text, label)
     ruled_out: list[str] = []
     usable: list[tuple[int, int, str, _Mention]] = []  # (asked: 1 / named: 0 / reported: -1, -position, id, ...)
     for mention in _mentions(text):
@@ -398,9 +428,12 @@ def read_metric(
             raise unknown_metric(mention.words.strip(), metric, kind)
         source = f"description: {mention.words.strip()!r}"
         if metric not in POSITIVE_CLASS_METRICS or not ask:  # not ask: --positive-label settles the class
-            return MetricReading(metric, source)
+            declared = declared_positive(text, label or "", info) if ask else (None, None)
+            return MetricReading(metric, source, *declared)
         return _with_positive(text, metric, source, label, info, (mention.start, mention.end))
-    return _default_metric(text, kind, info, ruled_out)
+    reading = _default_metric(text, kind, info, ruled_out)
+    positive, why = declared_positive(text, label or "", info)
+    return MetricReading(reading.metric, reading.source, positive, why) if positive is not None else reading
 
 
 def _with_positive(
@@ -443,8 +476,7 @@ def positive_for_flags(
         UserError: the class is not one of the label's, or nothing settles it.
     """
     classes = list((info.value_counts or {}) if info is not None else {})
-    if label and re.search(r"[_-]", label):
-        text = re.sub(re.escape(label.lower()), lambda m: " " * len(m.group(0)), text)
+    text = _without_label_name(text, label)
     if positive is not None:
         match = next((c for c in classes if c == positive), None) or next(
             (c for c in classes if c.lower() == positive.lower()), None

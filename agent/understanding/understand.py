@@ -152,7 +152,7 @@ def understand(
     """
     profile = profile or profile_data(data)
     columns = profile.columns
-    text = description.lower()
+    text = with_column_names(description.lower(), columns, profile.n_rows)
     for given in [*(text_columns or []), *([label_column] if label_column else [])]:
         if given not in columns:
             close = difflib.get_close_matches(given, list(columns), n=1)
@@ -329,12 +329,12 @@ _NEGATED_AFTER = re.compile(
 _INPUT_BEFORE = re.compile(
     r"(?:\bfrom|\buse|\busing|\buses|\bwith|based on|\bgiven|\bonly|\bjust|\band|\bplus|\bread|\breading|"
     r"\blook(?:ing)? at|\bboth|\bon|\boff|\bvia|\binputs?|\bfeatures?|\bfeed(?:ing)?|\bconsider(?:ing)?|"
-    r"\bcombin(?:e|ing)|\bconcatenat\w*|\balso|\bsolely|\bexclusively|\bpurely|\btrain(?:ed)? on|"
+    r"\bcombin(?:e|ing)|\bconcatenat\w*|\balso|\bsolely|\bexclusively|\bpurely|\btrain(?:ed)? on|\bin|"
     r"(?:input|text|feature)\s+(?:columns?|fields?)\s*(?:is|are|=|:)?"
     r"|[+&,/])\W*(?:the\W+|its\W+|their\W+|each\W+|an?\W+)?$"
 )
 _INPUT_AFTER = re.compile(
-    r"^\W*(?:only|alone|column|field|text|line|and|\+|&|/|as (?:the )?(?:inputs?|features?)|is (?:the|our) inputs?|"
+    r"^\W*(?:only|alone|column|field|text|line|and|\+|&|/|->|→|=>|as (?:the )?(?:inputs?|features?)|is (?:the|our) inputs?|"
     r"are (?:the|our) inputs?|is enough|suffices|says it all)(?!\w)"
 )
 # "Inputs: headline, body", "features = title and review", "use: subject": every column in the list is an input
@@ -350,9 +350,45 @@ _ALL_INPUTS = re.compile(
 )
 
 
+_FUNCTION_WORDS = {"is", "has", "was", "the", "a", "an", "of", "in", "to", "no", "not", "by", "for", "on", "at", "y"}
+
+
+def _spoken(name: str) -> list[str]:
+    """How prose names a column: "product_category" as "product category(ies)", "reviewText" as "review text"."""
+    words = re.sub(r"([a-z])([A-Z])", r"\1 \2", name).replace("_", " ").replace("-", " ").lower().split()
+    if len(words) < 2 or words[0] in _FUNCTION_WORDS:
+        return []
+    spoken = " ".join(words)
+    plural = spoken[:-1] + "ies" if spoken.endswith("y") else spoken + "s"
+    return [plural, spoken]
+
+
+def with_column_names(text: str, columns: dict[str, ColumnProfile], n_rows: int) -> str:
+    """The description with columns named in plain words written as the columns' names.
+
+    "product categories" names product_category, "the email body" email_body; a free-text column whose last word
+    no other column has is named by it too ("the body" is email_body when there is no body column).
+    """
+    names = {c.lower() for c in columns}
+    for column in sorted(columns, key=len, reverse=True):
+        for spoken in _spoken(column):
+            text = re.sub(rf"(?<![\w]){re.escape(spoken)}(?![\w])", column.lower(), text)
+    lasts: dict[str, list[str]] = {}
+    for column in columns:
+        parts = re.sub(r"([a-z])([A-Z])", r"\1 \2", column).replace("-", "_").replace(" ", "_").lower().split("_")
+        if len(parts) > 1 and len(parts[-1]) >= 4:
+            lasts.setdefault(parts[-1], []).append(column)
+    for last, owners in lasts.items():
+        if len(owners) == 1 and last not in names and _free_text(columns[owners[0]], n_rows):
+            text = re.sub(rf"(?<![\w_-]){re.escape(last)}(?![\w_-])", owners[0].lower(), text)
+    return text
+
+
 def _occurrences(text: str, name: str) -> list[re.Match[str]]:
     """Where `name` appears as a word, plural included ("queues" names the column queue)."""
-    return list(re.finditer(rf"(?<![\w]){re.escape(name.lower())}(?:e?s)?(?![\w])", text))
+    name = re.escape(name.lower())
+    plural = rf"|{name[:-1]}ies" if name.endswith("y") else ""  # "priorities" names the column priority
+    return list(re.finditer(rf"(?<![\w])(?:{name}(?:e?s)?{plural})(?![\w])", text))
 
 
 # The columns listed before a name in the same list: "except the priority and customer_id" rules out both.
@@ -407,6 +443,9 @@ _LABEL_PHRASES = (
     r"[`'\"]?([\w-]+)[`'\"]?\s+(?:column\s+|field\s+)?(?:is|as|=)\s+(?:the\s+|our\s+)?(?:label|target|answer|y)\b",
     # "headline -> topic"
     r"(?:->|→|=>)\s*[`'\"]?([\w-]+)",
+    # "ground truth: topic", "the column to predict is queue", "queue is what we want to predict"
+    r"(?:ground[- ]truth|gold(?: label)?|column to predict|what to predict)\s*(?:=|:|is|in)?\s*(?:the\s+)?[`'\"]?([\w-]+)",
+    r"[`'\"]?([\w-]+)[`'\"]?\s+(?:column\s+)?is what (?:we|i|you) (?:want to |need to |have to )?predict",
     # "predict the priority", "guess each review's stars"
     r"\b(?:predict(?:s|ing)?|guess(?:ing)?|infer(?:ring)?|forecast(?:ing)?|estimat(?:e|ing))\s+(?:the\s+|their\s+|"
     r"its\s+|each\s+(?:\w+'s\s+)?)?[`'\"]?([\w-]+)",
@@ -416,7 +455,7 @@ _STRONG_INPUT_BEFORE = re.compile(
     r"(?:\bfrom|\buse|\busing|\buses|based on|\bgiven|\bonly|\bjust|\bread|\breading|\blook(?:ing)? at|\bvia|"
     r"\binputs?|\bfeatures?|\bsolely|\bexclusively|\btrain(?:ed)? on|[+&/])\W*(?:the\W+|its\W+|their\W+|each\W+)?$"
 )
-_STRONG_INPUT_AFTER = re.compile(r"^\W*(?:only|alone|\+|&|/|as (?:the )?(?:inputs?|features?))(?!\w)")
+_STRONG_INPUT_AFTER = re.compile(r"^\W*(?:only|alone|\+|&|/|->|→|=>|as (?:the )?(?:inputs?|features?))(?!\w)")
 
 
 def _named_label(text: str, columns: dict[str, ColumnProfile]) -> tuple[str, str] | None:
@@ -487,6 +526,10 @@ def _pick_label(text: str, columns: dict[str, ColumnProfile], exclude: set[str],
     mentioned = [c for c in candidates if _mentioned(text, c)]
     if len(mentioned) == 1:
         return mentioned[0], f"description: names the column {mentioned[0]!r}"
+    if not mentioned:  # a word of the same stem: "urgency" names urgent, "categorise" category, "toxicity" toxic
+        stems = [c for c in candidates if len(c) >= 5 and _names_value(text, c[: max(5, len(c) - 1)])]
+        if len(stems) == 1:
+            return stems[0], f"description: a word for the column {stems[0]!r}"
     # A column whose values the description names ("fresh or rotten") is the label.
     by_values = [c for c in candidates if sum(_mentioned(text, v) for v in columns[c].value_counts or {}) >= 2]
     if len(by_values) == 1:
