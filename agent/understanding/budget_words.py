@@ -92,7 +92,8 @@ def parse_budget(text: str) -> Budget | None:
     found: dict[str, Any] = {}
     # "12 trials", "3 training runs" (a word or two between, never a unit: "30 minutes on runs"); "trials: 20"
     counted = rf"{_NUM}[\s-]*(?:more\s+)?(?:(?!{_UNIT}\b|gpu|device)[a-z]+[- ]){{0,2}}?{_TRIALS}\b"
-    named = rf"\b(?:n_?|max_?|max |number of )?{_TRIALS}\s*(?:budget)?\s*(?:[:=]|of|is|at most|max)?\s*{_NUM}\b(?!\s*{_UNIT})"
+    named = rf"\b(?:n_?|max_?|max |number of )?{_TRIALS}\s*(?:budget)?\s*(?:[:=]|of|is|at most|max)?\s*"
+    named += rf"{_NUM}\b(?!\s*{_UNIT})"
     times = rf"\b(?:run|try|train|tune|repeat)\w*\s+(?:it\s+|this\s+|them\s+)?{_NUM}\s*(?:times|x)\b"
     trials = re.search(counted, text) or re.search(named, text) or re.search(times, text)
     if trials:

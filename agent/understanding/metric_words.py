@@ -40,11 +40,14 @@ METRIC_PATTERNS: tuple[tuple[str, str], ...] = (
                         rf"{_S}(?:level{_S})?(?:{_F1})|(?:{_F1}) macro{_AVG} over (?:entity )?types"),
     ("entity_f1", rf"(?:entity|span){_S}(?:level{_S})?(?:micro{_AVG}{_S})?(?:{_F1})|seqeval|micro{_AVG}{_S}entity"
                   rf"{_S}(?:{_F1})"),
-    ("weighted_f1", rf"(?:support{_S})?weighted{_AVG}{_S}(?:{_F1})|(?:{_F1}){_S}\(?weighted\)?(?: by support)?"),
+    ("weighted_f1", rf"(?:support{_S})?weighted{_AVG}{_S}(?:{_F1})|"
+                    rf"(?:{_F1}){_S}\(?weighted\)?(?: by support)?"),
     ("micro_f1", rf"micro{_AVG}{_S}(?:{_F1})|(?:{_F1}){_S}\(?micro\)?"),
-    ("macro_f1", rf"macro{_AVG}{_S}(?:{_F1})|(?:{_F1}){_S}\(?macro\)?|\bmacro\b|(?:{_F1})(?: per| for each| of each| by| across"
-                 rf"| over)(?: every)? (?:entity )?(?:types?|class(?:es)?|labels?|categor(?:y|ies))(?:,? (?:then )?averaged)?|"
-                 rf"(?:mean|average) (?:of )?(?:the )?(?:per{_S}class )?(?:{_F1})s?(?: over| across| of)? (?:all )?classes"),
+    ("macro_f1", rf"macro{_AVG}{_S}(?:{_F1})|(?:{_F1}){_S}\(?macro\)?|\bmacro\b|"
+                 rf"(?:{_F1})(?: per| for each| of each| by| across| over)(?: every)? (?:entity )?"
+                 rf"(?:types?|class(?:es)?|labels?|categor(?:y|ies))(?:,? (?:then )?averaged)?|"
+                 rf"(?:mean|average) (?:of )?(?:the )?(?:per{_S}class )?(?:{_F1})s?(?: over| across| of)? "
+                 rf"(?:all )?classes"),
     ("balanced_accuracy", rf"balanced{_S}(?:{_ACC}|acc)\b|\bbal{_S}acc\b|macro{_AVG}{_S}recall|mean (?:per{_S}class )?"
                           r"recall(?: over| across| of all)? (?:all )?classes|average recall (?:over|across) classes"),
     ("mcc", rf"\bmccs?\b|matthews?(?:'s?)?(?: correlation)?(?: coefficient)?|phi{_S}coefficient"),
@@ -52,12 +55,14 @@ METRIC_PATTERNS: tuple[tuple[str, str], ...] = (
                rf"{_S}recall(?: curve)?|precision{_S}recall{_S}(?:auc|area|curve)"),
     ("roc_auc", rf"\broc{_S}aucs?\b|\bauc{_S}roc\b|\bauroc\b|\baurocs\b|"
                 r"area under (?:the )?(?:roc|receiver)[\w -]*?curve|\broc\b(?: curve)?|\bauc\b"),
-    ("precision*", r"\bprecision\b|\bppv\b|positive predictive value|false (?:positives?|alarms?) (?:are|is|cost|would be)"
-                   r"\s+(?:\w+\s+){0,2}?(?:costly|expensive|bad|worse|unacceptable|the (?:real |main )?problem)|"
+    ("precision*", r"\bprecision\b|\bppv\b|positive predictive value|"
+                   r"false (?:positives?|alarms?) (?:are|is|cost|would be)\s+(?:\w+\s+){0,2}?"
+                   r"(?:costly|expensive|bad|worse|unacceptable|the (?:real |main )?problem)|"
                    r"(?:avoid|minimi[sz]e|reduce|few(?:er)?) false (?:positives?|alarms?)"),
-    ("recall*", r"\brecall\b|\bsensitivity\b|true positive rate|\btpr\b|hit rate|detection rate|false negatives? "
-                r"(?:are|is|cost|would be)\s+(?:\w+\s+){0,2}?(?:costly|expensive|bad|worse|unacceptable|the (?:real |main )?"
-                r"problem)|(?:avoid|minimi[sz]e|reduce|few(?:er)?) false negatives?|(?:catch|find|flag|detect) (?:as many|"
+    ("recall*", r"\brecall\b|\bsensitivity\b|true positive rate|\btpr\b|hit rate|detection rate|"
+                r"false negatives? (?:are|is|cost|would be)\s+(?:\w+\s+){0,2}?"
+                r"(?:costly|expensive|bad|worse|unacceptable|the (?:real |main )?problem)|"
+                r"(?:avoid|minimi[sz]e|reduce|few(?:er)?) false negatives?|(?:catch|find|flag|detect) (?:as many|"
                 r"every|all)\b|(?:don't|do not|never) miss|missing (?:an?y? |one )?\w+ (?:is|are) (?:worse|costly|bad|"
                 r"unacceptable|expensive)"),
     ("f1*", rf"\b(?:{_F1})\b|\bbinary{_S}(?:{_F1})"),
@@ -134,7 +139,8 @@ _NEGATED_AFTER = re.compile(
 )
 # Words that make it the objective: "optimise weighted F1", "scored by MCC", "metric: recall".
 _ASKED_BEFORE = re.compile(
-    r"(?:optimi[sz]\w*|maximi[sz]\w*|minimi[sz]\w*|target(?:ing)?|judged?|score[sd]?|scoring|care\w* (?:more |most )?about|"
+    r"(?:optimi[sz]\w*|maximi[sz]\w*|minimi[sz]\w*|target(?:ing)?|judged?|score[sd]?|scoring|"
+    r"care\w* (?:more |most )?about|"
     r"focus\w* on|measured?|evaluated?|rank(?:ed)?|select(?:ed)?|pick(?:ed)?|prioriti[sz]\w*|aim(?:ing)? for|"
     r"go(?:ing)? for|in terms of|metric|objective|tune for|tuned for|tuning for|best|highest|lowest|maximum|"
     r"max(?:imum)?|want (?:a )?(?:good|high|the best)|success is|goal is|by)\W+(?:\w+\W+){0,3}$"

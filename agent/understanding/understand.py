@@ -196,14 +196,13 @@ def understand(
             "label_column",
             "--label",
             label_column,
-            lambda: (_pick_generation_target(columns), "data: the output column"),
+            lambda: _pick_generation_target(text, columns, profile.n_rows),
         )
-        prompts = [a for a, b in INSTRUCTION_KEYS if b == label] or ["instruction", "prompt", "input", "question"]
         inputs = given_or(
             "text_columns",
             "--text",
             text_columns,
-            lambda: ([c for c in prompts if c in columns and c != label], "data: the prompt columns"),
+            lambda: _pick_prompt_columns(text, columns, label, profile.n_rows),
         )
         if not label or not inputs:
             raise UserError("generation needs instruction/input and output columns; pass --text and --label")
@@ -298,11 +297,60 @@ def _infer_task_type(text: str, columns: dict[str, ColumnProfile], n_rows: int) 
         # A short, repeated "answer" column is a class label, not text to generate.
         if prompt in columns and target in columns and _free_text(columns[target], n_rows):
             return TaskType.generation, f"data: {prompt} and {target} columns"
+    # "summarise the article into the highlights", "translate english to french": text to write, from text
+    if (m := _GENERATE.search(text)) and _written_target(text, columns, n_rows):
+        return TaskType.generation, f"description: {m.group(0)!r} and a free-text column to write"
     return TaskType.classification, "default: a text column and a class column"
 
 
-def _pick_generation_target(columns: dict[str, ColumnProfile]) -> str | None:
-    return next((c for c in GENERATION_TARGETS if c in columns), None)
+_GENERATE = re.compile(
+    r"\b(?:summari[sz]\w*|translat\w*|generat\w*|rewrit\w*|paraphras\w*|writ(?:e|es|ing)|draft\w*|compos\w*|"
+    r"text[- ]to[- ]text|seq2seq|instruction[- ]tun\w*|chatbot|respond|reply|replies|answer\w* (?:the )?questions?)\b"
+)
+
+
+def _written_target(text: str, columns: dict[str, ColumnProfile], n_rows: int) -> str | None:
+    """The free-text column the description asks to write: named as the label or output, else after "into"/"to"."""
+    free = [c for c, info in columns.items() if _free_text(info, n_rows)]
+    if len(free) < 2:
+        return None
+    named = _named_label(text, {c: columns[c] for c in free})
+    if named:
+        return named[0]
+    for c in free:
+        if any(re.search(r"(?:\binto|\bto|\bgenerat\w*|\bwrit\w*|\bproduc\w*|\boutput)\W+(?:(?:the|an?|its)\W+)?$",
+                         text[max(0, m.start() - 20) : m.start()]) for m in _occurrences(text, c)):  # fmt: skip
+            return c
+    return next((c for c in GENERATION_TARGETS if c in free), None)
+
+
+def _pick_generation_target(text: str, columns: dict[str, ColumnProfile], n_rows: int) -> tuple[str | None, str]:
+    if (named := _named_label(text, columns)) and _free_text(columns[named[0]], n_rows):
+        return named[0], f"description: {named[1]!r}"
+    for prompt, target in INSTRUCTION_KEYS:
+        if prompt in columns and target in columns:
+            return target, "data: the output column"
+    if written := _written_target(text, columns, n_rows):
+        return written, "description: the column to write"
+    return next((c for c in GENERATION_TARGETS if c in columns), None), "data: the output column"
+
+
+def _pick_prompt_columns(
+    text: str, columns: dict[str, ColumnProfile], label: str | None, n_rows: int
+) -> tuple[list[str], str]:
+    """The columns a generation prompt reads: those named as inputs, else the prompt of the instruction pair and
+    any other free text ("context" beside "question")."""
+    texts = [c for c, info in columns.items() if c != label and info.kind == "text" and not _negated(text, c)]
+    named = [c for c in texts if _named_as_input(text, c)]
+    prompts = [a for a, b in INSTRUCTION_KEYS if b == label] or ["instruction", "prompt", "input", "question"]
+    keyed = [c for c in prompts if c in texts]
+    if named:  # "answer the question using the context": the context, and the question the pair always reads
+        alone = re.search(r"\b(?:only|just|alone|solely|exclusively|nothing else)\b", text)
+        named += [] if alone else [c for c in keyed if c not in named]
+        return [c for c in texts if c in named], "description: names " + ", ".join(map(repr, named))
+    others = [c for c in texts if c not in keyed and _free_text(columns[c], n_rows) and columns[c].mean_words >= 4]
+    inputs = [c for c in texts if c in keyed or c in others]
+    return inputs, "data: the prompt columns" if not others else "data: the prompt and other free-text columns"
 
 
 def _free_text(info: ColumnProfile, n_rows: int) -> bool:
@@ -334,7 +382,8 @@ _INPUT_BEFORE = re.compile(
     r"|[+&,/])\W*(?:the\W+|its\W+|their\W+|each\W+|an?\W+)?$"
 )
 _INPUT_AFTER = re.compile(
-    r"^\W*(?:only|alone|column|field|text|line|and|\+|&|/|->|→|=>|as (?:the )?(?:inputs?|features?)|is (?:the|our) inputs?|"
+    r"^\W*(?:only|alone|column|field|text|line|and|\+|&|/|->|→|=>|as (?:the )?(?:inputs?|features?)|"
+    r"is (?:the|our) inputs?|"
     r"are (?:the|our) inputs?|is enough|suffices|says it all)(?!\w)"
 )
 # "Inputs: headline, body", "features = title and review", "use: subject": every column in the list is an input
@@ -444,7 +493,8 @@ _LABEL_PHRASES = (
     # "headline -> topic"
     r"(?:->|→|=>)\s*[`'\"]?([\w-]+)",
     # "ground truth: topic", "the column to predict is queue", "queue is what we want to predict"
-    r"(?:ground[- ]truth|gold(?: label)?|column to predict|what to predict)\s*(?:=|:|is|in)?\s*(?:the\s+)?[`'\"]?([\w-]+)",
+    r"(?:ground[- ]truth|gold(?: label)?|column to predict|what to predict)\s*(?:=|:|is|in)?\s*(?:the\s+)?"
+    r"[`'\"]?([\w-]+)",
     r"[`'\"]?([\w-]+)[`'\"]?\s+(?:column\s+)?is what (?:we|i|you) (?:want to |need to |have to )?predict",
     # "predict the priority", "guess each review's stars"
     r"\b(?:predict(?:s|ing)?|guess(?:ing)?|infer(?:ring)?|forecast(?:ing)?|estimat(?:e|ing))\s+(?:the\s+|their\s+|"
