@@ -53,6 +53,7 @@ def _number_words(text: str) -> str:
 def spoken_to_digits(text: str) -> str:
     """Rewrite a budget in words to digits and units the duration grammar reads ("half a day" -> "12 hours")."""
     text = _number_words(text.lower())
+    text = re.sub(r"\b(\d+)\s*h\s*(\d{1,2})\b(?!\s*(?:m|min|s)\b)", r"\1h\2m", text)  # "2h30" is 2h30m
     text = re.sub(r"\bhalf an? dozen\b", "6", text)
     text = re.sub(r"\b(\d+) dozens?\b", lambda m: str(12 * int(m.group(1))), text)
     text = re.sub(r"\b(?:an? |one )?dozens?\b", "12", text)

@@ -48,8 +48,9 @@ METRIC_PATTERNS: tuple[tuple[str, str], ...] = (
                  rf"(?:types?|class(?:es)?|labels?|categor(?:y|ies))(?:,? (?:then )?averaged)?|"
                  rf"(?:mean|average) (?:of )?(?:the )?(?:per{_S}class )?(?:{_F1})s?(?: over| across| of)? "
                  rf"(?:all )?classes"),
-    ("balanced_accuracy", rf"balanced{_S}(?:{_ACC}|acc)\b|\bbal{_S}acc\b|macro{_AVG}{_S}recall|mean (?:per{_S}class )?"
-                          r"recall(?: over| across| of all)? (?:all )?classes|average recall (?:over|across) classes"),
+    ("balanced_accuracy", rf"bal+a?n+c+e?d{_S}(?:{_ACC}|acc)\b|\bbal{_S}acc\b|macro{_AVG}{_S}recall|"
+                          rf"mean (?:per{_S}class )?recall(?: over| across| of all)? (?:all )?classes|"
+                          r"average recall (?:over|across) classes"),
     ("mcc", rf"\bmccs?\b|matthews?(?:'s?)?(?: correlation)?(?: coefficient)?|phi{_S}coefficient"),
     ("pr_auc", rf"\bpr{_S}aucs?\b|\bauc{_S}pr\b|\bauprc\b|average{_S}precision|area under (?:the )?precision"
                rf"{_S}recall(?: curve)?|precision{_S}recall{_S}(?:auc|area|curve)"),
@@ -71,7 +72,8 @@ METRIC_PATTERNS: tuple[tuple[str, str], ...] = (
     ("rouge_l", rf"\brouge{_S}l(?:sum)?(?:{_S}(?:{_F1}))?\b|\brouge\b(?!{_S}[12n]\b)(?:{_S}(?:{_F1}))?"),
     ("chrf", rf"\bchr{_S}f(?:\+\+|\+)?(?:{_S}scores?)?\b|character(?: n{_S}gram)? f{_S}(?:score|1|measure)"),
     ("eval_loss", rf"\b(?:eval(?:uation)?|validation|val)?{_S}loss\b|cross{_S}entropy|\blog{_S}loss\b|\bnll\b|"
-                  r"negative log[- ]likelihood|\bperplexity\b|\bppl\b"),
+                  r"negative log[- ]likelihood"),
+    ("perplexity*", r"\bperplexity\b|\bppl\b"),
     # not metrics: the words appear for other reasons
     ("-", rf"(?:half|mixed|full|single|double|numerical|floating{_S}point|fp16|bf16|fp32|float\d*|bit){_S}precision|"
           r"(?:loss|cross[- ]entropy) (?:weights?|function)|class[- ]weighted (?:loss|cross[- ]entropy)|"
@@ -99,6 +101,7 @@ METRIC_PATTERNS: tuple[tuple[str, str], ...] = (
                         rf"(?:precision|recall){_S}(?:@|at{_S})(?:\d+|k)\b"),
     ("?G-mean", rf"\bg{_S}mean\b|geometric mean"),
     ("?Youden's J", r"\byouden"),
+    ("?a metric at k (ranking)", r"\b[a-z][\w-]*\s?@\s?(?:\d+|k)\b"),
     ("?token F1 (SQuAD)", rf"token{_S}(?:level{_S})?(?:{_F1})|squad"),
 )  # fmt: skip
 _COMPILED = tuple((name, re.compile(pattern)) for name, pattern in METRIC_PATTERNS)
@@ -126,6 +129,8 @@ NEAREST: dict[str, tuple[str, ...]] = {
     "?G-mean": ("balanced_accuracy", "mcc"),
     "?Youden's J": ("balanced_accuracy", "roc_auc"),
     "?token F1 (SQuAD)": ("rouge_l", "chrf", "exact_match"),
+    "?a metric at k (ranking)": ("pr_auc", "roc_auc", "accuracy"),
+    "?perplexity (a language-model metric)": ("eval_loss",),
 }
 
 # Words that rule a metric out when they come just before it: "don't optimise accuracy", "rather than accuracy".
@@ -264,12 +269,27 @@ _DECLARED = (
 
 
 def _declared(text: str, names: dict[str, set[str]]) -> tuple[str | None, str | None]:
+    """The class the description declares positive; a quoted or plainly declared one that is no class is an error.
+
+    Raises:
+        UserError: "'suspicious' as the positive class" where no class is called so (the classes are named).
+    """
     for pattern in _DECLARED:
         for m in re.finditer(pattern, text):
             named = _named_classes(m.group(1), names)
             if len(named) == 1:
                 return named[0], f"description: {m.group(0).strip()!r}"
+            quoted = re.search(rf"[`'\"]{re.escape(m.group(1))}[`'\"]", m.group(0))
+            if not named and (quoted or pattern == _DECLARED[0]) and m.group(1) not in _NOT_A_CLASS:
+                raise UserError(
+                    f"the description makes {m.group(1)!r} the positive class, but the label's classes are "
+                    + ", ".join(map(repr, list(names)[:10]))
+                    + "; name one of them, or pass --positive-label CLASS"
+                )
     return None, None
+
+
+_NOT_A_CLASS = {"the", "a", "an", "one", "this", "that", "it", "which", "whichever", "rare", "minority", "class"}
 
 
 def declared_positive(text: str, label: str, info: ColumnProfile | None) -> tuple[str | None, str | None]:
@@ -344,6 +364,8 @@ def _resolve(mention: _Mention, kind: TaskType, text: str, label: str, info: Col
     name = mention.name
     if name == "-":
         return None
+    if name == "perplexity*":  # exp of the loss: the same ranking, for text a model writes
+        return "eval_loss" if kind == TaskType.generation else "?perplexity (a language-model metric)"
     if name.startswith("?"):
         return name
     if kind == TaskType.token_classification:

@@ -116,8 +116,12 @@ class AmbiguousLabel(UserError):
     (one class, too many, an id) and stands whatever an LLM says.
     """
 
-    def __init__(self, candidates: list[str]) -> None:
-        super().__init__(f"{len(candidates)} columns could be the label: {', '.join(candidates)}; pass --label COLUMN")
+    def __init__(self, candidates: list[str], missing: str | None = None) -> None:
+        # "predict the priority" where no column is called priority: say so, it is likely the real mistake
+        missing_note = f"the description asks for {missing!r}, which is not a column; " if missing else ""
+        super().__init__(
+            f"{missing_note}{len(candidates)} columns could be the label: {', '.join(candidates)}; pass --label COLUMN"
+        )
         self.candidates = candidates
 
 
@@ -294,9 +298,16 @@ def _infer_task_type(text: str, columns: dict[str, ColumnProfile], n_rows: int) 
         if any(info.kind == "sequence" for info in columns.values()):
             return TaskType.token_classification, "description and a column of token lists"
     for prompt, target in INSTRUCTION_KEYS:
-        # A short, repeated "answer" column is a class label, not text to generate.
-        if prompt in columns and target in columns and _free_text(columns[target], n_rows):
-            return TaskType.generation, f"data: {prompt} and {target} columns"
+        # A short, repeated "answer" column is a class label, not text to generate, unless the description says
+        # to write it or it has more values than a class label may.
+        if prompt in columns and target in columns:
+            info = columns[target]
+            if (
+                _free_text(info, n_rows)
+                or info.n_unique > MAX_CLASSES
+                or (_GENERATE.search(text) and info.n_unique > 2)
+            ):
+                return TaskType.generation, f"data: {prompt} and {target} columns"
     # "summarise the article into the highlights", "translate english to french": text to write, from text
     if (m := _GENERATE.search(text)) and _written_target(text, columns, n_rows):
         return TaskType.generation, f"description: {m.group(0)!r} and a free-text column to write"
@@ -309,9 +320,20 @@ _GENERATE = re.compile(
 )
 
 
+_WRITE_BEFORE = re.compile(
+    r"(?:\bgenerat\w*|\bwrit(?:e|es|ing)|\bproduc\w*|\boutput|\bcreat\w*|\bsuggest\w*|\bcompos\w*|\bdraft\w*)"
+    r"\W+(?:(?:the|an?|its|their|each)\W+)?(?:[a-z]+\W+)?$"
+)
+
+
 def _written_target(text: str, columns: dict[str, ColumnProfile], n_rows: int) -> str | None:
-    """The free-text column the description asks to write: named as the label or output, else after "into"/"to"."""
+    """The column the description asks to write: right after "generate" or "write" ("generate a short title"),
+    named as the label or output, else a free-text column after "into"/"to"."""
     free = [c for c, info in columns.items() if _free_text(info, n_rows)]
+    for c, info in columns.items():
+        if info.kind == "text" and any(f != c for f in free):
+            if any(_WRITE_BEFORE.search(text[max(0, m.start() - 40) : m.start()]) for m in _occurrences(text, c)):
+                return c
     if len(free) < 2:
         return None
     named = _named_label(text, {c: columns[c] for c in free})
@@ -361,14 +383,17 @@ def _free_text(info: ColumnProfile, n_rows: int) -> bool:
 # A column named just after these words is ruled out: "not the headline", "ignore sku", "rather than queue"
 # ("not just the headline" rules nothing out: it asks for more).
 _NEGATED_BEFORE = re.compile(
-    r"(?:\bnot\b(?!\W+(?:just|only|merely)\b)|\bno\b|n't(?!\W+(?:just|only)\b)|\bignore|\bwithout\b|\bexcept\b|"
-    r"\bexcluding\b|\bbut\b(?<=\ball but)|\bbut\b(?<=\beverything but)|rather than|instead of|\bskip|\bdrop|"
-    r"\bexclude|leave out|\bminus\b|apart from|other than|\bbesides\b|\bnever\b)\W+(?:\w+\W+)?$"
+    r"(?:\bnot\b(?!\W+(?:just|only|merely)\b)|(?<!/)\bno\b(?!/)|n't(?!\W+(?:just|only)\b)|\bignore|\bwithout\b|"
+    r"\bexcept\b|\bexcluding\b|\bbut\b(?<=\ball but)|\bbut\b(?<=\beverything but)|rather than|instead of|\bskip|"
+    r"\bdrop|\bexclude|leave out|\bminus\b|apart from|other than|\bbesides\b|\bnever\b)"
+    r"[^\w.?!;:]+(?:\w+[^\w.?!;:]+)?$"  # within the sentence: "remote or not? use title" rules nothing out
 )
 _NEGATED_AFTER = re.compile(
     r"^\W*(?:is|are)\s+(?:just|only)\s+(?:an?\s+)?(?:id|identifier|key)\b|^[^.;]{0,30}\bignore (?:it|them)\b|"
-    r"^\W*(?:column\s+|field\s+)?(?:is|are)\s+(?:(?:just|only|mostly|pure|too)\s+)?(?:noise|noisy|useless|irrelevant|"
-    r"unreliable|misleading|clickbait|junk|not (?:useful|needed|relevant|reliable|helpful|informative))\b|"
+    r"^\W*(?:column\s+|field\s+)?(?:is|are)\s+(?:(?:just|only|mostly|pure|too|very|so)\s+)?(?:noise|noisy|useless|"
+    r"irrelevant|unreliable|untrustworthy|misleading|clickbait\w*|junk|leak\w*|cheating|not (?:useful|needed|relevant|"
+    r"reliable|helpful|informative|trustworthy)|too \w+ to (?:trust|use|rely on))|"
+    r"^\W*(?:column\s+|field\s+)?(?:can't|cannot|can not|shouldn't|should not) be (?:trusted|used)|"
     r"^\W*(?:column\s+|field\s+)?(?:isn't|aren't|doesn't|don't|does not|do not)\s+(?:useful|needed|relevant|"
     r"reliable|help|matter|informative)|^\s+out\b"
 )
@@ -382,9 +407,8 @@ _INPUT_BEFORE = re.compile(
     r"|[+&,/])\W*(?:the\W+|its\W+|their\W+|each\W+|an?\W+)?$"
 )
 _INPUT_AFTER = re.compile(
-    r"^\W*(?:only|alone|column|field|text|line|and|\+|&|/|->|→|=>|as (?:the )?(?:inputs?|features?)|"
-    r"is (?:the|our) inputs?|"
-    r"are (?:the|our) inputs?|is enough|suffices|says it all)(?!\w)"
+    r"^\s*(?:[+&/]|->|→|=>)|^\W*(?:only|alone|column|field|text|line|and|as (?:the )?(?:inputs?|features?)|"
+    r"is (?:the|our) inputs?|are (?:the|our) inputs?|is enough|suffices|says it all)(?!\w)"
 )
 # "Inputs: headline, body", "features = title and review", "use: subject": every column in the list is an input
 _INPUT_LIST = re.compile(
@@ -412,6 +436,21 @@ def _spoken(name: str) -> list[str]:
     return [plural, spoken]
 
 
+def _fuzzy_name(text: str, column: str) -> str:
+    """A long column name written with a typo ("claimant statment") as the name; short names must be exact."""
+    spoken = _spoken(column)
+    if not spoken or len(spoken[-1]) < 10:
+        return text
+    target, n = spoken[-1], len(spoken[-1].split())
+    words = list(re.finditer(r"[a-z][\w'-]*", text))
+    for i in range(len(words) - n, -1, -1):  # from the end, so replacing keeps the earlier offsets
+        start, end = words[i].start(), words[i + n - 1].end()
+        phrase = text[start:end]
+        if phrase != target and difflib.SequenceMatcher(None, phrase, target).ratio() >= 0.9:
+            text = text[:start] + column.lower() + text[end:]
+    return text
+
+
 def with_column_names(text: str, columns: dict[str, ColumnProfile], n_rows: int) -> str:
     """The description with columns named in plain words written as the columns' names.
 
@@ -422,6 +461,7 @@ def with_column_names(text: str, columns: dict[str, ColumnProfile], n_rows: int)
     for column in sorted(columns, key=len, reverse=True):
         for spoken in _spoken(column):
             text = re.sub(rf"(?<![\w]){re.escape(spoken)}(?![\w])", column.lower(), text)
+        text = _fuzzy_name(text, column)
     lasts: dict[str, list[str]] = {}
     for column in columns:
         parts = re.sub(r"([a-z])([A-Z])", r"\1 \2", column).replace("-", "_").replace(" ", "_").lower().split("_")
@@ -437,6 +477,7 @@ def _occurrences(text: str, name: str) -> list[re.Match[str]]:
     """Where `name` appears as a word, plural included ("queues" names the column queue)."""
     name = re.escape(name.lower())
     plural = rf"|{name[:-1]}ies" if name.endswith("y") else ""  # "priorities" names the column priority
+    plural += rf"|{name[:-1]}" if name.endswith("s") and len(name) > 4 else ""  # "the star rating": stars
     return list(re.finditer(rf"(?<![\w])(?:{name}(?:e?s)?{plural})(?![\w])", text))
 
 
@@ -460,12 +501,19 @@ def _names_value(text: str, value: str) -> bool:
     value = value.lower()
     if len(value) < 4 or not re.fullmatch(r"[a-z][a-z-]*", value):
         return False
-    return any(not _negated(text[: m.end()], value) for m in re.finditer(rf"\b{re.escape(value)}\w*", text))
+    return any(not _negated(text[: m.end()], m.group(0)) for m in re.finditer(rf"\b{re.escape(value)}\w*", text))
 
 
 def _mentioned(text: str, name: str) -> bool:
     """The description names `name`, and does not rule it out."""
     return bool(_occurrences(text, name)) and not _negated(text, name)
+
+
+# "train on the job description", "from the article body": a strong cue, then one word before the name
+_INPUT_BEFORE_MODIFIED = re.compile(
+    r"(?:\bfrom|\buse|\busing|\bon|based on|\bgiven|\bonly|\bjust|\bread|\breading|\bwith)\s+"
+    r"(?:the|its|their|each|an?)\s+[a-z]+\s+$"
+)
 
 
 def _named_as_input(text: str, name: str) -> bool:
@@ -474,7 +522,9 @@ def _named_as_input(text: str, name: str) -> bool:
     if any(_occurrences(m.group(1), name) for m in _INPUT_LIST.finditer(text)):
         return True
     return any(
-        _INPUT_BEFORE.search(text[max(0, m.start() - 30) : m.start()]) or _INPUT_AFTER.search(text[m.end() :])
+        _INPUT_BEFORE.search(text[max(0, m.start() - 30) : m.start()])
+        or _INPUT_BEFORE_MODIFIED.search(text[max(0, m.start() - 40) : m.start()])
+        or _INPUT_AFTER.search(text[m.end() :])
         for m in _occurrences(text, name)
     )
 
@@ -505,7 +555,7 @@ _STRONG_INPUT_BEFORE = re.compile(
     r"(?:\bfrom|\buse|\busing|\buses|based on|\bgiven|\bonly|\bjust|\bread|\breading|\blook(?:ing)? at|\bvia|"
     r"\binputs?|\bfeatures?|\bsolely|\bexclusively|\btrain(?:ed)? on|[+&/])\W*(?:the\W+|its\W+|their\W+|each\W+)?$"
 )
-_STRONG_INPUT_AFTER = re.compile(r"^\W*(?:only|alone|\+|&|/|->|→|=>|as (?:the )?(?:inputs?|features?))(?!\w)")
+_STRONG_INPUT_AFTER = re.compile(r"^\s*(?:[+&/]|->|→|=>)|^\W*(?:only|alone|as (?:the )?(?:inputs?|features?))(?!\w)")
 
 
 def _named_label(text: str, columns: dict[str, ColumnProfile]) -> tuple[str, str] | None:
@@ -574,16 +624,19 @@ def _pick_label(text: str, columns: dict[str, ColumnProfile], exclude: set[str],
     if len(candidates) > 1:
         candidates = [c for c in candidates if c.lower() not in TEXT_NAMES or _mentioned(text, c)] or candidates
     mentioned = [c for c in candidates if _mentioned(text, c)]
+    if len(mentioned) > 1:  # "the star rating from the review text and its title": title is read, stars predicted
+        not_inputs = [c for c in mentioned if not _named_as_input(text, c)]
+        mentioned = not_inputs if not_inputs else mentioned
     if len(mentioned) == 1:
         return mentioned[0], f"description: names the column {mentioned[0]!r}"
-    if not mentioned:  # a word of the same stem: "urgency" names urgent, "categorise" category, "toxicity" toxic
-        stems = [c for c in candidates if len(c) >= 5 and _names_value(text, c[: max(5, len(c) - 1)])]
-        if len(stems) == 1:
-            return stems[0], f"description: a word for the column {stems[0]!r}"
     # A column whose values the description names ("fresh or rotten") is the label.
     by_values = [c for c in candidates if sum(_mentioned(text, v) for v in columns[c].value_counts or {}) >= 2]
     if len(by_values) == 1:
         return by_values[0], "description: names its classes"
+    if not mentioned:  # a word of the same stem: "urgency" names urgent, "categorise" category, "toxicity" toxic
+        stems = [c for c in candidates if len(c) >= 5 and _names_value(text, c[: max(5, len(c) - 1)])]
+        if len(stems) == 1:
+            return stems[0], f"description: a word for the column {stems[0]!r}"
     pool = mentioned or candidates
     # One class named, even as the start of a word ("flag fraudulent claims": fraud / legit), in one column only.
     by_a_value = [c for c in pool if any(_names_value(text, v) for v in columns[c].value_counts or {})]
@@ -598,7 +651,26 @@ def _pick_label(text: str, columns: dict[str, ColumnProfile], exclude: set[str],
     pool = mentioned or by_values or candidates
     if len(pool) == 1:
         return pool[0], "data: the only column with a few repeated values"
-    raise AmbiguousLabel(pool)
+    raise AmbiguousLabel(pool, None if mentioned or by_values else _missing_target(text, columns))
+
+
+_NOT_NAMES = {"what", "which", "whether", "if", "how", "who", "where", "when", "each", "every", "all", "it", "them"}
+
+
+def _missing_target(text: str, columns: dict[str, ColumnProfile]) -> str | None:
+    """A word the description asks to predict that is neither a column nor a class: "predict the priority"."""
+    m = re.search(
+        r"\b(?:predict(?:s|ing)?|classify\w* (?:\w+ )?by|guess(?:ing)?|infer(?:ring)?|detect(?:ing)?)\s+"
+        r"(?:the\s+|their\s+|its\s+)?([a-z][\w-]+)",
+        text,
+    )
+    if m is None or m.group(1) in _NOT_NAMES or _occurrences(" ".join(columns).lower(), m.group(1)):
+        return None
+    values = {v.lower() for info in columns.values() for v in (info.value_counts or {})}
+    word = m.group(1)
+    if word in values or any(_occurrences(word, c) for c in columns) or word.rstrip("s") in values:
+        return None
+    return word
 
 
 def _pick_text_columns(text: str, columns: dict[str, ColumnProfile], label: str) -> tuple[list[str], str]:
