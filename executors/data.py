@@ -340,9 +340,32 @@ def prepare_splits(task: TaskSpec, config: TrialConfig | None = None) -> Splits:
                     f"{name} labels {unseen[:5]} never occur in the training data; "
                     f"add training rows for them or drop them from the {name} file"
                 )
+        check_metric_classes(task, labels, Path(task.train_path).name)
     if config is not None:
         _check_columns(train, feature_columns(task, config), Path(task.train_path).name)
     return Splits(train=train, eval=eval_df, labels=labels, test=test)
+
+
+def check_metric_classes(task: TaskSpec, labels: list[str], source: str = "the data") -> None:
+    """The positive class of the task's metric is one of the labels; roc_auc and pr_auc have two classes.
+
+    Raises:
+        DataError: which class is missing, or how many classes there are, and what to pass instead.
+    """
+    from executors.metrics import label_index
+    from memory.records import SCORE_METRICS
+
+    shown = ", ".join(map(repr, labels[:10]))
+    if task.positive_label is not None and label_index(labels, task.positive_label) is None:
+        raise DataError(
+            f"the positive class {task.positive_label!r} is not a class of {task.label_column!r} in {source} "
+            f"(its classes: {shown}); pass --positive-label with one of them"
+        )
+    if task.metric in SCORE_METRICS and len(labels) != 2:
+        raise DataError(
+            f"{task.metric} needs two classes, and {task.label_column!r} has {len(labels)} ({shown}); "
+            "pass --metric macro_f1, or f1 with --positive-label for one class against the rest"
+        )
 
 
 def _hold_out(df: pd.DataFrame, k: int, task: TaskSpec, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:

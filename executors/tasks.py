@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from executors.data import feature_columns, normalize_text, render_texts
+from executors.metrics import answer_metrics, classification_scores, entity_scores, label_index, softmax_rows
 from memory.records import TaskSpec, TaskType, TrialConfig
 
 Example = dict[str, Any]
@@ -170,7 +171,7 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
 
 
 class ClassificationHandler(TaskHandler):
-    """Sequence classification: one label per row, weighted cross-entropy, macro-F1."""
+    """Sequence classification: one label per row, weighted cross-entropy, every sklearn metric (macro-F1, MCC, ...)."""
 
     peft_task_type = "SEQ_CLS"
     metric_modules = ("sklearn.metrics",)
@@ -231,11 +232,10 @@ class ClassificationHandler(TaskHandler):
 
     @torch.no_grad()
     def evaluate(self, model: Any, examples: list[Example], device: torch.device) -> dict[str, float]:
-        from sklearn.metrics import accuracy_score, f1_score
-
         model.eval()
         preds: list[int] = []
         gold: list[int] = []
+        scores: list[list[float]] = []
         total = 0.0
         for chunk in self.fit_batches(examples, max(32, self.config.batch_size * 2)):
             batch = to_device(self.collate(chunk), device)
@@ -243,11 +243,13 @@ class ClassificationHandler(TaskHandler):
             # Unweighted loss, so eval_loss is comparable across class_weights settings.
             total += F.cross_entropy(logits, batch["labels"], reduction="sum").item()
             preds += logits.argmax(-1).tolist()
+            scores += softmax_rows(logits)  # class probabilities: what roc_auc and pr_auc rank
             gold += batch["labels"].tolist()
         model.train()
+        positive = label_index(self.labels, self.task.positive_label)
+        two_classes = len(self.labels) == 2
         return {
-            "macro_f1": float(f1_score(gold, preds, average="macro", zero_division=0)),
-            "accuracy": float(accuracy_score(gold, preds)),
+            **classification_scores(gold, preds, positive=positive, scores=scores if two_classes else None),
             "eval_loss": total / max(1, len(gold)),
             # How many classes it predicts, against how many there are: 1 of 2 is a collapsed head.
             "predicted_classes": float(len(set(preds))),
@@ -337,8 +339,6 @@ class TokenClassificationHandler(TaskHandler):
 
     @torch.no_grad()
     def evaluate(self, model: Any, examples: list[Example], device: torch.device) -> dict[str, float]:
-        from seqeval.metrics import accuracy_score, f1_score, precision_score, recall_score
-
         model.eval()
         gold: list[list[str]] = []
         pred: list[list[str]] = []
@@ -354,10 +354,7 @@ class TokenClassificationHandler(TaskHandler):
             gold += [e["gold"] for e in chunk]
         model.train()
         return {
-            "entity_f1": float(f1_score(gold, pred, zero_division=0)),
-            "entity_precision": float(precision_score(gold, pred, zero_division=0)),
-            "entity_recall": float(recall_score(gold, pred, zero_division=0)),
-            "accuracy": float(accuracy_score(gold, pred)),
+            **entity_scores(gold, pred),
             "eval_loss": total / max(1, count),
             # Tags other than O it predicts, against the gold ones: none at all is a collapse to all-O.
             "predicted_entity_tags": float(sum(t != "O" for tags in pred for t in tags)),
@@ -374,10 +371,10 @@ GENERATION_EVAL_ROWS = (
 
 
 class GenerationHandler(TaskHandler):
-    """Instruction tuning of a causal LM: loss on the response only, exact match and ROUGE-L on generated answers."""
+    """Instruction tuning of a causal LM: loss on the response only; exact match, ROUGE-L, chrF of the answers."""
 
     peft_task_type = "CAUSAL_LM"
-    metric_modules = ("rouge_score.rouge_scorer",)
+    metric_modules = ("rouge_score.rouge_scorer", "sacrebleu.metrics", "sklearn.metrics")
 
     def load_model(self, model_path: str, dtype: torch.dtype) -> Any:
         from transformers import AutoModelForCausalLM
@@ -502,21 +499,6 @@ class GenerationHandler(TaskHandler):
 
 def _empty(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or not str(value).strip()
-
-
-def _squash(text: str) -> str:
-    """Exact match ignores surrounding and repeated whitespace only."""
-    return " ".join(text.split())
-
-
-def answer_metrics(references: list[str], predictions: list[str]) -> dict[str, float]:
-    """Exact match and ROUGE-L of generated answers against the references, each a mean over rows."""
-    from rouge_score import rouge_scorer
-
-    scorer = rouge_scorer.RougeScorer(["rougeL"])
-    rouge = [scorer.score(r, p)["rougeL"].fmeasure for r, p in zip(references, predictions, strict=True)]
-    exact = [_squash(r) == _squash(p) for r, p in zip(references, predictions, strict=True)]
-    return {"exact_match": sum(exact) / max(1, len(exact)), "rouge_l": sum(rouge) / max(1, len(rouge))}
 
 
 HANDLERS: dict[TaskType, type[TaskHandler]] = {

@@ -389,7 +389,8 @@ def task_section(r: ReportInputs) -> list[str]:
         if task.validation_path
         else f"- validation: seeded {task.validation_fraction:.0%} split (seed {task.seed})",
         f"- input: {', '.join(task.text_columns)}; label: {task.label_column}",
-        f"- metric: {task.metric} ({task.direction.value})",
+        f"- metric: {task.metric} ({task.direction.value})"
+        + (f", of the positive class {task.positive_label!r}" if task.positive_label is not None else ""),
         "",
     ]
 

@@ -19,6 +19,7 @@ history on every call like the LoRA proposers, so a study killed mid-way resumes
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -40,6 +41,7 @@ from agent.planning.decoding import (
 )
 from agent.study.settings import check_writable, make_executor, study_name
 from agent.understanding.refine import read_task
+from agent.understanding.understand import source_note
 from executors.base import BaseExecutor
 from executors.decoding import DecodingWorkerError
 from executors.generation_config import GENERATION_CONFIG_FILE, save_generation_config
@@ -286,17 +288,23 @@ def tune_decoding(
         given["trials"] = DEFAULT_DECODE_TRIALS
     options = options.model_copy(update=given)
     if options.metric is not None and options.metric not in DECODING_METRICS:
-        raise UserError(f"decoding does not change {options.metric}; pass --metric exact_match or --metric rouge_l")
+        raise UserError(
+            f"decoding does not change {options.metric}; pass --metric with one of {', '.join(DECODING_METRICS)}"
+        )
     name = options.name or study_name(options)
     understood, profile, notes = read_task(options)
     task = understood.spec
-    notes = [f"{k} from {v}" for k, v in understood.sources.items()] + notes
+    notes = [source_note(k, v) for k, v in understood.sources.items()] + notes
     notes.append(f"decode-only: no training; {task.budget.max_trials or 'unlimited'} decoding config(s) of {target}")
     with Store(options.db) as store, contextlib.ExitStack() as held:
         if any(s.name == name for s in store.list_studies()):
             raise UserError(f"a study named {name!r} already exists in {options.db}; pick another --name")
         check_writable(Path(options.runs_dir), "the runs folder", "pick another with --runs-dir DIR")
-        (confirm or (lambda task, notes: None))(task, notes)
+        if confirm is not None:
+            if "sources" in inspect.signature(confirm).parameters:
+                confirm(task, notes, sources=understood.sources)
+            else:
+                confirm(task, notes)
         run_dir = (Path(options.runs_dir) / name).resolve()
         held.enter_context(study_lock(run_dir, name))
         space = SearchSpace(params=(), fixed={"model": target})

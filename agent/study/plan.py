@@ -12,7 +12,7 @@ from agent.planning.overrides import apply_overrides
 from agent.planning.space import default_space, default_values
 from agent.study.settings import check_options
 from agent.understanding.refine import read_task
-from agent.understanding.understand import with_label_count
+from agent.understanding.understand import source_note, with_label_count
 from executors.base import BaseExecutor
 from executors.baseline import tfidf_baseline
 from executors.data import prepare_splits
@@ -77,7 +77,7 @@ def plan_study(
     profile = with_label_count(profile, task)
     space = study_space(options, task, profile)
     _check_models(space)
-    notes = [f"{field} from {source}" for field, source in understood.sources.items()] + notes
+    notes = [source_note(field, source) for field, source in understood.sources.items()] + notes
     cost = CostModel(task, profile)
     if executor is not None and task.budget.max_seconds:  # the price decides what starts only in a time budget
         notes.append(measure_machine(executor, cost, space.to_config(default_values(task, space, profile))))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,17 @@ def _proposer(
     return PortfolioProposer(sampler, llm=llm, warm_start=warm, defaults=defaults)
 
 
+def with_sources(
+    confirm: Callable[..., None] | None, sources: Callable[[], dict[str, str]]
+) -> Callable[[TaskSpec, list[str]], None]:
+    """`confirm(task, notes)`, given `sources=` if it takes them (each field's source: it marks the guessed ones)."""
+    if confirm is None:
+        return lambda task, notes: None
+    if "sources" in inspect.signature(confirm).parameters:
+        return lambda task, notes: confirm(task, notes, sources=sources())
+    return confirm
+
+
 def tune(
     options: TuneOptions,
     *,
@@ -112,7 +124,7 @@ def tune(
             runs_dir=Path(options.runs_dir),
             name=name,
             make_plan=make_plan,
-            confirm=confirm or (lambda task, notes: None),
+            confirm=with_sources(confirm, lambda: ctx.plan.sources if ctx.plan else {}),
             settings=options,
         )
         study_ref: list[int] = []

@@ -64,11 +64,11 @@ def handle_errors(fn: F) -> F:
 def _confirm(yes: bool, as_json: bool = False) -> Callable[[Any, list[str]], None]:
     from agent.understanding.understand import describe
 
-    def confirm(task: Any, notes: list[str]) -> None:
+    def confirm(task: Any, notes: list[str], sources: dict[str, str] | None = None) -> None:
         if as_json:  # stdout carries only JSON lines for scripts; a script never answers a prompt
-            _print_json({"event": "task", "task": task.model_dump(mode="json"), "notes": notes})
+            _print_json({"event": "task", "task": task.model_dump(mode="json"), "notes": notes, "sources": sources})
             return
-        _task_table(describe(task), notes)
+        _task_table(describe(task, sources), _other_notes(notes, sources))
         if yes or not sys.stdin.isatty():
             return
         if not typer.confirm("Start the study?", default=True):
@@ -131,7 +131,7 @@ def _dry_run(options: Any, as_json: bool) -> None:
     if as_json:
         print(json.dumps(plan.to_json(), indent=2))
         return
-    _task_table(describe(plan.task), plan.notes)
+    _task_table(describe(plan.task, plan.sources), _other_notes(plan.notes, plan.sources))
     out.print(f"rows: {plan.train_rows} to train on, {plan.eval_rows} held out to score each trial")
     space = Table(title="Search space", show_header=True)
     space.add_column("parameter")
@@ -143,6 +143,14 @@ def _dry_run(options: Any, as_json: bool) -> None:
     out.print(space)
     if plan.space.fixed:
         out.print("fixed: " + ", ".join(f"{k}={_cell(v)}" for k, v in plan.space.fixed.items()), highlight=False)
+
+
+def _other_notes(notes: list[str], sources: dict[str, str] | None) -> list[str]:
+    """The notes, less those on guessed fields: the task table marks them, with what would change each."""
+    from agent.understanding.understand import guessed, source_note
+
+    shown = {source_note(k, v) for k, v in (sources or {}).items() if guessed(v)}
+    return [n for n in notes if n not in shown]
 
 
 def _task_table(rows: list[tuple[str, str]], notes: list[str]) -> None:
@@ -242,7 +250,13 @@ def tune(
     text: list[str] = typer.Option(None, "--text", help="Input text column(s); repeat for several."),
     label: str = typer.Option(None, "--label", help="The label (or target) column."),
     metric: str = typer.Option(
-        None, "--metric", help="macro_f1, accuracy, entity_f1, exact_match, rouge_l, eval_loss."
+        None,
+        "--metric",
+        help="classification: accuracy, balanced_accuracy, macro_f1, weighted_f1, micro_f1, f1, precision, recall, "
+        "mcc, roc_auc, pr_auc; NER: entity_f1, entity_macro_f1; generation: exact_match, rouge_l, chrf; eval_loss.",
+    ),
+    positive_label: str = typer.Option(
+        None, "--positive-label", help="The class f1, precision, recall, roc_auc and pr_auc measure (e.g. spam)."
     ),
     max_rows: int = typer.Option(None, "--max-rows", help="Tune on a seeded subset of this many rows (10 or more)."),
     llm: str = typer.Option(None, "--llm", help="none | local | openai | an OpenAI-compatible base URL."),
@@ -303,6 +317,7 @@ def tune(
         "text_columns": text or None,
         "label": label,
         "metric": metric,
+        "positive_label": positive_label,
         "max_rows": max_rows,
         "llm": llm,
         "llm_model": llm_model,

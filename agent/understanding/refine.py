@@ -182,6 +182,7 @@ def read_task(
         "text_columns": list(options.text_columns) if options.text_columns else None,
         "label_column": options.label,
         "metric": options.metric,
+        "positive_label": options.positive_label,
     }
     common = dict(
         profile=profile,

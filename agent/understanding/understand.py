@@ -19,18 +19,19 @@ from typing import Any
 
 import pandas as pd
 
+from agent.understanding.budget_words import parse_budget
+from agent.understanding.metric_words import names_one_class_metric, positive_for_flags, read_metric
 from executors.data import load_table
 from memory.errors import UserError
 from memory.records import (
-    DEFAULT_METRIC,
-    DURATION_PATTERN,
     METRIC_DIRECTION,
+    TASK_METRICS,
     Budget,
     ColumnProfile,
     DataProfile,
     TaskSpec,
     TaskType,
-    find_duration,
+    unknown_metric_message,
 )
 
 TEXT_NAMES = (
@@ -43,14 +44,6 @@ INSTRUCTION_KEYS = (
     ("question", "answer"), ("message", "reply"),
 )  # fmt: skip
 GENERATION_TARGETS = ("output", "response", "completion", "answer", "target", "summary", "reply")
-METRIC_WORDS = (
-    (r"entity[- ]?(level )?f1", "entity_f1"),
-    (r"rouge", "rouge_l"),
-    (r"exact[- ]?match", "exact_match"),
-    (r"\bac+ur+a?c[yi]", "accuracy"),  # "acuracy", "accurracy": typos are common
-    (r"\bloss\b", "eval_loss"),
-    (r"\bf1\b|f-?score|macro", "macro_f1"),
-)
 MAX_PROFILE_ROWS = 200_000
 LABEL_NAMES = ("label", "labels", "class", "category", "target", "sentiment", "y")
 MAX_CLASSES = 50  # more distinct values than this is free text or an id, not a class label
@@ -123,8 +116,12 @@ class AmbiguousLabel(UserError):
     (one class, too many, an id) and stands whatever an LLM says.
     """
 
-    def __init__(self, candidates: list[str]) -> None:
-        super().__init__(f"{len(candidates)} columns could be the label: {', '.join(candidates)}; pass --label COLUMN")
+    def __init__(self, candidates: list[str], missing: str | None = None) -> None:
+        # "predict the priority" where no column is called priority: say so, it is likely the real mistake
+        missing_note = f"the description asks for {missing!r}, which is not a column; " if missing else ""
+        super().__init__(
+            f"{missing_note}{len(candidates)} columns could be the label: {', '.join(candidates)}; pass --label COLUMN"
+        )
         self.candidates = candidates
 
 
@@ -145,6 +142,7 @@ def understand(
     text_columns: list[str] | None = None,
     label_column: str | None = None,
     metric: str | None = None,
+    positive_label: str | None = None,
     validation_data: str | Path | None = None,
     test_data: str | Path | None = None,
     budget: Budget | None = None,
@@ -158,7 +156,7 @@ def understand(
     """
     profile = profile or profile_data(data)
     columns = profile.columns
-    text = description.lower()
+    text = with_column_names(description.lower(), columns, profile.n_rows)
     for given in [*(text_columns or []), *([label_column] if label_column else [])]:
         if given not in columns:
             close = difflib.get_close_matches(given, list(columns), n=1)
@@ -202,14 +200,13 @@ def understand(
             "label_column",
             "--label",
             label_column,
-            lambda: (_pick_generation_target(columns), "data: the output column"),
+            lambda: _pick_generation_target(text, columns, profile.n_rows),
         )
-        prompts = [a for a, b in INSTRUCTION_KEYS if b == label] or ["instruction", "prompt", "input", "question"]
         inputs = given_or(
             "text_columns",
             "--text",
             text_columns,
-            lambda: ([c for c in prompts if c in columns and c != label], "data: the prompt columns"),
+            lambda: _pick_prompt_columns(text, columns, label, profile.n_rows),
         )
         if not label or not inputs:
             raise UserError("generation needs instruction/input and output columns; pass --text and --label")
@@ -223,9 +220,21 @@ def understand(
         check_label(label, columns[label], profile.n_rows)
         inputs = given_or("text_columns", "--text", text_columns, lambda: _pick_text_columns(text, columns, label))
 
-    chosen = given_or("metric", "--metric", metric, lambda: _infer_metric(text, kind, columns.get(label)))
-    if chosen not in METRIC_DIRECTION:
-        raise UserError(f"unknown metric {chosen!r}; choose one of: {', '.join(METRIC_DIRECTION)}")
+    label_info = columns.get(label) if kind == TaskType.classification else None
+    positive_label = positive_label if kind == TaskType.classification else None
+    if metric:
+        if metric not in TASK_METRICS[kind]:
+            raise UserError(unknown_metric_message(metric, kind))
+        chosen, sources["metric"] = metric, "--metric"
+        positive, positive_source = positive_for_flags(metric, positive_label, text, label, label_info)
+    else:
+        reading = read_metric(text, kind, label, label_info, ask=positive_label is None)
+        chosen, sources["metric"] = reading.metric, reading.source
+        positive, positive_source = reading.positive, reading.positive_source
+        if positive_label is not None:
+            positive, positive_source = positive_for_flags(chosen, positive_label, text, label, label_info)
+    if positive_source is not None:
+        sources["positive_label"] = positive_source
     if budget is not None:
         sources["budget"] = "flags"
     elif (budget := parse_budget(description)) is not None:
@@ -242,6 +251,7 @@ def understand(
         label_column=label,
         metric=chosen,
         direction=METRIC_DIRECTION[chosen],
+        positive_label=positive,
         max_rows=max_rows,
         seed=seed,
         budget=budget,
@@ -288,14 +298,81 @@ def _infer_task_type(text: str, columns: dict[str, ColumnProfile], n_rows: int) 
         if any(info.kind == "sequence" for info in columns.values()):
             return TaskType.token_classification, "description and a column of token lists"
     for prompt, target in INSTRUCTION_KEYS:
-        # A short, repeated "answer" column is a class label, not text to generate.
-        if prompt in columns and target in columns and _free_text(columns[target], n_rows):
-            return TaskType.generation, f"data: {prompt} and {target} columns"
+        # A short, repeated "answer" column is a class label, not text to generate, unless the description says
+        # to write it or it has more values than a class label may.
+        if prompt in columns and target in columns:
+            info = columns[target]
+            if (
+                _free_text(info, n_rows)
+                or info.n_unique > MAX_CLASSES
+                or (_GENERATE.search(text) and info.n_unique > 2)
+            ):
+                return TaskType.generation, f"data: {prompt} and {target} columns"
+    # "summarise the article into the highlights", "translate english to french": text to write, from text
+    if (m := _GENERATE.search(text)) and _written_target(text, columns, n_rows):
+        return TaskType.generation, f"description: {m.group(0)!r} and a free-text column to write"
     return TaskType.classification, "default: a text column and a class column"
 
 
-def _pick_generation_target(columns: dict[str, ColumnProfile]) -> str | None:
-    return next((c for c in GENERATION_TARGETS if c in columns), None)
+_GENERATE = re.compile(
+    r"\b(?:summari[sz]\w*|translat\w*|generat\w*|rewrit\w*|paraphras\w*|writ(?:e|es|ing)|draft\w*|compos\w*|"
+    r"text[- ]to[- ]text|seq2seq|instruction[- ]tun\w*|chatbot|respond|reply|replies|answer\w* (?:the )?questions?)\b"
+)
+
+
+_WRITE_BEFORE = re.compile(
+    r"(?:\bgenerat\w*|\bwrit(?:e|es|ing)|\bproduc\w*|\boutput|\bcreat\w*|\bsuggest\w*|\bcompos\w*|\bdraft\w*)"
+    r"\W+(?:(?:the|an?|its|their|each)\W+)?(?:[a-z]+\W+)?$"
+)
+
+
+def _written_target(text: str, columns: dict[str, ColumnProfile], n_rows: int) -> str | None:
+    """The column the description asks to write: right after "generate" or "write" ("generate a short title"),
+    named as the label or output, else a free-text column after "into"/"to"."""
+    free = [c for c, info in columns.items() if _free_text(info, n_rows)]
+    for c, info in columns.items():
+        if info.kind == "text" and any(f != c for f in free):
+            if any(_WRITE_BEFORE.search(text[max(0, m.start() - 40) : m.start()]) for m in _occurrences(text, c)):
+                return c
+    if len(free) < 2:
+        return None
+    named = _named_label(text, {c: columns[c] for c in free})
+    if named:
+        return named[0]
+    for c in free:
+        if any(re.search(r"(?:\binto|\bto|\bgenerat\w*|\bwrit\w*|\bproduc\w*|\boutput)\W+(?:(?:the|an?|its)\W+)?$",
+                         text[max(0, m.start() - 20) : m.start()]) for m in _occurrences(text, c)):  # fmt: skip
+            return c
+    return next((c for c in GENERATION_TARGETS if c in free), None)
+
+
+def _pick_generation_target(text: str, columns: dict[str, ColumnProfile], n_rows: int) -> tuple[str | None, str]:
+    if (named := _named_label(text, columns)) and _free_text(columns[named[0]], n_rows):
+        return named[0], f"description: {named[1]!r}"
+    for prompt, target in INSTRUCTION_KEYS:
+        if prompt in columns and target in columns:
+            return target, "data: the output column"
+    if written := _written_target(text, columns, n_rows):
+        return written, "description: the column to write"
+    return next((c for c in GENERATION_TARGETS if c in columns), None), "data: the output column"
+
+
+def _pick_prompt_columns(
+    text: str, columns: dict[str, ColumnProfile], label: str | None, n_rows: int
+) -> tuple[list[str], str]:
+    """The columns a generation prompt reads: those named as inputs, else the prompt of the instruction pair and
+    any other free text ("context" beside "question")."""
+    texts = [c for c, info in columns.items() if c != label and info.kind == "text" and not _negated(text, c)]
+    named = [c for c in texts if _named_as_input(text, c)]
+    prompts = [a for a, b in INSTRUCTION_KEYS if b == label] or ["instruction", "prompt", "input", "question"]
+    keyed = [c for c in prompts if c in texts]
+    if named:  # "answer the question using the context": the context, and the question the pair always reads
+        alone = re.search(r"\b(?:only|just|alone|solely|exclusively|nothing else)\b", text)
+        named += [] if alone else [c for c in keyed if c not in named]
+        return [c for c in texts if c in named], "description: names " + ", ".join(map(repr, named))
+    others = [c for c in texts if c not in keyed and _free_text(columns[c], n_rows) and columns[c].mean_words >= 4]
+    inputs = [c for c in texts if c in keyed or c in others]
+    return inputs, "data: the prompt columns" if not others else "data: the prompt and other free-text columns"
 
 
 def _free_text(info: ColumnProfile, n_rows: int) -> bool:
@@ -303,32 +380,128 @@ def _free_text(info: ColumnProfile, n_rows: int) -> bool:
     return info.kind == "text" and (info.mean_words >= 4 or info.n_unique >= 0.5 * max(1, n_rows - info.missing))
 
 
-# A column named just after these words is ruled out: "not the headline", "ignore sku", "rather than queue".
+# A column named just after these words is ruled out: "not the headline", "ignore sku", "rather than queue"
+# ("not just the headline" rules nothing out: it asks for more).
 _NEGATED_BEFORE = re.compile(
-    r"(?:\bnot\b|\bno\b|n't|\bignore\b|\bwithout\b|\bexcept\b|\bexcluding\b|rather than|instead of|\bskip\b|"
-    r"\bdrop\b|\bexclude\b|leave out)\W+(?:\w+\W+)?$"
+    r"(?:\bnot\b(?!\W+(?:just|only|merely)\b)|(?<!/)\bno\b(?!/)|n't(?!\W+(?:just|only)\b)|\bignore|\bwithout\b|"
+    r"\bexcept\b|\bexcluding\b|\bbut\b(?<=\ball but)|\bbut\b(?<=\beverything but)|rather than|instead of|\bskip|"
+    r"\bdrop|\bexclude|leave out|\bminus\b|apart from|other than|\bbesides\b|\bnever\b)"
+    r"[^\w.?!;:]+(?:\w+[^\w.?!;:]+)?$"  # within the sentence: "remote or not? use title" rules nothing out
 )
 _NEGATED_AFTER = re.compile(
-    r"^\W*(?:is|are)\s+(?:just|only)\s+(?:an?\s+)?(?:id|identifier|key)\b|^[^.;]{0,30}\bignore (?:it|them)\b"
+    r"^\W*(?:is|are)\s+(?:just|only)\s+(?:an?\s+)?(?:id|identifier|key)\b|^[^.;]{0,30}\bignore (?:it|them)\b|"
+    r"^\W*(?:column\s+|field\s+)?(?:is|are)\s+(?:(?:just|only|mostly|pure|too|very|so)\s+)?(?:noise|noisy|useless|"
+    r"irrelevant|unreliable|untrustworthy|misleading|clickbait\w*|junk|leak\w*|cheating|not (?:useful|needed|relevant|"
+    r"reliable|helpful|informative|trustworthy)|too \w+ to (?:trust|use|rely on))|"
+    r"^\W*(?:column\s+|field\s+)?(?:can't|cannot|can not|shouldn't|should not) be (?:trusted|used)|"
+    r"^\W*(?:column\s+|field\s+)?(?:isn't|aren't|doesn't|don't|does not|do not)\s+(?:useful|needed|relevant|"
+    r"reliable|help|matter|informative)|^\s+out\b"
 )
-# A column named as an input: "from the headline", "use the body", "title and review", "the subject line only".
+# A column named as an input: "from the headline", "use the body", "title and review", "the subject line only",
+# "Inputs: headline", "headline+body", "just the body", "both title and review".
 _INPUT_BEFORE = re.compile(
-    r"(?:\bfrom|\buse|\busing|\buses|\bwith|based on|\bgiven|\bonly|\band|\bplus|\bread|\breading|\blook at"
-    r"|[+&,])\W+(?:the\W+)?$"
+    r"(?:\bfrom|\buse|\busing|\buses|\bwith|based on|\bgiven|\bonly|\bjust|\band|\bplus|\bread|\breading|"
+    r"\blook(?:ing)? at|\bboth|\bon|\boff|\bvia|\binputs?|\bfeatures?|\bfeed(?:ing)?|\bconsider(?:ing)?|"
+    r"\bcombin(?:e|ing)|\bconcatenat\w*|\balso|\bsolely|\bexclusively|\bpurely|\btrain(?:ed)? on|\bin|"
+    r"(?:input|text|feature)\s+(?:columns?|fields?)\s*(?:is|are|=|:)?"
+    r"|[+&,/])\W*(?:the\W+|its\W+|their\W+|each\W+|an?\W+)?$"
 )
-_INPUT_AFTER = re.compile(r"^\W*(?:only|column|field|text|line|and|\+|&)\b")
+_INPUT_AFTER = re.compile(
+    r"^\s*(?:[+&/]|->|→|=>)|^\W*(?:only|alone|column|field|text|line|and|as (?:the )?(?:inputs?|features?)|"
+    r"is (?:the|our) inputs?|are (?:the|our) inputs?|is enough|suffices|says it all)(?!\w)"
+)
+# "Inputs: headline, body", "features = title and review", "use: subject": every column in the list is an input
+_INPUT_LIST = re.compile(
+    r"\b(?:inputs?|input (?:columns?|fields?|text)|features?|feature columns?|text columns?|text fields?|predictors?|"
+    r"columns? to (?:use|read)|use(?: only)?|using)\s*(?:[:=]|are|is)\s*([^.;\n]*)"
+)
+# "everything except sku", "all columns but the id", "all the text columns": every text column not ruled out
+_ALL_INPUTS = re.compile(
+    r"\b(?:everything|every(?: other)? (?:column|field)|all(?: the| of the)?(?: other| remaining)?(?: text)?"
+    r"(?: columns| fields| inputs| text)?)\s+(?:but|except|save|apart from|other than|besides|minus|excluding)\b|"
+    r"\ball(?: the| of the)? (?:other |remaining )?(?:text )?(?:columns|fields|inputs)\b|\bnot (?:just|only|merely)\b"
+)
+
+
+_FUNCTION_WORDS = {"is", "has", "was", "the", "a", "an", "of", "in", "to", "no", "not", "by", "for", "on", "at", "y"}
+
+
+def _spoken(name: str) -> list[str]:
+    """How prose names a column: "product_category" as "product category(ies)", "reviewText" as "review text"."""
+    words = re.sub(r"([a-z])([A-Z])", r"\1 \2", name).replace("_", " ").replace("-", " ").lower().split()
+    if len(words) < 2 or words[0] in _FUNCTION_WORDS:
+        return []
+    spoken = " ".join(words)
+    plural = spoken[:-1] + "ies" if spoken.endswith("y") else spoken + "s"
+    return [plural, spoken]
+
+
+def _fuzzy_name(text: str, column: str) -> str:
+    """A long column name written with a typo ("claimant statment") as the name; short names must be exact."""
+    spoken = _spoken(column)
+    if not spoken or len(spoken[-1]) < 10:
+        return text
+    target, n = spoken[-1], len(spoken[-1].split())
+    words = list(re.finditer(r"[a-z][\w'-]*", text))
+    for i in range(len(words) - n, -1, -1):  # from the end, so replacing keeps the earlier offsets
+        start, end = words[i].start(), words[i + n - 1].end()
+        phrase = text[start:end]
+        if phrase != target and difflib.SequenceMatcher(None, phrase, target).ratio() >= 0.9:
+            text = text[:start] + column.lower() + text[end:]
+    return text
+
+
+def with_column_names(text: str, columns: dict[str, ColumnProfile], n_rows: int) -> str:
+    """The description with columns named in plain words written as the columns' names.
+
+    "product categories" names product_category, "the email body" email_body; a free-text column whose last word
+    no other column has is named by it too ("the body" is email_body when there is no body column).
+    """
+    names = {c.lower() for c in columns}
+    for column in sorted(columns, key=len, reverse=True):
+        for spoken in _spoken(column):
+            text = re.sub(rf"(?<![\w]){re.escape(spoken)}(?![\w])", column.lower(), text)
+        text = _fuzzy_name(text, column)
+    lasts: dict[str, list[str]] = {}
+    for column in columns:
+        parts = re.sub(r"([a-z])([A-Z])", r"\1 \2", column).replace("-", "_").replace(" ", "_").lower().split("_")
+        if len(parts) > 1 and len(parts[-1]) >= 4:
+            lasts.setdefault(parts[-1], []).append(column)
+    for last, owners in lasts.items():
+        if len(owners) == 1 and last not in names and _free_text(columns[owners[0]], n_rows):
+            text = re.sub(rf"(?<![\w_-]){re.escape(last)}(?![\w_-])", owners[0].lower(), text)
+    return text
 
 
 def _occurrences(text: str, name: str) -> list[re.Match[str]]:
     """Where `name` appears as a word, plural included ("queues" names the column queue)."""
-    return list(re.finditer(rf"(?<![\w]){re.escape(name.lower())}(?:e?s)?(?![\w])", text))
+    name = re.escape(name.lower())
+    plural = rf"|{name[:-1]}ies" if name.endswith("y") else ""  # "priorities" names the column priority
+    plural += rf"|{name[:-1]}" if name.endswith("s") and len(name) > 4 else ""  # "the star rating": stars
+    return list(re.finditer(rf"(?<![\w])(?:{name}(?:e?s)?{plural})(?![\w])", text))
+
+
+# The columns listed before a name in the same list: "except the priority and customer_id" rules out both.
+_LIST_BEFORE = re.compile(r"(?:[\w-]+\s*,\s*(?:the\s+)?)*(?:[\w-]+\s*(?:\band\b|\bor\b|\bnor\b|/)\s*(?:the\s+)?)+$")
 
 
 def _negated(text: str, name: str) -> bool:
-    return any(
-        _NEGATED_BEFORE.search(text[max(0, m.start() - 30) : m.start()]) or _NEGATED_AFTER.search(text[m.end() :])
-        for m in _occurrences(text, name)
-    )
+    for m in _occurrences(text, name):
+        before = text[max(0, m.start() - 80) : m.start()]
+        listed = _LIST_BEFORE.sub("", before)
+        if _NEGATED_BEFORE.search(before[-30:]) or _NEGATED_BEFORE.search(listed[-30:]):
+            return True
+        if _NEGATED_AFTER.search(text[m.end() :]):
+            return True
+    return False
+
+
+def _names_value(text: str, value: str) -> bool:
+    """A class value named as a word, or as the start of one ("fraudulent" names fraud); not ruled out."""
+    value = value.lower()
+    if len(value) < 4 or not re.fullmatch(r"[a-z][a-z-]*", value):
+        return False
+    return any(not _negated(text[: m.end()], m.group(0)) for m in re.finditer(rf"\b{re.escape(value)}\w*", text))
 
 
 def _mentioned(text: str, name: str) -> bool:
@@ -336,9 +509,22 @@ def _mentioned(text: str, name: str) -> bool:
     return bool(_occurrences(text, name)) and not _negated(text, name)
 
 
+# "train on the job description", "from the article body": a strong cue, then one word before the name
+_INPUT_BEFORE_MODIFIED = re.compile(
+    r"(?:\bfrom|\buse|\busing|\bon|based on|\bgiven|\bonly|\bjust|\bread|\breading|\bwith)\s+"
+    r"(?:the|its|their|each|an?)\s+[a-z]+\s+$"
+)
+
+
 def _named_as_input(text: str, name: str) -> bool:
-    return _mentioned(text, name) and any(
-        _INPUT_BEFORE.search(text[max(0, m.start() - 20) : m.start()]) or _INPUT_AFTER.search(text[m.end() :])
+    if not _mentioned(text, name):
+        return False
+    if any(_occurrences(m.group(1), name) for m in _INPUT_LIST.finditer(text)):
+        return True
+    return any(
+        _INPUT_BEFORE.search(text[max(0, m.start() - 30) : m.start()])
+        or _INPUT_BEFORE_MODIFIED.search(text[max(0, m.start() - 40) : m.start()])
+        or _INPUT_AFTER.search(text[m.end() :])
         for m in _occurrences(text, name)
     )
 
@@ -349,7 +535,27 @@ _LABEL_PHRASES = (
     r"(?:predict|classify\s+(?:\w+\s+){0,4}by|sort\s+(?:\w+\s+){0,4}by|label(?:ed)?\s+by|by)\s+(?:the|their|its)?\s*"
     r"[`'\"]?([\w-]+)[`'\"]?\s+(?:column|field)",
     r"(?:the|a)\s+[`'\"]?([\w-]+)[`'\"]?\s+column\s+(?:is|holds|has|says|gives)\s+the\s+(?:label|class|answer|target)",
+    # "Label = topic", "target: queue", "y is sentiment", "the label is stars"
+    r"\b(?:label|target|y|output|outcome|answer|class|predict)\s*(?:=|:|->|is|will be|should be)\s*"
+    r"(?:the\s+|in\s+(?:the\s+)?)?[`'\"]?([\w-]+)",
+    # "with queue as the label", "stars is the target", "`topic` = label"
+    r"[`'\"]?([\w-]+)[`'\"]?\s+(?:column\s+|field\s+)?(?:is|as|=)\s+(?:the\s+|our\s+)?(?:label|target|answer|y)\b",
+    # "headline -> topic"
+    r"(?:->|→|=>)\s*[`'\"]?([\w-]+)",
+    # "ground truth: topic", "the column to predict is queue", "queue is what we want to predict"
+    r"(?:ground[- ]truth|gold(?: label)?|column to predict|what to predict)\s*(?:=|:|is|in)?\s*(?:the\s+)?"
+    r"[`'\"]?([\w-]+)",
+    r"[`'\"]?([\w-]+)[`'\"]?\s+(?:column\s+)?is what (?:we|i|you) (?:want to |need to |have to )?predict",
+    # "predict the priority", "guess each review's stars"
+    r"\b(?:predict(?:s|ing)?|guess(?:ing)?|infer(?:ring)?|forecast(?:ing)?|estimat(?:e|ing))\s+(?:the\s+|their\s+|"
+    r"its\s+|each\s+(?:\w+'s\s+)?)?[`'\"]?([\w-]+)",
 )
+# Words that name a column as an input beyond doubt, so that it is never taken for the label.
+_STRONG_INPUT_BEFORE = re.compile(
+    r"(?:\bfrom|\buse|\busing|\buses|based on|\bgiven|\bonly|\bjust|\bread|\breading|\blook(?:ing)? at|\bvia|"
+    r"\binputs?|\bfeatures?|\bsolely|\bexclusively|\btrain(?:ed)? on|[+&/])\W*(?:the\W+|its\W+|their\W+|each\W+)?$"
+)
+_STRONG_INPUT_AFTER = re.compile(r"^\s*(?:[+&/]|->|→|=>)|^\W*(?:only|alone|as (?:the )?(?:inputs?|features?))(?!\w)")
 
 
 def _named_label(text: str, columns: dict[str, ColumnProfile]) -> tuple[str, str] | None:
@@ -365,6 +571,19 @@ def _named_label(text: str, columns: dict[str, ColumnProfile]) -> tuple[str, str
         if m and name in lowered:
             return lowered[name], m.group(0).strip()
     return None
+
+
+def _strongly_named_as_input(text: str, name: str) -> bool:
+    """Named as an input in words that leave no doubt ("from X", "Inputs: X", "X only"): never the label."""
+    if not _mentioned(text, name):
+        return False
+    if any(_occurrences(m.group(1), name) for m in _INPUT_LIST.finditer(text)):
+        return True
+    return any(
+        _STRONG_INPUT_BEFORE.search(text[max(0, m.start() - 30) : m.start()])
+        or _STRONG_INPUT_AFTER.search(text[m.end() :])
+        for m in _occurrences(text, name)
+    )
 
 
 def _pick_label(text: str, columns: dict[str, ColumnProfile], exclude: set[str], n_rows: int) -> tuple[str, str]:
@@ -397,31 +616,78 @@ def _pick_label(text: str, columns: dict[str, ColumnProfile], exclude: set[str],
             f"no column looks like a class label (2 to {MAX_CLASSES} distinct values, repeated across rows); "
             f"pass --label COLUMN (columns: {', '.join(columns)})"
         )
+    # A column named as an input is never the label ("predict priority from subject and queue").
+    not_inputs = [c for c in candidates if not _strongly_named_as_input(text, c)]
+    if not_inputs and len(not_inputs) < len(candidates):
+        candidates = not_inputs
     # A column named like text (a title, a subject) is an input unless the description calls it the label.
     if len(candidates) > 1:
         candidates = [c for c in candidates if c.lower() not in TEXT_NAMES or _mentioned(text, c)] or candidates
     mentioned = [c for c in candidates if _mentioned(text, c)]
+    if len(mentioned) > 1:  # "the star rating from the review text and its title": title is read, stars predicted
+        not_inputs = [c for c in mentioned if not _named_as_input(text, c)]
+        mentioned = not_inputs if not_inputs else mentioned
     if len(mentioned) == 1:
         return mentioned[0], f"description: names the column {mentioned[0]!r}"
     # A column whose values the description names ("fresh or rotten") is the label.
     by_values = [c for c in candidates if sum(_mentioned(text, v) for v in columns[c].value_counts or {}) >= 2]
     if len(by_values) == 1:
         return by_values[0], "description: names its classes"
+    if not mentioned:  # a word of the same stem: "urgency" names urgent, "categorise" category, "toxicity" toxic
+        stems = [c for c in candidates if len(c) >= 5 and _names_value(text, c[: max(5, len(c) - 1)])]
+        if len(stems) == 1:
+            return stems[0], f"description: a word for the column {stems[0]!r}"
+    pool = mentioned or candidates
+    # One class named, even as the start of a word ("flag fraudulent claims": fraud / legit), in one column only.
+    by_a_value = [c for c in pool if any(_names_value(text, v) for v in columns[c].value_counts or {})]
+    if len(by_a_value) == 1 and not by_values:
+        return by_a_value[0], "description: names one of its classes"
+    # A metric of one class against the rest ("optimise precision", "ROC-AUC") wants a label with two classes.
+    if names_one_class_metric(text):
+        binary = [c for c in pool if len(columns[c].value_counts or {}) == 2]
+        if len(binary) == 1:
+            return binary[0], "description: a metric of one class against the other, and the only two-class column"
     # Column names alone ("label", "sentiment") do not settle a tie: a wrong guess would waste the budget.
     pool = mentioned or by_values or candidates
     if len(pool) == 1:
         return pool[0], "data: the only column with a few repeated values"
-    raise AmbiguousLabel(pool)
+    raise AmbiguousLabel(pool, None if mentioned or by_values else _missing_target(text, columns))
+
+
+_NOT_NAMES = {"what", "which", "whether", "if", "how", "who", "where", "when", "each", "every", "all", "it", "them"}
+
+
+def _missing_target(text: str, columns: dict[str, ColumnProfile]) -> str | None:
+    """A word the description asks to predict that is neither a column nor a class: "predict the priority"."""
+    m = re.search(
+        r"\b(?:predict(?:s|ing)?|classify\w* (?:\w+ )?by|guess(?:ing)?|infer(?:ring)?|detect(?:ing)?)\s+"
+        r"(?:the\s+|their\s+|its\s+)?([a-z][\w-]+)",
+        text,
+    )
+    if m is None or m.group(1) in _NOT_NAMES or _occurrences(" ".join(columns).lower(), m.group(1)):
+        return None
+    values = {v.lower() for info in columns.values() for v in (info.value_counts or {})}
+    word = m.group(1)
+    if word in values or any(_occurrences(word, c) for c in columns) or word.rstrip("s") in values:
+        return None
+    return word
 
 
 def _pick_text_columns(text: str, columns: dict[str, ColumnProfile], label: str) -> tuple[list[str], str]:
     texts = [c for c, info in columns.items() if c != label and info.kind == "text" and not _negated(text, c)]
     named = [c for c in texts if _named_as_input(text, c)]
-    if named:
-        return named, "description: names " + ", ".join(map(repr, named))
+    everything = _ALL_INPUTS.search(text)  # "everything except sku", "not just the headline"
+    if everything and not everything.group(0).startswith("not"):
+        chosen = [c for c in texts if columns[c].n_unique > 1]
+        if chosen:
+            return chosen, f"description: {everything.group(0).strip()!r} - every text column not ruled out"
     # Free text is long and mostly unique; a column named like text (a title, a subject) says as much.
     long = {c for c in texts if columns[c].mean_words >= 4 and columns[c].n_unique > 20}
     by_name = {c for c in texts if c.lower() in TEXT_NAMES and columns[c].n_unique > 1}
+    if named and everything:  # "not just the headline": it, and the other free text
+        return [c for c in texts if c in long | by_name | set(named)], f"description: {everything.group(0)!r} ..."
+    if named:
+        return named, "description: names " + ", ".join(map(repr, named))
     if long or by_name:
         return [c for c in texts if c in long | by_name], "data: the free-text columns"
     if len(texts) == 1 and columns[texts[0]].n_unique > 1:
@@ -435,105 +701,35 @@ def _pick_text_columns(text: str, columns: dict[str, ColumnProfile], label: str)
     raise UserError(f"no column looks like input text; pass --text COLUMN (columns: {', '.join(columns)})")
 
 
-# Words that rule a metric out when they come just before it: "don't optimise accuracy", "rather than accuracy".
-_NEGATION = re.compile(
-    r"(?:\bnot\b|n't|\bno\b|\bnever\b|rather than|instead of|other than|\bavoid\w*|\bexcept\b|\bover\b|"
-    r"\bbeyond\b|\bignore\b|\bwithout\b|more than|less than)[^.;,!?]{0,30}$"
-)
-_NEGATED_METRIC_AFTER = re.compile(
-    r"^\W*(?:is not|isn't|does not|doesn't|is secondary|matters less|is misleading|is useless)\b"
-)
-_OPTIMISE = re.compile(r"(?:optimi[sz]e|maximi[sz]e|minimi[sz]e|target|judged? (?:by|on)|score[sd]? (?:by|on)|"
-                       r"care about|focus on|measured? (?:by|on)|in terms of)\W+(?:\w+\W+){0,3}$")  # fmt: skip
-_RARE_CLASS = re.compile(
-    r"\brare\b|\brarer\b|minority|imbalanc|unbalanc|skew|few (?:positive|examples)|every class (?:counts|matters)"
-)
-IMBALANCE_RATIO = 3  # the largest class this many times the smallest: accuracy would reward the majority
+# What would change each field, for the confirmation: a flag, or words the rules read.
+CHANGE_HINTS = {
+    "task_type": "pass --task",
+    "text_columns": "pass --text COLUMN (repeat it for several) or say 'from the X only'",
+    "label_column": "pass --label COLUMN or say 'predict the X column'",
+    "metric": "pass --metric or say 'optimise X' (e.g. 'optimise accuracy')",
+    "positive_label": "pass --positive-label CLASS or say 'recall of the X class'",
+    "budget": "pass --trials N or --time 30m, or say '20 trials' or 'an hour'",
+}
 
 
-def _infer_metric(text: str, kind: TaskType, label: ColumnProfile | None) -> tuple[str, str]:
-    ruled_out: list[str] = []
-    usable: list[tuple[bool, int, str, str]] = []  # (asked to optimise it, position, metric, words)
-    for pattern, metric in METRIC_WORDS:
-        for m in re.finditer(pattern, text):
-            if _NEGATION.search(text[: m.start()]) or _NEGATED_METRIC_AFTER.search(text[m.end() :]):
-                ruled_out.append(metric)
-                continue
-            if metric == "macro_f1" and kind == TaskType.token_classification:
-                metric = "entity_f1"
-            if metric in ("macro_f1", "accuracy") and kind == TaskType.generation:
-                continue
-            if metric == "entity_f1" and kind != TaskType.token_classification:
-                continue
-            asked = bool(_OPTIMISE.search(text[max(0, m.start() - 30) : m.start()]))
-            usable.append((asked, -m.start(), metric, m.group(0)))
-    if usable:  # the one the user says to optimise, else the first named
-        _, _, metric, words = max(usable)
-        return metric, f"description: {words!r}"
-    default = DEFAULT_METRIC[kind]
-    if kind != TaskType.classification:
-        return default, "default for the task type"
-    if "accuracy" in ruled_out:
-        return "macro_f1", "description rules out accuracy; macro-F1 weighs every class equally"
-    if m := _RARE_CLASS.search(text):
-        return "macro_f1", f"description: {m.group(0)!r} - macro-F1 weighs every class equally"
-    counts = list((label.value_counts or {}).values()) if label is not None else []
-    if len(counts) >= 2 and max(counts) >= IMBALANCE_RATIO * min(counts):
-        return "macro_f1", f"data: imbalanced classes ({max(counts)} vs {min(counts)} rows), so not accuracy"
-    return default, "default for classification"
+def guessed(source: str) -> bool:
+    """Whether a field's source is a guess (from the data, a default, an LLM) rather than read from the user."""
+    return not source.startswith(("--", "description", "flags"))
 
 
-_UNITS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-_NUMBER_WORDS = {
-    **{w: i for i, w in enumerate(_UNITS, start=1)},
-    "ten": 10, "eleven": 11, "twelve": 12, "fifteen": 15, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50,
-    "sixty": 60, "ninety": 90, "a": 1, "an": 1,
-}  # fmt: skip
-_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
-_NUM = r"(\d+(?:\.\d+)?)"
-_TRIAL_WORDS = r"(?:trials?|runs?|experiments?|attempts?|configs?|configurations?)"
-_PHRASES = (  # spoken durations, rewritten to the one grammar before it is read
-    (r"\b(?:an|one) hour and a half\b", "90 minutes"),
-    (r"\bhalf an hour\b", "30 minutes"),
-    (r"\ba quarter of an hour\b", "15 minutes"),
-    (r"\b(\d+) and a half hours\b", r"\1.5 hours"),
-)
-# A duration that is about the data, not the study: "customers expect a reply within 4 hours".
-_NOT_A_BUDGET = re.compile(r"(?:repl(?:y|ies)|respon\w*|resolv\w*|answer\w*|deliver\w*|arriv\w*|ship\w*)\s+\w*\s*$")
+def source_note(field: str, source: str) -> str:
+    """One line for the user: where a field came from, and for a guess, what would change it."""
+    if guessed(source):
+        return f"{field} guessed ({source}): {CHANGE_HINTS.get(field, 'pass its flag')}"
+    return f"{field} from {source}"
 
 
-def _digits(text: str) -> str:
-    """Number words as digits ("two GPU-hours" -> "2 GPU-hours", "twenty-five trials" -> "25 trials")."""
-    text = re.sub(rf"\b({'|'.join(_TENS)})[- ]({'|'.join(_UNITS)})\b",
-                  lambda m: str(_TENS[m.group(1)] + _NUMBER_WORDS[m.group(2)]), text)  # fmt: skip
-    words = "|".join(_NUMBER_WORDS)
-    return re.sub(rf"\b({words})\b(?=\s+(?:[a-z]+[- ])?(?:{_TRIAL_WORDS[3:-1]}|hours?|minutes?|mins?|seconds?))",
-                  lambda m: str(_NUMBER_WORDS[m.group(1)]), text)  # fmt: skip
+def describe(spec: TaskSpec, sources: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """The task spec as (field, value) rows for the user to confirm.
 
-
-def parse_budget(text: str) -> Budget | None:
-    """Read a budget from words like "20 trials", "within 1h30m", "half an hour" or "two GPU-hours"."""
-    text = text.lower()
-    for pattern, replacement in _PHRASES:
-        text = re.sub(pattern, replacement, text)
-    text = _digits(text)
-    trials = re.search(_NUM + r"\s*" + _TRIAL_WORDS + r"\b", text)
-    device = re.search(_NUM + r"\s*(?:gpu|device)[- ]?hours?\b|" + _NUM + r"\s*hours? of (?:gpu|device) time", text)
-    found: dict[str, Any] = {}
-    if trials:
-        found["max_trials"] = int(float(trials.group(1)))
-    if device:
-        found["max_device_hours"] = float(device.group(1) or device.group(2))
-    else:
-        for match in DURATION_PATTERN.finditer(text):
-            if not _NOT_A_BUDGET.search(text[max(0, match.start() - 40) : match.start()].removesuffix("within ")):
-                found["max_seconds"] = find_duration(match.group(0))
-                break
-    return Budget(**found) if found else None
-
-
-def describe(spec: TaskSpec) -> list[tuple[str, str]]:
-    """The task spec as (field, value) rows for the user to confirm."""
+    With `sources`, each field that was guessed rather than read (from the data, a default, an LLM) is marked
+    so, with where the guess came from and what would change it.
+    """
     b = spec.budget
     limits = [
         f"{b.max_trials} trials" if b.max_trials else "",
@@ -541,13 +737,24 @@ def describe(spec: TaskSpec) -> list[tuple[str, str]]:
         f"{b.max_device_hours:g} device-hours" if b.max_device_hours else "",
         f"{b.max_llm_tokens} LLM tokens" if b.max_llm_tokens else "",
     ]
-    return [
-        ("task", spec.task_type.value),
+    sources = sources or {}
+
+    def marked(field: str, value: str) -> str:
+        source = sources.get(field)
+        if source is None or not guessed(source):
+            return value
+        return f"{value}  · guessed ({source}); to change it, {CHANGE_HINTS[field]}"
+
+    rows = [
+        ("task", marked("task_type", spec.task_type.value)),
         ("data", spec.train_path + (f" (seeded subset of {spec.max_rows} rows)" if spec.max_rows else "")),
         ("validation", spec.validation_path or f"seeded {spec.validation_fraction:.0%} split of the data"),
         ("test", spec.test_path or f"seeded {spec.test_fraction:.0%} held out from the planner (100+ rows)"),
-        ("input", ", ".join(spec.text_columns)),
-        ("label", spec.label_column),
-        ("metric", f"{spec.metric} ({spec.direction.value})"),
-        ("budget", ", ".join(x for x in limits if x)),
+        ("input", marked("text_columns", ", ".join(spec.text_columns))),
+        ("label", marked("label_column", spec.label_column)),
+        ("metric", marked("metric", f"{spec.metric} ({spec.direction.value})")),
     ]
+    if spec.positive_label is not None:
+        rows.append(("positive class", marked("positive_label", spec.positive_label)))
+    rows.append(("budget", marked("budget", ", ".join(x for x in limits if x))))
+    return rows

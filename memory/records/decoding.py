@@ -39,7 +39,7 @@ class AdapterMeta(_Record):
 
 
 DecodingStrategy = Literal["greedy", "beam", "sample"]
-DECODING_METRICS = ("exact_match", "rouge_l")  # what decoding changes; eval_loss is teacher-forced and does not
+DECODING_METRICS = ("exact_match", "rouge_l", "chrf")  # what decoding changes; eval_loss is teacher-forced and does not
 
 
 class DecodingConfig(_Record):

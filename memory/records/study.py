@@ -10,7 +10,15 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from memory.errors import UserError
 from memory.records.base import _Record
 from memory.records.space import SearchSpace
-from memory.records.task import METRIC_DIRECTION, Budget, DataProfile, TaskSpec, TaskType, parse_duration
+from memory.records.task import (
+    METRIC_DIRECTION,
+    Budget,
+    DataProfile,
+    TaskSpec,
+    TaskType,
+    parse_duration,
+    unknown_metric_message,
+)
 
 StudyStatus = Literal["running", "interrupted", "complete", "failed"]
 
@@ -98,6 +106,7 @@ class TuneOptions(_Record):
     text_columns: tuple[str, ...] | None = None
     label: str | None = None
     metric: str | None = None
+    positive_label: str | None = None  # the class f1, precision, recall, roc_auc and pr_auc measure
     trials: int | None = Field(default=None, ge=1)
     time: float | None = Field(default=None, gt=0)  # seconds; "30m", "2h", "1h30m" are read too
     device_hours: float | None = Field(default=None, gt=0)
@@ -153,7 +162,7 @@ class TuneOptions(_Record):
     @classmethod
     def _known_metric(cls, v: str | None) -> str | None:
         if v is not None and v not in METRIC_DIRECTION:
-            raise ValueError(f"unknown metric {v!r}; choose one of {', '.join(METRIC_DIRECTION)}")
+            raise ValueError(unknown_metric_message(v))
         return v
 
     @field_validator("space", mode="before")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from enum import Enum
 from typing import Literal
@@ -34,14 +35,34 @@ DEFAULT_METRIC: dict[TaskType, str] = {
     TaskType.token_classification: "entity_f1",
     TaskType.generation: "exact_match",
 }
+# Every metric a trial can be tuned for, each computed by a library function (executors.metrics):
+# scikit-learn for classes, seqeval for entities, rouge-score and sacrebleu for generated text.
+TASK_METRICS: dict[TaskType, tuple[str, ...]] = {
+    TaskType.classification: (
+        "accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "micro_f1",
+        "f1", "precision", "recall", "mcc", "roc_auc", "pr_auc", "eval_loss",
+    ),
+    TaskType.token_classification: ("entity_f1", "entity_macro_f1", "accuracy", "eval_loss"),
+    TaskType.generation: ("exact_match", "rouge_l", "chrf", "eval_loss"),
+}  # fmt: skip
 METRIC_DIRECTION: dict[str, Direction] = {
-    "macro_f1": Direction.maximize,
-    "accuracy": Direction.maximize,
-    "entity_f1": Direction.maximize,
-    "exact_match": Direction.maximize,
-    "rouge_l": Direction.maximize,
-    "eval_loss": Direction.minimize,
+    name: Direction.minimize if name == "eval_loss" else Direction.maximize
+    for names in TASK_METRICS.values()
+    for name in names
 }
+# Metrics of one class against the rest: they need to know which class is the positive one.
+POSITIVE_CLASS_METRICS = ("f1", "precision", "recall", "roc_auc", "pr_auc")
+# Metrics that rank the model's scores rather than its predictions: two classes only.
+SCORE_METRICS = ("roc_auc", "pr_auc")
+
+
+def unknown_metric_message(name: str, task_type: TaskType | None = None) -> str:
+    """One line: the metric is not one the tool has, the nearest ones it has (difflib), and the full list."""
+    known = list(TASK_METRICS[task_type]) if task_type is not None else list(METRIC_DIRECTION)
+    close = difflib.get_close_matches(str(name).lower().replace("-", "_").replace(" ", "_"), known, n=3, cutoff=0.5)
+    hint = f"nearest it has: {', '.join(close)}; " if close else ""
+    what = f"{task_type.value} metrics" if task_type is not None else "metrics"
+    return f"unknown metric {name!r}; {hint}{what}: {', '.join(known)}"
 
 
 class Budget(_Record):
@@ -108,13 +129,24 @@ class TaskSpec(_Record):
     max_rows: int | None = Field(default=None, ge=10)  # seeded subset, for fast demos
     seed: int = 0
     budget: Budget = Budget(max_trials=10)
+    # The class that f1, precision, recall, roc_auc and pr_auc are about, as the label's value reads as text
+    # ("1", "spam"); None for metrics over every class.
+    positive_label: str | None = None
 
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, v: str) -> str:
         if v not in METRIC_DIRECTION:
-            raise ValueError(f"unknown metric {v!r}; choose one of {', '.join(METRIC_DIRECTION)}")
+            raise ValueError(unknown_metric_message(v))
         return v
+
+    @model_validator(mode="after")
+    def _metric_fits_the_task(self) -> TaskSpec:
+        if self.metric not in TASK_METRICS[self.task_type]:
+            raise ValueError(unknown_metric_message(self.metric, self.task_type))
+        if self.metric in POSITIVE_CLASS_METRICS and self.positive_label is None:
+            raise ValueError(f"{self.metric} is about one class: give positive_label, the class it measures")
+        return self
 
 
 class ColumnProfile(_Record):

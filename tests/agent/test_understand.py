@@ -82,6 +82,24 @@ def test_instruction_output_means_generation(tmp_path):
         ("within 1h30m", {"max_seconds": 5400.0}),  # the same grammar as --time
         ("in 1 hour and 30 minutes, two GPU-hours at most", {"max_device_hours": 2.0}),
         ("an hour and ten trials", {"max_trials": 10, "max_seconds": 3600.0}),
+        # budgets in words (issue 22): fractions, articles, dozens, days
+        ("give it two and a half hours", {"max_seconds": 9000.0}),
+        ("an hour and a quarter", {"max_seconds": 4500.0}),
+        ("half a day", {"max_seconds": 43200.0}),
+        ("90 minutes max", {"max_seconds": 5400.0}),
+        ("a dozen trials", {"max_trials": 12}),
+        ("three runs", {"max_trials": 3}),
+        ("budget: 3 runs", {"max_trials": 3}),
+        ("Ten trials.", {"max_trials": 10}),
+        ("45 minutes tops", {"max_seconds": 2700.0}),
+        ("three quarters of an hour", {"max_seconds": 2700.0}),
+        ("two hours and a half", {"max_seconds": 9000.0}),
+        ("one hundred and twenty minutes", {"max_seconds": 7200.0}),
+        ("half a dozen experiments", {"max_trials": 6}),
+        ("a couple of hours and twenty-five trials", {"max_trials": 25, "max_seconds": 7200.0}),
+        ("a one-hour budget", {"max_seconds": 3600.0}),
+        ("n_trials=15", {"max_trials": 15}),
+        ("spend 30 minutes on runs", {"max_seconds": 1800.0}),  # 30 is minutes, not a trial count
     ],
 )
 def test_budget_from_words(text, expected):
@@ -169,6 +187,40 @@ def test_columns_named_in_the_description(tmp_path):
     assert understand("predict the section; use the body", path).spec.text_columns == ("body",)
     both = understand("classify section from headline and body", path).spec.text_columns
     assert set(both) == {"headline", "body"}
+
+
+@pytest.mark.parametrize(
+    ("description", "inputs"),
+    [
+        ("Label = section. Inputs: headline. Nothing else.", ("headline",)),
+        ("section from headline+body", ("headline", "body")),
+        ("section from headline & body", ("headline", "body")),
+        ("use both headline and body", ("headline", "body")),
+        ("the section, from the body only", ("body",)),
+        ("section; just the headline", ("headline",)),
+        ("is the headline alone enough to tell the section?", ("headline",)),
+        ("the headline and nothing else", ("headline",)),
+        ("everything except the body", ("headline",)),
+        ("use `body`", ("body",)),
+        ("features: 'headline'", ("headline",)),
+        ("not just the headline", ("headline", "body")),
+    ],
+)
+def test_columns_in_prose(tmp_path, description, inputs):
+    news = pd.DataFrame(
+        [{"headline": f"headline {i} about markets", "body": f"a long body of text number {i} " * 5,
+          "section": ["sport", "business"][i % 2]} for i in range(60)]
+    )  # fmt: skip
+    spec = understand(description, _csv(tmp_path, "news.csv", news)).spec
+    assert spec.label_column == "section" and set(spec.text_columns) == set(inputs)
+
+
+def test_a_column_named_as_input_is_never_the_label(tmp_path):
+    path = _tickets(tmp_path)  # queue and source could both be the label
+    assert understand("predict the queue from the body and source", path).spec.label_column == "queue"
+    assert understand("use source and body as inputs", path).spec.label_column == "queue"
+    spec = understand("Inputs: body, queue. Sort the tickets.", path).spec
+    assert spec.label_column == "source" and set(spec.text_columns) == {"body", "queue"}
 
 
 def test_a_label_with_one_class_is_refused(tmp_path):

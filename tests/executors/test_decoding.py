@@ -44,7 +44,7 @@ def test_scoring_cmudict_and_predict_with_the_saved_config(phonemes_jsonl: Path,
 
     greedy = scorer.score(GREEDY, seeds=(0, 1, 2), metric="rouge_l")
     assert greedy.scores == (greedy.objective,) and greedy.spread == 0.0  # deterministic: decoded once
-    assert set(greedy.metrics) == {"exact_match", "rouge_l"}
+    assert set(greedy.metrics) == {"exact_match", "rouge_l", "chrf"}
     sampled = scorer.score(SAMPLE, seeds=(0, 1), metric="rouge_l")
     assert len(sampled.scores) == 2 and sampled.spread is not None and sampled.spread >= 0
     assert scorer.score(SAMPLE, seeds=(0, 1), metric="rouge_l").scores == sampled.scores  # seeded: it replays

@@ -203,6 +203,59 @@ def news(out: Path) -> None:
     write_csv(out / "news.csv", ["headline", "body", "section"], rows)
 
 
+def articles(out: Path) -> None:
+    """headline,body,topic,outlet: 120 articles, 4 topics, 5 outlets (a second column of repeated values)."""
+    rng = random.Random(21)
+    outlets = ["Herald", "Tribune", "Gazette", "Courier", "Post"]
+
+    def fill(template: str) -> str:
+        return template.format(
+            place=rng.choice(PLACES),
+            company=rng.choice(COMPANIES),
+            name=rng.choice(NAMES),
+            n=rng.randint(2, 90),
+            day=rng.choice(["Monday", "Wednesday", "Thursday", "Saturday"]),
+        )
+
+    rows, seen = [], set()
+    for topic, (headlines, sentences) in NEWS.items():
+        while sum(r[2] == topic for r in rows) < 30:
+            headline = fill(rng.choice(headlines))
+            if headline in seen:
+                continue
+            seen.add(headline)
+            picked = rng.sample(sentences, rng.randint(3, 5)) + rng.sample(NEWS_SHARED, 2)
+            rows.append([headline, " ".join(fill(s) for s in picked), topic, rng.choice(outlets)])
+    rng.shuffle(rows)
+    write_csv(out / "articles.csv", ["headline", "body", "topic", "outlet"], rows)
+
+
+def claims(out: Path) -> None:
+    """claim_text,outcome,region: 200 insurance claims, 'fraud' (15%) or 'legit', in 5 regions."""
+    rng = random.Random(22)
+    regions = ["north", "south", "east", "west", "central"]
+
+    def legit(r: random.Random) -> str:
+        return (
+            f"{r.choice(['Water damage', 'Broken window', 'Stolen bike', 'Car scratch', 'Storm damage'])} at "
+            f"{r.choice(PLACES)} on {r.choice(['Monday', 'Friday', 'the 3rd', 'the 12th'])}; receipts attached, "
+            f"repair quote {r.randint(80, 900)} EUR"
+        )
+
+    def fraud(r: random.Random) -> str:
+        return (
+            f"{r.choice(['Total loss of', 'Lost all', 'Fire destroyed'])} "
+            f"{r.choice(['jewellery', 'three laptops', 'a Rolex', 'cash'])} "
+            f"worth {r.randint(9, 60)},000 EUR, {r.choice(['no receipts', 'receipts lost', 'paid cash'])}, "
+            f"policy started {r.randint(2, 20)} days ago"
+        )
+
+    rows = [[t, "legit", rng.choice(regions)] for t in distinct(legit, 170, rng)]
+    rows += [[t, "fraud", rng.choice(regions)] for t in distinct(fraud, 30, rng)]
+    rng.shuffle(rows)
+    write_csv(out / "claims.csv", ["claim_text", "outcome", "region"], rows)
+
+
 TICKETS = {
     "billing": (
         [
@@ -585,8 +638,8 @@ def write_all(out: Path = DATA_DIR) -> list[Path]:
     """Write every data set into `out`; return their paths."""
     out.mkdir(parents=True, exist_ok=True)
     makers = [
-        sms_spam, news, tickets, product_reviews, constant_label, catalog, intents, weird_names, toxic_comments,
-        ner_people_places, drug_mentions, instructions, support_replies, summaries,
+        sms_spam, news, articles, claims, tickets, product_reviews, constant_label, catalog, intents, weird_names,
+        toxic_comments, ner_people_places, drug_mentions, instructions, support_replies, summaries,
     ]  # fmt: skip
     for make in makers:
         make(out)
