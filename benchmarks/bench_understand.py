@@ -37,6 +37,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import agent.understanding.refine  # noqa: E402
 from agent.llm.client import LlmClient  # noqa: E402
 from agent.llm.setup import open_llm  # noqa: E402
+from agent.understanding.refine import TaskHint  # noqa: E402
 from agent.understanding.understand import understand  # noqa: E402
 from memory.errors import UserError  # noqa: E402
 from memory.records import PlannerCall, TuneOptions  # noqa: E402
@@ -60,9 +61,9 @@ class HintRecorder:
 
     def __init__(self) -> None:
         self.original = agent.understanding.refine.refine_task
-        self.last: dict[str, Any] = {}
+        self.last = TaskHint()
 
-    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def __call__(self, *args: Any, **kwargs: Any) -> TaskHint:
         self.last = self.original(*args, **kwargs)
         return self.last
 
@@ -78,14 +79,14 @@ def run_with_llm(
     case: Case, client: LlmClient, calls: list[PlannerCall], hints: HintRecorder
 ) -> tuple[Outcome, Outcome]:
     """The case through read_task with the LLM, and with the LLM's disagreements applied over the rules."""
-    hints.last = {}
+    hints.last = TaskHint()
     options = TuneOptions(description=case.description, data=str(case.data))
     try:
         understood, _, notes = agent.understanding.refine.read_task(options, client, calls)
     except UserError as e:
         return Outcome(error=str(e)), Outcome(error=str(e))
     read = Outcome(understood.spec, sources=dict(understood.sources))
-    override = {k: v for k, v in hints.last.items() if k in HINT_FIELDS and v is not None}
+    override = hints.last.suggestions()
     if not notes or not override:
         return read, read
     given = {**{k: getattr(understood.spec, k) for k in HINT_FIELDS}, **override}

@@ -35,6 +35,7 @@ from memory.records import (
     DecodingConfig,
     DecodingResult,
     DecodingTrialRecord,
+    MetricPoint,
     PlannerCall,
     SearchSpace,
     StudyRecord,
@@ -519,19 +520,13 @@ class Store:
         with self._read():
             return trial_record(self._require_trial(trial_id))
 
-    def metric_curve(self, trial_id: int) -> list[dict[str, Any]]:
-        """A trial's per-step metrics in the order recorded, one dict per value.
-
-        Each dict has step, epoch, kind ("progress" or "eval"), name, value
-        (None for a NaN) and time; pivot on `name` for a plot.
-        """
+    def metric_curve(self, trial_id: int) -> list[MetricPoint]:
+        """A trial's per-step metrics in the order recorded, one point per value; pivot on `name` for a plot."""
         with self._read():
-            return list(
-                self._db.query(
-                    "select step, epoch, kind, name, value, time from metrics where trial_id = ? order by id",
-                    [trial_id],
-                )
+            rows = self._db.query(
+                "select step, epoch, kind, name, value, time from metrics where trial_id = ? order by id", [trial_id]
             )
+            return [MetricPoint.model_validate(row) for row in rows]
 
     def events(self, trial_id: int) -> list[TrialEvent]:
         """A trial's events in the order recorded."""

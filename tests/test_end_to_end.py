@@ -38,7 +38,7 @@ def test_a_real_three_trial_study_end_to_end(tmp_path, easy_reviews_csv):
         assert trials[0] in complete and all(0.0 <= t.objective <= 1.0 for t in complete)
         assert all(t.failure_kind == FailureKind.degenerate for t in trials if t not in complete)
         assert study.best_trial_id == max(complete, key=lambda t: t.objective).id
-        assert any(row["name"] == "macro_f1" for row in store.metric_curve(study.best_trial_id))
+        assert any(point.name == "macro_f1" for point in store.metric_curve(study.best_trial_id))
 
     # The report names the task and the best score.
     report = outcome.report_path.read_text()

@@ -40,7 +40,7 @@ def test_a_real_trial_optimises_the_metric_the_description_names(
         # the objective is the chosen metric, computed in the harness, and its curve is what the pruner reads
         assert trial.objective == trial.metrics[metric]
         assert {"accuracy", "macro_f1", "weighted_f1", "balanced_accuracy", "mcc"} <= set(trial.metrics)
-        assert any(row["name"] == metric for row in store.metric_curve(trial.id))
+        assert any(point.name == metric for point in store.metric_curve(trial.id))
         assert -1.0 <= trial.objective <= 1.0
         # the TF-IDF floor is scored in the same metric
         assert study.baseline is not None and -1.0 <= study.baseline.validation <= 1.0

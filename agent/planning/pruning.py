@@ -41,9 +41,9 @@ MIN_PEERS = 2  # finished trials that must have reached an evaluation before hal
 def eval_curve(store: Store, trial_id: int, metric: str) -> list[float]:
     """The metric at each intermediate evaluation of a trial, in order."""
     return [
-        row["value"]
-        for row in store.metric_curve(trial_id)
-        if row["kind"] == "eval" and row["name"] == metric and row["value"] is not None
+        point.value
+        for point in store.metric_curve(trial_id)
+        if point.kind == "eval" and point.name == metric and point.value is not None
     ]
 
 

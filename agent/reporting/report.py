@@ -233,9 +233,9 @@ def loss_curves(store: Store, trials: Sequence[TrialRecord]) -> dict[int, list[t
     curves: dict[int, list[tuple[int, float]]] = {}
     for t in trials:
         points = [
-            (row["step"], row["value"])
-            for row in store.metric_curve(t.id)
-            if row["name"] == "loss" and row["kind"] == "progress" and row["value"] is not None and row["step"]
+            (point.step, point.value)
+            for point in store.metric_curve(t.id)
+            if point.name == "loss" and point.kind == "progress" and point.value is not None and point.step
         ]
         curves[t.id] = points
     return curves

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from agent.llm import prompts
@@ -39,6 +40,23 @@ WORKED_EXAMPLE = [
 ]
 
 
+@dataclass(frozen=True)
+class TaskHint:
+    """The LLM's suggestions for a task draft, each one valid for the data (a real column, a known metric)."""
+
+    task_type: str | None = None
+    text_columns: tuple[str, ...] | None = None
+    label_column: str | None = None
+    metric: str | None = None
+    rationale: str | None = None
+
+    def suggestions(self) -> dict[str, Any]:
+        """The fields it suggests (the rationale aside), as plain values."""
+        fields = ("task_type", "text_columns", "label_column", "metric")
+        values = {name: getattr(self, name) for name in fields}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items() if v is not None}
+
+
 def refine_task(
     client: LlmClient,
     description: str,
@@ -47,12 +65,11 @@ def refine_task(
     *,
     calls: list[PlannerCall] | None = None,
     max_tokens: int = 160,
-) -> dict[str, Any]:
+) -> TaskHint:
     """Ask the LLM to check a rule-based task draft; return only suggestions valid for this data.
 
-    Returns a dict with any of task_type, text_columns, label_column, metric
-    (and rationale); invalid or unknown values are left out, and an LLM that
-    fails gives {}. Each request is appended to `calls`.
+    Invalid or unknown values are left out, and an LLM that fails gives an empty hint. Each request is appended
+    to `calls`.
     """
     calls = calls if calls is not None else []
     columns = list(profile.columns)
@@ -101,12 +118,13 @@ def refine_task(
     except Exception as e:  # the rules' draft stands; the LLM only ever refines it
         log.warning("LLM task check skipped: %s", describe_error(e))
         calls.append(planner_call("llm", UNDERSTAND_TEMPLATE, prompt, None, "error", describe_error(e)))
-        return {}
+        return TaskHint()
     outcome: PlannerOutcome = "rejected"
     if suggestions:
         outcome = "repaired" if problems else "accepted"
     calls.append(planner_call("llm", UNDERSTAND_TEMPLATE, prompt, reply, outcome, "; ".join(problems)))
-    return suggestions
+    columns_hint = suggestions.get("text_columns")
+    return TaskHint(**{**suggestions, "text_columns": tuple(columns_hint) if columns_hint else None})
 
 
 def validate_task_answer(text: str, columns: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
@@ -199,15 +217,13 @@ def read_task(
             raise
         # The rules narrowed the label to a few columns: the LLM may pick one of them, and nothing else.
         hint = refine_task(client, options.description, profile, {}, calls=calls)
-        if hint.get("label_column") not in ambiguous.candidates:
+        if hint.label_column not in ambiguous.candidates:
             raise
         understood = understand(
-            options.description, options.data, **common, **{**given, "label_column": hint["label_column"]}
+            options.description, options.data, **common, **{**given, "label_column": hint.label_column}
         )
         understood.sources["label_column"] = (
-            "LLM, among "
-            + ", ".join(ambiguous.candidates)
-            + (f": {hint['rationale']}" if hint.get("rationale") else "")
+            "LLM, among " + ", ".join(ambiguous.candidates) + (f": {hint.rationale}" if hint.rationale else "")
         )
     else:
         if client is not None:
@@ -219,10 +235,10 @@ def read_task(
                 "label_column": task.label_column,
                 "metric": task.metric,
             }
-            hint = refine_task(client, options.description, profile, draft, calls=calls)
+            suggested = refine_task(client, options.description, profile, draft, calls=calls).suggestions()
             notes = [
-                f"the LLM suggests {k} = {hint[k]} (pass --{FLAG[k]} to use it)"
+                f"the LLM suggests {k} = {suggested[k]} (pass --{FLAG[k]} to use it)"
                 for k in draft
-                if k in hint and _plain(hint[k]) != _plain(draft[k])
+                if k in suggested and _plain(suggested[k]) != _plain(draft[k])
             ]
     return understood, profile, notes

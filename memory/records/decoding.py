@@ -16,28 +16,6 @@ from memory.records.trial import TrialState
 ADAPTER_META_VERSION = 1  # the newest `autoglm.json` format this code reads and writes
 
 
-class AdapterMeta(_Record):
-    """What `autoglm.json` beside a saved adapter says: how to rebuild the trial's features and read its outputs.
-
-    `executors.training.save_adapter` writes it; `executors.predict.load_adapter` reads it back.
-    """
-
-    format_version: int = Field(default=ADAPTER_META_VERSION, ge=1)  # files from before this field are version 1
-    task_type: TaskType
-    labels: tuple[str, ...] = ()  # class or BIO tag names in the order of the head's outputs; empty for generation
-    text_columns: tuple[str, ...] = Field(min_length=1)  # the input columns the trial read
-    label_column: str
-    template: str | None = None  # as in the trial's config
-    normalize: Literal["none", "lower", "nfkc", "nfkc_lower"] = "none"
-    max_length: int = Field(ge=1)  # inputs are cut to this many tokens, as in training
-    model: str  # the model the trial asked for (a hub id, an alias or a path)
-    base_model_path: str  # where the base weights were loaded from; `model` is resolved again if it is gone
-    config: TrialConfig
-    pooling: Literal["model", "mean"] | None = None  # classification: the head reads the model's pooler or the mean
-    decoding: dict[str, int | float] | None = None  # generation: max_new_tokens, temperature, top_p, num_beams
-    merged: bool = False  # True in the copy `export_merged` writes beside a merged model
-
-
 DecodingStrategy = Literal["greedy", "beam", "sample"]
 DECODING_METRICS = ("exact_match", "rouge_l", "chrf")  # what decoding changes; eval_loss is teacher-forced and does not
 
@@ -96,6 +74,29 @@ class DecodingConfig(_Record):
             head = f"beam {self.num_beams}" if self.num_beams > 1 else "greedy"
         rep = f", rep {self.repetition_penalty:.3g}" if self.repetition_penalty != 1.0 else ""
         return f"{head}, {self.max_new_tokens} tokens{rep}"
+
+
+class AdapterMeta(_Record):
+    """What `autoglm.json` beside a saved adapter says: how to rebuild the trial's features and read its outputs.
+
+    `executors.training.save_adapter` writes it; `executors.predict.load_adapter` reads it back.
+    """
+
+    format_version: int = Field(default=ADAPTER_META_VERSION, ge=1)  # files from before this field are version 1
+    task_type: TaskType
+    labels: tuple[str, ...] = ()  # class or BIO tag names in the order of the head's outputs; empty for generation
+    text_columns: tuple[str, ...] = Field(min_length=1)  # the input columns the trial read
+    label_column: str
+    template: str | None = None  # as in the trial's config
+    normalize: Literal["none", "lower", "nfkc", "nfkc_lower"] = "none"
+    max_length: int = Field(ge=1)  # inputs are cut to this many tokens, as in training
+    model: str  # the model the trial asked for (a hub id, an alias or a path)
+    base_model_path: str  # where the base weights were loaded from; `model` is resolved again if it is gone
+    config: TrialConfig
+    pooling: Literal["model", "mean"] | None = None  # classification: the head reads the model's pooler or the mean
+    # Unused since decoding moved to the folder's generation_config.json; read so older files still load.
+    decoding: DecodingConfig | None = None
+    merged: bool = False  # True in the copy `export_merged` writes beside a merged model
 
 
 class DecoderReady(_Record):

@@ -64,6 +64,17 @@ class TrialEvent(TrialOutcome):
     samples_per_second: float | None = None
 
 
+class MetricPoint(_Record):
+    """One value a trial reported at one step: a training loss, a learning rate, an evaluation's metric."""
+
+    step: int | None = None
+    epoch: float | None = None
+    kind: Literal["progress", "eval"]
+    name: str
+    value: float | None = None  # None for a NaN (a diverged loss is data, kept as missing)
+    time: float
+
+
 # The metric a stopped trial (pruned, timed out) carries besides its evaluations: the training samples per
 # second it ran at, so the next trials are priced at this machine's speed even before one has finished.
 TRAIN_SPEED = "train_samples_per_second"

@@ -34,7 +34,7 @@ from agent.planning.proposers.llm import (
 )
 from agent.planning.proposers.portfolio import PortfolioProposer, source_stats
 from agent.reporting.narrate import narrate_report
-from agent.understanding.refine import refine_task, validate_task_answer
+from agent.understanding.refine import TaskHint, refine_task, validate_task_answer
 from memory.records import (
     Budget,
     CategoricalParam,
@@ -502,8 +502,7 @@ def test_refine_task_keeps_only_suggestions_that_fit_the_data(server):
     calls: list = []
     draft = {"task_type": "classification", "text_columns": ["text"], "label_column": "queue", "metric": "macro_f1"}
     out = refine_task(client, TASK.description, PROFILE, draft, calls=calls)
-    assert out == {"task_type": "classification", "text_columns": ["title", "text"], "label_column": "queue",
-                   "metric": "accuracy", "rationale": "the user asks for queues"}  # fmt: skip
+    assert out == TaskHint("classification", ("title", "text"), "queue", "accuracy", "the user asks for queues")
     assert calls[-1].template == "understand.md" and calls[-1].outcome == "accepted"
     bad = {"task_type": "regression", "text_columns": ["body"], "label_column": "password", "metric": "bleu"}
     out, problems = validate_task_answer(json.dumps(bad), columns)
@@ -515,7 +514,7 @@ def test_refine_task_keeps_only_suggestions_that_fit_the_data(server):
 def test_refine_task_returns_nothing_when_the_llm_is_down():
     client = LlmClient(LlmSettings(base_url=f"http://127.0.0.1:{free_port()}/v1", model="m", max_retries=0))
     calls: list = []
-    assert refine_task(client, "classify", PROFILE, {}, calls=calls) == {}
+    assert refine_task(client, "classify", PROFILE, {}, calls=calls) == TaskHint()
     assert calls[-1].outcome == "error"
 
 

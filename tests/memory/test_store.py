@@ -116,7 +116,7 @@ def test_trial_lifecycle(store: Store, study) -> None:
     store.record_event(first.id, TrialEvent(kind="progress", step=20, epoch=1.0, loss=math.nan))
     store.record_event(first.id, TrialEvent(kind="eval", step=20, epoch=1.0, metrics={"macro_f1": 0.8}))
     curve = store.metric_curve(first.id)
-    assert [(r["step"], r["kind"], r["name"], r["value"]) for r in curve] == [
+    assert [(p.step, p.kind, p.name, p.value) for p in curve] == [
         (10, "progress", "loss", 0.7),
         (10, "progress", "learning_rate", 1e-4),
         (20, "progress", "loss", None),  # the NaN is kept as a missing value, not dropped
