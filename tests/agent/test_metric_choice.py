@@ -211,3 +211,14 @@ def test_an_imbalanced_frame_without_a_named_metric_still_means_macro_f1(tmp_pat
     path = tmp_path / "d.csv"
     frame.to_csv(path, index=False)
     assert understand("find the flagged ones", path).spec.metric == "macro_f1"
+
+
+def test_the_dry_run_table_marks_what_was_guessed(tmp_path) -> None:
+    result = _tune(
+        "flag the spam, 3 trials", "--data", str(SPAM), "--dry-run",
+        "--db", str(tmp_path / "s.db"), "--runs-dir", str(tmp_path / "runs"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())  # the table wraps long cells
+    assert "guessed (data: imbalanced classes" in out and "pass --metric or say 'optimise X'" in out
+    assert "3 trials" in out and "guessed (default: 10 trials)" not in out  # the budget was read, not guessed
