@@ -9,7 +9,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from executors.base import EventCallback, StopTrial
 from memory.records import TRAIN_SPEED, EventKind, FailureKind, TrialEvent, TrialResult, TrialState
@@ -102,13 +102,21 @@ class FollowedEvents:
         return metrics
 
 
+class EventLog(Protocol):
+    """Where followed event lines are kept: a trial's events.jsonl (a file, or Ray's stand-in for one)."""
+
+    def write(self, line: str, /) -> object: ...
+
+    def flush(self) -> None: ...
+
+
 def follow_events(
     lines: queue.Queue[str | None],
     on_event: EventCallback | None,
     timeout_s: float | None,
     *,
     kill: Callable[[], None],
-    log: TextIO | None = None,
+    log: EventLog | None = None,
     on_progress: EventCallback | None = None,
 ) -> FollowedEvents:
     """Read a trial's JSON-line events until its final event, the stream's end (None), its timeout or a StopTrial.

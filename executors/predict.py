@@ -22,7 +22,14 @@ from pydantic import ValidationError
 
 from executors.generation_config import read_generation_config
 from executors.models import resolve_model
-from executors.tasks import GenerationHandler, TaskHandler, make_handler, to_device
+from executors.tasks import (
+    ClassificationHandler,
+    GenerationHandler,
+    TaskHandler,
+    TokenClassificationHandler,
+    make_handler,
+    to_device,
+)
 from executors.training import META_FILE, pick_device
 from memory.errors import UserError
 from memory.records import ADAPTER_META_VERSION, DEFAULT_METRIC, AdapterMeta, DecodingConfig, TaskSpec, TaskType
@@ -141,7 +148,7 @@ def _frame(inputs: Inputs, meta: AdapterMeta) -> pd.DataFrame:
         return pd.DataFrame(columns=list(meta.text_columns))
     first = meta.text_columns[0]
     if isinstance(rows[0], Mapping):
-        records = [dict(r) for r in rows]  # type: ignore[arg-type]
+        records = [dict(r) for r in rows if isinstance(r, Mapping)]
     elif meta.task_type == TaskType.token_classification:
         records = [{first: r.split() if isinstance(r, str) else list(r)} for r in rows]
     else:
@@ -175,13 +182,12 @@ def predict(
     df = _frame(inputs, loaded.meta)
     if df.empty:
         return []
-    task_type = handler.task.task_type
     torch.manual_seed(seed)
     out: list[Any] = []
     for start in range(0, len(df), batch_size):
         chunk = df.iloc[start : start + batch_size]
-        if task_type == TaskType.classification:
-            texts = handler.texts(chunk)  # type: ignore[attr-defined]
+        if isinstance(handler, ClassificationHandler):
+            texts = handler.texts(chunk)
             examples = [
                 {"input_ids": ids}
                 for ids in handler.tokenizer(texts, truncation=True, max_length=handler.config.max_length)["input_ids"]
@@ -189,11 +195,11 @@ def predict(
             batch = to_device(handler.collate(examples), dev)
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             out += [handler.labels[i] for i in logits.argmax(-1).tolist()]
-        elif task_type == TaskType.token_classification:
-            examples = handler.encode_words(handler.words(chunk))  # type: ignore[attr-defined]
+        elif isinstance(handler, TokenClassificationHandler):
+            examples = handler.encode_words(handler.words(chunk))
             batch = to_device(handler.collate(examples), dev)
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            out += handler.word_tags(logits, examples)  # type: ignore[attr-defined]
+            out += handler.word_tags(logits, examples)
         else:
             assert isinstance(handler, GenerationHandler)
             prompts = [

@@ -192,7 +192,7 @@ class RayExecutor(BaseExecutor):
         pump.start()
         try:
             with _EventsLog(trial_dir / "events.jsonl", call) as log:
-                seen = follow_events(call.lines, on_event, timeout_s, kill=call.cancel, log=log)  # type: ignore[arg-type]
+                seen = follow_events(call.lines, on_event, timeout_s, kill=call.cancel, log=log)
             if seen.stopped is not None:
                 return seen.stopped
             pump.join(EXIT_GRACE_S if seen.final else 5)

@@ -242,7 +242,7 @@ def describe_history(
         return "\n".join(["No trial has finished yet.", *running])
     sign = task.direction.sign
     complete = [t for t in finished if t.state.value == "complete" and t.objective is not None]
-    best = sorted(complete, key=lambda t: -sign * t.objective)[:top_k]  # type: ignore[operator]
+    best = sorted(complete, key=lambda t: -sign * (t.objective or 0.0))[:top_k]  # each has an objective
     recent = sorted(finished, key=lambda t: t.number)[-last_n:]
     older = [t for t in finished if t not in recent]
     best_id = best[0].id if best else None
@@ -305,7 +305,7 @@ def summarize_trials(trials: Sequence[TrialRecord], task: TaskSpec) -> str:
     for t in trials:
         if t.objective is None or t.state.value != "complete":
             continue
-        if t.config.model not in best or sign * t.objective > sign * best[t.config.model].objective:  # type: ignore[operator]
+        if t.config.model not in best or sign * t.objective > sign * (best[t.config.model].objective or 0.0):
             best[t.config.model] = t
     if best:
         text += "; best per model: " + ", ".join(

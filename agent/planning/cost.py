@@ -327,6 +327,7 @@ def pruning_savings(task: TaskSpec, profile: DataProfile | None, trials: Sequenc
     cost = CostModel(task, profile)
     cost.fit(trials)
     pruned = [t for t in trials if t.state == TrialState.pruned and t.started_at and t.finished_at]
-    used = sum(t.finished_at - t.started_at for t in pruned)  # type: ignore[operator]
-    full = sum(max(cost.estimate(t.config).seconds, t.finished_at - t.started_at) for t in pruned)  # type: ignore[operator]
+    ran = [(t, (t.finished_at or 0.0) - (t.started_at or 0.0)) for t in pruned]  # both are set: filtered above
+    used = sum(seconds for _, seconds in ran)
+    full = sum(max(cost.estimate(t.config).seconds, seconds) for t, seconds in ran)
     return PruningSavings(len(pruned), used, full)

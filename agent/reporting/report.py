@@ -424,8 +424,8 @@ def best_section(r: ReportInputs) -> list[str]:
 def noise_line(trials: Sequence[TrialRecord], best: TrialRecord, direction: Direction) -> str | None:
     """Why the chosen trial is not the top validation score, when it is not (see `memory.records.best_trial`)."""
     done = [t for t in trials if t.state == TrialState.complete and t.objective is not None and t.id != best.id]
-    top = max(done, key=lambda t: direction.sign * t.objective, default=None)  # type: ignore[operator]
-    if top is None or direction.sign * top.objective <= direction.sign * best.objective:  # type: ignore[operator]
+    top = max(done, key=lambda t: direction.sign * (t.objective or 0.0), default=None)  # each has an objective
+    if top is None or direction.sign * (top.objective or 0.0) <= direction.sign * (best.objective or 0.0):
         return None
     rows = top.metrics.get("eval_rows")
     error = score_error(top.objective, rows, direction)

@@ -58,7 +58,7 @@ def handle_errors(fn: F) -> F:
             err.print("[red]This is a bug in Open-AutoGLM[/red]; please report it with the traceback above.")
             raise typer.Exit(1) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]  # functools.wraps keeps the signature typer reads; mypy cannot see it
 
 
 def _confirm(yes: bool, as_json: bool = False) -> Callable[[Any, list[str]], None]:
@@ -472,7 +472,7 @@ def export(
     if fmt not in ("csv", "json"):
         raise UserError(f"unknown format {fmt!r}; use --format csv or --format json")
     with Store(_db(db), create=False) as store:
-        text = export_study(store, study, fmt)  # type: ignore[arg-type]
+        text = export_study(store, study, "csv" if fmt == "csv" else "json")
     if output:
         output.write_text(text, encoding="utf-8")
         err.print(f"wrote {output}")

@@ -238,11 +238,11 @@ def test_a_busy_machine_is_named_before_the_study_starts():
 
 
 def test_the_cpu_other_processes_use_is_counted_and_the_studys_own_is_not():
-    spin = f"{sys.executable} -c 'while True: pass'"
-    # Another program (orphaned by its shell, so not this process's child) and one of the study's own children.
-    other = int(subprocess.run(["sh", "-c", f"{spin} >/dev/null 2>&1 & echo $!"], capture_output=True, text=True,
-                               check=True).stdout)  # fmt: skip
-    own = subprocess.Popen(["sh", "-c", spin])
+    spin = [sys.executable, "-c", "while True: pass"]
+    # Another program (its parent exits at once, so it is not this process's child) and one of the study's own.
+    orphan = f"import subprocess as s; print(s.Popen({spin!r}, stdout=s.DEVNULL, stderr=s.DEVNULL).pid)"
+    other = int(subprocess.run([sys.executable, "-c", orphan], capture_output=True, text=True, check=True).stdout)
+    own = subprocess.Popen(spin)
     try:
         pids = {p.pid for p in other_processes()}
         assert other in pids and own.pid not in pids and os.getpid() not in pids

@@ -182,7 +182,7 @@ class WarmStartProposer(BaseProposer):
         candidates: list[tuple[int, float, StudyRecord, Similarity, TrialRecord]] = []
         for study, sim in self.similar_studies(view):
             sign = study.task.direction.sign
-            ranked = sorted(trials_by_study[study.id], key=lambda t: -sign * t.objective)  # type: ignore[operator]
+            ranked = sorted(trials_by_study[study.id], key=lambda t: -sign * (t.objective or 0.0))
             for rank, trial in enumerate(ranked[: self.per_study]):
                 candidates.append((rank, -sim.score, study, sim, trial))
         # Each study's best before anyone's second best; among equals, the most similar study first.
