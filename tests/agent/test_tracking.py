@@ -8,14 +8,17 @@ server that is down costs a warning, not the study.
 
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
 from agent.study import tune
-from agent.tracking.trackers import parse_target, replay
+from agent.tracking.trackers import MLFLOW_STATUS, parse_target, replay
 from memory.errors import UserError
 from memory.records import TuneOptions
 from memory.store import Store
@@ -82,12 +85,15 @@ def _check_mlflow(uri: str, db: str, study: str) -> None:
         assert child.data.tags["state"] == trial.state.value and child.data.tags["source"] == trial.source
         assert child.data.tags["reason"] == trial.rationale[:5000]
         assert child.data.params["learning_rate"] == str(trial.config.learning_rate)
-        assert child.info.status == "FINISHED"
+        assert child.info.status == MLFLOW_STATUS[trial.state]
+        if trial.failure_kind is not None:
+            assert child.data.tags["failure"] == trial.failure_kind.value
         assert curves[number], "the fake trial logs a curve"
         for name, points in curves[number].items():
             history = [(m.step, m.value) for m in client.get_metric_history(child.info.run_id, name)]
             assert sorted(history) == sorted(points), name  # value for value, none twice
-        assert child.data.metrics["objective"] == trial.objective
+        if trial.objective is not None:
+            assert child.data.metrics["objective"] == trial.objective
 
 
 def _read_events(folder: Path) -> dict[str, list[tuple[int, float]]]:
@@ -175,3 +181,46 @@ def test_tracking_targets_are_checked() -> None:
         parse_target("wandb")
     with pytest.raises(ValueError, match="cannot track to 'wandb'"):
         TuneOptions(track="wandb")
+
+
+def test_autoglm_track_replays_a_study_and_refuses_an_unknown_target(tmp_path: Path, reviews_csv: Path) -> None:
+    from typer.testing import CliRunner
+
+    from agent.terminal.cli import app
+
+    options = _options(tmp_path, reviews_csv, trials=2, parallel=1)
+    tune(options, executor=FakeExecutor())
+    uri = f"sqlite:///{tmp_path / 'later.db'}"
+    for _ in range(2):
+        result = CliRunner().invoke(app, ["track", "tracked", "--to", f"mlflow:{uri}", "--db", options.db])
+        assert result.exit_code == 0, result.output
+        assert "tracked tracked: 1 parent run, 2 trial run(s)" in result.output
+    _, runs, _ = _mlflow_runs(uri, "tracked")
+    assert len(runs) == 3
+
+    refused = CliRunner().invoke(app, ["track", "tracked", "--to", "wandb", "--db", options.db])
+    assert refused.exit_code == 2 and "cannot track to 'wandb'" in refused.output
+    down = CliRunner().invoke(app, ["track", "tracked", "--to", "mlflow:http://127.0.0.1:9", "--db", options.db])
+    assert down.exit_code == 2 and "tracking to mlflow:http://127.0.0.1:9 failed" in down.output
+    flag = CliRunner().invoke(app, ["tune", "x", "--data", str(reviews_csv), "--track", "wandb", "--dry-run"])
+    assert flag.exit_code == 2 and "cannot track to 'wandb'" in flag.output
+
+
+@pytest.mark.slow
+def test_real_trials_in_parallel_from_the_cli_are_tracked_value_for_value(
+    tmp_path: Path, easy_reviews_csv: Path, trial_env: dict[str, str]
+) -> None:
+    """`autoglm tune --parallel 2 --track mlflow:URI`: real LoRA workers in subprocesses, no tracking client there."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    db = str(tmp_path / "s.db")
+    done = subprocess.run(
+        [sys.executable, "-m", "agent.terminal.cli", "tune", "fresh or rotten critic snippets, macro-F1",
+         "--data", str(easy_reviews_csv), "--max-rows", "150", "--trials", "3", "--parallel", "2",
+         "--name", "tracked", "--db", db, "--runs-dir", str(tmp_path / "runs"), "--no-warm-start",
+         "--pruner", "none", "--track", f"mlflow:{uri}", "--yes"],
+        capture_output=True, text=True, timeout=900,
+        env={**os.environ, **trial_env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "tracking to" not in done.stderr
+    _check_mlflow(uri, db, "tracked")
