@@ -317,9 +317,17 @@ def export_onnx(model: Any, handler: TaskHandler, path: Path) -> Path:
 
 def quantize_int8(source: Path, target: Path) -> Path:
     """onnxruntime's dynamic quantization: int8 weights, activations quantized per batch at run time."""
+    import logging
+
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to pre-process is for static quantization of CNNs
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
     return target
 
 
