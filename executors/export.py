@@ -53,6 +53,11 @@ ExportFormat = Literal["merged", "onnx"]
 INT8_TOLERANCE = 0.01  # an int8 model that loses more than one point of the metric is flagged
 OPSET = 17
 LATENCY_BATCHES = (1, 32)
+# What `score` computes from predictions; a study's other metric (eval_loss) is replaced by the task's default.
+PREDICTION_METRICS = {
+    TaskType.classification: ("macro_f1", "accuracy"),
+    TaskType.token_classification: ("entity_f1", "accuracy"),
+}
 
 
 @dataclass
@@ -393,7 +398,7 @@ def export_model(
     if meta.task_type == TaskType.generation:
         return _export_generation(adapter_dir, out, rows, split)
     notes: list[str] = []
-    if score(meta.task_type, metric, [rows.iloc[0][meta.label_column]] if len(rows) else [], ["x"]) is None:
+    if metric not in PREDICTION_METRICS.get(meta.task_type, ()):
         fallback = DEFAULT_METRIC[meta.task_type]
         notes.append(f"{metric} cannot be computed from predictions; the export reports {fallback}")
         metric = fallback

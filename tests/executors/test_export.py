@@ -179,3 +179,57 @@ def test_wrong_export_requests_are_one_line_user_errors(tmp_path: Path) -> None:
         export_model(adapter, tmp_path / "out", "gguf", rows, "exact_match")  # type: ignore[arg-type]
     with pytest.raises(UserError, match="use --quantize int8"):
         export_model(adapter, tmp_path / "out", "onnx", rows, "exact_match", quantize="int4")
+
+
+def _untrained_adapter(folder: Path, task, labels: list[str], max_length: int) -> Path:  # noqa: ANN001
+    """A real MiniLM LoRA adapter saved as a trial saves it, its LoRA weights random instead of trained.
+
+    What an export must preserve does not depend on training: random LoRA weights (B is zero at
+    initialisation, which would hide a merge that drops them) give logits the base model does not.
+    """
+    import torch
+
+    from executors.models import resolve_model
+    from executors.tasks import make_handler
+    from executors.training import add_lora, save_adapter
+
+    config = TrialConfig(model="sentence-transformers/all-MiniLM-L6-v2", max_length=max_length, lora_r=4)
+    handler = make_handler(task, config, labels)
+    path = resolve_model(config.model)
+    handler.load_tokenizer(path)
+    torch.manual_seed(0)
+    model = add_lora(handler.load_model(path, torch.float32), handler, config)
+    with torch.no_grad():
+        for name, weight in model.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(0, 0.05)
+    return save_adapter(model, handler, config, path, folder)
+
+
+@pytest.mark.slow
+def test_a_token_classifier_exports_to_onnx_and_tags_words_as_the_adapter_does(
+    tmp_path: Path, wnut_path: Path
+) -> None:
+    import pandas as pd
+
+    from executors.data import prepare_splits
+    from executors.onnx_predict import predict as onnx_predict
+    from executors.predict import predict
+    from memory.records import TaskSpec
+
+    task = TaskSpec(
+        task_type="token_classification", train_path=str(wnut_path), text_columns=("tokens",), label_column="tags",
+        metric="entity_f1", direction="maximize", max_rows=200,
+    )  # fmt: skip
+    splits = prepare_splits(task)
+    # max_length 24 cuts the longer tweets: their last words get no sub-token and are tagged O by both.
+    adapter = _untrained_adapter(tmp_path / "adapter", task, list(splits.labels), max_length=24)
+    rows = pd.DataFrame(splits.eval.head(40))
+    report = export_model(adapter, tmp_path / "onnx", "onnx", rows, "entity_f1", split="validation", repeats=3,
+                          memory=False)  # fmt: skip
+    torch_fig, fp32 = report.variants
+    assert fp32.agreement == 1.0 and fp32.max_abs_logit_diff <= 1e-4 and fp32.metric == torch_fig.metric
+    assert torch_fig.max_abs_logit_diff == 0.0 and report.metric == "entity_f1"
+    sentences = [list(words) for words in rows["tokens"]]
+    assert any(len(s) > 20 for s in sentences), "some tweets are cut at 24 tokens"
+    assert onnx_predict(tmp_path / "onnx", sentences) == predict(adapter, sentences, device="cpu")
