@@ -224,3 +224,27 @@ def test_real_trials_in_parallel_from_the_cli_are_tracked_value_for_value(
     assert done.returncode == 0, done.stderr
     assert "tracking to" not in done.stderr
     _check_mlflow(uri, db, "tracked")
+
+
+def test_resume_with_track_fills_in_the_trials_run_before(tmp_path: Path, reviews_csv: Path) -> None:
+    from agent.study import resume
+
+    options = _options(tmp_path, reviews_csv, trials=2, parallel=1)
+    tune(options, executor=FakeExecutor())
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    outcome = resume("tracked", db=options.db, extra_trials=1, executor=FakeExecutor(), track=(f"mlflow:{uri}",))
+    assert outcome.study.status == "complete" and len(outcome.trials) == 3 and not outcome.warnings
+    _check_mlflow(uri, options.db, "tracked")
+
+
+def test_batch_track_flag_reaches_every_study(tmp_path: Path, reviews_csv: Path) -> None:
+    from agent.study.batch import load_batch
+
+    batch = tmp_path / "batch.yaml"
+    batch.write_text(
+        f"defaults:\n  data: {reviews_csv}\n  trials: 1\nstudies:\n  - description: fresh or rotten\n"
+        "  - description: fresh or rotten, accuracy\n    track: [tensorboard]\n"
+    )
+    studies = load_batch(batch, overrides={"track": ("mlflow:sqlite:///x.db",)})
+    assert [s.options.track for s in studies] == [("mlflow:sqlite:///x.db",)] * 2
+    assert [s.options.track for s in load_batch(batch)] == [(), ("tensorboard",)]
