@@ -4,6 +4,7 @@ Its subpackages, each importing only those listed after it (and `executors`, `me
 
 - `terminal`: the CLI (`autoglm`) and the live view, thin shells over `study`.
 - `study`: the Python API (`tune`, `resume`, `plan_study`), the study loop as a LangGraph graph, decoding, batches.
+- `tracking`: a study mirrored into MLflow or TensorBoard from its database (`autoglm track`, `--track`).
 - `reporting`: the written report, its plots and LLM narrative, and the read views (list, show, export).
 - `planning`: the search space, prices and budgets, pruning, the proposers, and the decoding search's space.
 - `understanding`: the description and a data profile become a `TaskSpec`; an LLM settles what the rules cannot.

@@ -13,6 +13,7 @@ import io
 import json
 import string
 import unicodedata
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from memory.errors import AutoGlmError, DataError
-from memory.records import DataProfile, TaskSpec, TaskType, TrialConfig
+from memory.records import AdapterMeta, DataProfile, TaskSpec, TaskType, TrialConfig
 
 MAX_LABELS = 1000
 MIN_ROWS_FOR_TEST = 100  # below this a test split would leave too little to train on and score by
@@ -442,3 +443,31 @@ def _file_rows(path: str) -> int:
         return len(load_table(path))
     except (OSError, ValueError, AutoGlmError):  # plan_study reports an unreadable file; a price only guesses
         return 0
+
+
+# --------------------------------------------------------------------------- inputs to predict
+
+Inputs = Sequence[str] | Sequence[Sequence[str]] | Sequence[Mapping[str, Any]] | pd.DataFrame
+
+
+def input_frame(inputs: Inputs, meta: AdapterMeta) -> pd.DataFrame:
+    """Rows to predict as a DataFrame; a bare string (or token list) fills the first input column.
+
+    Shared by the torch predictor and the torch-free ONNX one, so both read inputs alike.
+    """
+    if isinstance(inputs, pd.DataFrame):
+        return inputs.reset_index(drop=True)
+    rows = list(inputs)
+    if not rows:
+        return pd.DataFrame(columns=list(meta.text_columns))
+    first = meta.text_columns[0]
+    if isinstance(rows[0], Mapping):
+        records = [dict(r) for r in rows]  # type: ignore[arg-type]
+    elif meta.task_type == TaskType.token_classification:
+        records = [{first: r.split() if isinstance(r, str) else list(r)} for r in rows]
+    else:
+        records = [{first: r} for r in rows]
+    for r in records:
+        for column in meta.text_columns:
+            r.setdefault(column, "")
+    return pd.DataFrame(records)

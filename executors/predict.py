@@ -11,15 +11,16 @@ import contextlib
 import json
 import shutil
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 from pydantic import ValidationError
 
+from executors.data import Inputs
+from executors.data import input_frame as _frame
 from executors.generation_config import read_generation_config
 from executors.models import resolve_model
 from executors.tasks import (
@@ -35,7 +36,6 @@ from memory.errors import UserError
 from memory.records import ADAPTER_META_VERSION, DEFAULT_METRIC, AdapterMeta, DecodingConfig, TaskSpec, TaskType
 
 ADAPTER_CONFIG_FILE = "adapter_config.json"  # PEFT's: a folder without it holds no LoRA weights
-Inputs = Sequence[str] | Sequence[Sequence[str]] | Sequence[Mapping[str, Any]] | pd.DataFrame
 
 
 @dataclass
@@ -137,26 +137,6 @@ def quiet_loading() -> Iterator[None]:
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
-
-
-def _frame(inputs: Inputs, meta: AdapterMeta) -> pd.DataFrame:
-    """Rows as a DataFrame; a bare string (or token list) fills the first input column."""
-    if isinstance(inputs, pd.DataFrame):
-        return inputs.reset_index(drop=True)
-    rows = list(inputs)
-    if not rows:
-        return pd.DataFrame(columns=list(meta.text_columns))
-    first = meta.text_columns[0]
-    if isinstance(rows[0], Mapping):
-        records = [dict(r) for r in rows if isinstance(r, Mapping)]
-    elif meta.task_type == TaskType.token_classification:
-        records = [{first: r.split() if isinstance(r, str) else list(r)} for r in rows]
-    else:
-        records = [{first: r} for r in rows]
-    for r in records:
-        for column in meta.text_columns:
-            r.setdefault(column, "")
-    return pd.DataFrame(records)
 
 
 @torch.no_grad()

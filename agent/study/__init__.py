@@ -7,7 +7,7 @@
 
 Only `agent.terminal` (and the service) import it.
 
-May import: agent.reporting, agent.planning, agent.understanding, agent.llm, executors, memory.
+May import: agent.reporting, agent.planning, agent.understanding, agent.llm, agent.tracking, executors, memory.
 """
 
 from agent.study.plan import StudyPlan, plan_study

@@ -36,6 +36,7 @@ from agent.planning.cost import CostModel, DeadlineGuard, fit_opening
 from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal, Proposals
 from agent.planning.pruning import TrialPruner, eval_curve
 from agent.study.plan import StudyPlan
+from agent.tracking.trackers import StudyTracking
 from executors.base import BaseExecutor
 from memory.errors import UserError
 from memory.records import (
@@ -115,6 +116,8 @@ class StudyContext:
     cost: CostModel | None = None  # prices proposals, so one that cannot finish in the time left never starts
     # What the study holds until it ends (its lock); the caller closes it.
     held: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    # Mirrors finished trials into MLflow / TensorBoard from the store (settings.track); None: not tracked.
+    tracking: StudyTracking | None = None
 
     def study(self, study_id: int) -> StudyRecord:
         return self.store.get_study(study_id)
@@ -326,6 +329,8 @@ def observe(ctx: StudyContext, state: StudyState) -> StudyState:
     best = best_trial(trials, study.task.direction)
     spent = ctx.budget.spent if ctx.budget is not None else None
     ctx.store.update_study(study.id, spent=spent, best_trial_id=best.id if best else None)
+    if ctx.tracking is not None:
+        ctx.tracking.sync(ctx.store, study.id)  # from the store, in this process: trial workers need no client
     stop = ctx.budget.exhausted() if ctx.budget is not None else None
     if stop is None and not state.get("proposed") and not state.get("finished"):
         stop = state.get("unaffordable") or "the search space is exhausted: every proposal repeats a tried config"

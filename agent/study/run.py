@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from agent.study.decode import decoding_phase
 from agent.study.graph import StudyContext, StudySnapshot, StudyState, build_graph, recursion_limit
 from agent.study.plan import StudyPlan, plan_study
 from agent.study.settings import check_options, check_writable, make_executor, study_name
+from agent.tracking.trackers import StudyTracking
 from executors.base import BaseExecutor
 from executors.processes import sigterm_as_interrupt
 from memory.errors import UserError
@@ -40,6 +42,9 @@ from memory.study_lock import study_lock
 
 if TYPE_CHECKING:
     pass
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -147,8 +152,12 @@ def resume(
     llm_proposer: BaseProposer | None = None,
     extra_trials: int | None = None,
     executor: BaseExecutor | None = None,
+    track: tuple[str, ...] | None = None,
 ) -> StudyOutcome:
-    """Continue a study after Ctrl-C or a crash; interrupted trials run again, finished ones never do."""
+    """Continue a study after Ctrl-C or a crash; interrupted trials run again, finished ones never do.
+
+    `track` replaces the study's own tracking targets for this run (`autoglm resume --track`).
+    """
     with Store(db, create=False) as store, contextlib.ExitStack() as held:
         study = store.get_study(name)
         if study.settings.decode_only:
@@ -158,6 +167,8 @@ def resume(
         held.enter_context(study_lock(Path(study.run_dir), study.name))  # before its "running" trials are requeued
         requeued = store.requeue_interrupted(study.id)
         options = study.settings
+        if track is not None:
+            options = options.model_copy(update={"track": tuple(track)})
         task = study.task
         if extra_trials:
             done = sum(1 for t in store.trials(study.id) if t.state != TrialState.waiting)
@@ -216,6 +227,7 @@ def _context(
         trial_timeout_s=options.trial_timeout,
         on_update=on_update or (lambda snapshot: None),
         held=held,
+        tracking=StudyTracking(options.track, warn=log.warning) if options.track else None,
         **fields,
     )
 
@@ -261,6 +273,8 @@ def _run(ctx: StudyContext, state: StudyState, study_ref: list[int]) -> StudyOut
         ctx.store.update_study(study_ref[0], status="interrupted", spent=ctx.budget.spent if ctx.budget else None)
     elif interrupted:
         raise KeyboardInterrupt
+    if ctx.tracking is not None:  # the parent run's status, best score and the report's files
+        ctx.tracking.sync(ctx.store, study_ref[0], final=True)
     study = ctx.store.get_study(study_ref[0])
     trials = ctx.store.trials(study.id)
     report = final.get("report_path")
@@ -271,4 +285,5 @@ def _run(ctx: StudyContext, state: StudyState, study_ref: list[int]) -> StudyOut
         report_path=Path(report) if report else None,
         stop_reason=final.get("stop_reason"),
         interrupted=interrupted,
+        warnings=list(ctx.tracking.warnings) if ctx.tracking is not None else [],
     )

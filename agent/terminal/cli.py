@@ -32,6 +32,11 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 F = TypeVar("F", bound=Callable[..., Any])
 
 DB_OPTION = typer.Option(None, "--db", help="Study database (default: ./autoglm.db, or $AUTOGLM_DB).")
+TRACK_OPTION = typer.Option(
+    None,
+    "--track",
+    help="Mirror trials into mlflow[:URI] (default: runs/mlflow.db) or tensorboard[:DIR]; repeat for both.",
+)
 
 
 def _db(db: str | None) -> str:
@@ -286,6 +291,7 @@ def tune(
     no_decode: bool = typer.Option(False, "--no-decode", help="Generation: skip tuning decoding after the study."),
     decode_trials: int = typer.Option(None, "--decode-trials", help="Decoding configs to score after the study."),
     decode_rows: int = typer.Option(None, "--decode-rows", help="Validation rows each decoding config decodes."),
+    track: list[str] = TRACK_OPTION,
     yes: bool = typer.Option(False, "--yes", "-y", help="Start without asking for confirmation."),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Show the task spec, search space and opening trial; train nothing."
@@ -333,6 +339,7 @@ def tune(
         "models": [model] if model else None,
         "decode_trials": decode_trials,
         "decode_rows": decode_rows,
+        "track": track or None,
     }
     flags = {key: value for key, value in flags.items() if value is not None}
     if no_warm_start:
@@ -367,6 +374,7 @@ def resume(
     study: str = typer.Argument(..., help="Study name or id (see `autoglm list`)."),
     trials: int = typer.Option(None, "--trials", "-n", help="Run this many more trials."),
     llm: str = typer.Option(None, "--llm", help="Override the study's LLM: none | local | openai | base URL."),
+    track: list[str] = TRACK_OPTION,
     db: str = DB_OPTION,
 ) -> None:
     """Continue a study after Ctrl-C, a crash or kill -9; finished trials are never run again.
@@ -392,7 +400,10 @@ def resume(
         return
     with ExitStack() as stack:
         proposer = _llm_proposer(stack, llm or settings.llm, settings.llm_model)
-        outcome = run_resume(study, db=path, on_update=_live(stack), llm_proposer=proposer, extra_trials=trials)
+        outcome = run_resume(
+            study, db=path, on_update=_live(stack), llm_proposer=proposer, extra_trials=trials,
+            track=_track_targets(track),
+        )  # fmt: skip
     _finish(outcome, path)
 
 
@@ -458,19 +469,34 @@ def show(
 @handle_errors
 def export(
     study: str = typer.Argument(..., help="Study name or id."),
-    fmt: str = typer.Option("csv", "--format", "-f", help="csv or json."),
-    output: Path = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
+    fmt: str = typer.Option(
+        "csv", "--format", "-f", help="csv or json (the trials), merged or onnx (the best model, measured)."
+    ),
+    quantize: str = typer.Option(None, "--quantize", help="With --format onnx: int8 (onnxruntime's dynamic)."),
+    output: Path = typer.Option(
+        None, "--output", "-o", help="csv/json: a file (default stdout); merged/onnx: a folder (runs/<study>/export-*)."
+    ),
     db: str = DB_OPTION,
 ) -> None:
-    """Export a study's trials (config and metrics), one row per trial.
+    """Export a study's trials (csv, json), or its best model for production (merged, onnx, onnx + int8).
+
+    A model export is measured against the adapter on the study's test split (logit difference, agreement,
+    metric, size, latency, memory) and writes export_report.json beside it.
 
     Example: autoglm export fresh-or-rotten-20250101-120000 --format csv -o trials.csv
+
+    Example: autoglm export fresh-or-rotten-20250101-120000 --format onnx --quantize int8
     """
+    if fmt in ("merged", "onnx"):
+        _export_model(study, fmt, quantize, output, _db(db))
+        return
     from agent.reporting.queries import export_study
     from memory.store import Store
 
     if fmt not in ("csv", "json"):
-        raise UserError(f"unknown format {fmt!r}; use --format csv or --format json")
+        raise UserError(f"unknown format {fmt!r}; use --format csv, json, merged or onnx")
+    if quantize:
+        raise UserError("--quantize applies to a model export; add --format onnx")
     with Store(_db(db), create=False) as store:
         text = export_study(store, study, "csv" if fmt == "csv" else "json")
     if output:
@@ -480,10 +506,44 @@ def export(
         sys.stdout.write(text)
 
 
+def _export_model(study: str, fmt: str, quantize: str | None, output: Path | None, db: str) -> None:
+    """Export the best model and print its figures beside the adapter's."""
+    from agent.study.export import export_study as export_best
+
+    err.print(f"exporting the best model as {fmt}{' + ' + quantize if quantize else ''}; measuring it ...")
+    report = export_best(db, study, fmt, output, quantize)
+    table = Table(title=f"Export ({report.split} split, {report.rows} rows)")
+    for col in ("model", "size MB", report.metric, "agree", "max |Δlogit|", "b1 p50/p95 ms", "b32 p50/p95 ms",
+                "peak MB"):  # fmt: skip
+        table.add_column(col)
+
+    def ms(figures: Any, batch: str) -> str:
+        t = figures.latency_ms.get(batch)
+        return f"{t['p50']:.1f} / {t['p95']:.1f}" if t else "—"
+
+    for v in report.variants:
+        name = v.name + (" [red](flagged)[/red]" if v.flagged else "")
+        table.add_row(
+            name, f"{v.size_mb:.1f}", _cell(v.metric), f"{100 * v.agreement:.1f}%", f"{v.max_abs_logit_diff:.2e}",
+            ms(v, "batch_1"), ms(v, "batch_32"), _cell(v.peak_memory_mb),
+        )  # fmt: skip
+    out.print(table)
+    for v in report.variants:
+        if v.flagged:
+            err.print(f"[yellow]{v.flagged}[/yellow]", highlight=False, soft_wrap=True)
+    for note in report.notes:
+        out.print(f"  {note}", style="dim", highlight=False)
+    out.print(f"export: {report.output}")
+    if report.recommended:
+        out.print(f"predict without torch: autoglm predict {Path(report.output) / report.recommended} \"TEXT\"")
+
+
 @app.command()
 @handle_errors
 def predict(
-    adapter: Path = typer.Argument(..., help="An adapter directory, e.g. runs/<study>/best_adapter."),
+    adapter: Path = typer.Argument(
+        ..., help="An adapter directory (runs/<study>/best_adapter), or an ONNX export (model.onnx or its folder)."
+    ),
     inputs: list[str] = typer.Argument(None, help="Texts to predict; or use --file."),
     file: Path = typer.Option(None, "--file", help="A CSV/JSONL file of inputs (the task's text columns)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines."),
@@ -492,11 +552,21 @@ def predict(
     """Run a trained adapter on new inputs.
 
     Example: autoglm predict runs/fresh-or-rotten-20250101-120000/best_adapter "A tender, funny film."
+
+    Example: autoglm predict runs/fresh-or-rotten-20250101-120000/export-onnx-int8 "A tender, funny film."
     """
-    from executors.predict import predict as run_predict
+    from executors.onnx_predict import is_onnx
 
     if not adapter.exists():
         raise UserError(f"adapter directory {adapter} does not exist; find one under runs/<study>/best_adapter")
+    run_predict: Callable[..., list[Any]]
+    if is_onnx(adapter):  # onnxruntime and the tokenizer alone: this path never imports torch
+        from executors.onnx_predict import predict as onnx_predict
+
+        def run_predict(path: Path, rows: list[Any], seed: int = 0) -> list[Any]:
+            return onnx_predict(path, rows)
+    else:
+        from executors.predict import predict as run_predict
     if file is not None:
         from executors.data import load_table
 
@@ -587,6 +657,7 @@ def report(
 def batch(
     file: Path = typer.Argument(..., help="A batch YAML file: `studies:` (and optional shared `defaults:`)."),
     out_dir: Path = typer.Option(None, "--out", help="Where the summary goes (default: beside the batch file)."),
+    track: list[str] = TRACK_OPTION,
     db: str = DB_OPTION,
 ) -> None:
     """Run several studies from one file, one after another; a failed study does not stop the rest.
@@ -600,7 +671,8 @@ def batch(
     from agent.study.batch import load_batch, run_batch, write_summary
     from agent.study.settings import check_writable
 
-    studies = load_batch(file, overrides={"db": db} if db else None, fallback={"db": _db(None)})
+    overrides: dict[str, Any] = ({"db": db} if db else {}) | ({"track": _track_targets(track)} if track else {})
+    studies = load_batch(file, overrides=overrides or None, fallback={"db": _db(None)})
     summary_dir = out_dir or file.parent
     check_writable(summary_dir, "the summary folder", "pick another with --out DIR")  # before hours of studies
 
@@ -632,6 +704,43 @@ def batch(
         raise typer.Exit(130)
     if not result.all_complete:
         raise typer.Exit(1)
+
+
+def _track_targets(track: list[str] | None) -> tuple[str, ...] | None:
+    """--track values checked here, so a typo is one line before any trial runs."""
+    if not track:
+        return None
+    from agent.tracking.trackers import parse_target
+
+    for target in track:
+        parse_target(target)
+    return tuple(track)
+
+
+@app.command("track")
+@handle_errors
+def track_study(
+    study: str = typer.Argument(..., help="Study name or id."),
+    to: list[str] = typer.Option(..., "--to", help="mlflow[:URI] or tensorboard[:DIR]; repeat for both."),
+    db: str = DB_OPTION,
+) -> None:
+    """Mirror a stored study into MLflow or TensorBoard: a parent run, a child run per trial, the report's files.
+
+    Running it again gives the same runs (they are found by their tags), so it also fills in what a
+    tracking server that was down during the study missed.
+
+    Example: autoglm track fresh-or-rotten-20250101-120000 --to mlflow:http://127.0.0.1:5000
+
+    Example: autoglm track fresh-or-rotten-20250101-120000 --to tensorboard:tb/
+    """
+    from agent.tracking.trackers import replay
+    from memory.store import Store
+
+    targets = _track_targets(to) or ()
+    with Store(_db(db), create=False) as store:
+        record = replay(store, study, targets)
+        finished = sum(1 for t in store.trials(record.id) if t.state.value in ("complete", "pruned", "failed"))
+    out.print(f"tracked {record.name}: 1 parent run, {finished} trial run(s) -> {', '.join(targets)}")
 
 
 def main() -> None:

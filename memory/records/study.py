@@ -90,6 +90,9 @@ def _duration_or_number(value: Any) -> Any:
         raise ValueError(str(e)) from None
 
 
+TRACKERS = ("mlflow", "tensorboard")  # what `track` targets name before the colon
+
+
 class TuneOptions(_Record):
     """A study's settings: what the CLI flags and a YAML study file both say, validated alike.
 
@@ -137,6 +140,18 @@ class TuneOptions(_Record):
     decode_share: float = Field(default=0.15, ge=0, lt=1)  # of a time budget, kept for decoding after the LoRA study
     decode_seeds: int = Field(default=3, ge=1, le=20)  # seeds each sampled config is scored over
     decode_rows: int = Field(default=200, ge=1)  # validation rows each config decodes
+    # Where the study process mirrors trials, e.g. ("mlflow", "tensorboard:tb/")
+    track: tuple[str, ...] = ()  # mlflow[:URI] (default: a SQLite store beside the runs) | tensorboard[:DIR]
+
+    @field_validator("track", mode="before")
+    @classmethod
+    def _track_targets(cls, v: Any) -> Any:
+        targets = (v,) if isinstance(v, str) else tuple(v or ())
+        for target in targets:
+            kind = str(target).split(":", 1)[0]
+            if kind not in TRACKERS:
+                raise ValueError(f"cannot track to {target!r}; use mlflow[:URI] or tensorboard[:DIR]")
+        return targets
 
     _durations = field_validator("time", "trial_timeout", mode="before")(_duration_or_number)
 
