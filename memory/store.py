@@ -29,7 +29,7 @@ from typing import Any, TypeVar, get_args
 from pydantic import BaseModel
 from sqlite_utils import Database
 
-from memory import migrations
+from memory import migrations, service_jobs
 from memory.errors import StoreError
 from memory.records import (
     BaselineScore,
@@ -70,6 +70,7 @@ _SECRET_PATTERNS = (
     re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"),  # GitHub
     re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}"),  # Slack
     re.compile(r"\bAKIA[0-9A-Z]{16}\b"),  # AWS access key id
+    re.compile(r"\bagk_[A-Za-z0-9_\-]{16,}"),  # Open-AutoGLM's own service keys
 )
 # `api_key=...`, `"password": "..."`, `Authorization: ...` written out in text.
 _SECRET_ASSIGNMENT = re.compile(
@@ -747,6 +748,61 @@ class Store:
         """One decoding config by id."""
         with self._read():
             return _decoding_record(self._require_decoding_trial(trial_id))
+
+    # ----------------------------------------------------------------- the HTTP service (memory.service_jobs)
+
+    def add_service_job(self, name: str, settings: Mapping[str, Any]) -> service_jobs.ServiceJob:
+        """Queue a study submitted to the service (settings scrubbed of secrets); a taken name raises StoreError."""
+        with self._write():
+            if self._study_row_by_name(name) is not None:
+                raise StoreError(f"a study named {name!r} already exists in {self.path}; pick another name")
+            return service_jobs.add_job(self._db, name, scrub_settings(dict(settings)))
+
+    def service_job(self, name: str) -> service_jobs.ServiceJob | None:
+        """The submitted study of that name, or None (a study started from the CLI has none)."""
+        with self._read():
+            return service_jobs.job_by_name(self._db, name)
+
+    def list_service_jobs(self, *states: str) -> list[service_jobs.ServiceJob]:
+        """Submitted studies in those states (all when none is given), in the order they were submitted."""
+        with self._read():
+            return service_jobs.list_jobs(self._db, states or service_jobs.JOB_STATES)
+
+    def update_service_job(self, job_id: int, **fields: Any) -> service_jobs.ServiceJob:
+        """Change a submitted study's queue fields: state, action, pid, error, exit_code, started_at, ..."""
+        if isinstance(fields.get("error"), str):
+            fields["error"] = scrub_text(fields["error"])
+        with self._write():
+            return service_jobs.update_job(self._db, job_id, **fields)
+
+    def add_api_key_hash(self, sha256: str, label: str = "") -> None:
+        """Keep an API key's sha256 (never the key) so the service can check keys it is shown."""
+        with self._write():
+            service_jobs.add_key(self._db, sha256, label)
+
+    def has_api_key_hash(self, sha256: str) -> bool:
+        with self._read():
+            return service_jobs.has_key(self._db, sha256)
+
+    def api_key_count(self) -> int:
+        with self._read():
+            return service_jobs.count_keys(self._db)
+
+    def study_fingerprint(self, study_id: int) -> tuple[Any, ...]:
+        """A few numbers that change whenever the study, its trials or their events do: a watcher's cheap poll."""
+        with self._read():
+            return tuple(
+                self._conn.execute(
+                    """
+                    select (select max(id) from events), (select max(id) from trials),
+                           (select max(max(coalesce(finished_at, 0), coalesce(started_at, 0))) from trials
+                            where study_id = :s),
+                           (select count(*) from trials where study_id = :s),
+                           (select updated_at || status from studies where id = :s)
+                    """,
+                    {"s": study_id},
+                ).fetchone()
+            )
 
 
 # --------------------------------------------------------------------------- rows to records

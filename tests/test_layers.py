@@ -18,6 +18,7 @@ PACKAGES = (
     "agent.reporting",
     "agent.study",
     "agent.terminal",
+    "agent.service",
 )
 
 
