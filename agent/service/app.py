@@ -11,7 +11,6 @@ import asyncio
 import io
 import json
 import secrets
-import threading
 import zipfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -91,15 +90,15 @@ def _too_large(limit: int) -> JSONResponse:
 def create_app(config: ServiceConfig, *, start_queue: bool = True) -> FastAPI:
     """The service over `config`'s database; with `start_queue`, studies run (tests of routes alone may not)."""
     Store(config.db).close()  # create and migrate once, before any request or study process opens it
-    queue = StudyQueue(config)
     adapters = AdapterCache(config.adapters_loaded)
-    local = threading.local()
+    # One connection for every request, serialised by the store's lock. Not one per thread: each `Store` opens the
+    # file to check its header, and closing any descriptor of a file drops every POSIX lock this process holds on
+    # it (SQLite's own included), so a second connection opened mid-read lets a study process write under a reader.
+    shared = Store(config.db, create=False)
+    queue = StudyQueue(config, shared)
 
     def store() -> Store:
-        """This thread's connection: readers in the thread pool read SQLite in parallel, each on its own."""
-        if getattr(local, "store", None) is None:
-            local.store = Store(config.db, create=False)
-        return local.store
+        return shared
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -110,6 +109,7 @@ def create_app(config: ServiceConfig, *, start_queue: bool = True) -> FastAPI:
         finally:
             if start_queue:
                 await run_in_threadpool(queue.close)
+            shared.close()
 
     app = FastAPI(
         title="Open-AutoGLM",
@@ -230,31 +230,26 @@ def create_app(config: ServiceConfig, *, start_queue: bool = True) -> FastAPI:
     @app.get("/v1/studies/{study}/events", dependencies=[v1])
     async def events(study: str, request: Request) -> StreamingResponse:
         """Server-sent events, the same JSON as `autoglm tune --json` prints, ending with `done`."""
-        watcher_store = Store(config.db, create=False)
-        watcher = StudyWatcher(watcher_store, study)
-        try:
-            first, ended = await run_in_threadpool(watcher.poll)
-        except BaseException:
-            watcher_store.close()
-            raise
+        watcher = StudyWatcher(store(), study)
+        first, ended = await run_in_threadpool(watcher.poll)  # an unknown study is a 404 before the stream starts
 
         async def stream() -> AsyncIterator[str]:
             batch, done, quiet, count = first, ended, 0.0, 0
-            try:
-                while True:
-                    for event in batch:
-                        count += 1
-                        yield f"id: {count}\nevent: {event['event']}\ndata: {json.dumps(event, default=str)}\n\n"
-                    if done or await request.is_disconnected():
-                        return
-                    await asyncio.sleep(config.poll_s)
-                    quiet = 0.0 if batch else quiet + config.poll_s
-                    if quiet >= KEEPALIVE_S:  # a comment line keeps proxies from closing an idle stream
-                        quiet = 0.0
-                        yield ": keep-alive\n\n"
+            while True:
+                for event in batch:
+                    count += 1
+                    yield f"id: {count}\nevent: {event['event']}\ndata: {json.dumps(event, default=str)}\n\n"
+                if done or await request.is_disconnected():
+                    return
+                await asyncio.sleep(config.poll_s)
+                quiet = 0.0 if batch else quiet + config.poll_s
+                if quiet >= KEEPALIVE_S:  # a comment line keeps proxies from closing an idle stream
+                    quiet = 0.0
+                    yield ": keep-alive\n\n"
+                try:
                     batch, done = await run_in_threadpool(watcher.poll)
-            finally:
-                watcher_store.close()
+                except UserError as e:  # the response has begun: say it as an event, not a status
+                    batch, done = [{"event": "error", "study": study, "detail": str(e)}], True
 
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)

@@ -35,14 +35,15 @@ INTERRUPTED_CODES = (130, -signal.SIGTERM, -signal.SIGINT)  # a study stopped as
 class StudyQueue:
     """Starts queued studies, notices when their processes end, and stops or resumes them on request."""
 
-    def __init__(self, config: ServiceConfig) -> None:
+    def __init__(self, config: ServiceConfig, store: Store | None = None) -> None:
         self.config = config
         self._procs: dict[int, subprocess.Popen[bytes]] = {}  # job id -> its running study process
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._tick_event = threading.Event()  # set to look at the queue before the next poll
         self._thread: threading.Thread | None = None
-        self._store = Store(config.db)
+        self._store = store or Store(config.db)
+        self._own_store = store is None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -75,7 +76,8 @@ class StudyQueue:
                 else:
                     self._requeue(current)
             self._procs.clear()
-        self._store.close()
+        if self._own_store:
+            self._store.close()
 
     def recover(self) -> None:
         """Jobs a dead server left running go back to the queue (as a resume once their study exists)."""

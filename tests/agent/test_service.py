@@ -60,9 +60,8 @@ def _seed_study(db: Path, run_dir: Path, name: str = "seeded") -> int:
             store.claim_waiting_trial(study.id)
             for step in (1, 2):
                 store.record_event(trial.id, TrialEvent(kind="progress", step=step, loss=1.0 / step, time=1.0 + step))
-            store.finish_trial(
-                trial.id, TrialResult(state="complete", objective=objective, test_metrics={"macro_f1": objective - 0.05})
-            )
+            scores = {"macro_f1": objective - 0.05}
+            store.finish_trial(trial.id, TrialResult(state="complete", objective=objective, test_metrics=scores))
         running = store.add_trial(study.id, SPACE.to_config({"learning_rate": 4e-3}), "llm", "the LLM's reason")
         store.claim_waiting_trial(study.id)
         store.record_event(running.id, TrialEvent(kind="progress", step=3, loss=0.4, time=9.0))
@@ -183,7 +182,9 @@ def test_a_model_path_outside_the_data_root_is_refused(client: TestClient) -> No
     assert r.status_code == 422 and "outside the data root" in r.json()["detail"]
 
 
-def test_an_uploaded_file_is_kept_by_the_server_and_used_as_the_data(client: TestClient, folders: dict[str, Path]) -> None:
+def test_an_uploaded_file_is_kept_by_the_server_and_used_as_the_data(
+    client: TestClient, folders: dict[str, Path]
+) -> None:
     settings = {"trials": 1, "label": "label", "name": "uploaded"}
     r = client.post(
         "/v1/studies", data={"settings": json.dumps(settings)}, files={"data": ("../../evil name.csv", CSV.encode())}
