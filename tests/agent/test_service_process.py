@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from agent.client import Client, ServiceError
 from memory.records import TrialState
 from memory.store import Store
+from tests.agent.service_process import free_port, serve
 from tests.agent.study_process import WAIT_S, autoglm_command, trial_states
 
 STUDY = {
@@ -32,32 +31,6 @@ STUDY = {
     "space": {"max_length": 48, "batch_size": 16, "learning_rate": 2e-3},
     "name": "served",
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(tmp_path: Path, env: dict[str, str], port: int, log: str) -> subprocess.Popen[bytes]:
-    args = [*autoglm_command(), "serve", "--port", str(port), "--db", str(tmp_path / "s.db"),
-            "--data-root", str(tmp_path / "data"), "--runs-dir", str(tmp_path / "runs")]  # fmt: skip
-    with (tmp_path / log).open("wb") as out:
-        server = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
-                                  start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=2).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        if server.poll() is not None:
-            break
-        time.sleep(0.2)
-    server.kill()
-    pytest.fail(f"the server did not start: {(tmp_path / log).read_text()[-2000:]}")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -76,9 +49,9 @@ def test_a_study_submitted_over_http_survives_kill_9_of_the_server(
                           capture_output=True, text=True, env=env, cwd=tmp_path, check=True)  # fmt: skip
     key = made.stdout.strip()
     assert key.startswith("agk_") and "only time" in made.stderr
-    port = _free_port()
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    first = _serve(tmp_path, env, port, "serve-1.log")
+    first = serve(tmp_path, env, port, "serve-1.log")
     second: subprocess.Popen[bytes] | None = None
     try:
         with pytest.raises(ServiceError) as refused:
@@ -116,7 +89,7 @@ def test_a_study_submitted_over_http_survives_kill_9_of_the_server(
             events_before = {n: len(store.events(t.id)) for n, t in done_before.items()}
         interrupted = [r for r in rows if r[2] == "running"]
 
-        second = _serve(tmp_path, env, port, "serve-2.log")  # the restart picks the study up by itself
+        second = serve(tmp_path, env, port, "serve-2.log")  # the restart picks the study up by itself
         follower.join(WAIT_S)
         assert outcome == ["complete"], (tmp_path / "runs" / "served" / "service.log").read_text()[-3000:]
         assert events[-1]["event"] == "done" and events[-1]["state"] == "complete"
