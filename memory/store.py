@@ -788,6 +788,21 @@ class Store:
         with self._read():
             return service_jobs.count_keys(self._db)
 
+    def trials_fingerprints(self) -> dict[int, tuple[Any, ...]]:
+        """Per study, numbers that change whenever the study or one of its trials does (not on progress events).
+
+        One grouped query over the trials index: a reader serves a cached answer while they are unchanged.
+        """
+        with self._read():
+            rows = self._conn.execute(
+                """
+                select s.id, s.updated_at, s.status, count(t.id), max(t.id),
+                       max(coalesce(t.finished_at, 0)), max(coalesce(t.started_at, 0))
+                from studies s left join trials t on t.study_id = s.id group by s.id
+                """
+            ).fetchall()
+        return {row[0]: tuple(row[1:]) for row in rows}
+
     def study_fingerprint(self, study_id: int) -> tuple[Any, ...]:
         """A few numbers that change whenever the study, its trials or their events do: a watcher's cheap poll."""
         with self._read():

@@ -11,7 +11,9 @@ import asyncio
 import io
 import json
 import secrets
+import threading
 import zipfile
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -37,6 +39,31 @@ from memory.store import Store
 
 STATIC = Path(__file__).parent / "static"
 KEEPALIVE_S = 15.0
+
+
+class JsonCache:
+    """Answers serialised once per change of what they read: fifty pages polling a 2,000-trial study cost one build.
+
+    The stamp is what the answer depends on (a study's trials fingerprint, the queue's state); a new stamp builds it
+    again. Serialised bytes are kept, so a hit costs neither the database nor FastAPI's encoder.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._items: OrderedDict[Any, tuple[Any, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def answer(self, key: Any, stamp: Any, build: Callable[[], Any]) -> Response:
+        with self._lock:
+            hit = self._items.get(key)
+        if hit is None or hit[0] != stamp:
+            hit = (stamp, json.dumps(build(), default=str, allow_nan=False).encode())
+            with self._lock:
+                self._items[key] = hit
+                self._items.move_to_end(key)
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
+        return Response(hit[1], media_type="application/json")
 
 
 class UploadTooLarge(Exception):
@@ -99,6 +126,18 @@ def create_app(config: ServiceConfig, *, start_queue: bool = True) -> FastAPI:
 
     def store() -> Store:
         return shared
+
+    cache = JsonCache()
+
+    def stamp(name: str) -> tuple[int | None, Any]:
+        """The study's id and what its cached answers depend on: its trials and its queue row."""
+        try:
+            study_id: int | None = store().get_study(name).id
+        except StoreError:
+            study_id = None
+        job = store().service_job(name)
+        fingerprint = store().trials_fingerprints().get(study_id) if study_id is not None else None
+        return study_id, (fingerprint, job.model_dump_json() if job else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -176,12 +215,17 @@ def create_app(config: ServiceConfig, *, start_queue: bool = True) -> FastAPI:
         return {"id": job.name, "state": job.state}
 
     @app.get("/v1/studies", dependencies=[v1])
-    def list_studies() -> list[dict[str, Any]]:
+    def list_studies() -> Response:
         """Every study in the database (submitted here or started from the CLI) and every queued submission."""
-        jobs = {j.name: j for j in store().list_service_jobs()}
+        jobs = store().list_service_jobs()
+        current = (store().trials_fingerprints(), tuple(j.model_dump_json() for j in jobs))
+        return cache.answer("list", current, lambda: study_list(jobs))
+
+    def study_list(jobs: list[ServiceJob]) -> list[dict[str, Any]]:
+        by_name = {j.name: j for j in jobs}
         rows = []
         for row in study_rows(store()):
-            job = jobs.pop(row["name"], None)
+            job = by_name.pop(row["name"], None)
             study = store().get_study(row["id"])
             rows.append(
                 {
@@ -194,38 +238,47 @@ def create_app(config: ServiceConfig, *, start_queue: bool = True) -> FastAPI:
                     "error": job.error if job else None,
                 }
             )
-        for job in jobs.values():  # submitted, not begun (or failed before its study began)
+        for job in by_name.values():  # submitted, not begun (or failed before its study began)
             rows.append(summary(job, None, job.name))
         return rows
 
     @app.get("/v1/studies/{study}", dependencies=[v1])
-    def show(study: str) -> dict[str, Any]:
+    def show(study: str) -> Response:
         """A study: state, task spec, budget spent, best trial and its test score, the floor, the leaderboard."""
+        study_id, current = stamp(study)
         job = store().service_job(study)
-        result = job_json(job, study)
-        if job is None and result["detail"] is None:
+        if job is None and study_id is None:
             raise StoreError(f"no study {study!r}")
-        return result
+        return cache.answer(("show", study), current, lambda: job_json(job, study))
 
     @app.get("/v1/studies/{study}/trials", dependencies=[v1])
-    def trials(study: str, after: int = Query(-1, ge=-1)) -> dict[str, Any]:
+    def trials(study: str, after: int = Query(-1, ge=-1)) -> Response:
         """The trials numbered above `after`; ask again with `after=settled` for only what is new or changing."""
-        if store().service_job(study) is not None and not _exists(store(), study):
-            return {"study": study, "metric": None, "direction": None, "settled": -1, "trials": []}
-        return trial_rows(store(), study, after)
+        study_id, current = stamp(study)
+        if study_id is None:
+            if store().service_job(study) is None:
+                raise StoreError(f"no study {study!r}")
+            empty = {"study": study, "metric": None, "direction": None, "settled": -1, "trials": []}
+            return cache.answer(("trials", study, after), current, lambda: empty)
+        return cache.answer(("trials", study, after), current, lambda: trial_rows(store(), study_id, after))
 
     @app.get("/v1/studies/{study}/trials/{number}", dependencies=[v1])
     def trial(study: str, number: int) -> dict[str, Any]:
         """One trial: its config, metrics, curves, events and failure."""
         try:
             return trial_detail(store(), study, number)
+        except StoreError:
+            raise
         except UserError as e:
             raise HTTPException(404, str(e)) from None
 
     @app.get("/v1/studies/{study}/charts", dependencies=[v1])
-    def charts(study: str) -> dict[str, Any]:
+    def charts(study: str) -> Response:
         """What the report plots, as data: best so far, parameter importance, the top trials' loss curves."""
-        return study_charts(store(), study)
+        study_id, current = stamp(study)
+        if study_id is None:
+            raise StoreError(f"no study {study!r}")
+        return cache.answer(("charts", study), current, lambda: study_charts(store(), study_id))
 
     @app.get("/v1/studies/{study}/events", dependencies=[v1])
     async def events(study: str, request: Request) -> StreamingResponse:
