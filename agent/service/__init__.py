@@ -7,5 +7,5 @@
   root; `events`: the server-sent events, the same as `autoglm tune --json` prints; `adapters`: loaded adapters
   for `/v1/predict`, kept in a small LRU. `static/`: the web page (plain HTML, CSS and JS, no CDN).
 
-May import: agent.study, agent.reporting, agent.terminal, executors, memory.
+May import: agent.study, agent.reporting, executors, memory.
 """

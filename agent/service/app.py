@@ -11,6 +11,7 @@ import asyncio
 import io
 import json
 import secrets
+import shutil
 import threading
 import zipfile
 from collections import OrderedDict
@@ -210,7 +211,12 @@ def create_app(config: ServiceConfig, *, start_queue: bool = True) -> FastAPI:
         def taken(name: str) -> bool:
             return store().service_job(name) is not None or _exists(store(), name)
 
-        name, options = await run_in_threadpool(study_settings, body, config, uploads, taken)
+        try:
+            name, options = await run_in_threadpool(study_settings, body, config, uploads, taken)
+        except UserError:
+            for path in uploads.values():  # a refused submission leaves nothing behind
+                shutil.rmtree(path.parent, ignore_errors=True)
+            raise
         job = await run_in_threadpool(queue.submit, name, options)
         return {"id": job.name, "state": job.state}
 

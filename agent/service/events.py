@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.study.events import json_events
 from agent.study.graph import StudySnapshot
-from agent.terminal.view import json_events
 from memory.errors import StoreError
 from memory.records import StudyRecord, TrialEvent, TrialState, best_trial
 from memory.service_jobs import ServiceJob

@@ -209,6 +209,11 @@ class StudyQueue:
                 cwd=str(self.config.runs_dir),
                 env={**os.environ, **self.config.extra_env},
             )
+        except OSError as e:  # the interpreter is gone or cannot run: say so rather than retry every second
+            self._store.update_service_job(
+                job.id, state="failed", error=f"cannot start the study process: {e}", finished_at=time.time()
+            )
+            return
         finally:
             log.close()
         self._procs[job.id] = proc

@@ -193,6 +193,9 @@ def test_an_uploaded_file_is_kept_by_the_server_and_used_as_the_data(
     data = Path(client.get("/v1/studies/uploaded").json()["settings"]["data"])
     assert data.is_relative_to(folders["runs"] / ".uploads") and data.name == "evil name.csv"
     assert data.read_text() == CSV
+    refused = client.post("/v1/studies", data={"settings": json.dumps({"trails": 1})}, files={"data": ("x.csv", b"a")})
+    assert refused.status_code == 422
+    assert [p.name for p in (folders["runs"] / ".uploads").rglob("*.csv")] == ["evil name.csv"]  # none left behind
 
 
 def test_an_oversized_upload_is_413_and_nothing_is_kept(folders: dict[str, Path], key: str) -> None:

@@ -203,3 +203,13 @@ def test_a_resume_waits_while_the_old_study_process_still_holds_its_lock(
     holder.kill()
     holder.wait()
     _until(queue, lambda s: s["slow-to-die"] == "running", "resumed once the lock was free")
+
+
+def test_a_study_process_that_cannot_start_fails_with_why(setup: dict, queues: Callable, tmp_path: Path) -> None:
+    config = setup["config"]
+    broken = ServiceConfig.make(config.db, config.data_root, config.runs_dir, python=str(tmp_path / "no-python"),
+                                poll_s=0.05)  # fmt: skip
+    queue = queues(broken)
+    _submit(queue, broken, "orphan", "finish")
+    _until(queue, lambda s: s["orphan"] == "failed", "failed")
+    assert "cannot start the study process" in queue._store.service_job("orphan").error
