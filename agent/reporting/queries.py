@@ -58,28 +58,28 @@ def _duration(trial: TrialRecord) -> float | None:
 
 def study_rows(store: Store) -> list[dict[str, Any]]:
     """One row per study, oldest first: name, status, task, metric, best value, trials done and failed, created."""
-    rows = []
-    for study in store.list_studies():
-        if study.settings.decode_only:  # its trials are decoding configs
-            trials: list[Any] = store.decoding_trials(study.id)
-            best: Any = best_decoding(trials, study.task.direction)
-        else:
-            trials = store.trials(study.id)
-            best = best_trial(trials, study.task.direction)
-        rows.append(
-            {
-                "id": study.id,
-                "name": study.name,
-                "status": study.status,
-                "task": study.task.task_type.value,
-                "metric": study.task.metric,
-                "best": _plain(best.objective) if best else None,
-                "done": sum(1 for t in trials if t.state in (TrialState.complete, TrialState.pruned)),
-                "failed": sum(1 for t in trials if t.state == TrialState.failed),
-                "created": _when(study.created_at),
-            }
-        )
-    return rows
+    return [study_row(store, study) for study in store.list_studies()]
+
+
+def study_row(store: Store, study: StudyRecord) -> dict[str, Any]:
+    """`study_rows`' row of one study."""
+    if study.settings.decode_only:  # its trials are decoding configs
+        trials: list[Any] = store.decoding_trials(study.id)
+        best: Any = best_decoding(trials, study.task.direction)
+    else:
+        trials = store.trials(study.id)
+        best = best_trial(trials, study.task.direction)
+    return {
+        "id": study.id,
+        "name": study.name,
+        "status": study.status,
+        "task": study.task.task_type.value,
+        "metric": study.task.metric,
+        "best": _plain(best.objective) if best else None,
+        "done": sum(1 for t in trials if t.state in (TrialState.complete, TrialState.pruned)),
+        "failed": sum(1 for t in trials if t.state == TrialState.failed),
+        "created": _when(study.created_at),
+    }
 
 
 def _leaderboard(study: StudyRecord, trials: list[TrialRecord]) -> list[dict[str, Any]]:

@@ -27,11 +27,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agent.reporting.queries import study_charts, study_detail, study_rows, trial_detail, trial_rows
+from agent.reporting.queries import study_charts, study_detail, study_row, trial_detail, trial_rows
 from agent.service.adapters import MAX_ROWS, AdapterCache
 from agent.service.auth import check_key
 from agent.service.config import ServiceConfig
-from agent.service.events import StudyWatcher, state_of
+from agent.service.events import Snapshots, StudyWatcher, state_of
 from agent.service.queue import StudyQueue
 from agent.service.submit import DATA_KEYS, inside, study_settings
 from memory.errors import StoreError, UserError
@@ -129,6 +129,7 @@ def create_app(config: ServiceConfig, *, start_queue: bool = True) -> FastAPI:
         return shared
 
     cache = JsonCache()
+    snapshots = Snapshots()  # shared by every event stream
 
     def stamp(name: str) -> tuple[int | None, Any]:
         """The study's id and what its cached answers depend on: its trials and its queue row."""
@@ -224,15 +225,22 @@ def create_app(config: ServiceConfig, *, start_queue: bool = True) -> FastAPI:
     def list_studies() -> Response:
         """Every study in the database (submitted here or started from the CLI) and every queued submission."""
         jobs = store().list_service_jobs()
-        current = (store().trials_fingerprints(), tuple(j.model_dump_json() for j in jobs))
-        return cache.answer("list", current, lambda: study_list(jobs))
+        fingerprints = store().trials_fingerprints()
+        current = (fingerprints, tuple(j.model_dump_json() for j in jobs))
+        return cache.answer("list", current, lambda: study_list(jobs, fingerprints))
 
-    def study_list(jobs: list[ServiceJob]) -> list[dict[str, Any]]:
+    rows_cache: dict[int, tuple[Any, dict[str, Any]]] = {}  # a study's row, kept while its trials are unchanged
+
+    def study_list(jobs: list[ServiceJob], fingerprints: dict[int, Any]) -> list[dict[str, Any]]:
         by_name = {j.name: j for j in jobs}
         rows = []
-        for row in study_rows(store()):
+        for study in store().list_studies():
+            cached = rows_cache.get(study.id)
+            if cached is None or cached[0] != fingerprints.get(study.id):
+                cached = (fingerprints.get(study.id), study_row(store(), study))
+                rows_cache[study.id] = cached
+            row = cached[1]
             job = by_name.pop(row["name"], None)
-            study = store().get_study(row["id"])
             rows.append(
                 {
                     **row,
@@ -249,13 +257,23 @@ def create_app(config: ServiceConfig, *, start_queue: bool = True) -> FastAPI:
         return rows
 
     @app.get("/v1/studies/{study}", dependencies=[v1])
-    def show(study: str) -> Response:
-        """A study: state, task spec, budget spent, best trial and its test score, the floor, the leaderboard."""
+    def show(study: str, leaderboard: bool = True) -> Response:
+        """A study: state, task spec, budget spent, best trial and its test score, the floor, the leaderboard.
+
+        `leaderboard=false` leaves the leaderboard out (the web page reads the trials from `/trials`).
+        """
         study_id, current = stamp(study)
         job = store().service_job(study)
         if job is None and study_id is None:
             raise StoreError(f"no study {study!r}")
-        return cache.answer(("show", study), current, lambda: job_json(job, study))
+
+        def build() -> dict[str, Any]:
+            answer = job_json(job, study)
+            if not leaderboard and answer["detail"] is not None:
+                answer["detail"] = {k: v for k, v in answer["detail"].items() if k != "leaderboard"}
+            return answer
+
+        return cache.answer(("show", study, leaderboard), current, build)
 
     @app.get("/v1/studies/{study}/trials", dependencies=[v1])
     def trials(study: str, after: int = Query(-1, ge=-1)) -> Response:
@@ -289,7 +307,7 @@ def create_app(config: ServiceConfig, *, start_queue: bool = True) -> FastAPI:
     @app.get("/v1/studies/{study}/events", dependencies=[v1])
     async def events(study: str, request: Request) -> StreamingResponse:
         """Server-sent events, the same JSON as `autoglm tune --json` prints, ending with `done`."""
-        watcher = StudyWatcher(store(), study)
+        watcher = StudyWatcher(store(), study, snapshots)
         first, ended = await run_in_threadpool(watcher.poll)  # an unknown study is a 404 before the stream starts
 
         async def stream() -> AsyncIterator[str]:

@@ -7,6 +7,7 @@ So a study started from the CLI streams as well as one submitted here, and a rec
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from agent.study.events import json_events
@@ -62,10 +63,29 @@ def done_event(study: StudyRecord | None, store: Store, job: ServiceJob | None, 
     }
 
 
+class Snapshots:
+    """The latest snapshot of each watched study, rebuilt once per change however many streams follow it."""
+
+    def __init__(self) -> None:
+        self._latest: dict[int, tuple[Any, StudySnapshot]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, store: Store, study: StudyRecord, note: str, fingerprint: Any) -> StudySnapshot:
+        with self._lock:
+            hit = self._latest.get(study.id)
+        if hit is not None and hit[0] == fingerprint:
+            return hit[1]
+        made = snapshot(store, study, note)
+        with self._lock:
+            self._latest[study.id] = (fingerprint, made)
+        return made
+
+
 class StudyWatcher:
     """One client's stream: each `poll` returns the events since the last one, and whether the study has ended."""
 
-    def __init__(self, store: Store, name: str) -> None:
+    def __init__(self, store: Store, name: str, snapshots: Snapshots | None = None) -> None:
+        self.snapshots = snapshots or Snapshots()
         self.store = store
         self.name = name
         self.previous: StudySnapshot | None = None
@@ -92,7 +112,7 @@ class StudyWatcher:
             if fingerprint != self.fingerprint:
                 self.fingerprint = fingerprint
                 note = study.stop_reason or state if ended else state
-                current = snapshot(self.store, study, note)
+                current = self.snapshots.get(self.store, study, note, (fingerprint, note))
                 events = json_events(self.previous, current)
                 self.previous = current
         if ended:

@@ -34,6 +34,7 @@ function duration(s) {
   return `${(s / 3600).toFixed(1)}h`;
 }
 
+const progressText = (e) => `step ${e.step ?? "?"}${e.loss !== undefined ? ` · loss ${fmt(e.loss)}` : ""}`;
 const badge = (state) => `<span class="state ${esc(state)}">${esc(state)}</span>`;
 const key = () => sessionStorage.getItem("autoglm-key") || "";
 
@@ -274,10 +275,10 @@ function studyPage(id) {
       <div class="chart"><h3>Loss curves of the top trials</h3><div id="c-loss"></div></div>
     </div>
     <h3>Trials</h3><div id="trials"><p class="dim">Loading…</p></div>`;
-  const state = {info: null, trials: new Map(), settled: -1, charts: null, progress: new Map(), alive: true};
+  const state = {info: null, trials: new Map(), settled: -1, charts: null, progress: new Map(), alive: true, shown: 300};
 
   const refresh = async () => {
-    const [info, page] = await Promise.all([getJSON(path), getJSON(`${path}/trials?after=${state.settled}`)]);
+    const [info, page] = await Promise.all([getJSON(`${path}?leaderboard=false`), getJSON(`${path}/trials?after=${state.settled}`)]);
     if (!state.alive) return;
     state.info = info;
     for (const t of page.trials) state.trials.set(t.number, t);
@@ -333,13 +334,14 @@ function studyPage(id) {
   }
 
   function drawTrials() {
-    const rows = [...state.trials.values()].sort((a, b) => b.number - a.number);
+    const all = [...state.trials.values()].sort((a, b) => b.number - a.number);
+    const rows = all.slice(0, state.shown); // the newest first; a long study shows the rest on request
     if (!rows.length) { document.getElementById("trials").innerHTML = `<p class="dim">no trial yet</p>`; return; }
     const tuned = (rows[0].tuned || []).filter((n) => rows.some((r) => fmt(r.config[n]) !== fmt(rows[0].config[n]))).slice(0, 7);
     const best = state.info.detail && state.info.detail.best ? state.info.detail.best.number : null;
     const body = rows.map((r) => {
       const live = state.progress.get(r.number);
-      const progress = r.state === "running" && live ? `<div class="dim">step ${live.step ?? "?"}${live.loss !== undefined ? ` · loss ${fmt(live.loss)}` : ""}</div>` : "";
+      const progress = r.state === "running" ? `<div class="dim" id="p-${r.number}">${live ? progressText(live) : ""}</div>` : "";
       const why = r.failure_kind ? `<span class="error">${esc(r.failure_kind)}: ${esc(r.message || "")}</span>` : "";
       return `<tr class="${r.number === best ? "best" : ""}" data-trial="${r.number}"><td class="num"><a href="#/s/${encodeURIComponent(id)}/t/${r.number}">${r.number === best ? "★ " : ""}${r.number}</a></td>
         <td>${esc(r.source)}</td><td>${badge(r.state)}${progress}</td><td class="num">${score(r.objective)}</td><td class="num">${score(r.test_objective)}</td>
@@ -348,7 +350,10 @@ function studyPage(id) {
     }).join("");
     document.getElementById("trials").innerHTML = `<table id="trial-table"><thead><tr><th class="num">#</th><th>source</th><th>state</th>
       <th class="num">${esc(state.metric || "score")}</th><th class="num">test</th>${tuned.map((n) => `<th class="num">${esc(n)}</th>`).join("")}
-      <th class="num">time</th><th>planner's reason</th></tr></thead><tbody>${body}</tbody></table>`;
+      <th class="num">time</th><th>planner's reason</th></tr></thead><tbody>${body}</tbody></table>
+      ${all.length > rows.length ? `<p><button id="b-more">Show all ${all.length} trials</button></p>` : ""}`;
+    const more = document.getElementById("b-more");
+    if (more) more.onclick = () => { state.shown = Infinity; drawTrials(); };
   }
 
   function drawCharts() {
@@ -369,8 +374,8 @@ function studyPage(id) {
   const stopStream = follow(`${path}/events`, (event) => {
     if (event.event === "progress" && event.trial !== null) {
       state.progress.set(event.trial, event);
-      const cell = document.querySelector(`tr[data-trial="${event.trial}"]`);
-      if (cell) drawTrials();
+      const cell = document.getElementById(`p-${event.trial}`); // only that cell: a long table is not redrawn
+      if (cell) cell.textContent = progressText(event);
       return;
     }
     soon();
