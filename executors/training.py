@@ -11,7 +11,6 @@ import hashlib
 import json
 import math
 import os
-import pickle
 import random
 import shutil
 import sys
@@ -32,7 +31,7 @@ from executors.tasks import Example, TaskHandler, make_handler, steps_per_epoch,
 from memory.records import AdapterMeta, FailureKind, TaskSpec, TrialConfig
 
 META_FILE = "autoglm.json"
-TOKENIZED_VERSION = 3  # bump when encoding or splitting changes, so old caches are not reused (3: a test split)
+TOKENIZED_VERSION = 4  # bump when encoding or splitting changes, so old caches are not reused (4: JSON, no pickle)
 # A slow machine still reports at least this often: the live view moves, and the study sees early that a
 # trial cannot finish in the time left (agent.planning.cost.DeadlineGuard).
 PROGRESS_EVERY_S = 10.0
@@ -102,30 +101,45 @@ def tokenized_key(task: TaskSpec, config: TrialConfig, model_path: str) -> str:
 def load_examples(
     task: TaskSpec, config: TrialConfig, handler: TaskHandler, model_path: str
 ) -> tuple[list[Example], list[Example], list[Example]]:
-    """Encoded train, eval and test examples, from the on-disk cache when this exact encoding exists."""
-    path = cache_dir() / "tokenized" / f"{tokenized_key(task, config, model_path)}.pkl"
+    """Encoded train, eval and test examples, from the on-disk cache when this exact encoding exists.
+
+    The cache is JSON, not a pickle: on a shared machine (`autoglm serve`) a file in a cache folder another user
+    could write must never be able to run code when a trial reads it.
+    """
+    path = cache_dir() / "tokenized" / f"{tokenized_key(task, config, model_path)}.json"
     if path.exists() and os.environ.get("AUTOGLM_NO_CACHE") != "1":
         try:
-            with path.open("rb") as f:
-                cached = pickle.load(f)
-            handler.labels = cached["labels"]
+            cached = json.loads(path.read_text(encoding="utf-8"))
+            labels, train, evals, test = cached["labels"], cached["train"], cached["eval"], cached["test"]
+            if not all(isinstance(part, list) for part in (labels, train, evals, test)):
+                raise ValueError("not a tokenized cache")
+            handler.labels = labels
             handler.on_labels()
-            return cached["train"], cached["eval"], cached["test"]
-        except (OSError, pickle.UnpicklingError, EOFError, KeyError):
-            pass  # a corrupt cache is rebuilt below
+            return train, evals, test
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # a corrupt or foreign cache is rebuilt below
     splits = prepare_splits(task, config)
     handler.labels = splits.labels
     handler.on_labels()
     train, evals = handler.encode(splits.train, train=True), handler.encode(splits.eval, train=False)
     test = handler.encode(splits.test, train=False) if len(splits.test) else []
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     # Write then rename: a trial killed mid-write never leaves a truncated cache.
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        cached = {"labels": splits.labels, "train": train, "eval": evals, "test": test}
-        pickle.dump(cached, f, protocol=pickle.HIGHEST_PROTOCOL)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        cached = {"labels": list(splits.labels), "train": train, "eval": evals, "test": test}
+        json.dump(cached, f, separators=(",", ":"), default=_plain_number)
     os.replace(tmp, path)
     return train, evals, test
+
+
+def _plain_number(value: Any) -> Any:
+    """numpy and torch scalars (a label index, a length) as the Python numbers JSON knows."""
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} cannot go into the tokenized cache")
 
 
 # --------------------------------------------------------------------------- batching

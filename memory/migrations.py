@@ -206,3 +206,32 @@ def m004_decoding_trials(db: Database) -> None:
 def m005_study_stop_reason(db: Database) -> None:
     """Why a study stopped (budget spent, nothing fits the time left, ...), for the report and `show`."""
     db.table("studies").add_column("stop_reason", str)
+
+
+@migration
+def m006_service_jobs_and_api_keys(db: Database) -> None:
+    """The HTTP service's queue of study processes (it survives a restart) and its API keys (sha256 only)."""
+    db.table("service_jobs").create(
+        {
+            "id": int,
+            "name": str,  # the study's name: the id the API speaks
+            "settings": str,  # JSON study settings, secrets scrubbed; what `autoglm tune --config` is given
+            "action": str,  # what the next start runs: "tune" (a new study) or "resume"
+            "state": str,  # queued, running, stopping, stopped, complete, failed
+            "pid": int,  # the study process while one runs
+            "extra_trials": int,  # a resume of a complete study runs this many more
+            "error": str,  # the one line a failed study process said
+            "exit_code": int,
+            "created_at": float,
+            "started_at": float,
+            "finished_at": float,
+        },
+        pk="id",
+        not_null={"name", "settings", "action", "state", "created_at"},
+    )
+    db.table("service_jobs").create_index(["name"], unique=True)
+    db.table("service_jobs").create_index(["state"])
+    db.table("api_keys").create(
+        {"id": int, "label": str, "sha256": str, "created_at": float}, pk="id", not_null={"sha256", "created_at"}
+    )
+    db.table("api_keys").create_index(["sha256"], unique=True)

@@ -17,6 +17,7 @@ _SECRET_PATTERNS = (
     re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"),  # GitHub
     re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}"),  # Slack
     re.compile(r"\bAKIA[0-9A-Z]{16}\b"),  # AWS access key id
+    re.compile(r"\bagk_[A-Za-z0-9_\-]{16,}"),  # Open-AutoGLM's own service keys
 )
 # `api_key=...`, `"password": "..."`, `Authorization: ...` written out in text.
 _SECRET_ASSIGNMENT = re.compile(

@@ -51,6 +51,7 @@ from memory.records import (
 )
 from memory.rows import decoding_record, dumps, finite_or_none, study_record, trial_record
 from memory.secrets import scrub_optional, scrub_settings, scrub_strings, scrub_text
+from memory.service_jobs import ServiceQueue
 
 BUSY_TIMEOUT_S = 30.0  # a reader's checkpoint or a second process can hold the write lock briefly
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -204,6 +205,11 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
+
+    @property
+    def service(self) -> ServiceQueue:
+        """The HTTP service's queue of studies and its API keys (memory.service_jobs)."""
+        return ServiceQueue(self)
 
     # ----------------------------------------------------------------- studies
 

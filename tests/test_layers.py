@@ -19,6 +19,7 @@ PACKAGES = (
     "agent.study",
     "agent.terminal",
     "agent.tracking",
+    "agent.service",
 )
 
 

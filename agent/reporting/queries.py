@@ -58,28 +58,28 @@ def _duration(trial: TrialRecord) -> float | None:
 
 def study_rows(store: Store) -> list[dict[str, Any]]:
     """One row per study, oldest first: name, status, task, metric, best value, trials done and failed, created."""
-    rows = []
-    for study in store.list_studies():
-        if study.settings.decode_only:  # its trials are decoding configs
-            trials: list[Any] = store.decoding_trials(study.id)
-            best: Any = best_decoding(trials, study.task.direction)
-        else:
-            trials = store.trials(study.id)
-            best = best_trial(trials, study.task.direction)
-        rows.append(
-            {
-                "id": study.id,
-                "name": study.name,
-                "status": study.status,
-                "task": study.task.task_type.value,
-                "metric": study.task.metric,
-                "best": _plain(best.objective) if best else None,
-                "done": sum(1 for t in trials if t.state in (TrialState.complete, TrialState.pruned)),
-                "failed": sum(1 for t in trials if t.state == TrialState.failed),
-                "created": _when(study.created_at),
-            }
-        )
-    return rows
+    return [study_row(store, study) for study in store.list_studies()]
+
+
+def study_row(store: Store, study: StudyRecord) -> dict[str, Any]:
+    """`study_rows`' row of one study."""
+    if study.settings.decode_only:  # its trials are decoding configs
+        trials: list[Any] = store.decoding_trials(study.id)
+        best: Any = best_decoding(trials, study.task.direction)
+    else:
+        trials = store.trials(study.id)
+        best = best_trial(trials, study.task.direction)
+    return {
+        "id": study.id,
+        "name": study.name,
+        "status": study.status,
+        "task": study.task.task_type.value,
+        "metric": study.task.metric,
+        "best": _plain(best.objective) if best else None,
+        "done": sum(1 for t in trials if t.state in (TrialState.complete, TrialState.pruned)),
+        "failed": sum(1 for t in trials if t.state == TrialState.failed),
+        "created": _when(study.created_at),
+    }
 
 
 def _leaderboard(study: StudyRecord, trials: list[TrialRecord]) -> list[dict[str, Any]]:
@@ -336,3 +336,85 @@ def _trial_activity(trial: TrialRecord, events: list[Any], metric: str) -> str:
         return f"{head} evaluated {metric} {last.metrics[metric]:.4f} at step {last.step}"
     loss = f", loss {last.loss:.3f}" if last.loss is not None else ""
     return f"{head} training: step {last.step}{loss}"
+
+
+# --------------------------------------------------------------------------- the service's views (web page, API)
+
+
+def trial_row(study: StudyRecord, trial: TrialRecord) -> dict[str, Any]:
+    """One trial as the service's table shows it: outcome, every config value, the planner's reason, repairs."""
+    return _plain(
+        {
+            "number": trial.number,
+            "id": trial.id,
+            "source": trial.source,
+            "state": trial.state.value,
+            "objective": trial.objective,
+            "test_objective": trial.test_metrics.get(study.task.metric),
+            "config": trial.config.model_dump(mode="json"),
+            "tuned": list(study.space.names),
+            "failure_kind": trial.failure_kind.value if trial.failure_kind else None,
+            "message": trial.message,
+            "rationale": trial.rationale,
+            "repairs": list(trial.repairs),
+            "started": _when(trial.started_at),
+            "duration_s": _duration(trial),
+        }
+    )
+
+
+def trial_rows(store: Store, name_or_id: str | int, after: int = -1) -> dict[str, Any]:
+    """The trials numbered above `after`, and `settled`: the highest number up to which every trial has finished.
+
+    A reader asks again with `after=settled`: what is new or may still change, never the whole study twice.
+    """
+    study = store.get_study(name_or_id)
+    trials = store.trials(study.id)
+    settled = -1
+    for t in trials:  # by number
+        if t.number != settled + 1 or t.state not in FINISHED:
+            break
+        settled = t.number
+    return {
+        "study": study.name,
+        "metric": study.task.metric,
+        "direction": study.task.direction.value,
+        "settled": settled,
+        "trials": [trial_row(study, t) for t in trials if t.number > after],
+    }
+
+
+def trial_detail(store: Store, name_or_id: str | int, number: int) -> dict[str, Any]:
+    """One trial in full: its row, its curves (metric name -> [step, value] points) and its events."""
+    study = store.get_study(name_or_id)
+    found = [t for t in store.trials(study.id) if t.number == number]
+    if not found:
+        raise UserError(f"study {study.name!r} has no trial {number}")
+    trial = found[0]
+    curves: dict[str, list[list[Any]]] = {}
+    for point in store.metric_curve(trial.id):
+        if point.step is not None:
+            curves.setdefault(f"{point.kind}:{point.name}", []).append([point.step, point.value])
+    events = [e.model_dump(mode="json", exclude_none=True) for e in store.events(trial.id)]
+    return _plain({**trial_row(study, trial), "metrics": trial.metrics, "curves": curves, "events": events})
+
+
+def study_charts(store: Store, name_or_id: str | int, top: int = 5) -> dict[str, Any]:
+    """What the report plots, as data: best so far, parameter importance (fANOVA) and the top trials' loss curves."""
+    from agent.reporting.report import best_so_far, loss_curves, param_importances
+
+    study = store.get_study(name_or_id)
+    trials = store.trials(study.id)
+    importances, caption = param_importances(study, trials)
+    sign = study.task.direction.sign
+    scored = [t for t in trials if t.state == TrialState.complete and t.objective is not None]
+    best = sorted(scored, key=lambda t: -sign * t.objective)[:top]  # type: ignore[operator]
+    curves = loss_curves(store, best)
+    return _plain(
+        {
+            "best_so_far": [[t.number, value] for t, value in best_so_far(trials, study.task.direction)],
+            "importance": importances,
+            "importance_caption": caption,
+            "loss_curves": {str(t.number): [list(p) for p in curves.get(t.id, [])] for t in best},
+        }
+    )

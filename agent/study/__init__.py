@@ -4,6 +4,7 @@
 - `settings`: flags or a study file into `TuneOptions`.
 - `graph`: the study loop as a LangGraph `StateGraph` (understand, profile, propose, execute, observe, report).
 - `decode`: the decoding search (after a generation study, or a decode-only study); `batch`: many studies from one file.
+- `events`: the JSON events between two snapshots (`autoglm tune --json`, and the HTTP service's event stream).
 
 Only `agent.terminal` (and the service) import it.
 

@@ -743,6 +743,68 @@ def track_study(
     out.print(f"tracked {record.name}: 1 parent run, {finished} trial run(s) -> {', '.join(targets)}")
 
 
+# --------------------------------------------------------------------------- the HTTP service (agent.service)
+
+
+@app.command()
+@handle_errors
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    data_root: Path = typer.Option(
+        Path("."), "--data-root", help="Studies read data only under this folder (default: the current one)."
+    ),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where studies write their runs."),
+    max_running: int = typer.Option(1, "--max-running", help="Studies that run at once; the rest wait in a queue."),
+    no_auth: bool = typer.Option(False, "--no-auth", help="Ask for no API key (only on a loopback address)."),
+    create_key: bool = typer.Option(False, "--create-key", help="Make an API key, print it once, and exit."),
+    max_upload_mb: float = typer.Option(200.0, "--max-upload-mb", help="The largest request (an upload) accepted."),
+    cors_origin: list[str] = typer.Option(
+        None, "--cors-origin", help="Allow this web origin (repeatable); none by default."
+    ),
+    db: str = DB_OPTION,
+) -> None:
+    """Serve studies over HTTP: submit, watch and use them from the web page at /, the Python client or curl.
+
+    Example: autoglm serve --create-key
+
+    Example: autoglm serve --data-root ~/data --max-running 2
+
+    Example: autoglm serve --no-auth --port 8080
+    """
+    from agent.service.auth import create_key as make_key
+    from agent.service.auth import is_loopback
+
+    path = _db(db)
+    if create_key:
+        key = make_key(path)
+        out.print(key, highlight=False, soft_wrap=True)
+        err.print(f"stored its sha256 in {path}; this is the only time the key is shown", highlight=False)
+        return
+    if max_running < 1:
+        raise UserError(f"--max-running {max_running} is not allowed: at least 1 study runs at a time")
+    if no_auth and not is_loopback(host):
+        raise UserError(f"--no-auth is allowed only on a loopback address, not {host}; create a key with --create-key")
+    if not data_root.is_dir():
+        raise UserError(f"--data-root {data_root} is not a folder; pass the folder that holds your data")
+    import uvicorn
+
+    from agent.service.app import create_app
+    from agent.service.config import ServiceConfig
+    from memory.store import Store
+
+    if not no_auth:
+        with Store(path) as store:
+            if store.service.key_count() == 0:
+                raise UserError(f"no API key in {path} yet; make one with `autoglm serve --create-key`")
+    config = ServiceConfig.make(
+        path, data_root, runs_dir, max_running=max_running, auth=not no_auth,
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024), cors_origins=tuple(cors_origin or ()),
+    )  # fmt: skip
+    err.print(f"serving {config.db} on http://{host}:{port}/ (API docs at /docs)", highlight=False, soft_wrap=True)
+    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+
+
 def main() -> None:
     app()
 

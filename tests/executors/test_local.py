@@ -106,7 +106,7 @@ def test_classification_trial_on_reviews(reviews_csv: Path, tmp_path: Path, tria
     assert result.adapter_dir == str(tmp_path / "t" / "adapter")
     meta = json.loads((tmp_path / "t" / "adapter" / "autoglm.json").read_text())
     assert meta["labels"] == ["fresh", "rotten"]
-    assert len(list((Path(trial_env["AUTOGLM_CACHE"]) / "tokenized").glob("*.pkl"))) == 1
+    assert len(list((Path(trial_env["AUTOGLM_CACHE"]) / "tokenized").glob("*.json"))) == 1
 
     loaded = load_adapter(result.adapter_dir, device="cpu")
     texts = ["A triumph, moving and funny from start to finish.", "Dull, clumsy and far too long."]

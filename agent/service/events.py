@@ -1,0 +1,120 @@
+"""A study's live events for the HTTP service: the JSON events `autoglm tune --json` prints, read from the database.
+
+The study process writes the database; this reads it when it changes (a cheap fingerprint says so), rebuilds the
+snapshot the terminal view is a function of, and hands both snapshots to the same `json_events` the CLI uses.
+So a study started from the CLI streams as well as one submitted here, and a reconnect simply starts again.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from agent.study.events import json_events
+from agent.study.graph import StudySnapshot
+from memory.errors import StoreError
+from memory.records import StudyRecord, TrialEvent, TrialState, best_trial
+from memory.service_jobs import ServiceJob
+from memory.store import Store
+
+LIVE_KINDS = ("progress", "eval")
+
+
+def snapshot(store: Store, study: StudyRecord, note: str) -> StudySnapshot:
+    """The study as the terminal view sees it: trials, the last progress of each running one, spent, a note."""
+    trials = store.trials(study.id)
+    live: dict[int, TrialEvent] = {}
+    for t in trials:
+        if t.state == TrialState.running:
+            last = [e for e in store.events(t.id) if e.kind in LIVE_KINDS]
+            if last:
+                live[t.id] = last[-1]
+    return StudySnapshot(study=study, trials=trials, live=live, spent=study.spent, note=note)
+
+
+def state_of(job: ServiceJob | None, study: StudyRecord | None) -> str:
+    """One word for where a study stands: queued, running, stopping, stopped, complete or failed."""
+    if job is not None:
+        return job.state
+    if study is None:
+        return "unknown"
+    return {"interrupted": "stopped"}.get(study.status, study.status)
+
+
+def done_event(study: StudyRecord | None, store: Store, job: ServiceJob | None, name: str) -> dict[str, Any]:
+    """The last event, shaped as the CLI's `done`, plus the state and the error a failed study process gave."""
+    best = None
+    if study is not None:
+        found = best_trial(store.trials(study.id), study.task.direction)
+        best = None if found is None else {"trial": found.number, "objective": found.objective}
+    report = None
+    if study is not None:
+        path = f"{study.run_dir}/report.md"
+        report = path
+    return {
+        "event": "done",
+        "study": name,
+        "state": state_of(job, study),
+        "interrupted": state_of(job, study) == "stopped",
+        "stop_reason": study.stop_reason if study is not None else None,
+        "best": best,
+        "report": report,
+        "error": job.error if job is not None else None,
+    }
+
+
+class Snapshots:
+    """The latest snapshot of each watched study, rebuilt once per change however many streams follow it."""
+
+    def __init__(self) -> None:
+        self._latest: dict[int, tuple[Any, StudySnapshot]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, store: Store, study: StudyRecord, note: str, fingerprint: Any) -> StudySnapshot:
+        with self._lock:
+            hit = self._latest.get(study.id)
+        if hit is not None and hit[0] == fingerprint:
+            return hit[1]
+        made = snapshot(store, study, note)
+        with self._lock:
+            self._latest[study.id] = (fingerprint, made)
+        return made
+
+
+class StudyWatcher:
+    """One client's stream: each `poll` returns the events since the last one, and whether the study has ended."""
+
+    def __init__(self, store: Store, name: str, snapshots: Snapshots | None = None) -> None:
+        self.snapshots = snapshots or Snapshots()
+        self.store = store
+        self.name = name
+        self.previous: StudySnapshot | None = None
+        self.fingerprint: Any = None
+        self.last_note: str | None = None
+
+    def poll(self) -> tuple[list[dict[str, Any]], bool]:
+        job = self.store.service.job(self.name)
+        try:
+            study: StudyRecord | None = self.store.get_study(self.name)
+        except StoreError:
+            study = None
+        if study is None and job is None:
+            raise StoreError(f"no study {self.name!r}")
+        state = state_of(job, study)
+        ended = state in ("stopped", "complete", "failed")
+        events: list[dict[str, Any]] = []
+        if study is None:
+            if self.last_note != state:  # queued, or failed before its study began (data it could not read)
+                events.append({"event": "study", "study": self.name, "note": state})
+                self.last_note = state
+        else:
+            fingerprint = (self.store.service.study_fingerprint(study.id), state)
+            if fingerprint != self.fingerprint:
+                self.fingerprint = fingerprint
+                note = study.stop_reason or state if ended else state
+                current = self.snapshots.get(self.store, study, note, (fingerprint, note))
+                events = json_events(self.previous, current)
+                self.previous = current
+        if ended:
+            events.append(done_event(study, self.store, job, self.name))
+        return events, ended
