@@ -182,9 +182,7 @@ class Task:
     def trials(self, after: int = -1) -> list[dict[str, Any]]:
         return self.client.request("GET", f"/v1/studies/{self.id}/trials", params={"after": after}).json()["trials"]
 
-    def wait(
-        self, timeout: float | None = None, on_event: Callable[[dict[str, Any]], None] | None = None
-    ) -> str:
+    def wait(self, timeout: float | None = None, on_event: Callable[[dict[str, Any]], None] | None = None) -> str:
         """Follow the study's events until it ends (complete, failed or stopped); its final state.
 
         A dropped connection (a restarted server) is followed again until `timeout` seconds have passed.

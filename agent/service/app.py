@@ -475,4 +475,3 @@ def _zip(folder: Path) -> bytes:
             if path.is_file():
                 archive.write(path, path.relative_to(folder).as_posix())
     return buffer.getvalue()
-

@@ -131,7 +131,7 @@ class StudyQueue:
                 raise UserError(f"study {name!r} is {job.state}; stop it first, or wait for it to end")
             exists = self._study_exists(name)
             if job.state == "complete" and not extra_trials:
-                raise UserError(f"study {name!r} is already complete; ask for more with {{\"trials\": N}}")
+                raise UserError(f'study {name!r} is already complete; ask for more with {{"trials": N}}')
             job = self._store.service.update_job(
                 job.id,
                 state="queued",

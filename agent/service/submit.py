@@ -66,7 +66,7 @@ def study_settings(
         UserError: the same one line the CLI prints for the same mistake, or a path outside the data root.
     """
     if not isinstance(body, Mapping):
-        raise UserError("the study settings must be a JSON object, like {\"data\": \"reviews.csv\", \"trials\": 4}")
+        raise UserError('the study settings must be a JSON object, like {"data": "reviews.csv", "trials": 4}')
     for key in SERVER_KEYS:
         if key in body:
             raise UserError(f"the study settings: {key!r} is set by the server; leave it out")

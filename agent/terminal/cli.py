@@ -535,7 +535,7 @@ def _export_model(study: str, fmt: str, quantize: str | None, output: Path | Non
         out.print(f"  {note}", style="dim", highlight=False)
     out.print(f"export: {report.output}")
     if report.recommended:
-        out.print(f"predict without torch: autoglm predict {Path(report.output) / report.recommended} \"TEXT\"")
+        out.print(f'predict without torch: autoglm predict {Path(report.output) / report.recommended} "TEXT"')
 
 
 @app.command()

@@ -372,5 +372,5 @@ def test_the_page_and_its_assets_come_from_the_package(client: TestClient) -> No
     assert page.status_code == 200 and "<script" in page.text
     for asset in ("/static/app.js", "/static/style.css"):
         assert client.get(asset).status_code == 200, asset
-    assert "http" not in page.text.split("<body")[0].replace('http-equiv', '')  # nothing fetched from elsewhere
+    assert "http" not in page.text.split("<body")[0].replace("http-equiv", "")  # nothing fetched from elsewhere
     assert client.get("/openapi.json").json()["paths"]["/v1/studies"]

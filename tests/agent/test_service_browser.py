@@ -136,4 +136,3 @@ def test_a_new_trial_appears_on_the_open_study_page_within_5_s(tmp_path: Path, e
         browser.wait()
         os.killpg(server.pid, signal.SIGKILL)
         server.wait()
-

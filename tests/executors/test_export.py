@@ -207,9 +207,7 @@ def _untrained_adapter(folder: Path, task, labels: list[str], max_length: int) -
 
 
 @pytest.mark.slow
-def test_a_token_classifier_exports_to_onnx_and_tags_words_as_the_adapter_does(
-    tmp_path: Path, wnut_path: Path
-) -> None:
+def test_a_token_classifier_exports_to_onnx_and_tags_words_as_the_adapter_does(tmp_path: Path, wnut_path: Path) -> None:
     import pandas as pd
 
     from executors.data import prepare_splits
