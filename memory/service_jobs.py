@@ -7,18 +7,18 @@ what was running. `Store` calls these inside its own read or write transaction; 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 from sqlite_utils import Database
 
 from memory.errors import StoreError
 from memory.secrets import scrub_settings, scrub_text
-
-if TYPE_CHECKING:
-    from memory.store import Store
 
 JobState = Literal["queued", "running", "stopping", "stopped", "complete", "failed"]
 JobAction = Literal["tune", "resume"]
@@ -107,10 +107,24 @@ def count_keys(db: Database) -> int:
     return int(db.execute("select count(*) from api_keys").fetchone()[0])
 
 
+class StoreConnection(Protocol):
+    """What the queue needs of a `Store` (which implements it): its file, its connection, its transactions."""
+
+    path: Path
+    _conn: sqlite3.Connection
+    _db: Database
+
+    def _write(self) -> AbstractContextManager[None]: ...
+
+    def _read(self) -> AbstractContextManager[None]: ...
+
+    def _study_row_by_name(self, name: str) -> dict[str, Any] | None: ...
+
+
 class ServiceQueue:
     """The service's queue and API keys, read and written through a `Store`'s one connection and its lock."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: StoreConnection) -> None:
         self.store = store
 
     def add_job(self, name: str, settings: Mapping[str, Any]) -> ServiceJob:

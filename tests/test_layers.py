@@ -71,9 +71,9 @@ def _cycles(graph: grimp.ImportGraph) -> list[list[str]]:
 
 def _declared(package: str) -> set[str]:
     doc = importlib.import_module(package).__doc__ or ""
-    match = re.search(r"^May import: (.+?)\.?$", doc, re.M)
+    match = re.search(r"^May import: (.+?)\.?\s*(?:\n\s*\n|\Z)", doc, re.M | re.S)  # it may wrap
     assert match, f"{package}'s docstring has no 'May import:' line"
-    text = match.group(1).strip()
+    text = " ".join(match.group(1).split())
     return set() if text == "nothing of ours" else {name.strip() for name in text.split(",")}
 
 

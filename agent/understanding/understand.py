@@ -20,6 +20,17 @@ from typing import Any
 import pandas as pd
 
 from agent.understanding.budget_words import parse_budget
+from agent.understanding.column_words import (
+    ALL_INPUTS,
+    INPUT_LIST,
+    free_text,
+    mentions,
+    named_as_input,
+    names_value,
+    negated,
+    occurrences,
+    with_column_names,
+)
 from agent.understanding.metric_words import names_one_class_metric, positive_for_flags, read_metric
 from executors.data import load_table
 from memory.errors import UserError
@@ -302,11 +313,7 @@ def _infer_task_type(text: str, columns: dict[str, ColumnProfile], n_rows: int) 
         # to write it or it has more values than a class label may.
         if prompt in columns and target in columns:
             info = columns[target]
-            if (
-                _free_text(info, n_rows)
-                or info.n_unique > MAX_CLASSES
-                or (_GENERATE.search(text) and info.n_unique > 2)
-            ):
+            if free_text(info, n_rows) or info.n_unique > MAX_CLASSES or (_GENERATE.search(text) and info.n_unique > 2):
                 return TaskType.generation, f"data: {prompt} and {target} columns"
     # "summarise the article into the highlights", "translate english to french": text to write, from text
     if (m := _GENERATE.search(text)) and _written_target(text, columns, n_rows):
@@ -329,10 +336,10 @@ _WRITE_BEFORE = re.compile(
 def _written_target(text: str, columns: dict[str, ColumnProfile], n_rows: int) -> str | None:
     """The column the description asks to write: right after "generate" or "write" ("generate a short title"),
     named as the label or output, else a free-text column after "into"/"to"."""
-    free = [c for c, info in columns.items() if _free_text(info, n_rows)]
+    free = [c for c, info in columns.items() if free_text(info, n_rows)]
     for c, info in columns.items():
         if info.kind == "text" and any(f != c for f in free):
-            if any(_WRITE_BEFORE.search(text[max(0, m.start() - 40) : m.start()]) for m in _occurrences(text, c)):
+            if any(_WRITE_BEFORE.search(text[max(0, m.start() - 40) : m.start()]) for m in occurrences(text, c)):
                 return c
     if len(free) < 2:
         return None
@@ -341,13 +348,13 @@ def _written_target(text: str, columns: dict[str, ColumnProfile], n_rows: int) -
         return named[0]
     for c in free:
         if any(re.search(r"(?:\binto|\bto|\bgenerat\w*|\bwrit\w*|\bproduc\w*|\boutput)\W+(?:(?:the|an?|its)\W+)?$",
-                         text[max(0, m.start() - 20) : m.start()]) for m in _occurrences(text, c)):  # fmt: skip
+                         text[max(0, m.start() - 20) : m.start()]) for m in occurrences(text, c)):  # fmt: skip
             return c
     return next((c for c in GENERATION_TARGETS if c in free), None)
 
 
 def _pick_generation_target(text: str, columns: dict[str, ColumnProfile], n_rows: int) -> tuple[str | None, str]:
-    if (named := _named_label(text, columns)) and _free_text(columns[named[0]], n_rows):
+    if (named := _named_label(text, columns)) and free_text(columns[named[0]], n_rows):
         return named[0], f"description: {named[1]!r}"
     for prompt, target in INSTRUCTION_KEYS:
         if prompt in columns and target in columns:
@@ -362,174 +369,21 @@ def _pick_prompt_columns(
 ) -> tuple[list[str], str]:
     """The columns a generation prompt reads: those named as inputs, else the prompt of the instruction pair and
     any other free text ("context" beside "question")."""
-    texts = [c for c, info in columns.items() if c != label and info.kind == "text" and not _negated(text, c)]
-    named = [c for c in texts if _named_as_input(text, c)]
+    texts = [c for c, info in columns.items() if c != label and info.kind == "text" and not negated(text, c)]
+    named = [c for c in texts if named_as_input(text, c)]
     prompts = [a for a, b in INSTRUCTION_KEYS if b == label] or ["instruction", "prompt", "input", "question"]
     keyed = [c for c in prompts if c in texts]
     if named:  # "answer the question using the context": the context, and the question the pair always reads
         alone = re.search(r"\b(?:only|just|alone|solely|exclusively|nothing else)\b", text)
         named += [] if alone else [c for c in keyed if c not in named]
         return [c for c in texts if c in named], "description: names " + ", ".join(map(repr, named))
-    others = [c for c in texts if c not in keyed and _free_text(columns[c], n_rows) and columns[c].mean_words >= 4]
+    others = [c for c in texts if c not in keyed and free_text(columns[c], n_rows) and columns[c].mean_words >= 4]
     inputs = [c for c in texts if c in keyed or c in others]
     return inputs, "data: the prompt columns" if not others else "data: the prompt and other free-text columns"
 
 
-def _free_text(info: ColumnProfile, n_rows: int) -> bool:
-    """Sentences, or a value in most rows: text to read or write, not a class."""
-    return info.kind == "text" and (info.mean_words >= 4 or info.n_unique >= 0.5 * max(1, n_rows - info.missing))
-
-
 # A column named just after these words is ruled out: "not the headline", "ignore sku", "rather than queue"
 # ("not just the headline" rules nothing out: it asks for more).
-_NEGATED_BEFORE = re.compile(
-    r"(?:\bnot\b(?!\W+(?:just|only|merely)\b)|(?<!/)\bno\b(?!/)|n't(?!\W+(?:just|only)\b)|\bignore|\bwithout\b|"
-    r"\bexcept\b|\bexcluding\b|\bbut\b(?<=\ball but)|\bbut\b(?<=\beverything but)|rather than|instead of|\bskip|"
-    r"\bdrop|\bexclude|leave out|\bminus\b|apart from|other than|\bbesides\b|\bnever\b)"
-    r"[^\w.?!;:]+(?:\w+[^\w.?!;:]+)?$"  # within the sentence: "remote or not? use title" rules nothing out
-)
-_NEGATED_AFTER = re.compile(
-    r"^\W*(?:is|are)\s+(?:just|only)\s+(?:an?\s+)?(?:id|identifier|key)\b|^[^.;]{0,30}\bignore (?:it|them)\b|"
-    r"^\W*(?:column\s+|field\s+)?(?:is|are)\s+(?:(?:just|only|mostly|pure|too|very|so)\s+)?(?:noise|noisy|useless|"
-    r"irrelevant|unreliable|untrustworthy|misleading|clickbait\w*|junk|leak\w*|cheating|not (?:useful|needed|relevant|"
-    r"reliable|helpful|informative|trustworthy)|too \w+ to (?:trust|use|rely on))|"
-    r"^\W*(?:column\s+|field\s+)?(?:can't|cannot|can not|shouldn't|should not) be (?:trusted|used)|"
-    r"^\W*(?:column\s+|field\s+)?(?:isn't|aren't|doesn't|don't|does not|do not)\s+(?:useful|needed|relevant|"
-    r"reliable|help|matter|informative)|^\s+out\b"
-)
-# A column named as an input: "from the headline", "use the body", "title and review", "the subject line only",
-# "Inputs: headline", "headline+body", "just the body", "both title and review".
-_INPUT_BEFORE = re.compile(
-    r"(?:\bfrom|\buse|\busing|\buses|\bwith|based on|\bgiven|\bonly|\bjust|\band|\bplus|\bread|\breading|"
-    r"\blook(?:ing)? at|\bboth|\bon|\boff|\bvia|\binputs?|\bfeatures?|\bfeed(?:ing)?|\bconsider(?:ing)?|"
-    r"\bcombin(?:e|ing)|\bconcatenat\w*|\balso|\bsolely|\bexclusively|\bpurely|\btrain(?:ed)? on|\bin|"
-    r"(?:input|text|feature)\s+(?:columns?|fields?)\s*(?:is|are|=|:)?"
-    r"|[+&,/])\W*(?:the\W+|its\W+|their\W+|each\W+|an?\W+)?$"
-)
-_INPUT_AFTER = re.compile(
-    r"^\s*(?:[+&/]|->|→|=>)|^\W*(?:only|alone|column|field|text|line|and|as (?:the )?(?:inputs?|features?)|"
-    r"is (?:the|our) inputs?|are (?:the|our) inputs?|is enough|suffices|says it all)(?!\w)"
-)
-# "Inputs: headline, body", "features = title and review", "use: subject": every column in the list is an input
-_INPUT_LIST = re.compile(
-    r"\b(?:inputs?|input (?:columns?|fields?|text)|features?|feature columns?|text columns?|text fields?|predictors?|"
-    r"columns? to (?:use|read)|use(?: only)?|using)\s*(?:[:=]|are|is)\s*([^.;\n]*)"
-)
-# "everything except sku", "all columns but the id", "all the text columns": every text column not ruled out
-_ALL_INPUTS = re.compile(
-    r"\b(?:everything|every(?: other)? (?:column|field)|all(?: the| of the)?(?: other| remaining)?(?: text)?"
-    r"(?: columns| fields| inputs| text)?)\s+(?:but|except|save|apart from|other than|besides|minus|excluding)\b|"
-    r"\ball(?: the| of the)? (?:other |remaining )?(?:text )?(?:columns|fields|inputs)\b|\bnot (?:just|only|merely)\b"
-)
-
-
-_FUNCTION_WORDS = {"is", "has", "was", "the", "a", "an", "of", "in", "to", "no", "not", "by", "for", "on", "at", "y"}
-
-
-def _spoken(name: str) -> list[str]:
-    """How prose names a column: "product_category" as "product category(ies)", "reviewText" as "review text"."""
-    words = re.sub(r"([a-z])([A-Z])", r"\1 \2", name).replace("_", " ").replace("-", " ").lower().split()
-    if len(words) < 2 or words[0] in _FUNCTION_WORDS:
-        return []
-    spoken = " ".join(words)
-    plural = spoken[:-1] + "ies" if spoken.endswith("y") else spoken + "s"
-    return [plural, spoken]
-
-
-def _fuzzy_name(text: str, column: str) -> str:
-    """A long column name written with a typo ("claimant statment") as the name; short names must be exact."""
-    spoken = _spoken(column)
-    if not spoken or len(spoken[-1]) < 10:
-        return text
-    target, n = spoken[-1], len(spoken[-1].split())
-    words = list(re.finditer(r"[a-z][\w'-]*", text))
-    for i in range(len(words) - n, -1, -1):  # from the end, so replacing keeps the earlier offsets
-        start, end = words[i].start(), words[i + n - 1].end()
-        phrase = text[start:end]
-        if phrase != target and difflib.SequenceMatcher(None, phrase, target).ratio() >= 0.9:
-            text = text[:start] + column.lower() + text[end:]
-    return text
-
-
-def with_column_names(text: str, columns: dict[str, ColumnProfile], n_rows: int) -> str:
-    """The description with columns named in plain words written as the columns' names.
-
-    "product categories" names product_category, "the email body" email_body; a free-text column whose last word
-    no other column has is named by it too ("the body" is email_body when there is no body column).
-    """
-    names = {c.lower() for c in columns}
-    for column in sorted(columns, key=len, reverse=True):
-        for spoken in _spoken(column):
-            text = re.sub(rf"(?<![\w]){re.escape(spoken)}(?![\w])", column.lower(), text)
-        text = _fuzzy_name(text, column)
-    lasts: dict[str, list[str]] = {}
-    for column in columns:
-        parts = re.sub(r"([a-z])([A-Z])", r"\1 \2", column).replace("-", "_").replace(" ", "_").lower().split("_")
-        if len(parts) > 1 and len(parts[-1]) >= 4:
-            lasts.setdefault(parts[-1], []).append(column)
-    for last, owners in lasts.items():
-        if len(owners) == 1 and last not in names and _free_text(columns[owners[0]], n_rows):
-            text = re.sub(rf"(?<![\w_-]){re.escape(last)}(?![\w_-])", owners[0].lower(), text)
-    return text
-
-
-def _occurrences(text: str, name: str) -> list[re.Match[str]]:
-    """Where `name` appears as a word, plural included ("queues" names the column queue)."""
-    name = re.escape(name.lower())
-    plural = rf"|{name[:-1]}ies" if name.endswith("y") else ""  # "priorities" names the column priority
-    plural += rf"|{name[:-1]}" if name.endswith("s") and len(name) > 4 else ""  # "the star rating": stars
-    return list(re.finditer(rf"(?<![\w])(?:{name}(?:e?s)?{plural})(?![\w])", text))
-
-
-# The columns listed before a name in the same list: "except the priority and customer_id" rules out both.
-_LIST_BEFORE = re.compile(r"(?:[\w-]+\s*,\s*(?:the\s+)?)*(?:[\w-]+\s*(?:\band\b|\bor\b|\bnor\b|/)\s*(?:the\s+)?)+$")
-
-
-def _negated(text: str, name: str) -> bool:
-    for m in _occurrences(text, name):
-        before = text[max(0, m.start() - 80) : m.start()]
-        listed = _LIST_BEFORE.sub("", before)
-        if _NEGATED_BEFORE.search(before[-30:]) or _NEGATED_BEFORE.search(listed[-30:]):
-            return True
-        if _NEGATED_AFTER.search(text[m.end() :]):
-            return True
-    return False
-
-
-def _names_value(text: str, value: str) -> bool:
-    """A class value named as a word, or as the start of one ("fraudulent" names fraud); not ruled out."""
-    value = value.lower()
-    if len(value) < 4 or not re.fullmatch(r"[a-z][a-z-]*", value):
-        return False
-    return any(not _negated(text[: m.end()], m.group(0)) for m in re.finditer(rf"\b{re.escape(value)}\w*", text))
-
-
-def _mentioned(text: str, name: str) -> bool:
-    """The description names `name`, and does not rule it out."""
-    return bool(_occurrences(text, name)) and not _negated(text, name)
-
-
-# "train on the job description", "from the article body": a strong cue, then one word before the name
-_INPUT_BEFORE_MODIFIED = re.compile(
-    r"(?:\bfrom|\buse|\busing|\bon|based on|\bgiven|\bonly|\bjust|\bread|\breading|\bwith)\s+"
-    r"(?:the|its|their|each|an?)\s+[a-z]+\s+$"
-)
-
-
-def _named_as_input(text: str, name: str) -> bool:
-    if not _mentioned(text, name):
-        return False
-    if any(_occurrences(m.group(1), name) for m in _INPUT_LIST.finditer(text)):
-        return True
-    return any(
-        _INPUT_BEFORE.search(text[max(0, m.start() - 30) : m.start()])
-        or _INPUT_BEFORE_MODIFIED.search(text[max(0, m.start() - 40) : m.start()])
-        or _INPUT_AFTER.search(text[m.end() :])
-        for m in _occurrences(text, name)
-    )
-
-
-# "the answer column is is_spam", "label column: queue", "predict the `queue` column", "by their queue column"
 _LABEL_PHRASES = (
     r"(?:answer|label|target|class|output|outcome)\s+(?:column|field)\s*(?:is|=|:|named|called)?\s*[`'\"]?([\w-]+)",
     r"(?:predict|classify\s+(?:\w+\s+){0,4}by|sort\s+(?:\w+\s+){0,4}by|label(?:ed)?\s+by|by)\s+(?:the|their|its)?\s*"
@@ -575,14 +429,14 @@ def _named_label(text: str, columns: dict[str, ColumnProfile]) -> tuple[str, str
 
 def _strongly_named_as_input(text: str, name: str) -> bool:
     """Named as an input in words that leave no doubt ("from X", "Inputs: X", "X only"): never the label."""
-    if not _mentioned(text, name):
+    if not mentions(text, name):
         return False
-    if any(_occurrences(m.group(1), name) for m in _INPUT_LIST.finditer(text)):
+    if any(occurrences(m.group(1), name) for m in INPUT_LIST.finditer(text)):
         return True
     return any(
         _STRONG_INPUT_BEFORE.search(text[max(0, m.start() - 30) : m.start()])
         or _STRONG_INPUT_AFTER.search(text[m.end() :])
-        for m in _occurrences(text, name)
+        for m in occurrences(text, name)
     )
 
 
@@ -593,9 +447,9 @@ def _pick_label(text: str, columns: dict[str, ColumnProfile], exclude: set[str],
     for c, info in columns.items():  # named in prose but not a usable class column: say why, do not pick another
         if (
             c not in exclude
-            and _mentioned(text, c)
-            and not _named_as_input(text, c)  # "read the title and the review": an input, not a failed label
-            and not _free_text(info, n_rows)
+            and mentions(text, c)
+            and not named_as_input(text, c)  # "read the title and the review": an input, not a failed label
+            and not free_text(info, n_rows)
             and info.n_unique > MAX_CLASSES
         ):
             check_label(c, info, n_rows)
@@ -622,24 +476,24 @@ def _pick_label(text: str, columns: dict[str, ColumnProfile], exclude: set[str],
         candidates = not_inputs
     # A column named like text (a title, a subject) is an input unless the description calls it the label.
     if len(candidates) > 1:
-        candidates = [c for c in candidates if c.lower() not in TEXT_NAMES or _mentioned(text, c)] or candidates
-    mentioned = [c for c in candidates if _mentioned(text, c)]
+        candidates = [c for c in candidates if c.lower() not in TEXT_NAMES or mentions(text, c)] or candidates
+    mentioned = [c for c in candidates if mentions(text, c)]
     if len(mentioned) > 1:  # "the star rating from the review text and its title": title is read, stars predicted
-        not_inputs = [c for c in mentioned if not _named_as_input(text, c)]
+        not_inputs = [c for c in mentioned if not named_as_input(text, c)]
         mentioned = not_inputs if not_inputs else mentioned
     if len(mentioned) == 1:
         return mentioned[0], f"description: names the column {mentioned[0]!r}"
     # A column whose values the description names ("fresh or rotten") is the label.
-    by_values = [c for c in candidates if sum(_mentioned(text, v) for v in columns[c].value_counts or {}) >= 2]
+    by_values = [c for c in candidates if sum(mentions(text, v) for v in columns[c].value_counts or {}) >= 2]
     if len(by_values) == 1:
         return by_values[0], "description: names its classes"
     if not mentioned:  # a word of the same stem: "urgency" names urgent, "categorise" category, "toxicity" toxic
-        stems = [c for c in candidates if len(c) >= 5 and _names_value(text, c[: max(5, len(c) - 1)])]
+        stems = [c for c in candidates if len(c) >= 5 and names_value(text, c[: max(5, len(c) - 1)])]
         if len(stems) == 1:
             return stems[0], f"description: a word for the column {stems[0]!r}"
     pool = mentioned or candidates
     # One class named, even as the start of a word ("flag fraudulent claims": fraud / legit), in one column only.
-    by_a_value = [c for c in pool if any(_names_value(text, v) for v in columns[c].value_counts or {})]
+    by_a_value = [c for c in pool if any(names_value(text, v) for v in columns[c].value_counts or {})]
     if len(by_a_value) == 1 and not by_values:
         return by_a_value[0], "description: names one of its classes"
     # A metric of one class against the rest ("optimise precision", "ROC-AUC") wants a label with two classes.
@@ -664,19 +518,19 @@ def _missing_target(text: str, columns: dict[str, ColumnProfile]) -> str | None:
         r"(?:the\s+|their\s+|its\s+)?([a-z][\w-]+)",
         text,
     )
-    if m is None or m.group(1) in _NOT_NAMES or _occurrences(" ".join(columns).lower(), m.group(1)):
+    if m is None or m.group(1) in _NOT_NAMES or occurrences(" ".join(columns).lower(), m.group(1)):
         return None
     values = {v.lower() for info in columns.values() for v in (info.value_counts or {})}
     word = m.group(1)
-    if word in values or any(_occurrences(word, c) for c in columns) or word.rstrip("s") in values:
+    if word in values or any(occurrences(word, c) for c in columns) or word.rstrip("s") in values:
         return None
     return word
 
 
 def _pick_text_columns(text: str, columns: dict[str, ColumnProfile], label: str) -> tuple[list[str], str]:
-    texts = [c for c, info in columns.items() if c != label and info.kind == "text" and not _negated(text, c)]
-    named = [c for c in texts if _named_as_input(text, c)]
-    everything = _ALL_INPUTS.search(text)  # "everything except sku", "not just the headline"
+    texts = [c for c, info in columns.items() if c != label and info.kind == "text" and not negated(text, c)]
+    named = [c for c in texts if named_as_input(text, c)]
+    everything = ALL_INPUTS.search(text)  # "everything except sku", "not just the headline"
     if everything and not everything.group(0).startswith("not"):
         chosen = [c for c in texts if columns[c].n_unique > 1]
         if chosen:

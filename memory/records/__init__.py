@@ -25,6 +25,7 @@ from memory.records.decoding import (
 )
 from memory.records.space import CategoricalParam, FloatParam, IntParam, Param, Repaired, SearchSpace
 from memory.records.study import (
+    TRACKERS,
     BaselineScore,
     BudgetSpent,
     PrunerName,
@@ -105,6 +106,7 @@ __all__ = [
     "StudyRecord",
     "StudyStatus",
     "TASK_METRICS",
+    "TRACKERS",
     "TRAIN_SPEED",
     "TaskSpec",
     "TaskType",
