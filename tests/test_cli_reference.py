@@ -1,9 +1,13 @@
 """docs/cli.md is the `--help` of every command; it must match the CLI as it is now."""
 
+import difflib
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+CLI_MD = ROOT / "docs" / "cli.md"
 
 
 def _maker():
@@ -14,12 +18,18 @@ def _maker():
     return module
 
 
-def test_cli_reference_is_current():
+def test_cli_reference_is_current() -> None:
     maker = _maker()
-    written = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8") if (ROOT / "docs" / "cli.md").exists() else ""
-    assert written == maker.render(), f"docs/cli.md is stale: run `{maker.REGENERATE}` and commit docs/cli.md"
+    written = CLI_MD.read_text(encoding="utf-8") if CLI_MD.exists() else ""
+    expected = maker.render()
+    if written != expected:
+        diff = difflib.unified_diff(
+            written.splitlines(), expected.splitlines(), "docs/cli.md", "--help now", lineterm="", n=1
+        )
+        shown = "\n".join(list(diff)[:40])
+        pytest.fail(f"docs/cli.md is stale: run `{maker.REGENERATE}` and commit docs/cli.md\n{shown}", pytrace=False)
 
 
-def test_cli_reference_is_deterministic():
+def test_cli_reference_is_deterministic() -> None:
     maker = _maker()
     assert maker.render() == maker.render()
