@@ -201,8 +201,7 @@ class LlmDecodingPicker:
     ) -> tuple[int, str] | None:
         """(the chosen candidate's index, the LLM's reason), or None to keep the sampler's choice."""
         from agent.llm import prompts
-        from agent.llm.calls import flatten, planner_call
-        from agent.llm.client import LlmUnavailable
+        from agent.llm.client import LlmUnavailable, flatten, planner_call
         from agent.llm.parsing import parse_lenient, rationale_of
 
         messages = prompts.messages(

@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent.llm import prompts
-from agent.llm.calls import describe_error, flatten, planner_call
-from agent.llm.client import LlmClient
+from agent.llm.client import LlmClient, describe_error, flatten, planner_call
 from memory.records import PlannerCall
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.llm import prompts
-from agent.llm.calls import describe_error, flatten, planner_call
-from agent.llm.client import LlmClient
+from agent.llm.client import LlmClient, describe_error, flatten, planner_call
 from agent.llm.parsing import MAX_RATIONALE_CHARS, LlmJsonError, find_objects, parse_lenient, rationale_of
 from agent.understanding.understand import AmbiguousLabel, Understood, profile_data, understand
 from memory.records import METRIC_DIRECTION, DataProfile, PlannerCall, PlannerOutcome, TaskType, TuneOptions

@@ -295,7 +295,7 @@ def test_read_pick_takes_the_first_number_and_keeps_the_reason():
 
 def test_a_prompt_written_out_again_is_an_echo_not_a_pick():
     """SmolLM2 sometimes writes the prompt out again: a number read from it is the prompt's, not the model's."""
-    from agent.llm.calls import flatten
+    from agent.llm.client import flatten
 
     proposer = LlmProposer(None)  # type: ignore[arg-type]
     prompt = flatten(proposer.build_messages(view(history()), candidates()))

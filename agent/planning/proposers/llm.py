@@ -36,8 +36,7 @@ from dataclasses import replace
 from typing import Any
 
 from agent.llm import prompts
-from agent.llm.calls import flatten, planner_call
-from agent.llm.client import LlmClient, LlmReply, LlmUnavailable
+from agent.llm.client import LlmClient, LlmReply, LlmUnavailable, flatten, planner_call
 from agent.llm.parsing import MAX_RATIONALE_CHARS, LlmJsonError, find_objects, parse_all, rationale_of
 from agent.llm.setup import open_llm
 from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal, Proposals
