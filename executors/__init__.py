@@ -20,6 +20,10 @@ Public API (import from the modules; this package imports nothing heavy on purpo
   `autoglm.json` (a `memory.records.AdapterMeta`).
 - `executors.predict` - `predict(adapter_dir, inputs)`, `load_adapter(adapter_dir)`, `export_merged(adapter_dir, out)`.
 - `executors.models` - `resolve_model(name)`, `cache_dir()`.
+- `executors.export` - `export_model(adapter_dir, out, "merged"|"onnx", rows, metric, quantize=)`: an export
+  measured against its adapter (`export_report.json`); `executors.memory_probe` measures one model's memory.
+- `executors.onnx_predict` - `OnnxPredictor`, `predict(model.onnx or folder, inputs)`: onnxruntime and the
+  tokenizer alone; it imports no torch (nor transformers).
 
 May import: memory.
 """

@@ -7,9 +7,10 @@ planner never saw, so the figures are the study's own.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 from executors.data import prepare_splits
-from executors.export import ExportReport, export_model
+from executors.export import ExportFormat, ExportReport, export_model
 from memory.errors import UserError
 from memory.store import Store
 
@@ -46,8 +47,9 @@ def export_study(
     rows, split = (splits.test, "test") if len(splits.test) else (splits.eval, "validation")
     out = Path(output) if output else default_output(record.run_dir, fmt, quantize)
     report = export_model(
-        adapter, out, fmt, rows, record.task.metric, split=split, quantize=quantize, repeats=repeats, memory=memory
-    )  # type: ignore[arg-type]
+        adapter, out, cast(ExportFormat, fmt), rows, record.task.metric, split=split, quantize=quantize,
+        repeats=repeats, memory=memory,
+    )  # fmt: skip
     if split == "validation":
         report.notes.append("the study had too few rows for a test split; measured on its validation split")
         report.write(out)

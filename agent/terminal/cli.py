@@ -336,6 +336,8 @@ def _export_model(study: str, fmt: str, quantize: str | None, output: Path | Non
     """Export the best model and print its figures beside the adapter's."""
     from agent.study.export import export_study as export_best
 
+    if quantize and (fmt != "onnx" or quantize != "int8"):
+        raise UserError(f"--quantize {quantize} is not offered with --format {fmt}; use --format onnx --quantize int8")
     err.print(f"exporting the best model as {fmt}{' + ' + quantize if quantize else ''}; measuring it ...")
     report = export_best(db, study, fmt, output, quantize)
     table = Table(title=f"Export ({report.split} split, {report.rows} rows)")
@@ -351,7 +353,7 @@ def _export_model(study: str, fmt: str, quantize: str | None, output: Path | Non
         name = v.name + (" [red](flagged)[/red]" if v.flagged else "")
         table.add_row(
             name, f"{v.size_mb:.1f}", _cell(v.metric), f"{100 * v.agreement:.1f}%", f"{v.max_abs_logit_diff:.2e}",
-            ms(v, "batch_1"), ms(v, "batch_32"), _cell(v.peak_memory_mb),
+            ms(v, "batch_1"), ms(v, "batch_32"), "—" if v.peak_memory_mb is None else f"{v.peak_memory_mb:.0f}",
         )  # fmt: skip
     out.print(table)
     for v in report.variants:
