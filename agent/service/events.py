@@ -8,6 +8,7 @@ So a study started from the CLI streams as well as one submitted here, and a rec
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from agent.study.events import json_events
@@ -64,21 +65,35 @@ def done_event(study: StudyRecord | None, store: Store, job: ServiceJob | None, 
 
 
 class Snapshots:
-    """The latest snapshot of each watched study, rebuilt once per change however many streams follow it."""
+    """The latest snapshot of each watched study, rebuilt once per change however many streams follow it.
 
-    def __init__(self) -> None:
-        self._latest: dict[int, tuple[Any, StudySnapshot]] = {}
+    A study that changes all the time (a progress event every few milliseconds) is rebuilt at most every
+    `min_age_s`: fifty streams polling at different moments would otherwise rebuild it fifty times a second.
+    A state change (a trial ending, the study stopping) is never held back.
+    """
+
+    def __init__(self, min_age_s: float = 0.5) -> None:
+        self.min_age_s = min_age_s
+        self._latest: dict[int, tuple[Any, float, StudySnapshot]] = {}
         self._lock = threading.Lock()
 
-    def get(self, store: Store, study: StudyRecord, note: str, fingerprint: Any) -> StudySnapshot:
+    def get(self, store: Store, study: StudyRecord, note: str, events: Any, trials: Any) -> tuple[StudySnapshot, bool]:
+        """The study's snapshot for these fingerprints (`events` changes with any progress, `trials` with a state),
+        and whether it is current (False: a slightly older one, held back by `min_age_s`)."""
+        key = (events, trials, note)
         with self._lock:
             hit = self._latest.get(study.id)
-        if hit is not None and hit[0] == fingerprint:
-            return hit[1]
+        if hit is not None:
+            (old_events, old_trials, old_note), made_at, made = hit
+            only_progress = (old_trials, old_note) == (trials, note)
+            if key == hit[0]:
+                return made, True
+            if only_progress and time.monotonic() - made_at < self.min_age_s:
+                return made, False
         made = snapshot(store, study, note)
         with self._lock:
-            self._latest[study.id] = (fingerprint, made)
-        return made
+            self._latest[study.id] = (key, time.monotonic(), made)
+        return made, True
 
 
 class StudyWatcher:
@@ -110,9 +125,11 @@ class StudyWatcher:
         else:
             fingerprint = (self.store.service.study_fingerprint(study.id), state)
             if fingerprint != self.fingerprint:
-                self.fingerprint = fingerprint
                 note = study.stop_reason or state if ended else state
-                current = self.snapshots.get(self.store, study, note, (fingerprint, note))
+                trials = self.store.trials_fingerprints().get(study.id)
+                current, fresh = self.snapshots.get(self.store, study, note, fingerprint, trials)
+                if fresh:  # else the next poll looks again, so the latest progress is never left unsent
+                    self.fingerprint = fingerprint
                 events = json_events(self.previous, current)
                 self.previous = current
         if ended:
