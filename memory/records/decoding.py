@@ -94,8 +94,9 @@ class AdapterMeta(_Record):
     base_model_path: str  # where the base weights were loaded from; `model` is resolved again if it is gone
     config: TrialConfig
     pooling: Literal["model", "mean"] | None = None  # classification: the head reads the model's pooler or the mean
-    # Unused since decoding moved to the folder's generation_config.json; read so older files still load.
-    decoding: DecodingConfig | None = None
+    # generation: the trial's own max_new_tokens, temperature (0: greedy), top_p, num_beams; the tuned decoding is
+    # the folder's generation_config.json
+    decoding: dict[str, int | float] | None = None
     merged: bool = False  # True in the copy `export_merged` writes beside a merged model
 
 

@@ -128,6 +128,8 @@ def test_database_from_before_m002_is_upgraded_in_place(tmp_path: Path) -> None:
     conn.execute("alter table trials drop column test_metrics")
     conn.execute("drop table decoding_trials")
     conn.execute("alter table studies drop column stop_reason")
+    conn.execute("drop table service_jobs")
+    conn.execute("drop table api_keys")
     conn.execute("delete from _migrations where name != 'm001_initial'")
     conn.commit()
     conn.close()
