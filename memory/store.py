@@ -54,7 +54,6 @@ from memory.secrets import scrub_optional, scrub_settings, scrub_strings, scrub_
 from memory.service_jobs import ServiceQueue
 
 BUSY_TIMEOUT_S = 30.0  # a reader's checkpoint or a second process can hold the write lock briefly
-SQLITE_HEADER = b"SQLite format 3\x00"
 FINISHED_STATES = (TrialState.complete, TrialState.pruned, TrialState.failed)
 REQUEUE_MESSAGE = "interrupted; queued again"
 
@@ -102,17 +101,10 @@ class Store:
             return
         if not self.path.is_file():
             raise StoreError(f"{self.path} is not a file; pass the path of a study database (--db)")
-        with self.path.open("rb") as f:
-            header = f.read(len(SQLITE_HEADER))
-        if not header:
-            if not create:
-                raise StoreError(f"{self.path} is empty, not a study database; check the path (--db)")
-            return  # an empty file holds nothing to lose; SQLite makes it a database
-        if header != SQLITE_HEADER:
-            raise StoreError(
-                f"{self.path} is not a SQLite database (corrupt, or some other file); it was left untouched. "
-                "Pass another path with --db, or move this file aside"
-            )
+        # Only stat here: opening and closing the file would drop every POSIX lock this process holds on it,
+        # SQLite's own among them (another Store's). SQLite reads the header itself (see `_errors`).
+        if self.path.stat().st_size == 0 and not create:
+            raise StoreError(f"{self.path} is empty, not a study database; check the path (--db)")
 
     def _open(self) -> None:
         """Set connection pragmas, refuse foreign or newer schemas, then migrate and switch to WAL."""
@@ -155,7 +147,12 @@ class Store:
             yield
         except sqlite3.DatabaseError as e:
             text = str(e).lower()
-            if "malformed" in text or "not a database" in text or "file is encrypted" in text:
+            if "not a database" in text:
+                raise StoreError(
+                    f"{self.path} is not a SQLite database (corrupt, or some other file); it was left untouched. "
+                    "Pass another path with --db, or move this file aside"
+                ) from e
+            if "malformed" in text or "file is encrypted" in text:
                 raise StoreError(
                     f"the study database {self.path} is corrupt ({e}); it was left untouched. "
                     "Restore it from a backup or pass another path with --db"
