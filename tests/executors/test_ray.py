@@ -67,9 +67,9 @@ def _adapter_digest(trial: TrialRecord) -> str:
 
 @pytest.mark.slow
 def test_a_study_on_ray_finishes_and_stores_every_trial(
-    ray_instance: None, tmp_path: Path, reviews_csv: Path, trial_env: dict[str, str]
+    ray_instance: None, tmp_path: Path, rt_corpus_csv: Path, trial_env: dict[str, str]
 ) -> None:
-    options = _options(tmp_path, reviews_csv, "on-ray", parallel=2, trials=3)
+    options = _options(tmp_path, rt_corpus_csv, "on-ray", parallel=2, trials=3)
     seed_study(options, [tiny_config(max_steps=8), tiny_config(max_steps=3), tiny_config(max_steps=3)])
     executor = RayExecutor(slots=2, env=trial_env)
     outcome = resume("on-ray", db=options.db, executor=executor)
@@ -88,7 +88,7 @@ def test_a_study_on_ray_finishes_and_stores_every_trial(
 
 @pytest.mark.slow
 def test_the_same_study_gives_the_same_results_on_ray_as_locally(
-    ray_instance: None, tmp_path: Path, reviews_csv: Path, trial_env: dict[str, str]
+    ray_instance: None, tmp_path: Path, rt_corpus_csv: Path, trial_env: dict[str, str]
 ) -> None:
     """Two trials at once on each executor; on Ray the task ships the data and sends its files back, as on a node
     that does not share the run directory."""
@@ -98,7 +98,7 @@ def test_the_same_study_gives_the_same_results_on_ray_as_locally(
         ("local", LocalExecutor(device="cpu", slots=2, env=trial_env)),
         ("ray", RayExecutor(slots=2, env=trial_env, shared_storage=False)),
     ):
-        options = _options(tmp_path, reviews_csv, name, parallel=2, trials=2, executor=name)
+        options = _options(tmp_path, rt_corpus_csv, name, parallel=2, trials=2, executor=name)
         seed_study(options, configs)
         resume(name, db=options.db, executor=executor)  # and closes it
         results[name] = [
@@ -113,9 +113,9 @@ def test_the_same_study_gives_the_same_results_on_ray_as_locally(
 
 @pytest.mark.slow
 def test_a_ray_worker_killed_mid_trial_is_retried_once(
-    ray_instance: None, tmp_path: Path, reviews_csv: Path, trial_env: dict[str, str]
+    ray_instance: None, tmp_path: Path, rt_corpus_csv: Path, trial_env: dict[str, str]
 ) -> None:
-    options = _options(tmp_path, reviews_csv, "killed", parallel=1, trials=1)
+    options = _options(tmp_path, rt_corpus_csv, "killed", parallel=1, trials=1)
     seed_study(options, [tiny_config(max_steps=12)])
     executor = RayExecutor(slots=1, env=trial_env)
     killed: list[int] = []
@@ -139,9 +139,9 @@ def test_a_ray_worker_killed_mid_trial_is_retried_once(
 
 @pytest.mark.slow
 def test_the_median_pruner_stops_a_clearly_bad_trial_on_ray(
-    ray_instance: None, tmp_path: Path, reviews_csv: Path, trial_env: dict[str, str]
+    ray_instance: None, tmp_path: Path, rt_corpus_csv: Path, trial_env: dict[str, str]
 ) -> None:
-    task = plan_study(_options(tmp_path, reviews_csv, "pruned")).task
+    task = plan_study(_options(tmp_path, rt_corpus_csv, "pruned")).task
     # Past trials scored 0.95 at every evaluation; this one barely learns (a tiny learning rate).
     pruner = TrialPruner(task, {1: [0.95] * 20}, n_startup_trials=1)
     executor = RayExecutor(slots=1, env=trial_env)
@@ -164,9 +164,9 @@ def test_the_median_pruner_stops_a_clearly_bad_trial_on_ray(
 
 @pytest.mark.slow
 def test_stop_all_cancels_ray_trials_as_pruned(
-    ray_instance: None, tmp_path: Path, reviews_csv: Path, trial_env: dict[str, str]
+    ray_instance: None, tmp_path: Path, rt_corpus_csv: Path, trial_env: dict[str, str]
 ) -> None:
-    task = plan_study(_options(tmp_path, reviews_csv, "stopped")).task
+    task = plan_study(_options(tmp_path, rt_corpus_csv, "stopped")).task
     executor = RayExecutor(slots=1, env=trial_env)
 
     def stop_at_first_step(event: TrialEvent) -> None:
