@@ -56,16 +56,26 @@ def test_long_documents_start_from_their_shortest_lead():
     assert default_values(medium_task, medium, medium_profile)["max_length"] == 128
 
 
-def test_the_opening_puts_adapters_on_every_linear_layer_and_rslora_is_a_choice():
+def test_the_opening_puts_adapters_on_every_linear_layer_and_the_lora_scale_is_not_searched():
     task, profile = _setting({"text": 20})
     space = default_space(task, profile)
     assert space.param("lora_targets").choices == (("all-linear",), ("attention",))
-    assert space.param("use_rslora").choices == (False, True)
+    # The learning rate alone sets the update's size: alpha stays the opening's, the scale alpha / r.
+    assert space.param("lora_alpha") is None and space.param("use_rslora") is None
     config = space.to_config(default_values(task, space, profile))
-    assert config.lora_targets == ("all-linear",) and config.use_rslora is False
+    assert config.lora_targets == ("all-linear",) and config.use_rslora is False and config.lora_alpha == 16
     assert space.repair({**default_values(task, space, profile), "lora_targets": "all-linear"}).values[
         "lora_targets"
     ] == ("all-linear",)  # an LLM's plain string reads as the keyword
+    tagging = task.model_copy(update={"task_type": TaskType.token_classification, "metric": "entity_f1"})
+    tagging_space = default_space(tagging, profile)
+    assert tagging_space.to_config(default_values(tagging, tagging_space, profile)).lora_alpha == 32
+    # Every drawn rank keeps the opening's alpha, so a rank 4 draw is not a 4x larger update.
+    region = prior_region(space, default_values(task, space, profile))
+    view = PlannerView(task=task, space=space, profile=profile)
+    picks = OptunaProposer("tpe", prior_around=default_values(task, space, profile)).propose(view, 8)
+    assert {p.config.lora_alpha for p in picks} == {16} and not any(p.config.use_rslora for p in picks)
+    assert region.param("lora_r").choices == (4, 8, 16, 32)
 
 
 def test_the_prior_region_surrounds_the_opening():
