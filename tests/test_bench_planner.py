@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -152,10 +153,80 @@ def test_reach_on_test_is_the_first_budget_whose_chosen_trial_scores_what_tpe_ch
 
     tpe = run((0.70, 0.72), (0.71, 0.69), (0.75, 0.73))  # at 3x tpe stands by its top validation: test 0.73
     planner = run((0.70, 0.72), (0.74, 0.74))
-    seed = bench.SeedRuns(0, {"tpe": tpe, "planner": planner}, "", own_choice=())
+    seed = bench.SeedRuns(0, {"tpe": tpe, "planner": planner}, "")
     assert seed.reach_test("planner", "reference_s", 3.0, step=0.5) == 2.0
     assert seed.reach_test("tpe", "reference_s", 3.0, step=0.5) == 3.0
     assert seed.reach_test("planner", "reference_s", 1.0) == 1.0  # tpe's 1x choice is the same opening trial
-    worse = bench.SeedRuns(0, {"tpe": tpe, "planner": run((0.70, 0.60), (0.74, 0.70))}, "", own_choice=())
+    worse = bench.SeedRuns(0, {"tpe": tpe, "planner": run((0.70, 0.60), (0.74, 0.70))}, "")
     assert worse.reach_test("planner", "reference_s", 3.0) is None  # never scores 0.73 on test
     assert seed.reach_test("random", "reference_s", 3.0) == ""
+
+
+def test_one_selection_rule_holds_for_every_method_and_both_are_printed_with_a_bootstrap_gain(bench, capsys):
+    def run(method: str, seed: int, *trials: tuple[float, float]) -> dict:
+        rows = [
+            {"number": i, "source": "default" if i == 0 else method, **_row("complete", v, 10, test=t), "config": {}}
+            for i, (v, t) in enumerate(trials)
+        ]
+        return {
+            "task": "rt", "method": method, "seed": seed, "rows": [400, 50, 300], "unit_s": 10.0, "limit_s": 30.0,
+            "baseline": [None, None], "direction": "maximize", "stopped": "compute budget", "code": "x",
+            "wall_s": 1.0, "llm_s": 0.0, "device": "cpu", "trials": rows,
+        }  # fmt: skip
+
+    # On 50 validation rows 0.72 is within one standard error of 0.70: the one-SE rule keeps the opening, for
+    # tpe and planner alike; the top rule takes 0.72 for both.
+    runs = [
+        run(m, seed, (0.70, 0.70), (0.72, 0.70 + 0.01 * (seed + 1))) for seed in range(3) for m in ("tpe", "planner")
+    ]
+    for rule, expected in (("top", 0.72), ("one_se", 0.70)):
+        for seeds in (bench.group_runs(runs, "rt", rule),):
+            assert {s.chosen(m, 2.0, "reference_s")["validation"] for s in seeds for m in ("tpe", "planner")} == {
+                expected
+            }
+    settings = {
+        "tasks": ["rt"],
+        "methods": ["tpe", "planner"],
+        "seeds": [0, 1, 2],
+        "rows": "400/50/300",
+        "budgets": [2],
+    }
+    bench.print_table({"settings": settings, "runs": runs}, ["default", "tpe", "planner"], [2])
+    out = capsys.readouterr().out
+    assert "** chosen by the top validation score" in out and "** chosen by the earliest within one standard" in out
+    # Gains of +0.01, +0.02, +0.03 on test: the mean +0.02, the interval inside [+0.01, +0.03] and above 0.
+    gain = re.search(r"planner +2x \+0\.0200 \[\+(0\.\d+), \+(0\.\d+)\] \(3\) \+", out)
+    assert gain and 0.01 <= float(gain[1]) <= 0.02 <= float(gain[2]) <= 0.03
+
+
+def test_the_bootstrap_interval_holds_the_mean_and_straddles_zero_for_mixed_signs(bench):
+    low, high = bench.bootstrap_interval([0.01, 0.02, 0.03, 0.02, 0.02])
+    assert 0.0 < low <= 0.02 <= high < 0.031
+    low, high = bench.bootstrap_interval([0.05, -0.04, 0.03, -0.05, 0.01])
+    assert low < 0 < high
+
+
+def test_a_committed_record_is_refused_from_a_dirty_tree(tmp_path):
+    import subprocess
+
+    repo = tmp_path / "repo"
+    (repo / "benchmarks" / "records").mkdir(parents=True)
+    provenance = (ROOT / "benchmarks" / "provenance.py").read_text()
+    (repo / "benchmarks" / "provenance.py").write_text(provenance)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    script = (
+        "import sys; sys.path.insert(0, 'benchmarks'); from pathlib import Path; import provenance; "
+        "print(provenance.commit_for(Path(sys.argv[1])))"
+    )
+    record = str(repo / "benchmarks" / "records" / "r.json")
+    clean = subprocess.run([sys.executable, "-c", script, record], cwd=repo, capture_output=True, text=True)
+    assert clean.returncode == 0 and "+dirty" not in clean.stdout and len(clean.stdout.strip()) >= 7
+    (repo / "new.py").write_text("x = 1\n")  # an untracked file is a change too
+    dirty = subprocess.run([sys.executable, "-c", script, record], cwd=repo, capture_output=True, text=True)
+    assert dirty.returncode == 2 and "refusing to write" in dirty.stderr and "Traceback" not in dirty.stderr
+    scratch = str(repo / "benchmarks" / "results" / "r.json")
+    elsewhere = subprocess.run([sys.executable, "-c", script, scratch], cwd=repo, capture_output=True, text=True)
+    assert elsewhere.returncode == 0 and elsewhere.stdout.strip().endswith("+dirty")
