@@ -37,6 +37,7 @@ from agent.planning.decoding import (
     decoding_candidates,
     decoding_gain,
     decoding_metric,
+    decoding_price,
     decoding_share,
 )
 from agent.study.settings import check_writable, make_executor, study_name
@@ -162,10 +163,18 @@ def run_decoding(
                 proposed = sum(t.source not in OPENERS for t in trials)
                 ask_llm = picker is not None and picker.usable and proposed % LLM_EVERY == LLM_EVERY - 1
                 candidates = decoding_candidates(space, trials, task.direction.value, task.seed, settings.sampler,
-                                                 k=LLM_CANDIDATES if ask_llm else 1)  # fmt: skip
+                                                 k=LLM_CANDIDATES)  # fmt: skip
                 if not candidates:
                     stop = "the decoding space is exhausted: every proposal repeats a scored config"
                     break
+                # Priced as trials are: a config that cannot finish in the time left is not started.
+                prices = [decoding_price(c, finished, len(seeds)) for c in candidates]
+                fits = [c for c, p in zip(candidates, prices, strict=True) if left is None or p is None or p <= left]
+                if not fits:
+                    stop = (f"the next decoding config would take about {min(p or 0 for p in prices):.0f} s, "
+                            f"and {max(left or 0, 0):.0f} s of decoding time are left")  # fmt: skip
+                    break
+                candidates = fits if ask_llm else fits[:1]
                 config, source, why = candidates[0], settings.sampler, f"{settings.sampler} sample"
                 if ask_llm and picker is not None:
                     picked = picker.pick(task, metric, trials, candidates)

@@ -102,7 +102,7 @@ class AdapterMeta(_Record):
 
 class DecoderReady(_Record):
     """What a decoding session says once its model is loaded: the rows it scores, the answers' length in tokens
-    (median, longest), the greedy baseline and the model's own default decoding."""
+    (what 95% of them fit in, the longest), the greedy baseline and the model's own default decoding."""
 
     rows: int
     answer_tokens: tuple[int, int]

