@@ -190,6 +190,9 @@ def template_narrative(study: StudyRecord, trials: Sequence[TrialRecord], best: 
         f"{_fmt(c.epochs)} epoch{'s' if c.epochs != 1 else ''} at learning rate {_fmt(c.learning_rate)}, "
         f"batch size {c.batch_size}."
     )
+    mattered = parameters_that_mattered(study, trials)
+    if mattered:
+        parts.append(f"The parameters that mattered most (share of the score's variance, fANOVA): {mattered}.")
     view = PlannerView(task, study.space, study.profile, tuple(trials))
     improved = [f"{source} {s['improved']}" for source, s in sorted(source_stats(view).items()) if s["improved"]]
     if improved:
@@ -226,6 +229,16 @@ def param_importances(study: StudyRecord, trials: Sequence[TrialRecord]) -> tupl
         "parameter explains (Optuna's fANOVA). With few trials, read it as a hint, not a finding."
     )
     return dict(importances), caption
+
+
+MATTERED_SHARE = 0.1  # a parameter that explains less of the score's variance is not named as one that mattered
+
+
+def parameters_that_mattered(study: StudyRecord, trials: Sequence[TrialRecord]) -> str:
+    """The tuned parameters that explain most of the score's variance, as "learning_rate 0.52, epochs 0.21"."""
+    importances, _ = param_importances(study, trials)
+    named = [(name, share) for name, share in (importances or {}).items() if share >= MATTERED_SHARE][:3]
+    return ", ".join(f"{name} {share:.2f}" for name, share in named)
 
 
 def loss_curves(store: Store, trials: Sequence[TrialRecord]) -> dict[int, list[tuple[int, float]]]:

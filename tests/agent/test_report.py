@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -135,7 +136,11 @@ def test_report_rewrites_from_the_store_and_sections_are_small_functions(finishe
         study = store.get_study(outcome.study.name)
         path = write_report(store, study)
         assert path == outcome.report_path
-        assert template_narrative(study, store.trials(study.id), outcome.best).startswith("The study ran 8 trials")
+        narrative = template_narrative(study, store.trials(study.id), outcome.best)
+        assert narrative.startswith("The study ran 8 trials")
+        # The fake's score is a function of the learning rate (most) and the rank: the report names it first.
+        mattered = re.search(r"mattered most \(share of the score's variance, fANOVA\): (.+?)\.(?: |$)", narrative)
+        assert mattered and mattered[1].startswith("learning_rate 0."), narrative
     assert all(callable(section) for section in SECTIONS)
 
 
