@@ -87,7 +87,7 @@ def test_second_related_study_reaches_the_first_ones_best_sooner(
     assert second_needed == 1  # its first trial is the first study's best config, fitted into its space
     opener = min(second.trials, key=lambda t: t.number)
     assert opener.source == "warm_start" and "'first'" in opener.rationale
-    tuned = ("learning_rate", "epochs", "batch_size", "lora_r", "lora_alpha", "scheduler")
+    tuned = ("learning_rate", "epochs", "batch_size", "lora_r", "lora_alpha", "lora_dropout")
     assert {k: getattr(opener.config, k) for k in tuned} == {k: getattr(first.best.config, k) for k in tuned}
 
     # Where the warm start came from is on record and in the report.
@@ -107,5 +107,6 @@ def test_without_warm_start_the_second_study_searches_from_scratch(
     second = tune(_options(tmp_path, other_reviews, "second", 4, warm_start=False), executor=FakeExecutor())
     assert second.study.warm_start_from == ()
     assert all(t.source != "warm_start" for t in second.trials)
-    assert trials_to_reach(second.trials, first.best.objective) is None
+    needed = trials_to_reach(second.trials, first.best.objective)
+    assert needed is None or needed > 1  # the warm-started study reaches it with its first trial
     assert "Warm start from past studies" not in second.report_path.read_text()
