@@ -249,8 +249,10 @@ def main() -> None:
             server_err = ""
     locked = [e for e in errors if "locked" in e.lower()] + (["server log"] if "locked" in server_err.lower() else [])
 
-    print(f"\n{args.readers} readers (open pages: an event stream, polls every {args.interval:g} s) for "
-          f"{args.seconds:.0f} s while a writer made {writes} writes; {streamed} events streamed")
+    print(
+        f"\n{args.readers} readers (open pages: an event stream, polls every {args.interval:g} s) for "
+        f"{args.seconds:.0f} s while a writer made {writes} writes; {streamed} events streamed"
+    )
     head = ("requests", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors", "locked")
     print(f"{head[0]:>10} " + " ".join(f"{h:>8}" for h in head[1:]))
     ms = [v * 1000 for v in latencies]
@@ -271,8 +273,10 @@ def main() -> None:
             shutil.copy(folder / "big-page.png", args.keep)
     p99 = percentile(ms, 99)
     verdict = "PASS" if p99 < 200 and not locked and browser is not None and browser[0] < 2 else "CHECK"
-    print(f"\n{verdict}: p99 {p99:.0f} ms (target < 200), locked {len(locked)} (target 0), "
-          f"page {'—' if browser is None else f'{browser[0]:.2f} s'} (target < 2 s)")
+    print(
+        f"\n{verdict}: p99 {p99:.0f} ms (target < 200), locked {len(locked)} (target 0), "
+        f"page {'—' if browser is None else f'{browser[0]:.2f} s'} (target < 2 s)"
+    )
     shutil.rmtree(folder, ignore_errors=True)
 
 
