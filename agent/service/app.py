@@ -23,6 +23,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -152,7 +153,8 @@ def create_app(config: ServiceConfig, *, start_queue: bool = True) -> FastAPI:
                 await run_in_threadpool(queue.close)
             shared.close()
 
-    app = FastAPI(
+    # fastapi-offline: Swagger UI and ReDoc at /docs and /redoc from assets in the package, not a CDN.
+    app = FastAPIOffline(
         title="Open-AutoGLM",
         summary="Submit, watch and use LoRA tuning studies.",
         version="1",

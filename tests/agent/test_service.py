@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -374,3 +375,11 @@ def test_the_page_and_its_assets_come_from_the_package(client: TestClient) -> No
         assert client.get(asset).status_code == 200, asset
     assert "http" not in page.text.split("<body")[0].replace("http-equiv", "")  # nothing fetched from elsewhere
     assert client.get("/openapi.json").json()["paths"]["/v1/studies"]
+    # The API's own docs too: Swagger UI and ReDoc load their scripts and styles from this server.
+    for docs in ("/docs", "/redoc"):
+        html = client.get(docs)
+        assert html.status_code == 200 and "/openapi.json" in html.text, docs
+        sources = re.findall(r'(?:src|href)="([^"]+)"', html.text) + re.findall(r"url: '([^']+)'", html.text)
+        assert sources and not [s for s in sources if s.startswith(("http:", "https:", "//"))], sources
+        for asset in (s for s in sources if s.endswith((".js", ".css"))):
+            assert client.get(asset).status_code == 200, asset
