@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from memory.errors import AutoGlmError, DataError
+from memory.errors import AutoGlmError, DataError, UserError
 from memory.records import AdapterMeta, DataProfile, TaskSpec, TaskType, TrialConfig
 
 MAX_LABELS = 1000
@@ -462,6 +462,8 @@ def input_frame(inputs: Inputs, meta: AdapterMeta) -> pd.DataFrame:
         return pd.DataFrame(columns=list(meta.text_columns))
     first = meta.text_columns[0]
     if isinstance(rows[0], Mapping):
+        if not all(isinstance(r, Mapping) for r in rows):
+            raise UserError("the rows mix objects of columns with plain values; send every row the same way")
         records = [dict(r) for r in rows]  # type: ignore[arg-type]
     elif meta.task_type == TaskType.token_classification:
         records = [{first: r.split() if isinstance(r, str) else list(r)} for r in rows]
