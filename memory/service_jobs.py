@@ -134,6 +134,15 @@ class ServiceQueue:
                 raise StoreError(f"a study named {name!r} already exists in {self.store.path}; pick another name")
             return add_job(self.store._db, name, scrub_settings(dict(settings)))
 
+    def adopt_job(self, name: str, settings: Mapping[str, Any], **fields: Any) -> ServiceJob:
+        """Take a study started elsewhere (the CLI, same database) into the queue, so the service can stop or
+        resume it; `fields` set its queue state (state, action, pid). A study that already has a job raises."""
+        with self.store._write():
+            if self.store._study_row_by_name(name) is None:
+                raise StoreError(f"no study {name!r} in {self.store.path}")
+            job = add_job(self.store._db, name, scrub_settings(dict(settings)))
+            return update_job(self.store._db, job.id, **fields)
+
     def job(self, name: str) -> ServiceJob | None:
         """The submitted study of that name, or None (a study started from the CLI has none)."""
         with self.store._read():

@@ -107,6 +107,8 @@ class StudyQueue:
             UserError: no such submission, or it has already ended.
         """
         with self._lock:
+            if self._store.service.job(name) is None and self._study_exists(name):
+                return self._stop_elsewhere(name)
             job = self._job(name)
             if job.ended:
                 raise UserError(f"study {name!r} is {job.state} already; nothing to stop")
@@ -126,6 +128,11 @@ class StudyQueue:
             UserError: it is queued or running, or complete and no more trials were asked for.
         """
         with self._lock:
+            if self._store.service.job(name) is None and self._study_exists(name):
+                holder = lock_holder(self._run_dir(name))
+                if holder is not None:
+                    raise UserError(f"study {name!r} is running in process {holder}; stop it first, or let it end")
+                self._adopt(name, state="stopped")  # started from the CLI and not running: resumed from here on
             job = self._job(name)
             if not job.ended:
                 raise UserError(f"study {name!r} is {job.state}; stop it first, or wait for it to end")
@@ -143,6 +150,35 @@ class StudyQueue:
             )
         self.wake()
         return job
+
+    def _stop_elsewhere(self, name: str) -> ServiceJob:
+        """Stop a study a CLI process runs, as Ctrl-C would (SIGTERM), and take it into the queue as stopping."""
+        holder = lock_holder(self._run_dir(name))
+        if holder is None:
+            raise UserError(f"study {name!r} is not running; nothing to stop")
+        pid = int(holder) if holder.isdigit() else None
+        if pid is None or not is_study_process(pid):
+            raise UserError(f"study {name!r} runs in process {holder}, which is not an autoglm study; stop it there")
+        try:
+            os.kill(pid, signal.SIGTERM)  # the CLI takes SIGTERM as Ctrl-C: finished trials kept
+        except PermissionError:
+            raise UserError(f"study {name!r} runs in process {pid} of another user; stop it there") from None
+        except ProcessLookupError:
+            pass  # it ended in between: the job's state catches up at the next tick
+        return self._adopt(name, state="stopping", pid=pid)
+
+    def _adopt(self, name: str, **fields: Any) -> ServiceJob:
+        study = self._store.get_study(name)
+        settings = study.settings.model_dump(mode="json", exclude_defaults=True)
+        return self._store.service.adopt_job(name, settings, action="resume", **fields)
+
+    def _run_dir(self, name: str) -> Path:
+        """Where a study keeps its lock and log: its own run directory once it exists (a CLI study's may be
+        anywhere), else the service's runs folder."""
+        try:
+            return Path(self._store.get_study(name).run_dir)
+        except StoreError:
+            return self.config.runs_dir / name
 
     def wake(self) -> None:
         """Look at the queue now rather than at the next poll."""
@@ -182,13 +218,16 @@ class StudyQueue:
                 if code is not None:
                     del self._procs[job_id]
                     self._ended(job_id, code)
+            for job in self._store.service.list_jobs("stopping"):  # a CLI process stopping: ended once unlocked
+                if job.id not in self._procs and lock_holder(self._run_dir(job.name)) is None:
+                    self._store.service.update_job(job.id, state="stopped", pid=None, finished_at=time.time())
             for job in self._store.service.list_jobs("queued"):
                 if len(self._procs) >= self.config.max_running:
                     break
                 self._start(job)
 
     def _start(self, job: ServiceJob) -> None:
-        run_dir = self.config.runs_dir / job.name
+        run_dir = self._run_dir(job.name)
         if job.action == "resume":
             if lock_holder(run_dir) is not None:  # the old process is still saving its state: wait for it
                 return
@@ -239,7 +278,7 @@ class StudyQueue:
         elif code == 0:
             fields["state"] = "complete"
         else:
-            fields |= {"state": "failed", "error": last_error(self.config.runs_dir / job.name / LOG_FILE, code)}
+            fields |= {"state": "failed", "error": last_error(self._run_dir(job.name) / LOG_FILE, code)}
         self._store.service.update_job(job_id, **fields)
 
     def running_pids(self) -> dict[str, int]:
@@ -247,6 +286,15 @@ class StudyQueue:
         with self._lock:
             jobs = {j.id: j.name for j in self._store.service.list_jobs("running", "stopping")}
             return {jobs[i]: p.pid for i, p in self._procs.items() if i in jobs}
+
+
+def is_study_process(pid: int) -> bool:
+    """Whether `pid` runs the autoglm CLI (a study's lock file names it): never signal a stranger's process."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(part.endswith((b"autoglm", b"agent.terminal.cli")) for part in command)
 
 
 def last_error(log: Path, code: int) -> str:

@@ -329,8 +329,18 @@ def test_stop_and_resume_follow_the_state(client: TestClient, folders: dict[str,
     assert client.post("/v1/studies/q/resume", content=b"{nope").status_code == 422
     assert client.post("/v1/studies/q/resume").json() == {"id": "q", "state": "queued"}
     _seed_study(folders["db"], folders["runs"] / "cli-study", "cli-study")  # started from the CLI, not here
-    refused = client.post("/v1/studies/cli-study/stop")
-    assert refused.status_code == 409 and "not submitted to this service" in refused.json()["detail"]
+    refused = client.post("/v1/studies/cli-study/stop")  # no CLI process holds it now
+    assert refused.status_code == 409 and "is not running; nothing to stop" in refused.json()["detail"]
+    # Its lock names a process that is no autoglm study (this test's own): never signalled.
+    from memory.study_lock import study_lock
+
+    with study_lock(folders["runs"] / "cli-study", "cli-study"):
+        stranger = client.post("/v1/studies/cli-study/stop")
+        assert stranger.status_code == 409 and "not an autoglm study" in stranger.json()["detail"]
+        busy = client.post("/v1/studies/cli-study/resume")
+        assert busy.status_code == 409 and "running" in busy.json()["detail"]
+    # Not running: the service takes it into its queue and resumes it.
+    assert client.post("/v1/studies/cli-study/resume").json() == {"id": "cli-study", "state": "queued"}
 
 
 def test_report_and_adapter(client: TestClient, folders: dict[str, Path]) -> None:

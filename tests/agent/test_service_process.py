@@ -131,3 +131,45 @@ def test_a_study_submitted_over_http_survives_kill_9_of_the_server(
                 second.wait(timeout=60)
             finally:
                 _stop(second)
+
+
+@pytest.mark.slow
+def test_a_study_started_from_the_cli_is_stopped_and_resumed_by_the_service(
+    tmp_path: Path, env: dict[str, str], easy_reviews_csv: Path
+) -> None:
+    """`autoglm resume` runs in a terminal; the service (its queue, as the routes call it) stops it as Ctrl-C
+    would and resumes it as its own study process, to the end."""
+    from agent.service.config import ServiceConfig
+    from agent.service.queue import StudyQueue
+    from tests.seeded_study import seed_study, seeded_options, tiny_config
+
+    options = seeded_options(tmp_path, easy_reviews_csv, "cli", max_rows=60, trials=1)
+    seed_study(options, [tiny_config(max_steps=40, eval_steps=40)])
+    db = Path(options.db)
+    with (tmp_path / "cli.out").open("wb") as out:
+        cli = subprocess.Popen([*autoglm_command(), "resume", "cli", "--db", str(db)], stdout=out,
+                               stderr=subprocess.STDOUT, env=env, cwd=tmp_path, start_new_session=True)  # fmt: skip
+    config = ServiceConfig.make(db, tmp_path, options.runs_dir, extra_env=env)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline and not any(s == "running" and p for _, _, s, p in trial_states(db, "cli")):
+            assert cli.poll() is None, (tmp_path / "cli.out").read_text()
+            time.sleep(0.2)
+        with Store(db) as store:
+            queue = StudyQueue(config, store)
+            stopping = queue.stop("cli")  # the CLI process is not the service's: it is signalled, and adopted
+            assert stopping.state == "stopping" and stopping.pid == cli.pid
+            assert cli.wait(timeout=120) != 0  # ended as after Ctrl-C
+            queue.tick()
+            assert store.service.job("cli").state == "stopped"
+            assert [s for _, _, s, _ in trial_states(db, "cli")] == ["waiting"]  # the cut trial runs again
+            assert queue.resume("cli").state == "queued"
+            queue.tick()  # starts `autoglm resume cli` as the service's own study process
+            while time.monotonic() < deadline and store.service.job("cli").state in ("queued", "running"):
+                time.sleep(0.5)
+                queue.tick()
+            assert store.service.job("cli").state == "complete", Path(options.runs_dir) / "cli" / "service.log"
+            assert [s for _, _, s, _ in trial_states(db, "cli")] == [TrialState.complete.value]
+            queue.close()
+    finally:
+        _stop(cli)
