@@ -9,6 +9,9 @@ fresh process (ONNX without torch). Offline.
 
     python benchmarks/bench_export.py [--models minilm mpnet] [--rows 600] [--repeats 60] [--epochs N]
     python benchmarks/bench_export.py --study NAME --db autoglm.db   # an existing study's best adapter
+    python benchmarks/bench_export.py --models minilm mpnet --rows 1000 --out benchmarks/records/export-cpu.json
+
+`--out` writes every figure with the commit it ran on; a record under benchmarks/records/ needs a clean tree.
 
 Latency is wall-clock on a shared machine: compare ratios measured side by side in one run, not the
 absolute milliseconds across runs.
@@ -17,6 +20,7 @@ absolute milliseconds across runs.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -31,6 +35,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from agent.study import tune  # noqa: E402
 from agent.study.export import export_study  # noqa: E402
+from benchmarks.provenance import commit_for  # noqa: E402
 from executors.export import ExportReport  # noqa: E402
 from memory.records import TuneOptions  # noqa: E402
 
@@ -101,20 +106,35 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--study", help="export this study's best adapter instead of training one")
     parser.add_argument("--db", default="autoglm.db")
+    parser.add_argument("--out", help="write the figures here as JSON (a committed record needs a clean tree)")
     args = parser.parse_args()
+    record: dict[str, object] = {
+        "commit": commit_for(Path(args.out) if args.out else None),
+        "command": " ".join(["python benchmarks/bench_export.py", *sys.argv[1:]]),
+        "cpus": os.cpu_count(),
+        "load_average_start": round(os.getloadavg()[0], 2),
+        "models": {},
+    }
     print(f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f} (other work skews absolute times)")
+    reports: dict[str, ExportReport] = {}
     if args.study:
-        report = export_study(args.db, args.study, "onnx", quantize="int8", repeats=args.repeats)
-        print(table(args.study, report))
-        return
-    with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
-        for model in args.models:
-            options = train(model, Path(tmp), args.rows, args.epochs, args.seed)
-            started = time.time()
-            report = export_study(options.db, options.name or "", "onnx", quantize="int8", repeats=args.repeats)
-            print(f"{model}: exported and measured in {time.time() - started:.0f} s")
-            print(table(model, report))
-    print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
+        reports[args.study] = export_study(args.db, args.study, "onnx", quantize="int8", repeats=args.repeats)
+        print(table(args.study, reports[args.study]))
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
+            for model in args.models:
+                options = train(model, Path(tmp), args.rows, args.epochs, args.seed)
+                started = time.time()
+                report = export_study(options.db, options.name or "", "onnx", quantize="int8", repeats=args.repeats)
+                print(f"{model}: exported and measured in {time.time() - started:.0f} s")
+                print(table(model, report))
+                reports[model] = report
+    record["load_average_end"] = round(os.getloadavg()[0], 2)
+    print(f"\nload average at the end {record['load_average_end']}")
+    if args.out:
+        record["models"] = {name: report.to_json() for name, report in reports.items()}
+        Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
+        print(f"record: {args.out}")
 
 
 if __name__ == "__main__":
