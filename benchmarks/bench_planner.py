@@ -757,8 +757,16 @@ def print_runs(seeds: list[SeedRuns], methods: Sequence[str]) -> None:
         )
         sources = Counter(t["source"] for r in runs for t in r["trials"])
         if sources["llm"] or sources["llm_echo"]:  # the LLM's own picks, apart from its echoes of TPE's choice
+            picks = sources["llm"] + sources["llm_echo"]
             print(f"     {'':<12} LLM picks per run: {sources['llm'] / len(runs):.1f} its own, "
-                  f"{sources['llm_echo'] / len(runs):.1f} echoes of TPE's first choice")  # fmt: skip
+                  f"{sources['llm_echo'] / len(runs):.1f} echoes of TPE's first choice "
+                  f"({sources['llm_echo'] / picks:.0%} echoes)")  # fmt: skip
+            own = [t["test"] for r in runs for t in r["trials"] if t["source"] == "llm" and t["test"] is not None]
+            sampled = [t["test"] for r in runs for t in r["trials"] if t["source"] == "tpe" and t["test"] is not None]
+            if own and sampled:
+                print(f"     {'':<12} mean test score of complete trials: the LLM's own picks "
+                      f"{statistics.mean(own):.4f} ({len(own)}), TPE's {statistics.mean(sampled):.4f} "
+                      f"({len(sampled)})")  # fmt: skip
 
 
 def bootstrap_interval(diffs: Sequence[float], resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
