@@ -19,7 +19,6 @@ history on every call like the LoRA proposers, so a study killed mid-way resumes
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -40,7 +39,7 @@ from agent.planning.decoding import (
     decoding_price,
     decoding_share,
 )
-from agent.study.settings import check_writable, make_executor, study_name
+from agent.study.settings import Confirm, check_writable, make_executor, study_name
 from agent.understanding.refine import read_task
 from agent.understanding.understand import source_note
 from executors.base import BaseExecutor
@@ -262,7 +261,7 @@ def decoding_phase(ctx: StudyContext, study_id: int) -> Path | None:
 def tune_decoding(
     options: TuneOptions,
     *,
-    confirm: Callable[[TaskSpec, list[str]], None] | None = None,
+    confirm: Confirm | None = None,
     on_result: Callable[[DecodingTrialRecord], None] | None = None,
     llm_client: LlmClient | None = None,
     executor: BaseExecutor | None = None,
@@ -310,10 +309,7 @@ def tune_decoding(
             raise UserError(f"a study named {name!r} already exists in {options.db}; pick another --name")
         check_writable(Path(options.runs_dir), "the runs folder", "pick another with --runs-dir DIR")
         if confirm is not None:
-            if "sources" in inspect.signature(confirm).parameters:
-                confirm(task, notes, sources=understood.sources)
-            else:
-                confirm(task, notes)
+            confirm(task, notes, understood.sources)
         run_dir = (Path(options.runs_dir) / name).resolve()
         held.enter_context(study_lock(run_dir, name))
         space = SearchSpace(params=(), fixed={"model": target})

@@ -36,6 +36,7 @@ from agent.planning.cost import CostModel, DeadlineGuard, fit_opening
 from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal, Proposals
 from agent.planning.pruning import TrialPruner, eval_curve
 from agent.study.plan import StudyPlan
+from agent.study.settings import Confirm
 from agent.tracking.trackers import StudyTracking
 from executors.base import BaseExecutor
 from memory.errors import UserError
@@ -97,7 +98,7 @@ class StudyContext:
     make_plan: Callable[[], StudyPlan] | None = None
     plan: StudyPlan | None = None
     make_space: Callable[[TaskSpec, DataProfile], SearchSpace] | None = None
-    confirm: Callable[[TaskSpec, list[str]], None] = lambda task, notes: None
+    confirm: Confirm = lambda task, notes, sources: None
     write_report: Callable[[Store, StudyRecord], Path] | None = None
     settings: TuneOptions = field(default_factory=TuneOptions)
     parallel: int = 1
@@ -149,7 +150,7 @@ def understand(ctx: StudyContext, state: StudyState) -> StudyState:
     assert ctx.make_plan is not None, "a new study needs make_plan"
     ctx.plan = ctx.make_plan()
     ctx.task, ctx.profile, ctx.cost = ctx.plan.task, ctx.plan.profile, ctx.plan.cost
-    ctx.confirm(ctx.task, ctx.plan.notes)
+    ctx.confirm(ctx.task, ctx.plan.notes, ctx.plan.sources)
     return {}
 
 

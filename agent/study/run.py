@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from agent.reporting.report import write_report
 from agent.study.decode import decoding_phase
 from agent.study.graph import StudyContext, StudySnapshot, StudyState, build_graph, recursion_limit
 from agent.study.plan import StudyPlan, plan_study
-from agent.study.settings import check_options, check_writable, make_executor, study_name
+from agent.study.settings import Confirm, check_options, check_writable, make_executor, study_name
 from agent.tracking.trackers import StudyTracking
 from executors.base import BaseExecutor
 from executors.processes import sigterm_as_interrupt
@@ -76,21 +75,10 @@ def _proposer(
     return PortfolioProposer(sampler, llm=llm, warm_start=warm, defaults=defaults)
 
 
-def with_sources(
-    confirm: Callable[..., None] | None, sources: Callable[[], dict[str, str]]
-) -> Callable[[TaskSpec, list[str]], None]:
-    """`confirm(task, notes)`, given `sources=` if it takes them (each field's source: it marks the guessed ones)."""
-    if confirm is None:
-        return lambda task, notes: None
-    if "sources" in inspect.signature(confirm).parameters:
-        return lambda task, notes: confirm(task, notes, sources=sources())
-    return confirm
-
-
 def tune(
     options: TuneOptions,
     *,
-    confirm: Callable[[TaskSpec, list[str]], None] | None = None,
+    confirm: Confirm | None = None,
     on_update: Callable[[StudySnapshot], None] | None = None,
     llm_proposer: BaseProposer | None = None,
     executor: BaseExecutor | None = None,
@@ -99,7 +87,7 @@ def tune(
 
     Args:
         options: the study's settings.
-        confirm: shown the task spec and notes on it before any trial runs; raise to cancel.
+        confirm: shown the task spec, notes on it and each field's source before any trial runs; raise to cancel.
         on_update: called with a snapshot whenever the study's state changes (the live view).
         llm_proposer: the LLM member of the portfolio, or None for the classical planner alone.
         executor: runs the trials (default: a LocalExecutor, one subprocess per trial).
@@ -129,7 +117,7 @@ def tune(
             runs_dir=Path(options.runs_dir),
             name=name,
             make_plan=make_plan,
-            confirm=with_sources(confirm, lambda: ctx.plan.sources if ctx.plan else {}),
+            confirm=confirm or (lambda task, notes, sources: None),
             settings=options,
         )
         study_ref: list[int] = []

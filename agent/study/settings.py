@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from pydantic import ValidationError
@@ -20,7 +20,14 @@ from agent.planning.overrides import check_overrides
 from executors.base import BaseExecutor
 from executors.local import LocalExecutor
 from memory.errors import UserError
-from memory.records import TuneOptions
+from memory.records import TaskSpec, TuneOptions
+
+
+class Confirm(Protocol):
+    """Shown the task spec before any trial runs, with notes on it and where each field came from (the
+    description, the data, a default: the guessed ones are marked); raises to cancel the study."""
+
+    def __call__(self, task: TaskSpec, notes: list[str], sources: Mapping[str, str]) -> None: ...
 
 
 def options_from(values: Mapping[str, Any], source: str = "the settings") -> TuneOptions:
