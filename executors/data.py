@@ -16,7 +16,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -447,7 +447,7 @@ def _file_rows(path: str) -> int:
 
 # --------------------------------------------------------------------------- inputs to predict
 
-Inputs = Sequence[str] | Sequence[Sequence[str]] | Sequence[Mapping[str, Any]] | pd.DataFrame
+Inputs: TypeAlias = Sequence[str] | Sequence[Sequence[str]] | Sequence[Mapping[str, Any]] | pd.DataFrame
 
 
 def input_frame(inputs: Inputs, meta: AdapterMeta) -> pd.DataFrame:
@@ -457,14 +457,14 @@ def input_frame(inputs: Inputs, meta: AdapterMeta) -> pd.DataFrame:
     """
     if isinstance(inputs, pd.DataFrame):
         return inputs.reset_index(drop=True)
-    rows = list(inputs)
+    rows: list[Any] = list(inputs)
     if not rows:
         return pd.DataFrame(columns=list(meta.text_columns))
     first = meta.text_columns[0]
     if isinstance(rows[0], Mapping):
         if not all(isinstance(r, Mapping) for r in rows):
             raise UserError("the rows mix objects of columns with plain values; send every row the same way")
-        records = [dict(r) for r in rows]  # type: ignore[arg-type]
+        records = [dict(r) for r in rows]
     elif meta.task_type == TaskType.token_classification:
         records = [{first: r.split() if isinstance(r, str) else list(r)} for r in rows]
     else:
