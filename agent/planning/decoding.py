@@ -94,7 +94,7 @@ class DecodingSpace:
                 values[name] = trial.suggest_categorical(name, dist.choices)
             elif isinstance(dist, IntDistribution):
                 values[name] = trial.suggest_int(name, dist.low, dist.high, log=dist.log)
-            else:
+            elif isinstance(dist, FloatDistribution):
                 values[name] = trial.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
         return self.config(str(strategy), values)
 

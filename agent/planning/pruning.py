@@ -22,7 +22,7 @@ import warnings
 from typing import get_args
 
 import optuna
-from optuna.distributions import FloatDistribution
+from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.trial import TrialState as OptunaState
 
 from executors.base import StopTrial
@@ -33,7 +33,7 @@ optuna.logging.set_verbosity(logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 PRUNERS: tuple[str, ...] = get_args(PrunerName)
-_DUMMY = {"_": FloatDistribution(0.0, 1.0)}  # pruners look at values, not params
+_DUMMY: dict[str, BaseDistribution] = {"_": FloatDistribution(0.0, 1.0)}  # pruners look at values, not params
 HALVING_FACTOR = 3  # successive halving keeps the top third at each rung (evaluations 1, 3, 9, ...)
 MIN_PEERS = 2  # finished trials that must have reached an evaluation before halving can stop another
 

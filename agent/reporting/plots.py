@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from memory.records import TaskSpec, TrialRecord, TrialState
 
@@ -33,6 +34,11 @@ class Plot:
     title: str
     path: Path | None
     caption: str
+
+
+def _integer_ticks() -> MaxNLocator:
+    """matplotlib's automatic ticks (AutoLocator's settings), on whole numbers only: trial numbers, steps."""
+    return MaxNLocator(nbins="auto", steps=[1, 2, 2.5, 5, 10], integer=True)
 
 
 def _figure(width: float = 7.5, height: float = 4.2) -> Figure:
@@ -82,7 +88,7 @@ def plot_best_so_far(
         [t.number for t, _ in curve], [v for _, v in curve], where="post", color=PALETTE[0], lw=2, label="best so far"
     )
     _style(by_trial, f"Best {task.metric} by trial", "trial number", task.metric)
-    by_trial.xaxis.get_major_locator().set_params(integer=True)
+    by_trial.xaxis.set_major_locator(_integer_ticks())
     by_trial.legend(frameon=False, loc="best")
 
     # Compute spent: every finished trial's wall time, in the order the trials finished.
@@ -117,12 +123,13 @@ def plot_trials_by_source(trials: Sequence[TrialRecord], task: TaskSpec, path: P
     colours = source_colours(trials)
     fig = _figure()
     ax = fig.subplots()
-    low = min((t.objective for t in scored), default=0.0) or 0.0
-    high = max((t.objective for t in scored), default=1.0) or 1.0
+    scores = [t.objective for t in scored if t.objective is not None]
+    low, high = min(scores, default=0.0), max(scores, default=1.0)
     floor = low - 0.08 * max(high - low, 0.05)  # where trials without a score sit, below every scored one
     for source, colour in colours.items():
         mine = [t for t in scored if t.source == source]
-        ax.scatter([t.number for t in mine], [t.objective for t in mine], s=40, color=colour, label=source, zorder=3)
+        ax.scatter([t.number for t in mine], [t.objective or 0.0 for t in mine], s=40, color=colour, label=source,
+                   zorder=3)  # fmt: skip
         unscored = [t for t in trials if t.source == source and t not in scored and t.state in _ENDED]
         ax.scatter([t.number for t in unscored], [floor] * len(unscored), marker="x", s=40, color=colour, zorder=3)
     if any(t not in scored and t.state in _ENDED for t in trials):
@@ -134,7 +141,7 @@ def plot_trials_by_source(trials: Sequence[TrialRecord], task: TaskSpec, path: P
         ax.annotate(f"best: trial {best.number}", (best.number, best.objective), xytext=(6, 6),
                     textcoords="offset points", fontsize=8)  # fmt: skip
     _style(ax, f"{task.metric} per trial, by the proposer that suggested it", "trial number", task.metric)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.xaxis.set_major_locator(_integer_ticks())
     ax.legend(frameon=False, title="source", fontsize=9, loc="best")
     counts = ", ".join(f"{s}: {sum(t.source == s for t in trials)}" for s in colours)
     return Plot("trials_by_source", title, _save(fig, path), f"Trials per source: {counts}.")
@@ -159,7 +166,7 @@ def plot_loss_curves(
         marker = "." if len(steps) < 15 else None  # a short curve's points are worth seeing
         ax.plot(steps, losses, color=PALETTE[i % len(PALETTE)], lw=1.8 if i == 0 else 1.2, marker=marker, label=label)
     _style(ax, "Training loss of the top trials", "optimizer step", "training loss")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.xaxis.set_major_locator(_integer_ticks())
     ax.legend(frameon=False, fontsize=9)
     caption = f"The training loss of the {len(drawn)} best complete trials, as each logged it."
     return Plot("loss_curves", title, _save(fig, path), caption)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -138,9 +139,10 @@ def test_report_rewrites_from_the_store_and_sections_are_small_functions(finishe
         assert path == outcome.report_path
         narrative = template_narrative(study, store.trials(study.id), outcome.best)
         assert narrative.startswith("The study ran 8 trials")
-        # The fake's score is a function of the learning rate (most) and the rank: the report names it first.
+        # Enough complete trials for importance: the narrative names the tuned parameters that mattered.
         mattered = re.search(r"mattered most \(share of the score's variance, fANOVA\): (.+?)\.(?: |$)", narrative)
-        assert mattered and mattered[1].startswith("learning_rate 0."), narrative
+        assert mattered, narrative
+        assert {part.split()[0] for part in mattered[1].split(", ")} <= set(study.space.names)
     assert all(callable(section) for section in SECTIONS)
 
 
@@ -187,3 +189,24 @@ def test_the_gain_over_the_floor_comes_with_its_noise(finished):
     assert "so the gain is within the noise" in line
     far = best.model_copy(update={"test_metrics": {"macro_f1": floor + 0.2, "eval_rows": 90.0}})
     assert "within the noise" not in score_lines(study, far)[-1]
+
+
+def test_the_parameters_that_mattered_are_those_the_score_depends_on(finished):
+    """Twelve trials whose score is a function of the learning rate alone: it is named, first."""
+    from agent.reporting.report import parameters_that_mattered
+    from memory.records import TrialState
+
+    options, outcome = finished
+    with Store(options.db, create=False) as store:
+        study = store.get_study(outcome.study.name)
+        template = next(t for t in store.trials(study.id) if t.state == TrialState.complete)
+    trials = []
+    for i in range(12):
+        lr = 1e-4 * 1.6**i
+        values = {name: getattr(template.config, name) for name in study.space.names}
+        varied = {"learning_rate": lr, "lora_dropout": (i * 7 % 12) / 60, "warmup_ratio": (i * 5 % 12) / 60}
+        config = study.space.to_config(study.space.repair({**values, **varied}).values)
+        score = 0.9 - 0.05 * abs(math.log10(lr) + 3)  # best at 1e-3, and a function of the learning rate alone
+        trials.append(template.model_copy(update={"id": 100 + i, "number": i, "config": config, "objective": score}))
+    named = parameters_that_mattered(study, trials)
+    assert named.startswith("learning_rate "), named
