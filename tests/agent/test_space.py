@@ -69,7 +69,8 @@ def test_the_opening_puts_adapters_on_every_linear_layer_and_the_lora_scale_and_
     ] == ("all-linear",)  # an LLM's plain string reads as the keyword
     tagging = task.model_copy(update={"task_type": TaskType.token_classification, "metric": "entity_f1"})
     tagging_space = default_space(tagging, profile)
-    assert tagging_space.to_config(default_values(tagging, tagging_space, profile)).lora_alpha == 32
+    tagging_opening = tagging_space.to_config(default_values(tagging, tagging_space, profile))
+    assert (tagging_opening.lora_alpha, tagging_opening.learning_rate) == (16, 5e-4)  # half classification's update
     # Every drawn rank keeps the opening's alpha, so a rank 4 draw is not a 4x larger update.
     region = prior_region(space, default_values(task, space, profile))
     view = PlannerView(task=task, space=space, profile=profile)
