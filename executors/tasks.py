@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -517,10 +518,35 @@ def steps_per_epoch(n_examples: int, batch_size: int, grad_accum: int) -> int:
     return max(1, math.ceil(math.ceil(n_examples / batch_size) / grad_accum))
 
 
+def screened_rows(config: TrialConfig, train_rows: int) -> int:
+    """The training rows `config` learns from: all `train_rows`, or its `train_fraction` of them (a batch at least)."""
+    if not config.screened:
+        return train_rows
+    return min(train_rows, max(config.effective_batch_size, round(train_rows * config.train_fraction)))
+
+
+def screen_subset(examples: list[Example], config: TrialConfig) -> list[Example]:
+    """A screening trial's training rows: a seeded share of each class (rare classes keep a row), order kept."""
+    if not config.screened:
+        return examples
+    want = screened_rows(config, len(examples))
+    groups: dict[Any, list[int]] = {}
+    for i, example in enumerate(examples):  # classification labels are ints; tags and answers are one group
+        label = example.get("labels")
+        groups.setdefault(label if isinstance(label, int) else None, []).append(i)
+    rng = random.Random(config.seed)
+    keep: list[int] = []
+    for members in groups.values():
+        keep += rng.sample(members, max(1, round(len(members) * want / len(examples))))
+    return [examples[i] for i in sorted(keep)]
+
+
 def optimizer_steps(config: TrialConfig, train_rows: int) -> int:
-    """The optimizer steps `config` takes on `train_rows` rows (max_steps, else its epochs)."""
-    per_epoch = steps_per_epoch(train_rows, config.batch_size, config.grad_accum)
-    return config.max_steps or max(1, math.ceil(config.epochs * per_epoch))
+    """The optimizer steps `config` takes on `train_rows` rows (max_steps, else its epochs; a screen's share)."""
+    if config.max_steps:
+        return max(1, math.ceil(config.max_steps * min(1.0, config.train_fraction)))
+    per_epoch = steps_per_epoch(screened_rows(config, train_rows), config.batch_size, config.grad_accum)
+    return max(1, math.ceil(config.epochs * per_epoch))
 
 
 def learning_budget(config: TrialConfig, train_rows: int) -> float:

@@ -27,7 +27,15 @@ import torch
 from executors.data import feature_columns, prepare_splits
 from executors.events import EventWriter, TrialFailure
 from executors.models import cache_dir, resolve_model
-from executors.tasks import Example, TaskHandler, make_handler, steps_per_epoch, to_device
+from executors.tasks import (
+    Example,
+    TaskHandler,
+    make_handler,
+    optimizer_steps,
+    screen_subset,
+    steps_per_epoch,
+    to_device,
+)
 from memory.records import AdapterMeta, FailureKind, TaskSpec, TrialConfig
 
 META_FILE = "autoglm.json"
@@ -257,6 +265,10 @@ def run_trial(task: TaskSpec, config: TrialConfig, trial_dir: Path, device_name:
         handler.load_tokenizer(model_path)
     with timed(durations, "tokenize"):
         train, evals, test = load_examples(task, config, handler, model_path)
+    all_rows = len(train)
+    train = screen_subset(train, config)
+    if config.screened:
+        test = []  # a screen ranks configs on validation; only a full trial is scored on the held-out rows
     autocast, amp_dtype = _autocast(device)
     with timed(durations, "load"):
         # Base weights in half precision on GPUs (LoRA weights stay fp32), fp32 on CPU.
@@ -272,7 +284,7 @@ def run_trial(task: TaskSpec, config: TrialConfig, trial_dir: Path, device_name:
         handler.set_class_weights(train, device)
 
     per_epoch = steps_per_epoch(len(train), config.batch_size, config.grad_accum)
-    total_steps = config.max_steps or max(1, math.ceil(config.epochs * per_epoch))
+    total_steps = optimizer_steps(config, all_rows)  # as priced: a screen's share of the split's rows
     eval_every = config.eval_steps or per_epoch
     log_every = max(1, min(10, total_steps // 20))
     optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.learning_rate)

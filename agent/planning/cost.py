@@ -106,7 +106,7 @@ class CostModel:
         steps = optimizer_steps(config, train_rows)
         samples = steps * config.batch_size * config.grad_accum
         evals = max(1, math.ceil(steps / (config.eval_steps or per_epoch)))
-        eval_samples = evals * eval_rows + test_rows
+        eval_samples = evals * eval_rows + (0 if config.screened else test_rows)  # a screen skips the test split
         tokens = self.tokens(config)
         params = parameter_count(config.model)
         return samples, eval_samples, tokens, params, (samples + EVAL_SHARE * eval_samples) * tokens * params

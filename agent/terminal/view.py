@@ -6,7 +6,6 @@ Nothing here reads a clock or the database: everything shown comes from the
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +17,7 @@ from rich.text import Text
 from agent.reporting.report import LEADERBOARD_PARAMS, _fmt, best_so_far
 from agent.study.events import json_events  # noqa: F401 - `--json`'s events; the HTTP service streams the same
 from executors.data import split_rows
-from executors.tasks import steps_per_epoch
+from executors.tasks import optimizer_steps
 from memory.records import Budget, BudgetSpent, StudyRecord, TrialEvent, TrialRecord, TrialState, best_trial
 
 if TYPE_CHECKING:
@@ -103,12 +102,10 @@ def _header(study: StudyRecord) -> Text:
 
 def total_steps(study: StudyRecord, config: Any) -> int | None:
     """The optimizer steps a trial takes, as training computes them, from its config and the data's size."""
-    if config.max_steps:
-        return config.max_steps
     rows = split_rows(study.task, study.profile)[0] if study.profile is not None else None
-    if not rows:
+    if not rows and not config.max_steps:
         return None
-    return max(1, math.ceil(config.epochs * steps_per_epoch(rows, config.batch_size, config.grad_accum)))
+    return optimizer_steps(config, rows or 1)
 
 
 def eta_seconds(trial: TrialRecord, event: TrialEvent, total: int | None) -> float | None:

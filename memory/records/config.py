@@ -39,6 +39,9 @@ class TrialConfig(_Record):
     max_grad_norm: float = Field(default=1.0, ge=0, le=100)
     seed: int = 0
     eval_steps: int | None = Field(default=None, ge=1)  # None: evaluate once per epoch
+    # Fidelity: the share of the training rows the trial learns from (a seeded, class-stratified subset), for
+    # screening many configs cheaply. Below 1 the trial is a screen: it skips the test split and cannot win.
+    train_fraction: float = Field(default=1.0, gt=0, le=1)
     # LoRA
     lora_r: int = Field(default=8, ge=1, le=1024)
     lora_alpha: int = Field(default=16, ge=1, le=4096)
@@ -63,3 +66,8 @@ class TrialConfig(_Record):
     @property
     def effective_batch_size(self) -> int:
         return self.batch_size * self.grad_accum
+
+    @property
+    def screened(self) -> bool:
+        """A screening trial: it trains on a share of the rows, so its score ranks configs but never wins."""
+        return self.train_fraction < 1.0

@@ -123,7 +123,10 @@ def best_trial(trials: Iterable[TrialRecord], direction: Direction) -> TrialReco
     proposers start there). See `score_error` for the error.
     """
     finite = (t for t in trials if t.objective is not None and math.isfinite(t.objective))
-    done = sorted((t for t in finite if t.state == TrialState.complete), key=lambda t: t.number)
+    # A screening trial learned from a share of the rows: its score ranks configs, a full trial stands.
+    done = sorted(
+        (t for t in finite if t.state == TrialState.complete and not t.config.screened), key=lambda t: t.number
+    )
     scores = [_score_and_error(t, direction) for t in done]
     index = within_error(scores, direction)
     return None if index is None else done[index]

@@ -44,3 +44,9 @@ def test_only_complete_finite_trials_count():
     nan = _trial(1, float("nan"))
     assert best_trial([pruned, nan], Direction.maximize) is None
     assert best_trial([pruned, nan, _trial(2, 0.6)], Direction.maximize).number == 2
+
+
+def test_a_screening_trial_ranks_configs_but_never_wins():
+    screen = _trial(1, 0.95).model_copy(update={"config": TrialConfig(model="m", train_fraction=0.25)})
+    assert best_trial([screen], Direction.maximize) is None
+    assert best_trial([_trial(0, 0.70), screen], Direction.maximize).number == 0
