@@ -1,9 +1,8 @@
-"""Read-only views of the study database for the CLI: list, show, export.
+"""Read-only views of the study database for the CLI and the service: list, show, status, export.
 
-Every function returns plain data (str, int, float, None, lists and dicts)
-that `json.dumps` accepts as is; rendering is the caller's business, except
-`render_detail`, which turns `study_detail` into a rich renderable for
-`autoglm show`.
+`study_rows`, `study_detail` and `study_activity` answer with the records in `agent.reporting.views`; the service's
+trial views and the export with plain data that `json.dumps` accepts as is. Rendering is the caller's business,
+except `render_detail`, which turns a `StudyDetail` into a rich renderable for `autoglm show`.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ import json
 import math
 from collections import Counter
 from datetime import datetime
+from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +21,16 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from agent.reporting.views import (
+    BestSummary,
+    BudgetLimits,
+    BudgetSummary,
+    LeaderboardRow,
+    StudyActivity,
+    StudyDetail,
+    StudyRow,
+    TaskSummary,
+)
 from memory.errors import UserError
 from memory.records import StudyRecord, TrialConfig, TrialRecord, TrialState, best_decoding, best_trial
 from memory.store import Store
@@ -56,12 +66,12 @@ def _duration(trial: TrialRecord) -> float | None:
     return round(trial.finished_at - trial.started_at, 3)
 
 
-def study_rows(store: Store) -> list[dict[str, Any]]:
+def study_rows(store: Store) -> list[StudyRow]:
     """One row per study, oldest first: name, status, task, metric, best value, trials done and failed, created."""
     return [study_row(store, study) for study in store.list_studies()]
 
 
-def study_row(store: Store, study: StudyRecord) -> dict[str, Any]:
+def study_row(store: Store, study: StudyRecord) -> StudyRow:
     """`study_rows`' row of one study."""
     if study.settings.decode_only:  # its trials are decoding configs
         trials: list[Any] = store.decoding_trials(study.id)
@@ -69,20 +79,20 @@ def study_row(store: Store, study: StudyRecord) -> dict[str, Any]:
     else:
         trials = store.trials(study.id)
         best = best_trial(trials, study.task.direction)
-    return {
-        "id": study.id,
-        "name": study.name,
-        "status": study.status,
-        "task": study.task.task_type.value,
-        "metric": study.task.metric,
-        "best": _plain(best.objective) if best else None,
-        "done": sum(1 for t in trials if t.state in (TrialState.complete, TrialState.pruned)),
-        "failed": sum(1 for t in trials if t.state == TrialState.failed),
-        "created": _when(study.created_at),
-    }
+    return StudyRow(
+        id=study.id,
+        name=study.name,
+        status=study.status,
+        task=study.task.task_type,
+        metric=study.task.metric,
+        best=_plain(best.objective) if best else None,
+        done=sum(1 for t in trials if t.state in (TrialState.complete, TrialState.pruned)),
+        failed=sum(1 for t in trials if t.state == TrialState.failed),
+        created=_when(study.created_at),
+    )
 
 
-def _leaderboard(study: StudyRecord, trials: list[TrialRecord]) -> list[dict[str, Any]]:
+def _leaderboard(study: StudyRecord, trials: list[TrialRecord]) -> tuple[LeaderboardRow, ...]:
     sign = study.task.direction.sign
     tuned = [*ALWAYS_SHOWN, *(n for n in study.space.names if n not in ALWAYS_SHOWN)]
 
@@ -92,78 +102,66 @@ def _leaderboard(study: StudyRecord, trials: list[TrialRecord]) -> list[dict[str
             return (0, -sign * objective, t.number)
         return (STATE_ORDER.get(t.state, len(STATE_ORDER) + 1), 0.0, t.number)
 
-    board = []
-    for rank, t in enumerate(sorted(trials, key=order), start=1):
-        board.append(
-            {
-                "rank": rank,
-                "number": t.number,
-                "id": t.id,
-                "source": t.source,
-                "state": t.state.value,
-                "objective": _plain(t.objective),
-                "params": {name: _plain(getattr(t.config, name)) for name in tuned},
-                "failure_kind": t.failure_kind.value if t.failure_kind else None,
-                "message": t.message,
-                "duration_s": _duration(t),
-                "repairs": list(t.repairs),
-            }
+    return tuple(
+        LeaderboardRow(
+            rank=rank,
+            number=t.number,
+            id=t.id,
+            source=t.source,
+            state=t.state,
+            objective=_plain(t.objective),
+            params={name: _plain(getattr(t.config, name)) for name in tuned},
+            failure_kind=t.failure_kind,
+            message=t.message,
+            duration_s=_duration(t),
+            repairs=t.repairs,
         )
-    return board
+        for rank, t in enumerate(sorted(trials, key=order), start=1)
+    )
 
 
-def study_detail(store: Store, name_or_id: str | int) -> dict[str, Any]:
+def study_detail(store: Store, name_or_id: str | int) -> StudyDetail:
     """One study in full: task, budget spent against its limits, leaderboard, failures, sources."""
     study = store.get_study(name_or_id)
     trials = store.trials(study.id)
     best = best_trial(trials, study.task.direction)
     task, budget = study.task, study.task.budget
     counts = Counter(t.state.value for t in trials)
-    return {
-        "id": study.id,
-        "name": study.name,
-        "status": study.status,
-        "run_dir": study.run_dir,
-        "created": _when(study.created_at),
-        "finished": _when(study.finished_at),
-        "stop_reason": study.stop_reason,
-        "task": {
-            "type": task.task_type.value,
-            "description": task.description,
-            "metric": task.metric,
-            "direction": task.direction.value,
-            "train_path": task.train_path,
-            "validation_path": task.validation_path,
-            "text_columns": list(task.text_columns),
-            "label_column": task.label_column,
-        },
-        "budget": {
-            "spent": study.spent.model_dump(),
-            "limits": {
-                "trials": budget.max_trials,
-                "seconds": budget.max_seconds,
-                "device_hours": budget.max_device_hours,
-                "llm_tokens": budget.max_llm_tokens,
-            },
-        },
-        "best": None
+    return StudyDetail(
+        id=study.id,
+        name=study.name,
+        status=study.status,
+        run_dir=study.run_dir,
+        created=_when(study.created_at),
+        finished=_when(study.finished_at),
+        stop_reason=study.stop_reason,
+        task=TaskSummary(type=task.task_type, **task.model_dump(include=set(TaskSummary.model_fields) - {"type"})),
+        budget=BudgetSummary(
+            spent=study.spent,
+            limits=BudgetLimits(
+                trials=budget.max_trials,
+                seconds=budget.max_seconds,
+                device_hours=budget.max_device_hours,
+                llm_tokens=budget.max_llm_tokens,
+            ),
+        ),
+        best=None
         if best is None
-        else {
-            "number": best.number,
-            "id": best.id,
-            "objective": _plain(best.objective),
-            # chosen on the validation split, so its score there flatters it: the held-out test score is the honest one
-            "test_objective": _plain(best.test_metrics.get(task.metric)),
-            "source": best.source,
-            "adapter_dir": best.adapter_dir,
-        },
-        "baseline": study.baseline.model_dump() if study.baseline else None,
-        "trials": {state.value: counts.get(state.value, 0) for state in TrialState},
-        "failures": dict(Counter(t.failure_kind.value for t in trials if t.failure_kind)),
-        "sources": dict(Counter(t.source for t in trials)),
-        "warm_start_from": list(study.warm_start_from),
-        "leaderboard": _leaderboard(study, trials),
-    }
+        else BestSummary(
+            number=best.number,
+            id=best.id,
+            objective=_plain(best.objective),
+            test_objective=_plain(best.test_metrics.get(task.metric)),
+            source=best.source,
+            adapter_dir=best.adapter_dir,
+        ),
+        baseline=study.baseline,
+        trials={state.value: counts.get(state.value, 0) for state in TrialState},
+        failures=dict(Counter(t.failure_kind.value for t in trials if t.failure_kind)),
+        sources=dict(Counter(t.source for t in trials)),
+        warm_start_from=study.warm_start_from,
+        leaderboard=_leaderboard(study, trials),
+    )
 
 
 def _fmt(value: Any) -> str:
@@ -173,58 +171,60 @@ def _fmt(value: Any) -> str:
         return f"{value:.4g}"
     if isinstance(value, list):
         return ",".join(str(v) for v in value)
+    if isinstance(value, Enum):
+        return str(value.value)
     return str(value)
 
 
-def render_detail(detail: dict[str, Any], max_rows: int = 20) -> RenderableType:
+def render_detail(detail: StudyDetail, max_rows: int = 20) -> RenderableType:
     """`study_detail` as a rich renderable: a header, the budget, the leaderboard, failures."""
-    task = detail["task"]
+    task = detail.task
     header = Text.assemble(
-        (detail["name"], "bold"),
-        f"  {detail['status']} · {task['type']} · {task['metric']} ({task['direction']})",
-        f" · created {detail['created']}",
+        (detail.name, "bold"),
+        f"  {detail.status} · {task.type.value} · {task.metric} ({task.direction.value})",
+        f" · created {detail.created}",
     )
     parts: list[RenderableType] = [header]
-    if task["description"]:
-        parts.append(Text(task["description"], style="italic"))
-    spent, limits = detail["budget"]["spent"], detail["budget"]["limits"]
+    if task.description:
+        parts.append(Text(task.description, style="italic"))
+    spent, limits = detail.budget.spent, detail.budget.limits
     budget = " · ".join(
-        f"{key}: {_fmt(spent.get(key, 0))}" + (f" / {_fmt(limits[key])}" if limits.get(key) else "")
+        f"{key}: {_fmt(getattr(spent, key))}" + (f" / {_fmt(getattr(limits, key))}" if getattr(limits, key) else "")
         for key in ("trials", "seconds", "device_hours", "llm_tokens")
     )
     parts.append(Text(f"spent {budget}", style="dim"))
-    if detail.get("stop_reason"):
-        parts.append(Text(f"stopped because: {detail['stop_reason']}", style="dim"))
-    if detail["warm_start_from"]:
-        parts.append(Text(f"warm start from: {', '.join(detail['warm_start_from'])}", style="dim"))
-    board = detail["leaderboard"]
+    if detail.stop_reason:
+        parts.append(Text(f"stopped because: {detail.stop_reason}", style="dim"))
+    if detail.warm_start_from:
+        parts.append(Text(f"warm start from: {', '.join(detail.warm_start_from)}", style="dim"))
+    board = detail.leaderboard
     if board:
         # Only the parameters that differ between trials get a column: fifteen would not fit a terminal.
         shown = board[:max_rows]
-        names = [n for n in board[0]["params"] if len({_fmt(row["params"].get(n)) for row in shown}) > 1]
-        same = [f"{n}={_fmt(v)}" for n, v in board[0]["params"].items() if n not in names]
+        names = [n for n in board[0].params if len({_fmt(row.params.get(n)) for row in shown}) > 1]
+        same = [f"{n}={_fmt(v)}" for n, v in board[0].params.items() if n not in names]
         if same:
             parts.append(Text(f"same in every trial shown: {', '.join(same)}", style="dim"))
         table = Table(show_edge=False)
-        for col in ("#", "trial", "source", "state", task["metric"], *names, "failure"):
+        for col in ("#", "trial", "source", "state", task.metric, *names, "failure"):
             table.add_column(col)
         for row in shown:
             table.add_row(
-                str(row["rank"]),
-                str(row["number"]),
-                row["source"],
-                row["state"],
-                _fmt(row["objective"]),
-                *(_fmt(row["params"].get(n)) for n in names),
-                _fmt(row["failure_kind"]),
+                str(row.rank),
+                str(row.number),
+                row.source,
+                row.state.value,
+                _fmt(row.objective),
+                *(_fmt(row.params.get(n)) for n in names),
+                _fmt(row.failure_kind),
             )
         parts.append(table)
         if len(board) > max_rows:
             parts.append(Text(f"… {len(board) - max_rows} more; `autoglm export` has them all", style="dim"))
     else:
         parts.append(Text("no trials yet"))
-    if detail["failures"]:
-        parts.append(Text("failures: " + ", ".join(f"{n} {k}" for k, n in sorted(detail["failures"].items()))))
+    if detail.failures:
+        parts.append(Text("failures: " + ", ".join(f"{n} {k}" for k, n in sorted(detail.failures.items()))))
     return Group(*parts)
 
 
@@ -293,12 +293,12 @@ def _export_row_columns() -> list[str]:
     return fixed + [f"config.{k}" for k in TrialConfig.model_fields]
 
 
-def study_activity(store: Store) -> list[dict[str, Any]]:
+def study_activity(store: Store) -> list[StudyActivity]:
     """Studies a process runs now (by their lock), and ones marked running that none holds (crashed): what each does.
 
     What a study does is its running trials' latest events, or planning between trials.
     """
-    rows = []
+    rows: list[StudyActivity] = []
     for study in store.list_studies():
         pid = lock_holder(Path(study.run_dir))
         if pid is None and study.status != "running":
@@ -308,20 +308,19 @@ def study_activity(store: Store) -> list[dict[str, Any]]:
         running = [t for t in trials if t.state == TrialState.running]
         doing = [_trial_activity(t, store.events(t.id), study.task.metric) for t in running]
         rows.append(
-            {
-                "name": study.name,
-                "pid": pid,
-                "running": pid is not None,
-                # a relative run directory is found only from the folder the study started in
-                "run_dir_found": Path(study.run_dir).is_dir(),
-                "finished_trials": sum(1 for t in trials if t.state in FINISHED),
-                "max_trials": study.task.budget.max_trials,
-                "metric": study.task.metric,
-                "best": _plain(best.objective) if best else None,
-                "doing": "; ".join(doing) or ("planning the next trial" if pid is not None else None),
-                "last_activity": _when(store.last_activity(study.id)),
-                "run_dir": study.run_dir,
-            }
+            StudyActivity(
+                name=study.name,
+                pid=pid,
+                running=pid is not None,
+                run_dir_found=Path(study.run_dir).is_dir(),
+                finished_trials=sum(1 for t in trials if t.state in FINISHED),
+                max_trials=study.task.budget.max_trials,
+                metric=study.task.metric,
+                best=_plain(best.objective) if best else None,
+                doing="; ".join(doing) or ("planning the next trial" if pid is not None else None),
+                last_activity=_when(store.last_activity(study.id)),
+                run_dir=study.run_dir,
+            )
         )
     return rows
 

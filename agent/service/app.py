@@ -29,6 +29,7 @@ from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.reporting.queries import study_charts, study_detail, study_row, trial_detail, trial_rows
+from agent.reporting.views import StudyDetail, StudyRow
 from agent.service.adapters import MAX_ROWS, AdapterCache
 from agent.service.auth import check_key
 from agent.service.config import ServiceConfig
@@ -186,12 +187,12 @@ def create_app(config: ServiceConfig, *, start_queue: bool = True) -> FastAPI:
 
     # ----------------------------------------------------------------- studies
 
-    def job_json(job: ServiceJob | None, name: str) -> dict[str, Any]:
+    def job_json(job: ServiceJob | None, name: str, leaderboard: bool = True) -> dict[str, Any]:
         try:
-            detail: dict[str, Any] | None = study_detail(store(), name)
+            detail: StudyDetail | None = study_detail(store(), name)
         except StoreError:
             detail = None
-        return summary(job, detail, name)
+        return summary(job, detail, name, leaderboard)
 
     @app.post("/v1/studies", status_code=202, dependencies=[v1])
     async def submit(request: Request) -> dict[str, Any]:
@@ -231,7 +232,7 @@ def create_app(config: ServiceConfig, *, start_queue: bool = True) -> FastAPI:
         current = (fingerprints, tuple(j.model_dump_json() for j in jobs))
         return cache.answer("list", current, lambda: study_list(jobs, fingerprints))
 
-    rows_cache: dict[int, tuple[Any, dict[str, Any]]] = {}  # a study's row, kept while its trials are unchanged
+    rows_cache: dict[int, tuple[Any, StudyRow]] = {}  # a study's row, kept while its trials are unchanged
 
     def study_list(jobs: list[ServiceJob], fingerprints: dict[int, Any]) -> list[dict[str, Any]]:
         by_name = {j.name: j for j in jobs}
@@ -242,12 +243,12 @@ def create_app(config: ServiceConfig, *, start_queue: bool = True) -> FastAPI:
                 cached = (fingerprints.get(study.id), study_row(store(), study))
                 rows_cache[study.id] = cached
             row = cached[1]
-            job = by_name.pop(row["name"], None)
+            job = by_name.pop(row.name, None)
             rows.append(
                 {
-                    **row,
-                    "id": row["name"],
-                    "study_id": row["id"],
+                    **row.model_dump(mode="json"),
+                    "id": row.name,
+                    "study_id": row.id,
                     "state": state_of(job, study),
                     "spent": study.spent.model_dump(),
                     "limits": study.task.budget.model_dump(),
@@ -268,14 +269,7 @@ def create_app(config: ServiceConfig, *, start_queue: bool = True) -> FastAPI:
         job = store().service.job(study)
         if job is None and study_id is None:
             raise StoreError(f"no study {study!r}")
-
-        def build() -> dict[str, Any]:
-            answer = job_json(job, study)
-            if not leaderboard and answer["detail"] is not None:
-                answer["detail"] = {k: v for k, v in answer["detail"].items() if k != "leaderboard"}
-            return answer
-
-        return cache.answer(("show", study, leaderboard), current, build)
+        return cache.answer(("show", study, leaderboard), current, lambda: job_json(job, study, leaderboard))
 
     @app.get("/v1/studies/{study}/trials", dependencies=[v1])
     def trials(study: str, after: int = Query(-1, ge=-1)) -> Response:
@@ -413,8 +407,11 @@ def create_app(config: ServiceConfig, *, start_queue: bool = True) -> FastAPI:
     return app
 
 
-def summary(job: ServiceJob | None, detail: dict[str, Any] | None, name: str) -> dict[str, Any]:
-    """A study as the API shows it: its state and queue facts, and `study_detail` once the study has begun."""
+def summary(job: ServiceJob | None, detail: StudyDetail | None, name: str, leaderboard: bool = True) -> dict[str, Any]:
+    """A study as the API shows it: its state and queue facts, and `study_detail` once the study has begun.
+
+    `leaderboard=False` leaves the detail's leaderboard out.
+    """
     return {
         "id": name,
         "state": state_of(job, None) if detail is None else _state(job, detail),
@@ -423,14 +420,16 @@ def summary(job: ServiceJob | None, detail: dict[str, Any] | None, name: str) ->
         "queued_at": job.created_at if job else None,
         "started_at": job.started_at if job else None,
         "settings": job.settings if job else None,
-        "detail": detail,
+        "detail": None
+        if detail is None
+        else detail.model_dump(mode="json", exclude=None if leaderboard else {"leaderboard"}),
     }
 
 
-def _state(job: ServiceJob | None, detail: dict[str, Any]) -> str:
+def _state(job: ServiceJob | None, detail: StudyDetail) -> str:
     if job is not None:
         return job.state
-    return {"interrupted": "stopped"}.get(detail["status"], detail["status"])
+    return {"interrupted": "stopped"}.get(detail.status, detail.status)
 
 
 def _exists(store: Store, name: str) -> bool:

@@ -228,7 +228,7 @@ def _report_writer(llm_proposer: BaseProposer | None) -> Callable[[Store, StudyR
         narrative = None
         if client is not None:
             calls: list[Any] = []
-            narrative = narrate_report(client, study_detail(store, study.id), calls=calls)
+            narrative = narrate_report(client, study_detail(store, study.id).model_dump(mode="json"), calls=calls)
             for call in calls:
                 store.record_planner_call(study.id, call)
         return write_report(store, study, narrative)

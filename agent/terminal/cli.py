@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.table import Table
@@ -29,6 +29,9 @@ from agent.terminal.render import (
     out,
 )
 from memory.errors import UserError
+
+if TYPE_CHECKING:
+    from agent.reporting.views import StudyActivity
 
 app = typer.Typer(
     add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish and PowerShell
@@ -249,10 +252,11 @@ def list_studies(
     Example: autoglm list --json
     """
     from agent.reporting.queries import study_rows
+    from agent.reporting.views import StudyRow
     from memory.store import Store
 
     with Store(_db(db), create=False) as store:
-        rows = study_rows(store)
+        rows = [row.model_dump(mode="json") for row in study_rows(store)]
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
         return
@@ -260,7 +264,7 @@ def list_studies(
         out.print('no studies yet; start one with: autoglm tune "DESCRIPTION" --data FILE')
         return
     table = Table()
-    for col in rows[0]:
+    for col in StudyRow.model_fields:
         table.add_column(col)
     for row in rows:
         table.add_row(*(_cell(v) for v in row.values()))
@@ -284,7 +288,7 @@ def show(
     with Store(_db(db), create=False) as store:
         detail = study_detail(store, study)
     if as_json:
-        print(json.dumps(detail, indent=2, default=str))
+        print(json.dumps(detail.model_dump(mode="json"), indent=2, default=str))
         return
     from agent.reporting.queries import render_detail
 
@@ -426,7 +430,7 @@ def status(
     with Store(_db(db), create=False) as store:
         rows = study_activity(store)
     if as_json:
-        print(json.dumps(rows, indent=2, default=str))
+        print(json.dumps([row.model_dump(mode="json") for row in rows], indent=2, default=str))
         return
     if not rows:
         out.print("no study is running")
@@ -435,25 +439,25 @@ def status(
     for col in ("study", "process", "trials", "best", "doing now", "last activity"):
         table.add_column(col)
     for row in rows:
-        limit = f"/{row['max_trials']}" if row["max_trials"] else ""
+        limit = f"/{row.max_trials}" if row.max_trials else ""
         process, doing = _process_and_activity(row)
         table.add_row(
-            row["name"],
+            row.name,
             process,
-            f"{row['finished_trials']}{limit}",
-            f"{row['metric']} {_cell(row['best'])}",
+            f"{row.finished_trials}{limit}",
+            f"{row.metric} {_cell(row.best)}",
             Text(doing),
-            _cell(row["last_activity"]),
+            _cell(row.last_activity),
         )
     out.print(table)
 
 
-def _process_and_activity(row: dict[str, Any]) -> tuple[str, str]:
-    if row["running"]:
-        return f"pid {row['pid']}", row["doing"]
-    if not row["run_dir_found"]:  # its lock cannot be looked at from here
-        return "? (run this where the study started)", row["doing"] or "—"
-    return "[red]none[/red]", f"stopped without a clean exit; resume with: autoglm resume {row['name']}"
+def _process_and_activity(row: StudyActivity) -> tuple[str, str]:
+    if row.running:
+        return f"pid {row.pid}", row.doing or ""
+    if not row.run_dir_found:  # its lock cannot be looked at from here
+        return "? (run this where the study started)", row.doing or "—"
+    return "[red]none[/red]", f"stopped without a clean exit; resume with: autoglm resume {row.name}"
 
 
 @app.command()

@@ -55,18 +55,23 @@ def store(tmp_path: Path):
 
 def test_study_rows(store: Store) -> None:
     rows = study_rows(store)
-    assert [r["name"] for r in rows] == ["reviews", "empty"]
+    assert [r.name for r in rows] == ["reviews", "empty"]
     first = rows[0]
-    assert first["status"] == "running" and first["task"] == "classification" and first["metric"] == "macro_f1"
-    assert first["best"] == 0.84 and first["done"] == 2 and first["failed"] == 2
-    assert isinstance(first["created"], str)
-    assert rows[1]["best"] is None and rows[1]["done"] == 0
-    json.dumps(rows, allow_nan=False)
+    assert first.status == "running" and first.task == "classification" and first.metric == "macro_f1"
+    assert first.best == 0.84 and first.done == 2 and first.failed == 2
+    assert isinstance(first.created, str)
+    assert rows[1].best is None and rows[1].done == 0
+    assert list(first.model_dump(mode="json")) == [
+        "id", "name", "status", "task", "metric", "best", "done", "failed", "created"
+    ]  # fmt: skip
+    json.dumps([r.model_dump(mode="json") for r in rows], allow_nan=False)
 
 
 def test_study_detail(store: Store) -> None:
-    detail = study_detail(store, "reviews")
-    assert detail == study_detail(store, detail["id"])
+    record = study_detail(store, "reviews")
+    assert record == study_detail(store, record.id)
+    assert record.best is not None and record.best.number == 2
+    detail = record.model_dump(mode="json")  # what `show --json` prints and the service answers
     assert detail["task"]["metric"] == "macro_f1" and detail["task"]["direction"] == "maximize"
     assert detail["budget"]["spent"]["seconds"] == 90.0 and detail["budget"]["limits"]["trials"] == 20
     assert detail["best"]["number"] == 2 and detail["best"]["source"] == "llm"
@@ -153,4 +158,4 @@ def test_a_decode_only_study_lists_its_decoding_configs_as_its_trials(tmp_path: 
             s.claim_decoding_trial(study.id)
             s.finish_decoding_trial(trial.id, result)
         [row] = study_rows(s)
-    assert (row["done"], row["failed"], row["best"]) == (2, 1, 0.36)
+    assert (row.done, row.failed, row.best) == (2, 1, 0.36)
