@@ -3,14 +3,14 @@
 `agent.understanding.understand` settles a task by rules; when there is an LLM, `refine_task`
 asks it (prompts/understand.md) and `validate_task_answer` keeps only the
 suggestions that name this data's real columns, a known task type and a known
-metric. The rules' draft always stands without it: an LLM that fails gives {}.
+metric. The rules' draft always stands without it: an LLM that fails gives an empty `TaskHint`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,31 +41,31 @@ WORKED_EXAMPLE = [
 
 @dataclass(frozen=True)
 class TaskHint:
-    """The LLM's suggestions for a task draft, each one valid for the data (a real column, a known metric)."""
+    """A task draft's fields, or the LLM's suggestions for one, each valid for the data (a real column, a known
+    metric); None where it says nothing."""
 
-    task_type: str | None = None
+    task_type: TaskType | None = None
     text_columns: tuple[str, ...] | None = None
     label_column: str | None = None
     metric: str | None = None
     rationale: str | None = None
 
     def suggestions(self) -> dict[str, Any]:
-        """The fields it suggests (the rationale aside), as plain values."""
-        fields = ("task_type", "text_columns", "label_column", "metric")
-        values = {name: getattr(self, name) for name in fields}
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items() if v is not None}
+        """The fields it gives (the rationale aside), as plain JSON values, in `TASK_FIELDS` order."""
+        values = {name: getattr(self, name) for name in TASK_FIELDS}
+        return {k: _jsonable(v) for k, v in values.items() if v is not None}
 
 
 def refine_task(
     client: LlmClient,
     description: str,
     profile: DataProfile,
-    draft: Mapping[str, Any],
+    draft: TaskHint,
     *,
     calls: list[PlannerCall] | None = None,
     max_tokens: int = 160,
 ) -> TaskHint:
-    """Ask the LLM to check a rule-based task draft; return only suggestions valid for this data.
+    """Ask the LLM to check a rule-based task draft (empty: no draft); return only suggestions valid for this data.
 
     Invalid or unknown values are left out, and an LLM that fails gives an empty hint. Each request is appended
     to `calls`.
@@ -73,10 +73,10 @@ def refine_task(
     calls = calls if calls is not None else []
     columns = list(profile.columns)
     example = {
-        "task_type": str(draft.get("task_type") or "classification"),
-        "text_columns": list(draft.get("text_columns") or columns[:1]),
-        "label_column": str(draft.get("label_column") or (columns[-1] if columns else "label")),
-        "metric": str(draft.get("metric") or "macro_f1"),
+        "task_type": (draft.task_type or TaskType.classification).value,
+        "text_columns": list(draft.text_columns or columns[:1]),
+        "label_column": draft.label_column or (columns[-1] if columns else "label"),
+        "metric": draft.metric or "macro_f1",
         "rationale": "one short sentence",
     }
     prompt = ""
@@ -85,7 +85,7 @@ def refine_task(
             UNDERSTAND_TEMPLATE,
             description=prompts.one_line(description, 600) or "(no description)",
             columns=prompts.describe_profile(profile, samples=1, max_columns=20),
-            draft=json.dumps({k: _jsonable(v) for k, v in draft.items()}, default=str),
+            draft=json.dumps(draft.suggestions()),
             task_types=", ".join(t.value for t in TaskType),
             metrics=", ".join(METRIC_DIRECTION),
             example=json.dumps(example),
@@ -113,35 +113,34 @@ def refine_task(
         text = reply.text
         if reply.finish_reason == "stop" and "{" in text and not text.rstrip().endswith("}"):
             text += "}"  # OpenAI-style endpoints drop the stop string from the text
-        suggestions, problems = validate_task_answer(text, columns)
+        hint, problems = validate_task_answer(text, columns)
     except Exception as e:  # the rules' draft stands; the LLM only ever refines it
         log.warning("LLM task check skipped: %s", describe_error(e))
         calls.append(planner_call("llm", UNDERSTAND_TEMPLATE, prompt, None, "error", describe_error(e)))
         return TaskHint()
     outcome: PlannerOutcome = "rejected"
-    if suggestions:
+    if hint.suggestions():
         outcome = "repaired" if problems else "accepted"
     calls.append(planner_call("llm", UNDERSTAND_TEMPLATE, prompt, reply, outcome, "; ".join(problems)))
-    columns_hint = suggestions.get("text_columns")
-    return TaskHint(**{**suggestions, "text_columns": tuple(columns_hint) if columns_hint else None})
+    return hint
 
 
-def validate_task_answer(text: str, columns: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
+def validate_task_answer(text: str, columns: Sequence[str]) -> tuple[TaskHint, list[str]]:
     """Keep the parts of a task answer that name real columns, task types and metrics; say what was dropped."""
     try:
         value = parse_lenient(text)
     except LlmJsonError as e:
-        return {}, [str(e)]
+        return TaskHint(), [str(e)]
     objects = find_objects(value, TASK_FIELDS)
     if not objects:
-        return {}, ["no task fields in the answer"]
+        return TaskHint(), ["no task fields in the answer"]
     obj = objects[0]
     out: dict[str, Any] = {}
     problems: list[str] = []
     known = set(columns)
     task_type = str(obj.get("task_type", "")).strip().lower()
     if task_type in {t.value for t in TaskType}:
-        out["task_type"] = task_type
+        out["task_type"] = TaskType(task_type)
     elif "task_type" in obj:
         problems.append(f"ignored task_type {prompts.one_line(obj['task_type'], 40)!r}")
     label = obj.get("label_column")
@@ -153,7 +152,7 @@ def validate_task_answer(text: str, columns: Sequence[str]) -> tuple[dict[str, A
     inputs = [inputs] if isinstance(inputs, str) else inputs
     if isinstance(inputs, list) and inputs and all(isinstance(c, str) and c in known for c in inputs):
         if out.get("label_column") not in inputs and len(set(inputs)) == len(inputs):
-            out["text_columns"] = list(inputs)
+            out["text_columns"] = tuple(inputs)
         else:
             problems.append("ignored text_columns: repeats a column or the label")
     elif "text_columns" in obj:
@@ -165,7 +164,7 @@ def validate_task_answer(text: str, columns: Sequence[str]) -> tuple[dict[str, A
         problems.append(f"ignored metric {prompts.one_line(obj['metric'], 40)!r}")
     if out and (why := rationale_of(obj)):
         out["rationale"] = prompts.one_line(why, MAX_RATIONALE_CHARS)
-    return out, problems
+    return TaskHint(**out), problems
 
 
 def _jsonable(value: Any) -> Any:
@@ -177,10 +176,6 @@ def _jsonable(value: Any) -> Any:
 
 
 FLAG = {"task_type": "task", "text_columns": "text", "label_column": "label", "metric": "metric"}
-
-
-def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, (list, tuple)) else value
 
 
 def read_task(
@@ -215,7 +210,7 @@ def read_task(
         if client is None:
             raise
         # The rules narrowed the label to a few columns: the LLM may pick one of them, and nothing else.
-        hint = refine_task(client, options.description, profile, {}, calls=calls)
+        hint = refine_task(client, options.description, profile, TaskHint(), calls=calls)
         if hint.label_column not in ambiguous.candidates:
             raise
         understood = understand(
@@ -228,16 +223,12 @@ def read_task(
         if client is not None:
             # The rules settled it; the LLM's second opinion is shown, not applied over a sure answer.
             task = understood.spec
-            draft = {
-                "task_type": task.task_type.value,
-                "text_columns": list(task.text_columns),
-                "label_column": task.label_column,
-                "metric": task.metric,
-            }
+            draft = TaskHint(task.task_type, task.text_columns, task.label_column, task.metric)
             suggested = refine_task(client, options.description, profile, draft, calls=calls).suggestions()
+            drafted = draft.suggestions()
             notes = [
                 f"the LLM suggests {k} = {suggested[k]} (pass --{FLAG[k]} to use it)"
-                for k in draft
-                if k in suggested and _plain(suggested[k]) != _plain(draft[k])
+                for k in drafted
+                if k in suggested and suggested[k] != drafted[k]
             ]
     return understood, profile, notes

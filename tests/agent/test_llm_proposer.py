@@ -500,21 +500,21 @@ def test_refine_task_keeps_only_suggestions_that_fit_the_data(server):
     server.steps = [good]
     client = LlmClient(server.settings())
     calls: list = []
-    draft = {"task_type": "classification", "text_columns": ["text"], "label_column": "queue", "metric": "macro_f1"}
+    draft = TaskHint(TaskType.classification, ("text",), "queue", "macro_f1")
     out = refine_task(client, TASK.description, PROFILE, draft, calls=calls)
     assert out == TaskHint("classification", ("title", "text"), "queue", "accuracy", "the user asks for queues")
     assert calls[-1].template == "understand.md" and calls[-1].outcome == "accepted"
     bad = {"task_type": "regression", "text_columns": ["body"], "label_column": "password", "metric": "bleu"}
     out, problems = validate_task_answer(json.dumps(bad), columns)
-    assert out == {} and len(problems) == 4
+    assert out == TaskHint() and len(problems) == 4
     out, _ = validate_task_answer('{"text_columns": ["queue"], "label_column": "queue"}', columns)
-    assert out == {"label_column": "queue"}
+    assert out == TaskHint(label_column="queue")
 
 
 def test_refine_task_returns_nothing_when_the_llm_is_down():
     client = LlmClient(LlmSettings(base_url=f"http://127.0.0.1:{free_port()}/v1", model="m", max_retries=0))
     calls: list = []
-    assert refine_task(client, "classify", PROFILE, {}, calls=calls) == TaskHint()
+    assert refine_task(client, "classify", PROFILE, TaskHint(), calls=calls) == TaskHint()
     assert calls[-1].outcome == "error"
 
 

@@ -266,6 +266,26 @@ def test_the_llm_picks_the_label_only_among_the_rules_candidates(tmp_path):
         _with_llm(path, "sort these tickets", {"label_column": "body"})  # not a candidate: the question stands
 
 
+def test_the_llms_disagreement_with_a_settled_task_is_a_note_not_applied(tmp_path):
+    from agent.llm.client import LlmClient
+    from agent.understanding.refine import read_task
+    from memory.records import TuneOptions
+    from tests.agent.scripted_llm import ScriptedLlmServer
+
+    frame = pd.DataFrame({"text": [f"row {i} is {'good' if i % 2 else 'bad'}" for i in range(40)],
+                          "label": ["good", "bad"] * 20})  # fmt: skip
+    path = tmp_path / "settled.csv"
+    frame.to_csv(path, index=False)
+    answer = {"task_type": "classification", "text_columns": ["text"], "label_column": "label", "metric": "accuracy"}
+    calls: list = []
+    with ScriptedLlmServer([json.dumps(answer)]) as server, LlmClient(server.settings()) as client:
+        understood, _, notes = read_task(TuneOptions(description="classify the label", data=str(path)), client, calls)
+    assert understood.spec.metric == "macro_f1"  # the rules' answer stands
+    assert notes == ["the LLM suggests metric = accuracy (pass --metric to use it)"]
+    draft = '{"task_type": "classification", "text_columns": ["text"], "label_column": "label", "metric": "macro_f1"}'
+    assert draft in calls[-1].prompt  # the rules' draft, as the LLM reads it
+
+
 def test_a_refusal_about_the_data_stands_whatever_the_llm_says(tmp_path):
     frame = pd.DataFrame({"text": [f"row {i} says hi" for i in range(40)], "label": "x", "other": ["a", "b"] * 20})
     path = tmp_path / "same.csv"
