@@ -19,7 +19,8 @@ from memory.records import FailureKind, TaskSpec, TrialConfig, TrialEvent, Trial
 def score(config: TrialConfig) -> float:
     lr_term = (math.log10(config.learning_rate) + 3.0) ** 2  # 0 at lr = 1e-3
     r_term = (math.log2(config.lora_r) - 4.0) ** 2 / 16  # 0 at r = 16
-    return round(0.9 - 0.1 * lr_term - 0.05 * r_term, 6)
+    screen_term = 0.1 * (1.0 - config.train_fraction)  # a screen learns less, but ranks configs alike
+    return round(0.9 - 0.1 * lr_term - 0.05 * r_term - screen_term, 6)
 
 
 class _Stop(threading.Event):

@@ -97,7 +97,8 @@ class TrialPruner:
         cls, store: Store, task: TaskSpec, trials: list[TrialRecord], pruner: str = "median", n_startup_trials: int = 5
     ) -> TrialPruner:
         # Pruned trials are peers too: successive halving compares a rung with every trial that reached it.
-        done = [t for t in trials if t.state in (TrialState.complete, TrialState.pruned)]
+        # Screens (a share of the rows) are not: their curves are shorter and lower by design.
+        done = [t for t in trials if t.state in (TrialState.complete, TrialState.pruned) and not t.config.screened]
         return cls(task, {t.id: eval_curve(store, t.id, task.metric) for t in done}, n_startup_trials, pruner)
 
     def __call__(self, event: TrialEvent) -> None:

@@ -24,6 +24,7 @@ import yaml
 from agent.planning.cost import pruning_savings
 from agent.planning.proposers.base import PlannerView
 from agent.planning.proposers.portfolio import source_stats
+from agent.planning.proposers.screening import screening_summary
 from agent.reporting.html import report_html
 from agent.reporting.narrate import REPORT_TEMPLATE, plain_paragraph
 from agent.reporting.plots import (
@@ -504,6 +505,7 @@ def leaderboard_section(r: ReportInputs) -> list[str]:
     ranked = sorted(r.trials, key=lambda t: (t.objective is None, -sign * (t.objective or 0.0), t.number))
     for t in ranked:
         state = t.state.value + (f" ({t.failure_kind.value})" if t.failure_kind else "")
+        state += f" (screen, {t.config.train_fraction:.0%} of rows)" if t.config.screened else ""
         score = f"{t.objective:.4f}" if t.objective is not None else "—"
         params = [_fmt(getattr(t.config, p)) for p in LEADERBOARD_PARAMS]
         seconds = f"{t.finished_at - t.started_at:.0f}" if t.finished_at and t.started_at else "—"
@@ -551,7 +553,8 @@ def budget_section(r: ReportInputs) -> list[str]:
         shown = _duration(used) if label == "wall-clock time" else _fmt(used)
         limit_shown = (_duration(limit) if label == "wall-clock time" else _fmt(limit)) if limit else "—"
         lines.append(f"| {label} | {shown} | {limit_shown} | {f'{used / limit:.0%}' if limit else '—'} |")
-    return lines + [""] + pruning_lines(r)
+    screened = screening_summary(r.trials)
+    return lines + [""] + pruning_lines(r) + ([screened, ""] if screened else [])
 
 
 def pruning_lines(r: ReportInputs) -> list[str]:

@@ -300,7 +300,7 @@ def _run_trial(
         if trial_dir.exists():  # a trial interrupted earlier starts clean
             shutil.rmtree(trial_dir)
         trial_dir.mkdir(parents=True)
-        if ctx.pruner != "none":
+        if ctx.pruner != "none" and not trial.config.screened:  # a screen is already the cheap look
             prune[:] = [TrialPruner.for_trial(ctx.store, study.task, ctx.store.trials(study.id), ctx.pruner)]
         timeout = ctx.trial_timeout_s
         if ctx.budget is not None:

@@ -14,6 +14,7 @@ from agent.planning.cost import CostModel
 from agent.planning.proposers.base import BaseProposer
 from agent.planning.proposers.classical import OptunaProposer
 from agent.planning.proposers.portfolio import PortfolioProposer
+from agent.planning.proposers.screening import ScreeningProposer
 from agent.planning.proposers.warm_start import WarmStartProposer
 from agent.planning.space import default_values
 from agent.reporting.narrate import narrate_report
@@ -69,10 +70,12 @@ def _proposer(
 ) -> BaseProposer:
     if options.planner == "classical":
         # The sampler alone after the same opening trial: the baseline the portfolio must never lose to.
-        return PortfolioProposer(OptunaProposer(options.sampler), defaults=defaults)
-    warm = WarmStartProposer(store, study_id_ref) if options.warm_start else None
-    sampler = OptunaProposer(options.sampler, prior_around=defaults)
-    return PortfolioProposer(sampler, llm=llm, warm_start=warm, defaults=defaults)
+        planner = PortfolioProposer(OptunaProposer(options.sampler), defaults=defaults)
+    else:
+        warm = WarmStartProposer(store, study_id_ref) if options.warm_start else None
+        sampler = OptunaProposer(options.sampler, prior_around=defaults)
+        planner = PortfolioProposer(sampler, llm=llm, warm_start=warm, defaults=defaults)
+    return ScreeningProposer(planner, options.screen) if options.screen else planner
 
 
 def tune(

@@ -116,6 +116,9 @@ def tune(
         None, "--pruner", help="halving (default: the top third go on at each rung), median or none."
     ),
     planner: str = typer.Option(None, "--planner", help="portfolio (default) or classical (the sampler alone)."),
+    screen: float = typer.Option(
+        None, "--screen", help="Screen new configs on this share of the rows (e.g. 0.25); the top third train in full."
+    ),
     no_warm_start: bool = typer.Option(False, "--no-warm-start", help="Do not seed from past studies."),
     model: str = typer.Option(
         None, "--model", help="The base model; with --decode-only, a model or an adapter folder."
@@ -170,6 +173,7 @@ def tune(
         "sampler": sampler,
         "planner": planner,
         "pruner": pruner,
+        "screen": screen,
         "runs_dir": runs_dir,
         "models": [model] if model else None,
         "decode_trials": decode_trials,

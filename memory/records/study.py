@@ -123,6 +123,9 @@ class TuneOptions(_Record):
     llm_model: str | None = None
     sampler: SamplerName = "tpe"
     pruner: PrunerName = "halving"
+    # Screening: new configs train first on this share of the rows; the top third of the screens then train on
+    # all of them (successive halving over rows). None: every trial trains on all the rows.
+    screen: float | None = Field(default=None, gt=0, lt=1)
     planner: Literal["portfolio", "classical"] = "portfolio"  # classical: the sampler alone, after the opening
     warm_start: bool = True
     parallel: int | Literal["auto"] = 1  # trials at once; auto: one per GPU, or one per 4 CPU cores

@@ -113,12 +113,24 @@ class OptunaProposer(BaseProposer):
         # A seed that moves with the history gives fresh suggestions per call yet replays exactly on resume.
         study = optuna.create_study(direction=direction, sampler=self._sampler(view.seed + len(view.trials)))
         dists = _distributions(view.space)
+        trained_in_full = {
+            t.config.model_copy(update={"train_fraction": 1.0}) for t in view.trials if not t.config.screened
+        }
         for t in view.trials:
             params = _encode(view.space, t.config.model_dump())
             if params is None:
                 continue
             intermediate: dict[int, float] | None = None
-            if t.state == TrialState.complete and t.objective is not None:
+            if t.config.screened and t.state in (TrialState.complete, TrialState.pruned, TrialState.failed):
+                if t.config.model_copy(update={"train_fraction": 1.0}) in trained_in_full:
+                    continue  # promoted: the full trial speaks for the config
+                # A screen is an early look, like a pruned trial's first evaluation: below every full trial.
+                score = t.objective if t.objective is not None else t.metrics.get(view.task.metric)
+                if score is None:
+                    state, value = OptunaState.FAIL, None
+                else:
+                    state, value, intermediate = OptunaState.PRUNED, None, {1: score}
+            elif t.state == TrialState.complete and t.objective is not None:
                 state, value = OptunaState.COMPLETE, t.objective
             elif t.failure_kind == FailureKind.degenerate and view.task.metric in t.metrics:
                 # Never the best, but the sampler should learn how bad that corner scores, not merely that it failed.

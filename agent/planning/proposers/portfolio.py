@@ -59,7 +59,9 @@ def source_stats(view: PlannerView) -> dict[str, dict[str, int]]:
     sign = view.task.direction.sign
     best: float | None = None
     stats: dict[str, dict[str, int]] = {}
-    for t in sorted(view.finished, key=lambda t: (t.finished_at or 0, t.number)):
+    # A screen ranks configs; the source earns its credit when the config, promoted, trains in full.
+    full = (t for t in view.finished if not t.config.screened)
+    for t in sorted(full, key=lambda t: (t.finished_at or 0, t.number)):
         s = stats.setdefault(t.source, {"finished": 0, "improved": 0})
         s["finished"] += 1
         if t.state == TrialState.complete and t.objective is not None:
