@@ -43,9 +43,16 @@ from executors.onnx_predict import (
     read_outputs,
     word_logits,
 )
-from executors.predict import LoadedAdapter, _handler, export_merged, load_adapter, quiet_loading, read_meta
+from executors.predict import (
+    LoadedAdapter,
+    _handler,
+    export_merged,
+    load_adapter,
+    quiet_loading,
+    read_meta,
+    write_merged_meta,
+)
 from executors.tasks import TaskHandler
-from executors.training import META_FILE
 from memory.errors import UserError
 from memory.records import DEFAULT_METRIC, TaskType
 
@@ -349,11 +356,6 @@ def int8_verdict(before: float | None, after: float | None, metric: str) -> str 
     )
 
 
-def _copy_tokenizer_and_meta(loaded: LoadedAdapter, out: Path) -> None:
-    loaded.handler.tokenizer.save_pretrained(out)
-    (out / META_FILE).write_text(loaded.meta.model_copy(update={"merged": True}).model_dump_json(indent=2))
-
-
 def export_model(
     adapter_dir: str | Path,
     output_dir: str | Path,
@@ -453,7 +455,7 @@ def export_model(
         with quiet_loading():
             merged = loaded.model.merge_and_unload().eval()
         onnx_path = export_onnx(merged, loaded.handler, out / ONNX_FILE)
-        _copy_tokenizer_and_meta(loaded, out)
+        write_merged_meta(loaded, out)
         del merged, loaded, loaded_box[:]
         gc.collect()
         figures, _, _ = measure(

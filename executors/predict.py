@@ -74,7 +74,7 @@ def read_meta(adapter_dir: str | Path) -> AdapterMeta:
             "upgrade open-autoglm to load this adapter"
         )
     try:
-        return AdapterMeta.model_validate(raw)
+        return AdapterMeta.model_validate({"format_version": 1, **raw})  # a file without a version is format 1
     except ValidationError as e:
         error = e.errors()[0]
         where = ".".join(map(str, error["loc"])) or "the file"
@@ -205,10 +205,16 @@ def export_merged(adapter_dir: str | Path, output_dir: str | Path) -> Path:
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out)
-    loaded.handler.tokenizer.save_pretrained(out)
+    write_merged_meta(loaded, out)
     pooling = Path(loaded.meta.base_model_path) / "1_Pooling"
     if pooling.is_dir():
         # Keeps the mean-pooling marker, so loading the export through our handlers pools as trained.
         shutil.copytree(pooling, out / "1_Pooling", dirs_exist_ok=True)
-    (out / META_FILE).write_text(loaded.meta.model_copy(update={"merged": True}).model_dump_json(indent=2))
     return out
+
+
+def write_merged_meta(loaded: LoadedAdapter, out: Path) -> None:
+    """The tokenizer and `autoglm.json` beside a merged model: the meta marked merged, in the format written now."""
+    loaded.handler.tokenizer.save_pretrained(out)
+    meta = loaded.meta.model_copy(update={"merged": True, "format_version": ADAPTER_META_VERSION})
+    (out / META_FILE).write_text(meta.model_dump_json(indent=2))

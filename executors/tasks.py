@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from executors.data import feature_columns, normalize_text, render_texts
 from executors.metrics import answer_metrics, classification_scores, entity_scores, label_index, softmax_rows
-from memory.records import TaskSpec, TaskType, TrialConfig
+from memory.records import TaskSpec, TaskType, TrialConfig, trial_decoding
 
 Example = dict[str, Any]
 Collator = Callable[[list[Example]], Mapping[str, Any]]
@@ -488,14 +488,7 @@ class GenerationHandler(TaskHandler):
         return {"eval_loss": total / max(1, count), **scores, "eval_rows": float(len(references))}
 
     def meta(self) -> dict[str, Any]:
-        c = self.config
-        decoding = {
-            "max_new_tokens": c.max_new_tokens,
-            "temperature": c.temperature,
-            "top_p": c.top_p,
-            "num_beams": c.num_beams,
-        }
-        return {**super().meta(), "decoding": decoding}
+        return {**super().meta(), "decoding": trial_decoding(self.config)}
 
 
 def _empty(value: Any) -> bool:

@@ -22,6 +22,7 @@ from memory.records.decoding import (
     DecodingStrategy,
     DecodingTrialRecord,
     best_decoding,
+    trial_decoding,
 )
 from memory.records.space import CategoricalParam, FloatParam, IntParam, Param, Repaired, SearchSpace
 from memory.records.study import (
@@ -118,6 +119,7 @@ __all__ = [
     "TrialState",
     "TuneOptions",
     "best_decoding",
+    "trial_decoding",
     "best_trial",
     "find_duration",
     "parse_duration",

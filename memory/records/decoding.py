@@ -6,14 +6,16 @@ import math
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from memory.records.base import _Record
 from memory.records.config import TrialConfig
 from memory.records.task import Direction, TaskType
 from memory.records.trial import TrialState
 
-ADAPTER_META_VERSION = 1  # the newest `autoglm.json` format this code reads and writes
+# The newest `autoglm.json` format this code reads and writes. 2: `decoding` is a DecodingConfig (in 1, a dict of
+# the trial's max_new_tokens, temperature, top_p and num_beams; still read).
+ADAPTER_META_VERSION = 2
 
 
 DecodingStrategy = Literal["greedy", "beam", "sample"]
@@ -76,13 +78,27 @@ class DecodingConfig(_Record):
         return f"{head}, {self.max_new_tokens} tokens{rep}"
 
 
+def trial_decoding(config: TrialConfig) -> DecodingConfig | None:
+    """How a generation trial's own evaluation decodes, as a DecodingConfig; None when the trial samples.
+
+    At temperature 0 a trial decodes greedily, or by beam search with `num_beams`. A sampling trial leaves top_k
+    to the checkpoint and may sample within beams, which no DecodingConfig says (its branches are separate); its
+    `config` still holds what it asked for.
+    """
+    return _greedy_or_beam(config.temperature, config.num_beams, config.max_new_tokens)
+
+
+def _greedy_or_beam(temperature: float, num_beams: int, max_new_tokens: int) -> DecodingConfig | None:
+    return DecodingConfig(num_beams=num_beams, max_new_tokens=max_new_tokens) if temperature == 0 else None
+
+
 class AdapterMeta(_Record):
     """What `autoglm.json` beside a saved adapter says: how to rebuild the trial's features and read its outputs.
 
     `executors.training.save_adapter` writes it; `executors.predict.load_adapter` reads it back.
     """
 
-    format_version: int = Field(default=ADAPTER_META_VERSION, ge=1)  # files from before this field are version 1
+    format_version: int = Field(default=ADAPTER_META_VERSION, ge=1)  # `read_meta` reads a file without it as 1
     task_type: TaskType
     labels: tuple[str, ...] = ()  # class or BIO tag names in the order of the head's outputs; empty for generation
     text_columns: tuple[str, ...] = Field(min_length=1)  # the input columns the trial read
@@ -94,10 +110,18 @@ class AdapterMeta(_Record):
     base_model_path: str  # where the base weights were loaded from; `model` is resolved again if it is gone
     config: TrialConfig
     pooling: Literal["model", "mean"] | None = None  # classification: the head reads the model's pooler or the mean
-    # generation: the trial's own max_new_tokens, temperature (0: greedy), top_p, num_beams; the tuned decoding is
-    # the folder's generation_config.json
-    decoding: dict[str, int | float] | None = None
+    # generation: how the trial's own evaluation decoded (`trial_decoding`); the tuned decoding, which `predict`
+    # uses, is the folder's generation_config.json
+    decoding: DecodingConfig | None = None
     merged: bool = False  # True in the copy `export_merged` writes beside a merged model
+
+    @field_validator("decoding", mode="before")
+    @classmethod
+    def _format_1(cls, value: Any) -> Any:
+        """Format 1 held the trial's own fields; temperature 0 was greedy (or beam search), above it sampling."""
+        if isinstance(value, dict) and set(value) == {"max_new_tokens", "temperature", "top_p", "num_beams"}:
+            return _greedy_or_beam(value["temperature"], value["num_beams"], value["max_new_tokens"])
+        return value
 
 
 class DecoderReady(_Record):

@@ -11,7 +11,15 @@ from executors.predict import predict, read_meta
 from executors.tasks import make_handler
 from executors.training import META_FILE
 from memory.errors import UserError
-from memory.records import ADAPTER_META_VERSION, AdapterMeta, TaskSpec, TaskType, TrialConfig
+from memory.records import (
+    ADAPTER_META_VERSION,
+    AdapterMeta,
+    DecodingConfig,
+    TaskSpec,
+    TaskType,
+    TrialConfig,
+    trial_decoding,
+)
 
 CONFIG = TrialConfig(model="minilm", max_length=48, template="Review: {text}")
 
@@ -64,6 +72,21 @@ def test_the_meta_a_trial_saves_reads_back_the_same(task_type: TaskType, tmp_pat
 def test_an_adapter_saved_before_the_format_version_still_reads(tmp_path: Path) -> None:
     meta = read_meta(adapter_with(tmp_path, json.dumps(UNVERSIONED)))
     assert meta.format_version == 1 and meta.config == CONFIG and meta.labels == ("fresh", "rotten")
+
+
+def test_a_generation_trial_says_how_it_decoded_and_format_1_files_still_read(tmp_path: Path) -> None:
+    beam = CONFIG.model_copy(update={"num_beams": 4, "max_new_tokens": 12})
+    assert trial_decoding(beam) == DecodingConfig(num_beams=4, max_new_tokens=12)
+    # A sampling trial leaves top_k to the checkpoint: no DecodingConfig says that, its config does.
+    assert trial_decoding(CONFIG.model_copy(update={"temperature": 0.7, "top_p": 0.9})) is None
+    generation = {**UNVERSIONED, "task_type": "generation", "labels": [], "pooling": None}
+    greedy = {"max_new_tokens": 24, "temperature": 0.0, "top_p": 1.0, "num_beams": 1}  # as format 1 wrote it
+    meta = read_meta(adapter_with(tmp_path, json.dumps({**generation, "format_version": 1, "decoding": greedy})))
+    assert meta.format_version == 1 and meta.decoding == DecodingConfig(max_new_tokens=24)
+    sampled = {**greedy, "temperature": 0.8, "top_p": 0.95}
+    (tmp_path / "sampled").mkdir()
+    meta = read_meta(adapter_with(tmp_path / "sampled", json.dumps({**generation, "decoding": sampled})))
+    assert meta.decoding is None
 
 
 def test_a_missing_folder_or_file_says_which_folder_to_pass(tmp_path: Path) -> None:
