@@ -126,10 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         args.trial_dir.mkdir(parents=True, exist_ok=True)
         run_trial(task, config, args.trial_dir, args.device, events)
     except BaseException as error:  # noqa: BLE001 - every ending must become one failed event
+        from memory.records import FailureKind  # loaded already: `failure_kind` imported it
+
         kind = failure_kind(error)
-        if kind == "error":
+        if kind == FailureKind.error:
             traceback.print_exc(file=sys.stderr)
-        message = str(error) if kind != "error" else f"{type(error).__name__}: {error}"
+        message = str(error) if kind != FailureKind.error else f"{type(error).__name__}: {error}"
         events.emit(
             "failed",
             failure_kind=kind,

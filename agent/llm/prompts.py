@@ -20,7 +20,16 @@ from string import Template
 from typing import Any
 
 from memory.errors import AutoGlmError
-from memory.records import CategoricalParam, DataProfile, IntParam, SearchSpace, TaskSpec, TrialRecord
+from memory.records import (
+    CategoricalParam,
+    DataProfile,
+    FailureKind,
+    IntParam,
+    SearchSpace,
+    TaskSpec,
+    TrialRecord,
+    TrialState,
+)
 
 PACKAGE = "prompts"
 _MARKER = re.compile(r"^<!--\s*(system|user)\s*-->\s*$", re.MULTILINE)
@@ -196,10 +205,10 @@ def describe_trial(
     trial: TrialRecord, space: SearchSpace, metric: str, *, mark: str = "", names: Sequence[str] | None = None
 ) -> str:
     """One line: number, source, outcome (failure kind and message included) and the tuned values (or `names`)."""
-    if trial.state.value == "complete" and trial.objective is not None:
+    if trial.state == TrialState.complete and trial.objective is not None:
         outcome = f"{metric}={trial.objective:.4g}"
-    elif trial.state.value == "failed":
-        kind = trial.failure_kind.value if trial.failure_kind else "error"
+    elif trial.state == TrialState.failed:
+        kind = (trial.failure_kind or FailureKind.error).value
         outcome = f"FAILED {kind}: {one_line(trial.message, 100)}" if trial.message else f"FAILED {kind}"
     else:
         outcome = trial.state.value
@@ -241,7 +250,7 @@ def describe_history(
     if not finished:
         return "\n".join(["No trial has finished yet.", *running])
     sign = task.direction.sign
-    complete = [t for t in finished if t.state.value == "complete" and t.objective is not None]
+    complete = [t for t in finished if t.state == TrialState.complete and t.objective is not None]
     best = sorted(complete, key=lambda t: -sign * (t.objective or 0.0))[:top_k]  # each has an objective
     recent = sorted(finished, key=lambda t: t.number)[-last_n:]
     older = [t for t in finished if t not in recent]
@@ -303,7 +312,7 @@ def summarize_trials(trials: Sequence[TrialRecord], task: TaskSpec) -> str:
     sign = task.direction.sign
     best: dict[str, TrialRecord] = {}
     for t in trials:
-        if t.objective is None or t.state.value != "complete":
+        if t.objective is None or t.state != TrialState.complete:
             continue
         if t.config.model not in best or sign * t.objective > sign * (best[t.config.model].objective or 0.0):
             best[t.config.model] = t

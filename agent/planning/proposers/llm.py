@@ -434,7 +434,7 @@ def failure_notes(trials: Sequence[TrialRecord], window: int = 10) -> str:
         elif t.failure_kind == FailureKind.timeout:
             lines.append(f"- Trial #{t.number} timed out: prefer fewer epochs, a smaller max_length or lora_r.")
         else:
-            kind = t.failure_kind.value if t.failure_kind else "error"
+            kind = (t.failure_kind or FailureKind.error).value
             lines.append(f"- Trial #{t.number} failed ({kind}); hyperparameters may not fix it.")
     return "\n".join(lines) if lines else "No trial has failed."
 
