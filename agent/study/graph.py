@@ -242,7 +242,7 @@ def _cheaper_reopening(
     if any(t.config == config for t in trials):
         return None, None
     why = f"the opening made cheaper to fit the {seconds:.0f} s left at this machine's measured speed"
-    return Proposal(values, config, "default", f"{why}: {ctx.cost.estimate(config).describe()}"), None
+    return Proposal(config, "default", f"{why}: {ctx.cost.estimate(config).describe()}"), None
 
 
 def execute(ctx: StudyContext, state: StudyState) -> StudyState:

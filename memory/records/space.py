@@ -108,6 +108,19 @@ class SearchSpace(_Record):
                 repairs.append(f"{p.name}: {note}")
         return Repaired(values=values, repairs=tuple(repairs))
 
+    def values_of(self, config: TrialConfig) -> dict[str, Any]:
+        """`config`'s values of the space's parameters, typed as the space gives them (an `IntParam` an int, which
+        TrialConfig may hold as a float): what `repair` made of them. A value the space does not hold stays as is."""
+        values: dict[str, Any] = {}
+        for p in self.params:
+            raw = getattr(config, p.name)
+            try:
+                fitted, note = _fit(p, raw)
+            except InvalidProposal:
+                fitted, note = raw, None
+            values[p.name] = raw if note else fitted
+        return values
+
     def to_config(self, values: Mapping[str, Any]) -> TrialConfig:
         """Build a TrialConfig from repaired values plus the fixed ones."""
         try:

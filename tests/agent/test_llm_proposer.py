@@ -102,8 +102,7 @@ VARIANTS = ({"learning_rate": 1e-3, "epochs": 3}, {"learning_rate": 5e-5}, {"lor
 
 
 def proposal(values: dict[str, Any], source: str = "tpe") -> Proposal:
-    repaired = SPACE.repair(values).values
-    return Proposal(repaired, SPACE.to_config(repaired), source, f"{source} sample")
+    return Proposal(SPACE.to_config(SPACE.repair(values).values), source, f"{source} sample")
 
 
 def candidates(first: dict[str, Any] = SUGGESTION) -> tuple[Proposal, ...]:
@@ -152,8 +151,10 @@ def view(
 def assert_inside(space: SearchSpace, proposal: Proposal) -> None:
     """Every tunable value lies within its bounds or choices, and the config agrees."""
     config = proposal.config.model_dump()
+    values = space.values_of(proposal.config)
+    assert space.repair(values).values == values  # a fixed point of the space: nothing to clamp or snap
     for p in space.params:
-        value, in_config = proposal.values[p.name], config[p.name]
+        value, in_config = values[p.name], config[p.name]
         assert value == in_config or (isinstance(value, tuple) and tuple(in_config) == value)
         if isinstance(p, CategoricalParam):
             assert any(value == c and type(value) is type(c) for c in p.choices), (p.name, value)
@@ -185,7 +186,7 @@ def test_a_pick_of_another_candidate_is_the_llms_proposal(server):
     proposer = proposer_for(server, pick(2))
     result = proposer.propose(view(history()), 1)
     [p] = result
-    assert p.source == "llm" and p.values == candidates()[1].values and p.config == candidates()[1].config
+    assert p.source == "llm" and p.config == candidates()[1].config
     assert p.rationale == "picked candidate 2 of 4: the best trials trained longer at a higher rate"
     assert p.repairs == ()
     [call] = result.calls
@@ -196,7 +197,7 @@ def test_a_pick_of_another_candidate_is_the_llms_proposal(server):
 
 def test_keeping_the_samplers_first_choice_is_an_echo_whose_own_reason_is_still_shown(server):
     [p] = proposer_for(server, pick(1, "it sits closest to the best trial")).propose(view(history()), 1)
-    assert p.source == ECHO_SOURCE and p.values == candidates()[0].values
+    assert p.source == ECHO_SOURCE and p.config == candidates()[0].config
     assert p.rationale == "picked candidate 1 of 4: it sits closest to the best trial"
     assert any(r.startswith("echo: the LLM kept the sampler's first choice") for r in p.repairs)
 
@@ -245,7 +246,7 @@ def test_picks_are_read_leniently(server, step, number, how):
     proposer = proposer_for(server, step)
     result = proposer.propose(view(history()), 1)
     [p] = result
-    assert p.values == candidates()[number - 1].values
+    assert p.config == candidates()[number - 1].config
     [call] = result.calls
     assert call.outcome == ("repaired" if how else "accepted")
     assert call.detail.startswith(how)
@@ -347,7 +348,7 @@ def portfolio(server: ScriptedLlmServer, *answers: Any, first: dict[str, Any] = 
 
 def test_the_portfolio_offers_its_samplers_candidates_and_runs_the_pick(server):
     [p] = portfolio(server, pick(3)).propose(view(history(), suggestion=None), 1)
-    assert p.source == "llm" and p.values == candidates()[2].values
+    assert p.source == "llm" and p.config == candidates()[2].config
     prompt = server.requests[-1]["messages"][-1]["content"]
     assert "Candidate 1: " in prompt and "Candidate 4:" in prompt and "first choice" not in prompt
 
@@ -356,7 +357,7 @@ def test_without_a_valid_pick_the_portfolio_runs_the_samplers_first_candidate_an
     owner = portfolio(server, '{"candidate": 9}')
     result = owner.propose(view(history(), suggestion=None), 1)
     [p] = result
-    assert p.source == "tpe" and p.values == candidates()[0].values
+    assert p.source == "tpe" and p.config == candidates()[0].config
     assert any(r.startswith("fallback: the LLM gave no valid pick") for r in p.repairs)
     assert [c.outcome for c in result.calls] == ["rejected"]
 
@@ -478,7 +479,7 @@ def test_small_models_get_a_worked_example_turn_that_is_itself_a_valid_answer():
     assert "## Candidates\nCandidate 1: " in messages[-1]["content"]
     assert "under-trained" in messages[1]["content"] and "Candidate 3:" in messages[1]["content"]
     p, detail = proposer.parse_answer(messages[2]["content"], candidates())
-    assert p is not None and p.values == candidates()[2].values, detail
+    assert p is not None and p.config == candidates()[2].config, detail
 
 
 def test_data_excerpts_are_delimited_and_declared_data(server):

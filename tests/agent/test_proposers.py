@@ -67,7 +67,7 @@ class _Scripted(OptunaProposer):
     def propose(self, view, n):
         if self.empty:
             return Proposals()
-        return Proposals.of(p.__class__(p.values, p.config, self.name, "scripted") for p in super().propose(view, n))
+        return Proposals.of(p.__class__(p.config, self.name, "scripted") for p in super().propose(view, n))
 
 
 def test_an_llm_that_gives_nothing_hands_its_slots_back():
@@ -193,7 +193,7 @@ def test_a_sampler_proposal_that_repeats_an_oom_is_shrunk_by_the_portfolio():
 
         def propose(self, view, n):
             again = {**values, "learning_rate": 1.5e-3}
-            return Proposals.of([Proposal(again, SPACE.to_config(again), self.name, "tpe sample")])
+            return Proposals.of([Proposal(SPACE.to_config(again), self.name, "tpe sample")])
 
     [p] = PortfolioProposer(_Repeating("tpe")).propose(PlannerView(TASK, SPACE, PROFILE, trials), 1)
     assert p.source == "tpe" and p.config.batch_size == 16 and p.config.learning_rate == 1.5e-3

@@ -117,8 +117,8 @@ def test_the_samplers_start_up_trials_come_from_the_prior_region_then_the_whole_
     for _ in range(4):
         view = PlannerView(task, space, profile, tuple(trials))
         (proposal,) = sampler.propose(view, 1)
-        region.repair(proposal.values)  # inside the region: no InvalidProposal
-        assert region.repair(proposal.values).repairs == ()
+        values = space.values_of(proposal.config)
+        assert region.repair(values).repairs == ()  # inside the region: no InvalidProposal, nothing to repair
         trials.append(_trial(len(trials), proposal.config, TrialState.pruned))  # pruned trials count as tried
     view = PlannerView(task, space, profile, tuple(trials))
     assert sampler.sampling_space(view) is space  # five tried: TPE takes the whole space
@@ -144,3 +144,15 @@ def test_after_start_up_the_prior_passes_over_under_trained_picks():
     # TPE alone, past its start-up trials, spends some of them where too little is learned to tell anything.
     assert min(budgets(OptunaProposer("tpe", n_startup_trials=3))) < floor
     assert min(budgets(OptunaProposer("tpe", n_startup_trials=3, prior_around=opening))) >= floor * (1 - 1e-9)
+
+
+def test_a_configs_searched_values_are_typed_as_the_space_gives_them():
+    task, profile = _setting({"text": 20})
+    space = default_space(task, profile)
+    opening = default_values(task, space, profile)
+    config = space.to_config(opening)
+    assert isinstance(config.epochs, float)  # TrialConfig holds epochs as a float, the space as an int
+    assert space.values_of(config) == opening and isinstance(space.values_of(config)["epochs"], int)
+    outside = config.model_copy(update={"learning_rate": 0.5, "batch_size": 7})
+    values = space.values_of(outside)  # what the config holds, never clamped or snapped behind a caller's back
+    assert (values["learning_rate"], values["batch_size"]) == (0.5, 7)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import overload
 
 from memory.records import (
     DataProfile,
@@ -21,9 +21,8 @@ from memory.records import (
 
 @dataclass(frozen=True)
 class Proposal:
-    """A trial to run: values inside the space, the config they make, and why."""
+    """A trial to run: a config inside the space, and why. `view.space.values_of(config)` gives its searched values."""
 
-    values: dict[str, Any]
     config: TrialConfig
     source: str  # the proposer's name
     rationale: str = ""

@@ -187,31 +187,32 @@ class OptunaProposer(BaseProposer):
                 if config in seen:  # the sampler repeated itself; a repeat teaches nothing
                     study.tell(trial, state=OptunaState.FAIL)
                     continue
-                values, notes = repaired.values, ()
+                notes: tuple[str, ...] = ()
                 if floor and learning_budget(config, floor[1]) < floor[0]:
                     if attempt < PRIOR_TRIES - 1:
                         continue  # left running: the sampler's next pick moves away from it (constant liar)
-                    values, config, notes = _lift_learning_rate(view.space, values, config, *floor)
+                    config, notes = _lift_learning_rate(view.space, repaired.values, config, *floor)
                     if config in seen:
                         continue
                 seen.add(config)
                 # Leave it unfinished so the next ask in this batch knows it is taken (constant liar).
-                proposals.append(Proposal(values, config, self.name, f"{self.name} sample", repairs=notes))
+                proposals.append(Proposal(config, self.name, f"{self.name} sample", repairs=notes))
                 break
         return Proposals.of(proposals)
 
 
 def _lift_learning_rate(
     space: SearchSpace, values: dict[str, Any], config: TrialConfig, floor: float, rows: int
-) -> tuple[dict[str, Any], TrialConfig, tuple[str, ...]]:
-    """`values` with the learning rate raised until the learning budget reaches `floor` (within the space)."""
+) -> tuple[TrialConfig, tuple[str, ...]]:
+    """`config` (of `values`) with the learning rate raised until the learning budget reaches `floor` (within the
+    space), and the note that says so."""
     param = space.param("learning_rate")
     if not isinstance(param, FloatParam):
-        return values, config, ()
+        return config, ()
     wanted = min(param.high, config.learning_rate * floor / learning_budget(config, rows))
     lifted = space.repair({**values, "learning_rate": wanted}).values
     note = (
         f"prior: learning_rate {config.learning_rate:.3g} -> {lifted['learning_rate']:.3g}: "
         f"with {UNDERTRAINED_RATIO}x less learning than the opening's a trial learns too little"
     )
-    return lifted, space.to_config(lifted), (note,)
+    return space.to_config(lifted), (note,)

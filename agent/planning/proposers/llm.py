@@ -287,8 +287,9 @@ def propose_values(
     """
     space = view.space
     tuned = tuned_names(space)
-    keys = key_names([c.values for c in candidates], tuned)
-    shown = [{name: c.values[name] for name in tuned} for c in candidates]
+    values = [space.values_of(c.config) for c in candidates]
+    keys = key_names(values, tuned)
+    shown = [{name: v[name] for name in tuned} for v in values]
     return {
         "task": prompts.describe_task(view.task),
         "profile": prompts.describe_profile(view.profile, samples=samples, max_columns=max_columns),

@@ -129,7 +129,7 @@ class PortfolioProposer(BaseProposer):
         if not view.trials and not out and self.defaults is not None:
             repaired = view.space.repair(self.defaults)
             config = view.space.to_config(repaired.values)
-            opening = Proposal(repaired.values, config, "default", "known-good LoRA defaults for this task type")
+            opening = Proposal(config, "default", "known-good LoRA defaults for this task type")
             take(Proposals.of([opening]))
 
         rng = random.Random(view.seed * 7919 + len(view.trials))
@@ -201,15 +201,14 @@ def guard(proposal: Proposal, view: PlannerView) -> Proposal | None:
     The source stays the proposer's: the guard corrects a proposal, it does not make one.
     """
     try:
-        values, notes = guard_failures(dict(proposal.values), view)
+        values, notes = guard_failures(view.space.values_of(proposal.config), view)
     except InvalidProposal as e:
         log.info("dropped a %s proposal: %s", proposal.source, e)
         return None
     if not notes:
         return proposal
-    values = dict(view.space.repair(values).values)
-    config = view.space.to_config(values)
-    return replace(proposal, values=values, config=config, repairs=(*proposal.repairs, *notes))
+    config = view.space.to_config(view.space.repair(values).values)
+    return replace(proposal, config=config, repairs=(*proposal.repairs, *notes))
 
 
 def guard_failures(values: dict[str, Any], view: PlannerView) -> tuple[dict[str, Any], list[str]]:

@@ -58,7 +58,7 @@ class ScreeningProposer(BaseProposer):
                 f"promoted: screened on {trial.config.train_fraction:.0%} of the rows, {view.task.metric} "
                 f"{trial.objective or 0.0:.4f}, {rank} of the top {screens // self.eta} of {screens} screens"
             )
-            out.append(Proposal(self._values(view, trial.config), full(trial.config), trial.source, why))
+            out.append(Proposal(full(trial.config), trial.source, why))
         if len(out) == n:
             return Proposals.of(out)
         tried = {full(t.config) for t in view.trials}
@@ -71,10 +71,6 @@ class ScreeningProposer(BaseProposer):
                 note = f"screen on {self.fraction:.0%} of the rows"
                 out.append(replace(p, config=screen, rationale=f"{p.rationale} ({note})" if p.rationale else note))
         return Proposals.of(out, planned.calls)
-
-    @staticmethod
-    def _values(view: PlannerView, config: TrialConfig) -> dict[str, object]:
-        return {name: getattr(config, name) for name in view.space.names}
 
 
 def screening_summary(trials: Sequence[TrialRecord]) -> str | None:

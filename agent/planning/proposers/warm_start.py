@@ -196,7 +196,7 @@ class WarmStartProposer(BaseProposer):
             fitted = fit_config(view.space, trial.config)
             if fitted is None:
                 continue
-            values, config, repairs = fitted
+            config, repairs = fitted
             if config in seen:
                 continue  # tried already (perhaps warm-started by an earlier round)
             seen.add(config)
@@ -206,7 +206,7 @@ class WarmStartProposer(BaseProposer):
             )
             if config.model != trial.config.model:
                 rationale += f"; it ran on {trial.config.model}"
-            out.append(Proposal(values, config, self.name, rationale, repairs))
+            out.append(Proposal(config, self.name, rationale, repairs))
             if study.name not in self.sources:
                 self.sources.append(study.name)
         if out:
@@ -224,8 +224,8 @@ class WarmStartProposer(BaseProposer):
             self.store.update_study(study_id, warm_start_from=merged)
 
 
-def fit_config(space: SearchSpace, config: TrialConfig) -> tuple[dict[str, Any], TrialConfig, tuple[str, ...]] | None:
-    """Fit a past config into `space`: (values, config, repairs), or None if it cannot be made valid.
+def fit_config(space: SearchSpace, config: TrialConfig) -> tuple[TrialConfig, tuple[str, ...]] | None:
+    """Fit a past config into `space`: (config, repairs), or None if it cannot be made valid.
 
     Each tunable value is cast, clamped or snapped by the space itself; a
     value the space cannot take at all (a model or column set this study does
@@ -247,7 +247,7 @@ def fit_config(space: SearchSpace, config: TrialConfig) -> tuple[dict[str, Any],
     try:
         # The space's own gate, on the whole proposal: nothing outside it ever runs.
         final = space.repair(values)
-        return final.values, space.to_config(final.values), tuple(repairs) + final.repairs
+        return space.to_config(final.values), tuple(repairs) + final.repairs
     except InvalidProposal:
         return None
 
