@@ -285,7 +285,8 @@ def run_trial(task: TaskSpec, config: TrialConfig, trial_dir: Path, device_name:
 
     per_epoch = steps_per_epoch(len(train), config.batch_size, config.grad_accum)
     total_steps = optimizer_steps(config, all_rows)  # as priced: a screen's share of the split's rows
-    eval_every = config.eval_steps or per_epoch
+    # A screen is judged once, at its end (nothing prunes it midway): its evaluations would only add to its price.
+    eval_every = total_steps if config.screened else config.eval_steps or per_epoch
     log_every = max(1, min(10, total_steps // 20))
     optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.learning_rate)
     from transformers import get_scheduler

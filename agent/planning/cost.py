@@ -105,7 +105,7 @@ class CostModel:
         per_epoch = steps_per_epoch(train_rows, config.batch_size, config.grad_accum)
         steps = optimizer_steps(config, train_rows)
         samples = steps * config.batch_size * config.grad_accum
-        evals = max(1, math.ceil(steps / (config.eval_steps or per_epoch)))
+        evals = 1 if config.screened else max(1, math.ceil(steps / (config.eval_steps or per_epoch)))
         eval_samples = evals * eval_rows + (0 if config.screened else test_rows)  # a screen skips the test split
         tokens = self.tokens(config)
         params = parameter_count(config.model)
