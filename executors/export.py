@@ -52,7 +52,7 @@ from executors.predict import (
     read_meta,
     write_merged_meta,
 )
-from executors.tasks import TaskHandler
+from executors.tasks import ClassificationHandler, TaskHandler, TokenClassificationHandler
 from memory.errors import UserError
 from memory.records import DEFAULT_METRIC, TaskType
 
@@ -121,13 +121,15 @@ class TorchRunner:
     def encode(self, df: pd.DataFrame) -> Encoded:
         handler = self.handler
         first: list[list[int]] | None = None
-        if handler.task.task_type == TaskType.token_classification:
-            examples = handler.encode_words(handler.words(df))  # type: ignore[attr-defined]
+        if isinstance(handler, TokenClassificationHandler):
+            examples = handler.encode_words(handler.words(df))
             first = [e["first"] for e in examples]
-        else:
-            texts = handler.texts(df)  # type: ignore[attr-defined]
+        elif isinstance(handler, ClassificationHandler):
+            texts = handler.texts(df)
             ids = handler.tokenizer(texts, truncation=True, max_length=handler.config.max_length)["input_ids"]
             examples = [{"input_ids": i} for i in ids]
+        else:  # export refuses generation before it builds a runner
+            raise TypeError(f"no runner for a {handler.task.task_type.value} model")
         batch = handler.collate(examples)
         return Encoded(batch["input_ids"].numpy(), batch["attention_mask"].numpy(), first)
 
@@ -328,7 +330,11 @@ def export_onnx(model: Any, handler: TaskHandler, path: Path) -> Path:
 
 
 def quantize_int8(source: Path, target: Path) -> Path:
-    """onnxruntime's dynamic quantization: int8 weights, activations quantized per batch at run time."""
+    """onnxruntime's dynamic quantization: int8 weights per output channel, activations per batch at run time.
+
+    Per channel, not one scale per tensor: on a tuned MPNet adapter one scale per weight matrix changed one prediction
+    in seven and lost 5.4 points of macro-F1; a scale per channel changed one in twenty-five and lost 0.2.
+    """
     import logging
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -337,7 +343,7 @@ def quantize_int8(source: Path, target: Path) -> Path:
     level = root.level
     root.setLevel(logging.ERROR)  # its advice to pre-process is for static quantization of CNNs
     try:
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True)
     finally:
         root.setLevel(level)
     return target
