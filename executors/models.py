@@ -21,7 +21,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from memory.errors import UserError
 
@@ -379,7 +379,8 @@ def convert_gguf(gguf_path: Path, target: Path) -> Path:
     with _built_in_place(target) as tmp:
         folder, filename = str(gguf_path.parent), gguf_path.name
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename)
+        # Any: as an nn.Module its attributes type as tensors or modules, and hf_quantizer is cleared below
+        model: Any = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename)
         # A dequantised model must not claim to be quantised, or reloading it fails.
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):

@@ -33,7 +33,15 @@ from executors.tasks import (
 )
 from executors.training import META_FILE, pick_device
 from memory.errors import UserError
-from memory.records import ADAPTER_META_VERSION, DEFAULT_METRIC, AdapterMeta, DecodingConfig, TaskSpec, TaskType
+from memory.records import (
+    ADAPTER_META_VERSION,
+    DEFAULT_METRIC,
+    AdapterMeta,
+    DecodingConfig,
+    Direction,
+    TaskSpec,
+    TaskType,
+)
 
 ADAPTER_CONFIG_FILE = "adapter_config.json"  # PEFT's: a folder without it holds no LoRA weights
 
@@ -88,7 +96,7 @@ def _handler(meta: AdapterMeta) -> TaskHandler:
         text_columns=meta.text_columns,
         label_column=meta.label_column,
         metric=DEFAULT_METRIC[meta.task_type],
-        direction="maximize",
+        direction=Direction.maximize,
     )
     return make_handler(task, meta.config, list(meta.labels))
 

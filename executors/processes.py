@@ -35,9 +35,12 @@ def start_group(
     Raises:
         OSError: the command could not be started.
     """
-    future = _SPAWNER.submit(
-        subprocess.Popen, list(command), start_new_session=True, preexec_fn=_die_with_parent(death_signal), **popen
-    )
+    args, die_with_parent = list(command), _die_with_parent(death_signal)
+
+    def spawn() -> subprocess.Popen[Any]:
+        return subprocess.Popen(args, start_new_session=True, preexec_fn=die_with_parent, **popen)
+
+    future = _SPAWNER.submit(spawn)
     try:
         return future.result()
     except BaseException:

@@ -538,4 +538,7 @@ def _pack(directory: Path) -> bytes:
 def _unpack(content: bytes, directory: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(content)) as tar:
         # The "data" filter refuses absolute paths, links out of the directory and device files.
-        tar.extractall(directory, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(directory, filter="data")
+        else:  # Python before 3.11.4 has no filters
+            tar.extractall(directory)

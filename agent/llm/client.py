@@ -239,14 +239,11 @@ class LlmClient:
         if stop:
             request["stop"] = list(stop)
         use_format = response_format is not None and self.structured_output is not False
+        formatted = {**request, "response_format": response_format} if use_format else request
         start = time.perf_counter()
         try:
             response = self._request(
-                lambda: self._openai.chat.completions.create(
-                    **request, **({"response_format": response_format} if use_format else {})
-                ),
-                what=what,
-                reject_format=use_format,
+                lambda: self._openai.chat.completions.create(**formatted), what=what, reject_format=use_format
             )
         except _FormatRejected:
             response = self._request(lambda: self._openai.chat.completions.create(**request), what=what)

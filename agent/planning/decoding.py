@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
@@ -130,7 +130,12 @@ def _inside(dist: BaseDistribution, value: Any) -> bool:
 
 
 def decoding_candidates(
-    space: DecodingSpace, trials: list[DecodingTrialRecord], direction: str, seed: int, sampler: str = "tpe", k: int = 1
+    space: DecodingSpace,
+    trials: list[DecodingTrialRecord],
+    direction: Literal["minimize", "maximize"],
+    seed: int,
+    sampler: str = "tpe",
+    k: int = 1,
 ) -> list[DecodingConfig]:
     """Up to `k` distinct untried configs from an Optuna sampler over the stored history, its own choice first.
 
@@ -192,7 +197,11 @@ def _passes(config: DecodingConfig, seeds: int) -> int:
 
 
 def propose_decoding(
-    space: DecodingSpace, trials: list[DecodingTrialRecord], direction: str, seed: int, sampler: str = "tpe"
+    space: DecodingSpace,
+    trials: list[DecodingTrialRecord],
+    direction: Literal["minimize", "maximize"],
+    seed: int,
+    sampler: str = "tpe",
 ) -> DecodingConfig | None:
     """The sampler's next config, or None when the space is exhausted."""
     found = decoding_candidates(space, trials, direction, seed, sampler)

@@ -407,7 +407,7 @@ def study_charts(store: Store, name_or_id: str | int, top: int = 5) -> dict[str,
     importances, caption = param_importances(study, trials)
     sign = study.task.direction.sign
     scored = [t for t in trials if t.state == TrialState.complete and t.objective is not None]
-    best = sorted(scored, key=lambda t: -sign * t.objective)[:top]  # type: ignore[operator]
+    best = sorted(scored, key=lambda t: -sign * (t.objective or 0.0))[:top]  # each has an objective
     curves = loss_curves(store, best)
     return _plain(
         {

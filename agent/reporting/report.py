@@ -439,7 +439,9 @@ def noise_line(trials: Sequence[TrialRecord], best: TrialRecord, direction: Dire
     """Why the chosen trial is not the top validation score, when it is not (see `memory.records.best_trial`)."""
     done = [t for t in trials if t.state == TrialState.complete and t.objective is not None and t.id != best.id]
     top = max(done, key=lambda t: direction.sign * (t.objective or 0.0), default=None)  # each has an objective
-    if top is None or direction.sign * (top.objective or 0.0) <= direction.sign * (best.objective or 0.0):
+    if top is None or top.objective is None or best.objective is None:
+        return None
+    if direction.sign * top.objective <= direction.sign * best.objective:
         return None
     rows = top.metrics.get("eval_rows")
     error = score_error(top.objective, rows, direction)

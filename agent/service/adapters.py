@@ -83,7 +83,8 @@ class AdapterCache:
         from executors.predict import predict
 
         with entry.guard:
-            taken, total = [], 0
+            taken: list[_Request] = []
+            total = 0
             while entry.waiting and (not taken or total + len(entry.waiting[0].rows) <= MAX_ROWS):
                 taken.append(entry.waiting.pop(0))
                 total += len(taken[-1].rows)

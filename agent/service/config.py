@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEFAULT_MAX_UPLOAD_MB = 200.0
 
@@ -26,12 +27,13 @@ class ServiceConfig:
     extra_env: dict[str, str] = field(default_factory=dict)  # for the study processes (tests: a private cache)
 
     @classmethod
-    def make(cls, db: str | Path, data_root: str | Path, runs_dir: str | Path, **kwargs: object) -> ServiceConfig:
+    def make(cls, db: str | Path, data_root: str | Path, runs_dir: str | Path, **kwargs: Any) -> ServiceConfig:
+        """The config with its paths made absolute; `kwargs` are the other fields, by name."""
         return cls(
             db=Path(db).expanduser().resolve(),
             data_root=Path(data_root).expanduser().resolve(),
             runs_dir=Path(runs_dir).expanduser().resolve(),
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,
         )
 
     @property

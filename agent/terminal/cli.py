@@ -196,8 +196,8 @@ def tune(
 
         with ExitStack() as stack:
             client = getattr(_llm_proposer(stack, options.llm, options.llm_model), "client", None)
-            outcome = tune_decoding(options, confirm=_confirm(yes), on_result=_decoding_line, llm_client=client)
-        _finish_decoding(outcome, options.db)
+            decoded = tune_decoding(options, confirm=_confirm(yes), on_result=_decoding_line, llm_client=client)
+        _finish_decoding(decoded, options.db)
         return
     with ExitStack() as stack:
         proposer = _llm_proposer(stack, options.llm, options.llm_model)
@@ -234,8 +234,8 @@ def resume(
 
         with ExitStack() as stack:
             client = getattr(_llm_proposer(stack, llm or settings.llm, settings.llm_model), "client", None)
-            outcome = resume_decoding(study, db=path, on_result=_decoding_line, extra_trials=trials, llm_client=client)
-        _finish_decoding(outcome, path)
+            decoded = resume_decoding(study, db=path, on_result=_decoding_line, extra_trials=trials, llm_client=client)
+        _finish_decoding(decoded, path)
         return
     with ExitStack() as stack:
         proposer = _llm_proposer(stack, llm or settings.llm, settings.llm_model)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -16,17 +16,23 @@ from rich.table import Table
 
 from memory.errors import UserError
 
+if TYPE_CHECKING:
+    from agent.study.settings import Confirm
+    from memory.records import TaskSpec
+
 # Off a terminal rich assumes 80 columns, which folds wide tables in logs and pipes.
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
-def _confirm(yes: bool, as_json: bool = False) -> Callable[[Any, list[str]], None]:
+def _confirm(yes: bool, as_json: bool = False) -> Confirm:
     from agent.understanding.understand import describe
 
-    def confirm(task: Any, notes: list[str], sources: dict[str, str] | None = None) -> None:
+    def confirm(task: TaskSpec, notes: list[str], sources: Mapping[str, str]) -> None:
         if as_json:  # stdout carries only JSON lines for scripts; a script never answers a prompt
-            _print_json({"event": "task", "task": task.model_dump(mode="json"), "notes": notes, "sources": sources})
+            _print_json(
+                {"event": "task", "task": task.model_dump(mode="json"), "notes": notes, "sources": dict(sources)}
+            )
             return
         _task_table(describe(task, sources), _other_notes(notes, sources))
         if yes or not sys.stdin.isatty():
@@ -105,7 +111,7 @@ def _dry_run(options: Any, as_json: bool) -> None:
         out.print("fixed: " + ", ".join(f"{k}={_cell(v)}" for k, v in plan.space.fixed.items()), highlight=False)
 
 
-def _other_notes(notes: list[str], sources: dict[str, str] | None) -> list[str]:
+def _other_notes(notes: list[str], sources: Mapping[str, str] | None) -> list[str]:
     """The notes, less those on guessed fields: the task table marks them, with what would change each."""
     from agent.understanding.understand import guessed, source_note
 

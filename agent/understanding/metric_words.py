@@ -306,9 +306,9 @@ def positive_class(
     if not classes:
         return None, "the label's classes are unknown"
     names = _class_names(label, classes)
-    declared = _declared(text, names)
-    if declared[0] is not None:
-        return declared
+    declared, why = _declared(text, names)
+    if declared is not None and why is not None:  # a class is declared with the words that declare it
+        return declared, why
     rare = min(classes, key=lambda c: (info.value_counts or {})[c]) if info is not None else None
     if near is not None:
         named = _adjacent_classes(text, *near, names)

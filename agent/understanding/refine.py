@@ -8,6 +8,7 @@ metric. The rules' draft always stands without it: an LLM that fails gives an em
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Sequence
@@ -189,15 +190,16 @@ def read_task(
     """
     profile = profile_data(options.data)
     notes: list[str] = []
-    given: dict[str, Any] = {
-        "task_type": options.task_type.value if options.task_type else None,
-        "text_columns": list(options.text_columns) if options.text_columns else None,
-        "label_column": options.label,
-        "metric": options.metric,
-        "positive_label": options.positive_label,
-    }
-    common = dict(
+    # Everything the user gave; the label may come from the LLM below.
+    read = functools.partial(
+        understand,
+        options.description,
+        options.data,
         profile=profile,
+        task_type=options.task_type.value if options.task_type else None,
+        text_columns=list(options.text_columns) if options.text_columns else None,
+        metric=options.metric,
+        positive_label=options.positive_label,
         validation_data=options.validation_data,
         test_data=options.test_data,
         budget=options.budget(),
@@ -205,7 +207,7 @@ def read_task(
         seed=options.seed,
     )
     try:
-        understood = understand(options.description, options.data, **common, **given)
+        understood = read(label_column=options.label)
     except AmbiguousLabel as ambiguous:
         if client is None:
             raise
@@ -213,9 +215,7 @@ def read_task(
         hint = refine_task(client, options.description, profile, TaskHint(), calls=calls)
         if hint.label_column not in ambiguous.candidates:
             raise
-        understood = understand(
-            options.description, options.data, **common, **{**given, "label_column": hint.label_column}
-        )
+        understood = read(label_column=hint.label_column)
         understood.sources["label_column"] = (
             "LLM, among " + ", ".join(ambiguous.candidates) + (f": {hint.rationale}" if hint.rationale else "")
         )

@@ -12,7 +12,7 @@ import difflib
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -421,9 +421,9 @@ def _named_label(text: str, columns: dict[str, ColumnProfile]) -> tuple[str, str
                 return lowered[m.group(1).lower()], m.group(0).strip()
     # "classify the label column": a column literally named like a label, called a column
     for name in ("label", "labels", "class", "category", "target", "answer"):
-        m = re.search(rf"\b(?:the\s+)?[`'\"]?{name}[`'\"]?\s+column\b", text)
-        if m and name in lowered:
-            return lowered[name], m.group(0).strip()
+        column = re.search(rf"\b(?:the\s+)?[`'\"]?{name}[`'\"]?\s+column\b", text)
+        if column and name in lowered:
+            return lowered[name], column.group(0).strip()
     return None
 
 
@@ -578,7 +578,7 @@ def source_note(field: str, source: str) -> str:
     return f"{field} from {source}"
 
 
-def describe(spec: TaskSpec, sources: dict[str, str] | None = None) -> list[tuple[str, str]]:
+def describe(spec: TaskSpec, sources: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
     """The task spec as (field, value) rows for the user to confirm.
 
     With `sources`, each field that was guessed rather than read (from the data, a default, an LLM) is marked

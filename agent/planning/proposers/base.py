@@ -57,7 +57,7 @@ class PlannerView:
 
     task: TaskSpec
     space: SearchSpace
-    profile: DataProfile
+    profile: DataProfile | None  # None only for a study stored before profiles were kept
     trials: tuple[TrialRecord, ...] = ()
     seed: int = 0
     # The classical optimiser's candidates for the next trial, its own first choice first: the LLM picks one.

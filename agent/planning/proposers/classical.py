@@ -109,9 +109,9 @@ class OptunaProposer(BaseProposer):
 
     def study_from_history(self, view: PlannerView) -> optuna.Study:
         """An in-memory Optuna study holding every finished trial of `view`."""
-        direction = view.task.direction.value
         # A seed that moves with the history gives fresh suggestions per call yet replays exactly on resume.
-        study = optuna.create_study(direction=direction, sampler=self._sampler(view.seed + len(view.trials)))
+        sampler = self._sampler(view.seed + len(view.trials))
+        study = optuna.create_study(direction=view.task.direction.value, sampler=sampler)
         dists = _distributions(view.space)
         trained_in_full = {
             t.config.model_copy(update={"train_fraction": 1.0}) for t in view.trials if not t.config.screened
@@ -158,8 +158,9 @@ class OptunaProposer(BaseProposer):
         return prior_region(view.space, self.prior_around)
 
     def learning_floor(self, view: PlannerView) -> tuple[float, int] | None:
-        """(the least learning budget a proposal may have, train rows), from the opening; None without a prior."""
-        if self.prior_around is None or self.name == "random":
+        """(the least learning budget a proposal may have, train rows), from the opening; None without a prior (or
+        without the data's size)."""
+        if self.prior_around is None or self.name == "random" or view.profile is None:
             return None
         rows = split_rows(view.task, view.profile)[0]
         return learning_budget(view.space.to_config(self.prior_around), rows) / UNDERTRAINED_RATIO, rows

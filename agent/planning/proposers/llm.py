@@ -308,10 +308,10 @@ def against_best(view: PlannerView, candidates: Sequence[Proposal]) -> list[str]
 
     How much it trains (learning rate x optimizer steps), how long its inputs are and which model: a small
     model matches "under-trained" to "trains 3x as much" where it cannot compare two learning rates and two
-    epoch counts. Empty before any trial completed.
+    epoch counts. Empty before any trial completed, and without the data's size.
     """
     best = view.best()
-    if best is None:
+    if best is None or view.profile is None:
         return []
     train_rows = split_rows(view.task, view.profile)[0]
     budget = learning_budget(best.config, train_rows)
