@@ -173,18 +173,28 @@ class ServiceQueue:
         with self.store._read():
             return count_keys(self.store._db)
 
-    def trials_fingerprints(self) -> dict[int, tuple[Any, ...]]:
-        """Per study, numbers that change whenever the study or one of its trials does (not on progress events).
+    def change_count(self) -> tuple[int, int]:
+        """Moves on every commit to the database: another connection's (SQLite's `data_version`, other processes
+        included) or this one's (its total changes). Microseconds: a reader asks it before anything costlier."""
+        with self.store._read():
+            version = self.store._conn.execute("PRAGMA data_version").fetchone()[0]
+            return int(version), self.store._conn.total_changes
+
+    def trials_fingerprints(self, study_id: int | None = None) -> dict[int, tuple[Any, ...]]:
+        """Per study (every one, or only `study_id`), numbers that change whenever the study or one of its trials
+        does (not on progress events).
 
         One grouped query over the trials index: a reader serves a cached answer while they are unchanged.
         """
+        only = "" if study_id is None else "where s.id = :s"
         with self.store._read():
             rows = self.store._conn.execute(
-                """
+                f"""
                 select s.id, s.updated_at, s.status, count(t.id), max(t.id),
                        max(coalesce(t.finished_at, 0)), max(coalesce(t.started_at, 0))
-                from studies s left join trials t on t.study_id = s.id group by s.id
-                """
+                from studies s left join trials t on t.study_id = s.id {only} group by s.id
+                """,
+                {"s": study_id},
             ).fetchall()
         return {row[0]: tuple(row[1:]) for row in rows}
 

@@ -4,8 +4,9 @@
   the web page at `/`; `queue`: the queue of study processes, each an `autoglm tune` (or `resume`) of its own,
   kept in the database so a restart picks it up; `auth`: API keys (only their sha256 is stored);
   `submit`: a submission's settings, validated as the CLI validates a study file, its data kept inside the data
-  root; `events`: the server-sent events, the same as `autoglm tune --json` prints; `adapters`: loaded adapters
-  for `/v1/predict`, kept in a small LRU. `static/`: the web page (plain HTML, CSS and JS, no CDN).
+  root; `events`: the server-sent events, the same as `autoglm tune --json` prints; `answers`: the read routes'
+  answers, built once per change of the database and shared by every reader; `adapters`: loaded adapters for
+  `/v1/predict`, kept in a small LRU. `static/`: the web page (plain HTML, CSS and JS, no CDN).
 
 May import: agent.study, agent.reporting, executors, memory.
 """

@@ -12,9 +12,7 @@ import io
 import json
 import secrets
 import shutil
-import threading
 import zipfile
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from agent.reporting.queries import study_charts, study_detail, study_row, trial_detail, trial_rows
 from agent.reporting.views import StudyDetail, StudyRow
 from agent.service.adapters import MAX_ROWS, AdapterCache
+from agent.service.answers import JsonCache, warm_up
 from agent.service.auth import check_key
 from agent.service.config import ServiceConfig
 from agent.service.events import Snapshots, StudyWatcher, state_of
@@ -42,31 +41,6 @@ from memory.store import Store
 
 STATIC = Path(__file__).parent / "static"
 KEEPALIVE_S = 15.0
-
-
-class JsonCache:
-    """Answers serialised once per change of what they read: fifty pages polling a 2,000-trial study cost one build.
-
-    The stamp is what the answer depends on (a study's trials fingerprint, the queue's state); a new stamp builds it
-    again. Serialised bytes are kept, so a hit costs neither the database nor FastAPI's encoder.
-    """
-
-    def __init__(self, size: int = 256) -> None:
-        self.size = size
-        self._items: OrderedDict[Any, tuple[Any, bytes]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def answer(self, key: Any, stamp: Any, build: Callable[[], Any]) -> Response:
-        with self._lock:
-            hit = self._items.get(key)
-        if hit is None or hit[0] != stamp:
-            hit = (stamp, json.dumps(build(), default=str, allow_nan=False).encode())
-            with self._lock:
-                self._items[key] = hit
-                self._items.move_to_end(key)
-                while len(self._items) > self.size:
-                    self._items.popitem(last=False)
-        return Response(hit[1], media_type="application/json")
 
 
 class UploadTooLarge(Exception):
@@ -130,23 +104,27 @@ def create_app(config: ServiceConfig, *, start_queue: bool = True) -> FastAPI:
     def store() -> Store:
         return shared
 
-    cache = JsonCache()
+    cache = JsonCache(shared.service.change_count)
     snapshots = Snapshots()  # shared by every event stream
 
     def stamp(name: str) -> tuple[int | None, Any]:
         """The study's id and what its cached answers depend on: its trials and its queue row."""
+        return cache.memo(("stamp", name), lambda: read_stamp(name))
+
+    def read_stamp(name: str) -> tuple[int | None, Any]:
         try:
             study_id: int | None = store().get_study(name).id
         except StoreError:
             study_id = None
         job = store().service.job(name)
-        fingerprint = store().service.trials_fingerprints().get(study_id) if study_id is not None else None
+        fingerprint = store().service.trials_fingerprints(study_id).get(study_id) if study_id is not None else None
         return study_id, (fingerprint, job.model_dump_json() if job else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if start_queue:
             queue.start()
+        warm_up()
         try:
             yield
         finally:
@@ -227,10 +205,12 @@ def create_app(config: ServiceConfig, *, start_queue: bool = True) -> FastAPI:
     @app.get("/v1/studies", dependencies=[v1])
     def list_studies() -> Response:
         """Every study in the database (submitted here or started from the CLI) and every queued submission."""
-        jobs = store().service.list_jobs()
-        fingerprints = store().service.trials_fingerprints()
-        current = (fingerprints, tuple(j.model_dump_json() for j in jobs))
-        return cache.answer("list", current, lambda: study_list(jobs, fingerprints))
+        jobs = cache.memo("jobs", store().service.list_jobs)
+        current = (
+            cache.memo("fingerprints", store().service.trials_fingerprints),
+            tuple(j.model_dump_json() for j in jobs),
+        )
+        return cache.answer("list", current, lambda: study_list(jobs, current[0]))
 
     rows_cache: dict[int, tuple[Any, StudyRow]] = {}  # a study's row, kept while its trials are unchanged
 
@@ -303,7 +283,7 @@ def create_app(config: ServiceConfig, *, start_queue: bool = True) -> FastAPI:
     @app.get("/v1/studies/{study}/events", dependencies=[v1])
     async def events(study: str, request: Request) -> StreamingResponse:
         """Server-sent events, the same JSON as `autoglm tune --json` prints, ending with `done`."""
-        watcher = StudyWatcher(store(), study, snapshots)
+        watcher = StudyWatcher(store(), study, snapshots, cache.memo)
         first, ended = await run_in_threadpool(watcher.poll)  # an unknown study is a 404 before the stream starts
 
         async def stream() -> AsyncIterator[str]:

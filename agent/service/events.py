@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Hashable
 from typing import Any
 
+from agent.service.answers import OncePerKey
 from agent.study.events import json_events
 from agent.study.graph import StudySnapshot
 from memory.errors import StoreError
@@ -76,43 +78,71 @@ class Snapshots:
         self.min_age_s = min_age_s
         self._latest: dict[int, tuple[Any, float, StudySnapshot]] = {}
         self._lock = threading.Lock()
+        self._once = OncePerKey()
 
     def get(self, store: Store, study: StudyRecord, note: str, events: Any, trials: Any) -> tuple[StudySnapshot, bool]:
         """The study's snapshot for these fingerprints (`events` changes with any progress, `trials` with a state),
         and whether it is current (False: a slightly older one, held back by `min_age_s`)."""
         key = (events, trials, note)
-        with self._lock:
-            hit = self._latest.get(study.id)
-        if hit is not None:
-            (old_events, old_trials, old_note), made_at, made = hit
-            only_progress = (old_trials, old_note) == (trials, note)
-            if key == hit[0]:
-                return made, True
-            if only_progress and time.monotonic() - made_at < self.min_age_s:
-                return made, False
-        made = snapshot(store, study, note)
-        with self._lock:
-            self._latest[study.id] = (key, time.monotonic(), made)
+        found = self._found(study.id, key, trials, note)
+        if found is not None:
+            return found
+        with self._once.lock(study.id):  # one rebuild at a time; those that waited take it
+            found = self._found(study.id, key, trials, note)
+            if found is not None:
+                return found
+            made = snapshot(store, study, note)
+            with self._lock:
+                self._latest[study.id] = (key, time.monotonic(), made)
         return made, True
+
+    def _found(self, study_id: int, key: Any, trials: Any, note: str) -> tuple[StudySnapshot, bool] | None:
+        with self._lock:
+            hit = self._latest.get(study_id)
+        if hit is None:
+            return None
+        (_, old_trials, old_note), made_at, made = hit
+        if key == hit[0]:
+            return made, True
+        if (old_trials, old_note) == (trials, note) and time.monotonic() - made_at < self.min_age_s:
+            return made, False
+        return None
 
 
 class StudyWatcher:
     """One client's stream: each `poll` returns the events since the last one, and whether the study has ended."""
 
-    def __init__(self, store: Store, name: str, snapshots: Snapshots | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        name: str,
+        snapshots: Snapshots | None = None,
+        memo: Callable[[Hashable, Callable[[], Any]], Any] | None = None,
+    ) -> None:
+        """`memo(key, read)` may hand back what an earlier `read()` gave while the database is unchanged (streams of
+        one study then read it once per change, not once each); by default every poll reads."""
         self.snapshots = snapshots or Snapshots()
+        self.memo = memo or (lambda key, read: read())
         self.store = store
         self.name = name
         self.previous: StudySnapshot | None = None
         self.fingerprint: Any = None
         self.last_note: str | None = None
 
-    def poll(self) -> tuple[list[dict[str, Any]], bool]:
+    def read(self) -> tuple[ServiceJob | None, StudyRecord | None, Any, Any]:
+        """The study's queue row, its record, and its fingerprints: of everything (progress included), of its trials."""
         job = self.store.service.job(self.name)
         try:
             study: StudyRecord | None = self.store.get_study(self.name)
         except StoreError:
             study = None
+        if study is None:
+            return job, None, None, None
+        fingerprint = self.store.service.study_fingerprint(study.id)
+        return job, study, fingerprint, self.store.service.trials_fingerprints(study.id).get(study.id)
+
+    def poll(self) -> tuple[list[dict[str, Any]], bool]:
+        job, study, study_fingerprint, trials = self.memo(("watch", self.name), self.read)
         if study is None and job is None:
             raise StoreError(f"no study {self.name!r}")
         state = state_of(job, study)
@@ -123,10 +153,9 @@ class StudyWatcher:
                 events.append({"event": "study", "study": self.name, "note": state})
                 self.last_note = state
         else:
-            fingerprint = (self.store.service.study_fingerprint(study.id), state)
+            fingerprint = (study_fingerprint, state)
             if fingerprint != self.fingerprint:
                 note = study.stop_reason or state if ended else state
-                trials = self.store.service.trials_fingerprints().get(study.id)
                 current, fresh = self.snapshots.get(self.store, study, note, fingerprint, trials)
                 if fresh:  # else the next poll looks again, so the latest progress is never left unsent
                     self.fingerprint = fingerprint
