@@ -57,7 +57,7 @@ while time.monotonic() < end:
         time.sleep(0.05)
     store.finish_trial(trial.id, TrialResult(state="complete", objective=random.random()))
     writes += 3
-print(writes)
+print(writes, time.process_time())
 """
 
 
@@ -96,7 +96,9 @@ def serve(folder: Path, port: int) -> subprocess.Popen[bytes]:
     raise SystemExit("the server did not start")
 
 
-async def reader(base: str, until: float, interval: float, latencies: list[float], errors: list[str]) -> int:
+async def reader(
+    client: httpx.AsyncClient, until: float, interval: float, latencies: list[float], errors: list[str]
+) -> int:
     """An open study page: its event stream, and what it asks for when told something changed (here, at least
     every `interval` seconds): the live study, its trials since the last settled one, and now and then the list.
 
@@ -104,40 +106,45 @@ async def reader(base: str, until: float, interval: float, latencies: list[float
     """
     settled = -1
     events = 0
-    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
 
-        async def stream() -> None:
-            nonlocal events
+    async def stream() -> None:
+        nonlocal events
+        try:
+            async with client.stream("GET", "/v1/studies/live/events", timeout=None) as r:
+                async for line in r.aiter_lines():
+                    events += line.startswith("data:")
+                    if time.monotonic() >= until:
+                        return
+        except httpx.HTTPError as e:
+            errors.append(f"events: {e!r}")
+
+    follower = asyncio.create_task(stream())
+    n = 0
+    while time.monotonic() < until:
+        n += 1
+        paths = ["/v1/studies/live", f"/v1/studies/live/trials?after={settled}"]
+        paths += ["/v1/studies"] if n % 5 == 0 else []
+        for path in paths:
+            start = time.perf_counter()
             try:
-                async with client.stream("GET", "/v1/studies/live/events", timeout=None) as r:
-                    async for line in r.aiter_lines():
-                        events += line.startswith("data:")
-                        if time.monotonic() >= until:
-                            return
+                r = await client.get(path)
             except httpx.HTTPError as e:
-                errors.append(f"events: {e!r}")
-
-        follower = asyncio.create_task(stream())
-        n = 0
-        while time.monotonic() < until:
-            n += 1
-            paths = ["/v1/studies/live", f"/v1/studies/live/trials?after={settled}"]
-            paths += ["/v1/studies"] if n % 5 == 0 else []
-            for path in paths:
-                start = time.perf_counter()
-                try:
-                    r = await client.get(path)
-                except httpx.HTTPError as e:
-                    errors.append(f"{path}: {e!r}")
-                    continue
-                latencies.append(time.perf_counter() - start)
-                if r.status_code != 200 or "locked" in r.text[:2000].lower():
-                    errors.append(f"{path}: {r.status_code} {r.text[:200]}")
-                elif "trials?after" in path:
-                    settled = r.json()["settled"]
-            await asyncio.sleep(interval)
-        follower.cancel()
+                errors.append(f"{path}: {e!r}")
+                continue
+            latencies.append(time.perf_counter() - start)
+            if r.status_code != 200 or "locked" in r.text[:2000].lower():
+                errors.append(f"{path}: {r.status_code} {r.text[:200]}")
+            elif "trials?after" in path:
+                settled = r.json()["settled"]
+        await asyncio.sleep(interval)
+    follower.cancel()
     return events
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user and system, every thread) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -231,14 +238,21 @@ def main() -> None:
         )  # fmt: skip
         latencies: list[float] = []
         errors: list[str] = []
-        until = time.monotonic() + args.seconds
+        server_cpu, client_cpu = cpu_seconds(server.pid), time.process_time()
 
         async def run() -> list[int]:
-            readers = (reader(base, until, args.interval, latencies, errors) for _ in range(args.readers))
-            return await asyncio.gather(*readers)
+            # Clients first: making one costs the readers' process tens of milliseconds (an SSL context), which
+            # would show up as the server's latency if the clock were already running.
+            clients = [httpx.AsyncClient(base_url=base, timeout=30) for _ in range(args.readers)]
+            until = time.monotonic() + args.seconds
+            try:
+                return await asyncio.gather(*(reader(c, until, args.interval, latencies, errors) for c in clients))
+            finally:
+                await asyncio.gather(*(c.aclose() for c in clients))
 
         streamed = sum(asyncio.run(run()))
-        writes = int((writer.communicate(timeout=60)[0] or "0").strip() or 0)
+        server_cpu, client_cpu = cpu_seconds(server.pid) - server_cpu, time.process_time() - client_cpu
+        writes, writer_cpu = (writer.communicate(timeout=60)[0] or "0 0").split()
         server_err = ""
     finally:
         server.send_signal(signal.SIGTERM)
@@ -260,6 +274,14 @@ def main() -> None:
           f"{percentile(ms, 99):>8.1f} {max(ms):>8.1f} {len(errors):>8} {len(locked):>8}")  # fmt: skip
     for error in errors[:5]:
         print("  error:", error)
+    # On one machine the readers, the writer and the server share its cores: say who used them.
+    cores = os.cpu_count() or 1
+    print(
+        f"CPU over the {args.seconds:.0f} s ({cores} cores, {cores * args.seconds:.0f} CPU-s): "
+        f"server {server_cpu:.1f} s ({server_cpu / max(1, len(ms)) * 1000:.2f} ms a request, event streams included), "
+        f"readers {client_cpu:.1f} s ({client_cpu / max(1, len(ms)) * 1000:.2f} ms a request), "
+        f"writer {float(writer_cpu):.1f} s"
+    )
     print(f"\nthe {args.trials}-trial study's page, alone (chromium on a cold server; then its JSON, cached)")
     print(f"{'request':<36} {'seconds':>8} {'bytes':>10}")
     for path, (seconds, size, status) in timings.items():
