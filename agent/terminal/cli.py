@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 from rich.table import Table
@@ -39,7 +39,8 @@ app = typer.Typer(
     help="Open-AutoGLM: describe a fine-tuning task, get the best LoRA adapter.",
     pretty_exceptions_enable=False,
 )
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 DB_OPTION = typer.Option(None, "--db", help="Study database (default: ./autoglm.db, or $AUTOGLM_DB).")
 TRACK_OPTION = typer.Option(
@@ -53,11 +54,11 @@ def _db(db: str | None) -> str:
     return db or os.environ.get("AUTOGLM_DB") or "autoglm.db"
 
 
-def handle_errors(fn: F) -> F:
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """User mistakes: one line on stderr, exit 2. Our bugs: the traceback and where to report it."""
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    @functools.wraps(fn)  # keeps the signature typer reads
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except UserError as e:
@@ -73,7 +74,7 @@ def handle_errors(fn: F) -> F:
             err.print("[red]This is a bug in Open-AutoGLM[/red]; please report it with the traceback above.")
             raise typer.Exit(1) from None
 
-    return wrapper  # type: ignore[return-value]  # functools.wraps keeps the signature typer reads; mypy cannot see it
+    return wrapper
 
 
 @app.command()
