@@ -17,7 +17,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from fastapi.responses import Response
 
@@ -64,12 +64,12 @@ class JsonCache:
         with self._lock:
             hit = self._memo.get(key)
         if hit is not None and hit[0] == count:
-            return hit[1]  # type: ignore[no-any-return]
+            return cast(T, hit[1])  # what `read` gave for this key
         with self._once.lock(("memo", key)):
             with self._lock:
                 hit = self._memo.get(key)
             if hit is not None and hit[0] == count:  # another reader read it while this one waited
-                return hit[1]  # type: ignore[no-any-return]
+                return cast(T, hit[1])
             value = read()  # counted before reading: a change made meanwhile is seen by the next call
             self._put(self._memo, key, (count, value))
             return value

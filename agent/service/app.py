@@ -258,7 +258,7 @@ def create_app(config: ServiceConfig, *, start_queue: bool = True) -> FastAPI:
         if study_id is None:
             if store().service.job(study) is None:
                 raise StoreError(f"no study {study!r}")
-            empty = {"study": study, "metric": None, "direction": None, "settled": -1, "trials": []}
+            empty: dict[str, Any] = {"study": study, "metric": None, "direction": None, "settled": -1, "trials": []}
             return cache.answer(("trials", study, after), current, lambda: empty)
         return cache.answer(("trials", study, after), current, lambda: trial_rows(store(), study_id, after))
 
