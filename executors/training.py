@@ -220,7 +220,8 @@ def add_lora(model: Any, handler: TaskHandler, config: TrialConfig) -> Any:
 
 def _param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
     """No weight decay on biases and norms, as is usual."""
-    decay, no_decay = [], []
+    decay: list[Any] = []
+    no_decay: list[Any] = []
     for name, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
