@@ -97,10 +97,16 @@ def serve(folder: Path, port: int) -> subprocess.Popen[bytes]:
 
 
 async def reader(
-    client: httpx.AsyncClient, until: float, interval: float, latencies: list[float], errors: list[str]
+    client: httpx.AsyncClient,
+    until: float,
+    interval: float,
+    latencies: list[float],
+    server_ms: list[float],
+    errors: list[str],
 ) -> int:
     """An open study page: its event stream, and what it asks for when told something changed (here, at least
     every `interval` seconds): the live study, its trials since the last settled one, and now and then the list.
+    `latencies` gets each request's seconds as the reader waited them, `server_ms` the app's own (Server-Timing).
 
     Returns how many server-sent events it received.
     """
@@ -122,7 +128,7 @@ async def reader(
     n = 0
     while time.monotonic() < until:
         n += 1
-        paths = ["/v1/studies/live", f"/v1/studies/live/trials?after={settled}"]
+        paths = ["/v1/studies/live?leaderboard=false", f"/v1/studies/live/trials?after={settled}"]
         paths += ["/v1/studies"] if n % 5 == 0 else []
         for path in paths:
             start = time.perf_counter()
@@ -132,6 +138,7 @@ async def reader(
                 errors.append(f"{path}: {e!r}")
                 continue
             latencies.append(time.perf_counter() - start)
+            server_ms.append(float(r.headers.get("server-timing", "app;dur=nan").partition("dur=")[2]))
             if r.status_code != 200 or "locked" in r.text[:2000].lower():
                 errors.append(f"{path}: {r.status_code} {r.text[:200]}")
             elif "trials?after" in path:
@@ -237,6 +244,7 @@ def main() -> None:
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         latencies: list[float] = []
+        server_ms: list[float] = []
         errors: list[str] = []
         server_cpu, client_cpu = cpu_seconds(server.pid), time.process_time()
 
@@ -246,7 +254,9 @@ def main() -> None:
             clients = [httpx.AsyncClient(base_url=base, timeout=30) for _ in range(args.readers)]
             until = time.monotonic() + args.seconds
             try:
-                return await asyncio.gather(*(reader(c, until, args.interval, latencies, errors) for c in clients))
+                return await asyncio.gather(
+                    *(reader(c, until, args.interval, latencies, server_ms, errors) for c in clients)
+                )
             finally:
                 await asyncio.gather(*(c.aclose() for c in clients))
 
@@ -272,6 +282,11 @@ def main() -> None:
     ms = [v * 1000 for v in latencies]
     print(f"{len(ms):>10} {len(ms) / args.seconds:>8.0f} {statistics.median(ms):>8.1f} {percentile(ms, 90):>8.1f} "
           f"{percentile(ms, 99):>8.1f} {max(ms):>8.1f} {len(errors):>8} {len(locked):>8}")  # fmt: skip
+    inside = [v for v in server_ms if v == v]  # NaN: an answer without the header
+    if inside:
+        print(f"{'in the app':>10} {'':>8} {statistics.median(inside):>8.1f} {percentile(inside, 90):>8.1f} "
+              f"{percentile(inside, 99):>8.1f} {max(inside):>8.1f}   (Server-Timing: the rest is waiting in sockets "
+              "and in the readers' own event loop)")  # fmt: skip
     for error in errors[:5]:
         print("  error:", error)
     # On one machine the readers, the writer and the server share its cores: say who used them.

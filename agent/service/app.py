@@ -35,6 +35,7 @@ from agent.service.config import ServiceConfig
 from agent.service.events import Snapshots, StudyWatcher, state_of
 from agent.service.queue import StudyQueue
 from agent.service.submit import DATA_KEYS, inside, study_settings
+from agent.service.timing import ServerTiming
 from memory.errors import StoreError, UserError
 from memory.service_jobs import ServiceJob
 from memory.store import Store
@@ -384,6 +385,7 @@ def create_app(config: ServiceConfig, *, start_queue: bool = True) -> FastAPI:
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
         )
     app.add_middleware(BodyLimit, limit=config.max_upload_bytes)
+    app.add_middleware(ServerTiming)  # outermost: it times the rest
     return app
 
 

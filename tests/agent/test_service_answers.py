@@ -85,7 +85,8 @@ def test_answers_follow_writes_by_another_connection_and_by_the_servers_own(tmp_
     (data / "reviews.csv").write_text("text,label\n" + "good,pos\nbad,neg\n" * 20)
     config = ServiceConfig.make(tmp_path / "s.db", data, tmp_path / "runs", auth=False, poll_s=0.05)
     with TestClient(create_app(config, start_queue=False)) as client:
-        assert client.get("/v1/studies").json() == []
+        first = client.get("/v1/studies")
+        assert first.json() == [] and first.headers["server-timing"].startswith("app;dur=")  # the app's own time
         with Store(tmp_path / "s.db") as store:  # a study process: another connection
             study = store.create_study("s", TASK, SPACE, TuneOptions(), str(tmp_path / "run"), PROFILE)
         assert [r["id"] for r in client.get("/v1/studies").json()] == ["s"]
