@@ -22,6 +22,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import TrialState as OptunaState
 
 from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal, Proposals
+from agent.planning.proposers.screening import full
 from agent.planning.space import UNDERTRAINED_RATIO, prior_region
 from executors.data import split_rows
 from executors.tasks import learning_budget
@@ -113,16 +114,14 @@ class OptunaProposer(BaseProposer):
         sampler = self._sampler(view.seed + len(view.trials))
         study = optuna.create_study(direction=view.task.direction.value, sampler=sampler)
         dists = _distributions(view.space)
-        trained_in_full = {
-            t.config.model_copy(update={"train_fraction": 1.0}) for t in view.trials if not t.config.screened
-        }
+        trained_in_full = {t.config for t in view.trials if not t.config.screened}
         for t in view.trials:
             params = _encode(view.space, t.config.model_dump())
             if params is None:
                 continue
             intermediate: dict[int, float] | None = None
             if t.config.screened and t.state in (TrialState.complete, TrialState.pruned, TrialState.failed):
-                if t.config.model_copy(update={"train_fraction": 1.0}) in trained_in_full:
+                if full(t.config) in trained_in_full:
                     continue  # promoted: the full trial speaks for the config
                 # A screen is an early look, like a pruned trial's first evaluation: below every full trial.
                 score = t.objective if t.objective is not None else t.metrics.get(view.task.metric)
