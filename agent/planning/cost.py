@@ -50,6 +50,11 @@ PRIOR_SECONDS_PER_UNIT = 3e-11
 EVAL_SHARE = 0.35  # a forward pass costs about a third of a training step
 START_SECONDS = 10.0  # model load, tokenizing, saving the adapter: before any trial has measured it
 TOKENS_PER_WORD = 1.4  # sub-word tokens per whitespace word, English prose
+# Long inputs cost more per token: attention grows with the square of the length. Measured on 2 CPU cores
+# (`benchmarks/bench_cost.py --lengths`), a sample's training seconds follow tokens x (1 + (tokens / 370)^2):
+# per token, 512 tokens cost ~2.8x what 64 do. A GPU's fused attention makes long inputs relatively cheaper;
+# there this prices them high, and a trial not started is cheaper to be wrong about than one killed.
+LONG_TOKENS = 370.0
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,11 @@ class CostModel:
             return 32.0
         return info.mean_items or info.mean_words or 1.0
 
+    def sample_work(self, config: TrialConfig) -> float:
+        """Units of work in one training sample of `config`: its tokens, weighted for length, times parameters."""
+        tokens = self.tokens(config)
+        return tokens * (1.0 + (tokens / LONG_TOKENS) ** 2) * parameter_count(config.model)
+
     def units(self, config: TrialConfig) -> tuple[int, int, float, int, float]:
         """(train samples, eval samples, tokens, parameters, units of work) for `config`."""
         train_rows, eval_rows, test_rows = self.rows()
@@ -109,7 +119,7 @@ class CostModel:
         eval_samples = evals * eval_rows + (0 if config.screened else test_rows)  # a screen skips the test split
         tokens = self.tokens(config)
         params = parameter_count(config.model)
-        return samples, eval_samples, tokens, params, (samples + EVAL_SHARE * eval_samples) * tokens * params
+        return samples, eval_samples, tokens, params, (samples + EVAL_SHARE * eval_samples) * self.sample_work(config)
 
     def estimate(self, config: TrialConfig) -> TrialCost:
         samples, eval_samples, tokens, params, units = self.units(config)
@@ -118,8 +128,7 @@ class CostModel:
 
     def price_at(self, config: TrialConfig, samples_per_second: float) -> float:
         """Seconds per unit of work, from `config`'s training samples/s."""
-        _, _, tokens, params, _ = self.units(config)
-        return 1.0 / (samples_per_second * tokens * params)
+        return 1.0 / (samples_per_second * self.sample_work(config))
 
     def calibrate(self, config: TrialConfig, samples_per_second: float) -> None:
         """Price the work at a speed measured on this machine now: `config`'s training samples/s."""
@@ -135,9 +144,9 @@ class CostModel:
         prices, starts = [], []
         for t in trials:
             train, speed = t.durations.get("train"), t.metrics.get(TRAIN_SPEED)
-            samples, _, tokens, params, _ = self.units(t.config)
+            samples = self.units(t.config)[0]
             if t.state == TrialState.complete and train and train >= 1.0:
-                prices.append(train / (samples * tokens * params))
+                prices.append(train / (samples * self.sample_work(t.config)))
                 starts.append(sum(t.durations.get(k, 0.0) for k in ("load", "tokenize")))
             elif t.state != TrialState.complete and speed:
                 prices.append(self.price_at(t.config, speed))
@@ -148,7 +157,7 @@ class CostModel:
 
     def seconds_left(self, config: TrialConfig, step: int, samples_per_second: float) -> float:
         """A running trial's seconds to its end, at the speed it trains at now (its evaluations included)."""
-        samples, eval_samples, tokens, params, _ = self.units(config)
+        samples, eval_samples, _, _, _ = self.units(config)
         left = max(0.0, 1.0 - step / optimizer_steps(config, self.rows()[0]))
         # The evaluations are spread over the training (and the test split comes at its end): their share is left.
         return left * (samples + EVAL_SHARE * eval_samples) / samples_per_second
@@ -228,17 +237,40 @@ def fit_opening(
     """
     if seconds is None:
         return opening
-    values = dict(opening)
+    return make_cheaper(space, opening, cost, seconds, aim=seconds * OPENING_SHARE, what=what)
+
+
+def make_cheaper(
+    space: SearchSpace, values: dict[str, Any], cost: CostModel, seconds: float, aim: float, what: str
+) -> dict[str, Any]:
+    """`values` made cheaper, a lever at a time, until priced at `aim` seconds or less; then at `seconds` or less.
+
+    The levers, in order: a shorter `max_length` (a lead of each input), fewer epochs, fewer input columns, a
+    smaller model. Columns are cut last, and to the choice that keeps the most text and still fits: a headline
+    alone is cheap, but the label may be in the body.
+
+    Raises:
+        UserError: not even the cheapest config fits `seconds`; the message says how much time or how few rows would.
+    """
+    values = dict(values)
+
+    def price(changes: dict[str, Any]) -> float:
+        return cost.estimate(space.to_config({**values, **changes})).seconds
+
+    def fewest_columns(p: Any) -> Any:
+        fitting = [c for c in p.choices if price({"text_columns": c}) <= aim]
+        if fitting:  # the most text that fits: what is cut is what the trial cannot read
+            return max(fitting, key=lambda c: cost.tokens(space.to_config({**values, "text_columns": c})))
+        return min(p.choices, key=lambda c: price({"text_columns": c}))
+
     cheaper = {
         "max_length": lambda p: min(p.choices) if isinstance(p, CategoricalParam) else p.low,
-        "text_columns": lambda p: min(  # the cheapest inputs: a headline alone, say
-            p.choices, key=lambda c: cost.estimate(space.to_config({**values, "text_columns": c})).seconds
-        ),
         "epochs": lambda p: min(p.choices) if isinstance(p, CategoricalParam) else p.low,
+        "text_columns": fewest_columns,
         "model": lambda p: min(p.choices, key=parameter_count) if isinstance(p, CategoricalParam) else None,
     }
     for name, cheapest in cheaper.items():
-        if cost.estimate(space.to_config(values)).seconds <= seconds * OPENING_SHARE:
+        if price({}) <= aim:
             return values
         param = space.param(name)
         if param is not None and cheapest(param) is not None:
@@ -251,7 +283,7 @@ def fit_opening(
     rows = int(train_rows * (seconds - cost.start_seconds) / max(1.0, need.seconds - cost.start_seconds))
     fewer_rows = f" or tune on fewer rows (--max-rows {rows})" if rows >= 100 else ""
     raise UserError(
-        f"the {what} ({seconds:.0f} s) fits no trial: even the cheapest opening needs {need.describe()}; "
+        f"the {what} ({seconds:.0f} s) fits no trial: even the cheapest config needs {need.describe()}; "
         + more_time
         + fewer_rows
     )

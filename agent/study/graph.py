@@ -32,7 +32,7 @@ from typing import Any, TypedDict
 from langgraph.graph import END, START, StateGraph
 
 from agent.planning.budget import BudgetTracker
-from agent.planning.cost import CostModel, DeadlineGuard, fit_opening
+from agent.planning.cost import CostModel, DeadlineGuard, TrialCost, fit_opening, make_cheaper
 from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal, Proposals
 from agent.planning.pruning import TrialPruner, eval_curve
 from agent.study.plan import StudyPlan
@@ -204,11 +204,8 @@ def propose(ctx: StudyContext, state: StudyState) -> StudyState:
             priced = [(p, ctx.cost.estimate(p.config)) for p in proposals]
             proposals = [p for p, cost in priced if ctx.budget.fits(cost.seconds)]
             if priced and not proposals and pending == 0:
-                cheapest = min(cost.seconds for _, cost in priced)
-                unaffordable = (
-                    f"no proposal fits the time left: the cheapest needs ~{cheapest:.0f} s, "
-                    f"{ctx.budget.time_left() or 0:.0f} s are left"
-                )
+                cheaper, unaffordable = _made_to_fit(ctx, study, trials, priced)
+                proposals = [cheaper] if cheaper else []
         for p in proposals:
             record = ctx.store.add_trial(study.id, p.config, p.source, p.rationale, p.repairs)
             proposed.append(record.id)
@@ -218,6 +215,33 @@ def propose(ctx: StudyContext, state: StudyState) -> StudyState:
                 ctx.budget.add_llm_tokens((call.prompt_tokens or 0) + (call.completion_tokens or 0))
     ctx.on_update(ctx.snapshot(study.id, "proposed"))
     return {"proposed": proposed, "unaffordable": unaffordable}
+
+
+def _made_to_fit(
+    ctx: StudyContext, study: StudyRecord, trials: list[TrialRecord], priced: list[tuple[Proposal, TrialCost]]
+) -> tuple[Proposal | None, str | None]:
+    """The proposer's first pick made cheaper to fit the time left, when no proposal fits it as proposed.
+
+    A lead of a long input (or one epoch) still teaches something; ending the study with time left teaches nothing.
+    Returns (the proposal, None), or (None, why nothing fits the time left).
+    """
+    assert ctx.cost is not None and ctx.budget is not None
+    seconds = ctx.budget.time_left() or 0.0
+    cheapest = min(cost.seconds for _, cost in priced)
+    why = f"no proposal fits the time left: the cheapest needs ~{cheapest:.0f} s, {seconds:.0f} s are left"
+    first = priced[0][0]
+    try:
+        values = make_cheaper(study.space, study.space.values_of(first.config), ctx.cost, seconds, seconds, "time left")
+    except UserError as nothing_fits:
+        return None, f"{why}; {nothing_fits}"
+    # A screen stays a screen: the share of the rows it trains on only makes it cheaper.
+    config = study.space.to_config(values).model_copy(update={"train_fraction": first.config.train_fraction})
+    if any(t.config == config for t in trials):
+        return None, f"{why}; made cheaper to fit, it repeats a tried config"
+    rationale = (
+        f"{first.rationale}; made cheaper to fit the {seconds:.0f} s left: {ctx.cost.estimate(config).describe()}"
+    )
+    return Proposal(config, first.source, rationale, first.repairs), None
 
 
 def _cheaper_reopening(

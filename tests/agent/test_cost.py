@@ -63,11 +63,11 @@ def test_finished_trials_refit_the_price(setting):
     task, profile = setting
     cost = CostModel(task, profile)
     config = _config(epochs=1, max_length=64)
-    samples, _, tokens, params, _ = cost.units(config)
+    samples = cost.units(config)[0]
     slow = PRIOR_SECONDS_PER_UNIT * 4  # a busy laptop: four times the prior
     trial = TrialRecord(
         id=1, study_id=1, number=0, config=config, source="default", state=TrialState.complete, objective=0.7,
-        durations={"train": slow * samples * tokens * params, "load": 3.0, "tokenize": 1.0}, created_at=0.0,
+        durations={"train": slow * samples * cost.sample_work(config), "load": 3.0, "tokenize": 1.0}, created_at=0.0,
     )  # fmt: skip
     cost.fit([trial])
     assert cost.seconds_per_unit == pytest.approx(slow) and cost.start_seconds == pytest.approx(4.0)
@@ -78,11 +78,11 @@ def test_a_trial_stopped_early_refits_the_price_by_the_speed_it_trained_at(setti
     task, profile = setting
     cost = CostModel(task, profile)
     config = _config(epochs=1, max_length=64)
-    _, _, tokens, params, _ = cost.units(config)
     slow = PRIOR_SECONDS_PER_UNIT * 5
     stopped = TrialRecord(
         id=1, study_id=1, number=0, config=config, source="default", state=TrialState.failed,
-        failure_kind=FailureKind.timeout, metrics={TRAIN_SPEED: 1.0 / (slow * tokens * params)}, created_at=0.0,
+        failure_kind=FailureKind.timeout, metrics={TRAIN_SPEED: 1.0 / (slow * cost.sample_work(config))},
+        created_at=0.0,
     )  # fmt: skip
     cost.fit([stopped])
     assert cost.seconds_per_unit == pytest.approx(slow) and cost.start_seconds == START_SECONDS
@@ -197,8 +197,7 @@ def test_an_opening_out_of_time_runs_again_made_cheaper_at_the_measured_speed(re
             result = super().run(task, config, trial_dir, on_event, timeout_s)
             if len(self.runs) > 1:
                 return result
-            _, _, tokens, params, _ = CostModel(task, profile_data(reviews_csv)).units(config)
-            speed = {TRAIN_SPEED: 1.0 / (slow * tokens * params)}
+            speed = {TRAIN_SPEED: 1.0 / (slow * CostModel(task, profile_data(reviews_csv)).sample_work(config))}
             return TrialResult(state=TrialState.failed, failure_kind=FailureKind.timeout, metrics=speed, message="late")
 
     options = TuneOptions(
@@ -288,3 +287,56 @@ def test_a_validation_and_a_test_file_of_the_users_own_are_priced_by_their_rows(
     config = _config(epochs=1, max_length=64)
     priced, guessed = CostModel(given, profile).estimate(config), CostModel(task, profile).estimate(config)
     assert priced.eval_samples > guessed.eval_samples
+
+
+def test_a_config_made_cheaper_keeps_the_longer_column_and_cuts_it_last(tmp_path):
+    # A headline is cheap, but the label is in the body: cut the length and the epochs first, then keep the body.
+    import pandas as pd
+
+    from agent.planning.cost import make_cheaper
+    from agent.planning.space import default_space, default_values
+
+    body = " ".join(["the support agent replied late and the refund never came"] * 30)
+    pd.DataFrame(
+        {"headline": ["refund late"] * 300, "body": [body] * 300, "outcome": ["bad", "good", "ok"] * 100}
+    ).to_csv(tmp_path / "tickets.csv", index=False)
+    profile = profile_data(tmp_path / "tickets.csv")
+    task = understand("predict the outcome from the headline and the body", tmp_path / "tickets.csv", profile=profile)
+    task = task.spec
+    space = default_space(task, profile)
+    cost = CostModel(task, profile)
+    values = {**default_values(task, space, profile), "max_length": max(space.param("max_length").choices)}
+    full = cost.estimate(space.to_config(values)).seconds
+    shortest = {**values, "max_length": min(space.param("max_length").choices), "epochs": space.param("epochs").low}
+    aim = cost.estimate(space.to_config(shortest)).seconds * 1.01  # the lead of both columns fits; no more
+    cheaper = make_cheaper(space, values, cost, full, aim, "time left")
+    assert cost.estimate(space.to_config(cheaper)).seconds <= aim < full
+    assert "body" in cheaper["text_columns"] and cheaper.get("model") == values.get("model")
+
+
+def test_when_no_proposal_fits_the_time_left_the_first_is_made_cheaper_to_fit(reviews_csv, tmp_path):
+    # The machine is five times slower than the prior: after the opening, the sampler's picks cost more than the
+    # time left, and the study runs its first pick made cheaper rather than ending with time left.
+    slow = PRIOR_SECONDS_PER_UNIT * 5
+
+    class SlowMachine(FakeExecutor):
+        def run(self, task, config, trial_dir, on_event=None, timeout_s=None):  # noqa: ANN001, ANN201
+            result = super().run(task, config, trial_dir, on_event, timeout_s)
+            cost = CostModel(task, profile_data(reviews_csv))
+            train = slow * cost.units(config)[0] * cost.sample_work(config)
+            return result.model_copy(update={"durations": {"train": train}})
+
+    options = TuneOptions(
+        description="fresh or rotten", data=str(reviews_csv), trials=3, db=str(tmp_path / "s.db"),
+        runs_dir=str(tmp_path / "runs"), name="tight", warm_start=False, pruner="none",
+    )  # fmt: skip
+    opening = plan_study(options).opening_cost.seconds
+    budget = 2.5 * opening  # the opening fits at the prior; at five times the price, only a cheaper config does
+    outcome = tune(options.model_copy(update={"time": budget}), executor=SlowMachine())
+    assert len(outcome.trials) >= 2, outcome.stop_reason
+    second = outcome.trials[1]
+    measured = CostModel(outcome.study.task, outcome.study.profile)
+    measured.fit(outcome.trials[:1])
+    assert measured.seconds_per_unit == pytest.approx(slow)
+    assert "made cheaper to fit the" in second.rationale, second.rationale
+    assert measured.estimate(second.config).seconds <= budget
