@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -19,6 +20,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# A shell without job control starts a background job (`pytest ... &` in a script, a CI step) with SIGINT ignored,
+# and every process it starts inherits that: the Ctrl-C tests' SIGINT would then reach no study at all, and
+# `_thread.interrupt_main()` does nothing. Handled here, SIGINT is back to its default in the studies we start.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
