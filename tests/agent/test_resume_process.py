@@ -165,7 +165,9 @@ def test_ctrl_c_stops_with_exit_130_and_a_resume_hint_then_resume_finishes(
 ) -> None:
     name, budget = "ctrlc", 1
     db = tmp_path / "s.db"
-    proc = start_study(tmp_path, env, easy_reviews_csv, name, budget)
+    # 150 rows (the last --max-rows wins): ~16 steps, so the trial still trains when the Ctrl-C lands even if a
+    # loaded box is slow to send it; on 60 rows it may be done a few steps after the first, and exit 0.
+    proc = start_study(tmp_path, env, easy_reviews_csv, name, budget, "--max-rows", "150")
     try:
         rows = wait_for(
             proc, tmp_path, name, lambda rows: any(r[2] == "running" and r[3] for r in rows), "a trial training"
@@ -173,8 +175,8 @@ def test_ctrl_c_stops_with_exit_130_and_a_resume_hint_then_resume_finishes(
         workers = worker_processes(env)
         # What a terminal does on Ctrl-C: SIGINT to the foreground process group (the worker has its own).
         os.killpg(proc.pid, signal.SIGINT)
-        code = proc.wait(timeout=120)
-        assert not gone_within(workers, 10), "Ctrl-C must stop the running trial's worker too"
+        code = proc.wait(timeout=300)  # bounds a hang only
+        assert not gone_within(workers, 30), "Ctrl-C must stop the running trial's worker too"
     finally:
         stop_study(proc)
         for p in worker_processes(env):
@@ -189,7 +191,8 @@ def test_ctrl_c_stops_with_exit_130_and_a_resume_hint_then_resume_finishes(
         assert study.status == "interrupted"
         (interrupted,) = [t for t in store.trials(study.id) if t.number == rows[-1][1]]
         assert rows[-1][2] == "running" and interrupted.state == TrialState.waiting
-        assert [e.kind for e in store.events(interrupted.id)].count("requeued") == 1
+        kinds = [e.kind for e in store.events(interrupted.id)]
+        assert kinds.count("requeued") == 1 and "finished" not in kinds, kinds  # stopped, not waited for
 
     result = resume_study(tmp_path, env, name)
     assert result.returncode == 0, result.stderr[-3000:]
