@@ -198,3 +198,24 @@ def test_a_sampler_proposal_that_repeats_an_oom_is_shrunk_by_the_portfolio():
     [p] = PortfolioProposer(_Repeating("tpe")).propose(PlannerView(TASK, SPACE, PROFILE, trials), 1)
     assert p.source == "tpe" and p.config.batch_size == 16 and p.config.learning_rate == 1.5e-3
     assert any(r.startswith("guard: batch_size 32 -> 16 after OOM in #1") for r in p.repairs)
+
+
+@pytest.mark.parametrize("planner", ["classical", "portfolio"])
+def test_a_small_grid_is_searched_to_its_last_config_before_it_is_called_exhausted(planner, reviews_csv, tmp_path):
+    # TPE repeats itself in a space of few choices; a repeat must not end the study while configs are untried.
+    from agent.study import tune
+    from tests.fakes import FakeExecutor
+
+    grid = {"learning_rate": {"choices": [3e-4, 1e-3, 3e-3]}, "epochs": {"choices": [1, 2]}}
+    space = {**grid, "batch_size": 8, "lora_r": 8, "lora_dropout": 0.05, "warmup_ratio": 0.06, "weight_decay": 0.01}
+    space |= {"lora_targets": ["all-linear"], "max_length": 64}
+    from memory.records import TuneOptions
+
+    options = TuneOptions(
+        description="fresh or rotten", data=str(reviews_csv), trials=10, db=str(tmp_path / "s.db"), space=space,
+        runs_dir=str(tmp_path / "runs"), name="grid", warm_start=False, pruner="none", planner=planner,
+    )  # fmt: skip
+    outcome = tune(options, executor=FakeExecutor())
+    configs = {(t.config.learning_rate, t.config.epochs) for t in outcome.trials}
+    assert len(outcome.trials) == len(configs) == 6  # every config of the grid once, then no more
+    assert outcome.stop_reason.startswith("the search space is exhausted")

@@ -13,7 +13,10 @@ the last one's learning rate is raised to the floor (a recorded repair).
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
+import random
 import warnings
 from typing import Any, get_args
 
@@ -43,6 +46,7 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 
 SAMPLERS: tuple[str, ...] = get_args(SamplerName)
 PRIOR_TRIES = 4  # sampler picks per slot before an under-trained one is repaired
+REPEAT_TRIES = 10  # more picks per slot when the sampler repeats tried configs (a small grid)
 
 
 def _distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
@@ -173,9 +177,12 @@ class OptunaProposer(BaseProposer):
         dists = _distributions(space)
         floor = self.learning_floor(view)
         proposals: list[Proposal] = []
-        seen = {t.config for t in view.trials}
+        seen = {full(t.config) for t in view.trials}  # a screened config is tried
+        tries = PRIOR_TRIES if floor else 1
         for _ in range(n):
-            for attempt in range(PRIOR_TRIES if floor else 1):
+            under_floor = 0
+            proposal = None
+            for _ask in range(tries + REPEAT_TRIES):  # a repeat does not use up one of the floor's tries
                 trial = study.ask(dists)
                 values = _decode(space, trial.params)
                 try:
@@ -189,16 +196,45 @@ class OptunaProposer(BaseProposer):
                     continue
                 notes: tuple[str, ...] = ()
                 if floor and learning_budget(config, floor[1]) < floor[0]:
-                    if attempt < PRIOR_TRIES - 1:
+                    under_floor += 1
+                    if under_floor < tries:
                         continue  # left running: the sampler's next pick moves away from it (constant liar)
                     config, notes = _lift_learning_rate(view.space, repaired.values, config, *floor)
                     if config in seen:
                         continue
-                seen.add(config)
                 # Leave it unfinished so the next ask in this batch knows it is taken (constant liar).
-                proposals.append(Proposal(config, self.name, f"{self.name} sample", repairs=notes))
+                proposal = Proposal(config, self.name, f"{self.name} sample", repairs=notes)
                 break
+            if proposal is None:  # a small grid the sampler keeps repeating in: any config not yet tried
+                config = untried_config(view.space, seen, seed=view.seed + len(view.trials) + len(proposals))
+                why = f"{self.name}: an untried config of the grid"
+                proposal = Proposal(config, self.name, why) if config else None
+            if proposal is None:
+                break
+            seen.add(proposal.config)
+            proposals.append(proposal)
         return Proposals.of(proposals)
+
+
+GRID_LIMIT = 100_000  # a space of choices alone up to this many configs is enumerated for an untried one
+
+
+def untried_config(space: SearchSpace, tried: set[TrialConfig], seed: int) -> TrialConfig | None:
+    """A config of a space of choices alone that is not in `tried`, drawn at random; None for any other space,
+    or when every config was tried."""
+    params = space.params
+    if not params or not all(isinstance(p, CategoricalParam) for p in params):
+        return None
+    sizes = [len(p.choices) for p in params if isinstance(p, CategoricalParam)]
+    if math.prod(sizes) > GRID_LIMIT:
+        return None
+    combos = list(itertools.product(*(p.choices for p in params if isinstance(p, CategoricalParam))))
+    random.Random(seed).shuffle(combos)
+    for combo in combos:
+        config = space.to_config(dict(zip([p.name for p in params], combo, strict=True)))
+        if config not in tried:
+            return config
+    return None
 
 
 def _lift_learning_rate(

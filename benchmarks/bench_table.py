@@ -1,0 +1,379 @@
+"""A tabular search benchmark: real trials recorded once on a grid, every method replayed on it over many seeds.
+
+Issue 21, point 4: live runs of every method at 5+ seeds take days on 2 CPU cores. As HPOBench and LCBench do,
+`record` trains every config of a grid once, in full and as a screen (a quarter of the training rows), with the
+real executor, and keeps what each gave: validation and test scores, state, seconds. `replay` then runs each
+method's real study (`agent.study.run.tune`: the graph, the proposers, the store) with an executor that answers
+from the table instead of training, over many seeds, in seconds.
+
+The grid is the task's own search space with a few values per lever that moves a score (learning rate at a third,
+one and three times the opening's; one epoch or the opening's; the space's own lengths and input columns), every
+other parameter fixed at the opening's. The study is given that grid as its space (`TuneOptions.space`), so every
+method proposes only configs the table holds, and the opening is one of them.
+
+What a seed varies: the proposers' randomness only. The table holds one training seed per config and one test
+split, so a replayed interval says how reliably a method finds a config, not how reliably that config beats the
+opening on new data: the table prints each config's standard error on its test rows beside it.
+
+Budgets are in trial-equivalents: multiples of the opening's recorded seconds. A method's choice at a budget is the
+complete full-fidelity trial it would keep among those finished within it, by top validation score or by the
+one-standard-error rule (both printed, one rule for every method at a time).
+
+    python benchmarks/bench_table.py record --tasks debates                 # resumable: appends to the table
+    python benchmarks/bench_table.py replay --tasks debates --seeds 30 --budgets 5 10 20
+    python benchmarks/bench_table.py replay --tasks debates --out benchmarks/records/table-debates.json
+
+Tables live in benchmarks/tables/<task>.jsonl, one trial a line, each naming the commit that trained it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "examples"))
+
+from benchmarks.bench_planner import (  # noqa: E402
+    RULES,
+    TASKS,
+    BenchTask,
+    best_within,
+    bootstrap_interval,
+    write_splits,
+)
+from benchmarks.provenance import commit, commit_for  # noqa: E402
+from executors.base import BaseExecutor, EventCallback  # noqa: E402
+from memory.records import (  # noqa: E402
+    CategoricalParam,
+    Direction,
+    FloatParam,
+    IntParam,
+    SpaceOverride,
+    TaskSpec,
+    TrialConfig,
+    TrialResult,
+    TrialState,
+    TuneOptions,
+    score_error,
+)
+
+TABLES = ROOT / "benchmarks" / "tables"
+SCREEN = 0.25  # the screens' share of the training rows (`--screen` in a study)
+SPLIT_SEED = 0  # one set of rows per task: the table is recorded on it
+# name: (sampler, planner, screen)
+METHODS = {
+    "random": ("random", "classical", None),
+    "tpe": ("tpe", "classical", None),
+    "planner": ("tpe", "portfolio", None),
+    "planner+screen": ("tpe", "portfolio", SCREEN),
+}
+
+
+# --------------------------------------------------------------------------- the grid
+
+
+def task_options(task: BenchTask, folder: Path, **extra: Any) -> TuneOptions:
+    """The study options of `task` on its fixed rows (written into `folder` once)."""
+    paths = [folder / f"{name}.{ext}" for name in ("train", "validation", "test") for ext in ("csv", "jsonl")]
+    existing = [p for p in paths if p.exists()]
+    if len(existing) < 3:
+        train, validation, test = write_splits(task.load(), SPLIT_SEED, task.rows, folder)
+    else:
+        train, validation, test = (next(p for p in existing if p.stem == n) for n in ("train", "validation", "test"))
+    return TuneOptions(
+        description=task.description, data=str(train), validation_data=str(validation), test_data=str(test),
+        text_columns=task.texts, label=task.label, metric=task.metric, warm_start=False, llm="none", **extra,
+    )  # fmt: skip
+
+
+def grid_overrides(options: TuneOptions) -> dict[str, SpaceOverride]:
+    """The task's space cut to a grid: a few values for each lever that moves a score, the rest at the opening's."""
+    from agent.study.run import plan_study
+
+    plan = plan_study(options)
+    opening = plan.opening
+    overrides: dict[str, SpaceOverride] = {}
+    for param in plan.space.params:
+        value = opening[param.name]
+        if param.name == "learning_rate" and isinstance(param, FloatParam):
+            rates = sorted({min(param.high, max(param.low, value * f)) for f in (1 / 3, 1.0, 3.0)})
+            overrides[param.name] = SpaceOverride(choices=[float(f"{r:.3g}") for r in rates])
+        elif param.name == "epochs" and isinstance(param, IntParam | FloatParam):
+            overrides[param.name] = SpaceOverride(choices=sorted({int(param.low), int(value)}))
+        elif param.name in ("max_length", "text_columns") and isinstance(param, CategoricalParam):
+            overrides[param.name] = SpaceOverride(choices=list(param.choices))
+        else:
+            overrides[param.name] = SpaceOverride(value=value)
+    return overrides
+
+
+def grid_configs(options: TuneOptions) -> tuple[list[TrialConfig], TrialConfig, TaskSpec]:
+    """Every config of the grid, the opening among them, and the task."""
+    from agent.study.run import plan_study
+
+    plan = plan_study(options)
+    params = [p for p in plan.space.params if isinstance(p, CategoricalParam)]
+    assert len(params) == len(plan.space.params), "the grid's space is all choices"
+    configs = [
+        plan.space.to_config(dict(zip([p.name for p in params], values, strict=True)))
+        for values in itertools.product(*(p.choices for p in params))
+    ]
+    opening = plan.space.to_config(plan.opening)
+    assert key(opening) in {key(c) for c in configs}, "the opening is in the grid"
+    return configs, opening, plan.task
+
+
+def key(config: TrialConfig) -> str:
+    """A config's identity in a table: everything but the training seed (a replayed study's seed varies it)."""
+    return json.dumps(config.model_dump(mode="json", exclude={"seed"}), sort_keys=True)
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def table_path(task: str) -> Path:
+    return TABLES / f"{task}.jsonl"
+
+
+def read_table(task: str) -> dict[str, dict[str, Any]]:
+    """The recorded trials of `task` by config key."""
+    path = table_path(task)
+    if not path.exists():
+        return {}
+    rows = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return {row["key"]: row for row in rows}
+
+
+def record(task_name: str, workdir: Path, limit_s: float | None) -> None:
+    """Train every config of `task`'s grid not yet in its table, full and screened; append each as it ends."""
+    from executors.local import LocalExecutor
+
+    task = TASKS[task_name]
+    code = commit()
+    if code.endswith("+dirty") or code == "unknown":  # a table is a record: it names the code that trained it
+        sys.exit(f"refusing to record {task_name}'s table: the tree has uncommitted changes; commit them first")
+    folder = workdir / task_name
+    folder.mkdir(parents=True, exist_ok=True)
+    options = task_options(task, folder)
+    options = options.model_copy(update={"space": grid_overrides(options)})
+    configs, opening, spec = grid_configs(options)
+    have = read_table(task_name)
+    todo = [c for c in configs if key(c) not in have]  # full trials first, the opening first of all
+    todo.sort(key=lambda c: key(c) != key(opening))
+    todo += [s for c in configs if key(s := c.model_copy(update={"train_fraction": SCREEN})) not in have]
+    print(f"{task_name}: {len(configs)} configs, {len(have)} trials recorded, {len(todo)} to train", flush=True)
+    TABLES.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with LocalExecutor() as executor:
+        for i, config in enumerate(todo):
+            if limit_s is not None and time.monotonic() - started > limit_s:
+                print(f"{task_name}: stopped after {limit_s:.0f} s; run again to go on", flush=True)
+                return
+            began = time.monotonic()
+            result = executor.run(spec, config, folder / "runs" / f"t{len(have) + i}")
+            row = {
+                "key": key(config), "config": config.model_dump(mode="json"), "commit": code,
+                "seconds": round(time.monotonic() - began, 2),
+                **result.model_dump(mode="json", exclude={"adapter_dir"}),
+            }  # fmt: skip
+            with table_path(task_name).open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            score = result.metrics.get(spec.metric)
+            print(
+                f"  [{i + 1}/{len(todo)}] {result.state.value:<8} val {score if score is None else round(score, 4)} "
+                f"{row['seconds']:.0f} s  {describe(config)}",
+                flush=True,
+            )
+
+
+def describe(config: TrialConfig) -> str:
+    screen = f" screen {config.train_fraction:g}" if config.screened else ""
+    columns = "+".join(config.text_columns) if config.text_columns else ""
+    return f"lr {config.learning_rate:g} ep {config.epochs:g} len {config.max_length} {columns}{screen}".strip()
+
+
+class TableExecutor(BaseExecutor):
+    """Answers each trial from a recorded table, at once: a study replayed without training."""
+
+    def __init__(self, table: dict[str, dict[str, Any]]) -> None:
+        self.table = table
+
+    def run(
+        self,
+        task: TaskSpec,
+        config: TrialConfig,
+        trial_dir: Path,
+        on_event: EventCallback | None = None,
+        timeout_s: float | None = None,
+    ) -> TrialResult:
+        row = self.table.get(key(config))
+        if row is None:
+            raise KeyError(f"not in the table (record it first): {describe(config)}")
+        return TrialResult.model_validate({k: row[k] for k in TrialResult.model_fields if k in row})
+
+    def stop_all(self, reason: str = "stopped by the study") -> None:
+        pass
+
+
+# --------------------------------------------------------------------------- replay
+
+
+def replay_run(
+    task: BenchTask, options: TuneOptions, table: dict, method: str, seed: int, trials: int, workdir: Path
+) -> list[dict[str, Any]]:
+    """One method's study at one seed, replayed: its finished trials in order, with their recorded seconds."""
+    import agent.study.run
+    from agent.study.run import tune
+
+    sampler, planner, screen = METHODS[method]
+    run_options = options.model_copy(
+        update={
+            "seed": seed, "sampler": sampler, "planner": planner, "screen": screen, "trials": trials,
+            "pruner": "none", "name": f"{task.name}-{method}-s{seed}", "db": str(workdir / f"{method}-s{seed}.db"),
+            "runs_dir": str(workdir / "runs"),
+        }
+    )  # fmt: skip
+    writer = agent.study.run.write_report
+    agent.study.run.write_report = lambda store, study, narrative=None: None  # the report is not the search
+    try:
+        outcome = tune(run_options, executor=TableExecutor(table))
+    finally:
+        agent.study.run.write_report = writer
+    rows = []
+    for t in sorted(outcome.trials, key=lambda t: t.finished_at or 0.0):
+        recorded = table[key(t.config)]
+        rows.append({
+            "number": t.number, "state": t.state.value, "source": t.source, "screen": t.config.screened,
+            "validation": None if t.config.screened else t.metrics.get(task.metric),
+            "test": t.test_metrics.get(task.metric), "seconds": recorded["seconds"], "key": key(t.config),
+        })  # fmt: skip
+    return rows
+
+
+def chosen(rows: list[dict[str, Any]], budget_s: float, rule: str, eval_rows: int, sign: float) -> dict | None:
+    """The trial kept at `budget_s` of recorded seconds (screens cost their seconds, never win)."""
+    trials = [{**r, "reference_s": r["seconds"]} for r in rows]
+    trials = [t if not t["screen"] else {**t, "state": "screen"} for t in trials]
+    return best_within(trials, budget_s, "reference_s", sign, eval_rows if rule == "one_se" else None)
+
+
+def replay(task_name: str, seeds: int, budgets: Sequence[float], methods: Sequence[str], workdir: Path) -> dict:
+    task = TASKS[task_name]
+    table = read_table(task_name)
+    folder = workdir / task_name
+    folder.mkdir(parents=True, exist_ok=True)
+    options = task_options(task, folder)
+    options = options.model_copy(update={"space": grid_overrides(options)})
+    configs, opening, spec = grid_configs(options)
+    missing = [c for c in configs if key(c) not in table]
+    if missing:
+        sys.exit(f"{task_name}: {len(missing)} of {len(configs)} grid configs are not in the table: record them first")
+    sign = 1.0 if spec.direction == Direction.maximize else -1.0
+    eval_rows = task.rows[1]
+    unit = table[key(opening)]["seconds"]
+    trials = math.ceil(max(budgets) * 3)  # enough trials to pass the largest budget, screens included
+    runs: dict[str, list[list[dict[str, Any]]]] = {}
+    for method in methods:
+        runs[method] = []
+        for seed in range(seeds):
+            began = time.monotonic()
+            runs[method].append(replay_run(task, options, table, method, seed, trials, workdir / task_name))
+            print(f"  {method} seed {seed}: {len(runs[method][-1])} trials in {time.monotonic() - began:.1f} s")
+    base = table[key(opening)]
+    summary: dict[str, Any] = {
+        "task": task_name, "configs": len(configs), "opening": describe(opening), "unit_s": unit,
+        "opening_validation": base["metrics"].get(task.metric), "opening_test": base["test_metrics"].get(task.metric),
+        "test_rows": task.rows[2], "tuned": task.tuned or "held out", "grid_best": grid_best(table, configs, task),
+        "methods": {},
+    }  # fmt: skip
+    for method in methods:
+        per_rule: dict[str, Any] = {}
+        for rule in RULES:
+            cells = {}
+            for b in budgets:
+                picks = [chosen(rows, b * unit, rule, eval_rows, sign) for rows in runs[method]]
+                gains = [sign * ((p["test"] if p else base["test_metrics"][task.metric]) - summary["opening_test"])
+                         for p in picks]  # fmt: skip
+                low, high = bootstrap_interval(gains)
+                cells[f"{b:g}"] = {"mean_gain": statistics.mean(gains), "low": low, "high": high,
+                                   "distinct_picks": len({p["key"] if p else "opening" for p in picks})}  # fmt: skip
+            per_rule[rule] = cells
+        summary["methods"][method] = per_rule
+    return summary
+
+
+def grid_best(table: dict, configs: list[TrialConfig], task: BenchTask) -> dict[str, Any]:
+    """The grid's best config on validation, and its test score, with the test split's standard error."""
+    full = [table[key(c)] for c in configs]
+    complete = [r for r in full if r["state"] == TrialState.complete.value]
+    best = max(complete, key=lambda r: r["metrics"].get(task.metric, -math.inf))
+    test = best["test_metrics"].get(task.metric)
+    return {
+        "config": describe(TrialConfig.model_validate(best["config"])),
+        "validation": best["metrics"].get(task.metric), "test": test,
+        "test_se": score_error(test, task.rows[2], Direction.maximize) if test is not None else None,
+        "complete": len(complete), "of": len(full),
+    }  # fmt: skip
+
+
+def print_summary(s: dict[str, Any], budgets: Sequence[float]) -> None:
+    g = s["grid_best"]
+    print(
+        f"\n{s['task']} ({s['tuned']}): {s['configs']} configs, {g['complete']} complete; opening {s['opening']}: "
+        f"val {s['opening_validation']:.4f} test {s['opening_test']:.4f}; one trial-equivalent {s['unit_s']:.0f} s"
+    )
+    print(
+        f"grid's best on validation: {g['config']}: val {g['validation']:.4f} test {g['test']:.4f} "
+        f"(test SE {g['test_se']:.4f})"
+    )
+    for rule, words in RULES.items():
+        print(f"  test gain over the opening, mean [bootstrap 95% over seeds] — kept by {words}")
+        for method, per_rule in s["methods"].items():
+            cells = [
+                f"{b:g}x {c['mean_gain']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}]"
+                for b, c in ((f"{b:g}", per_rule[rule][f"{b:g}"]) for b in budgets)
+            ]
+            print(f"    {method:<15} " + "   ".join(cells))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["record", "replay"])
+    parser.add_argument("--tasks", nargs="+", default=["debates"], choices=list(TASKS))
+    parser.add_argument("--limit", type=float, default=None, help="record: stop starting trials after this many s")
+    parser.add_argument("--seeds", type=int, default=30, help="replay: seeds per method")
+    parser.add_argument("--budgets", nargs="+", type=float, default=[5, 10, 20], help="replay: trial-equivalents")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--out", help="replay: write the summaries here (a record under benchmarks/records/)")
+    parser.add_argument("--workdir", help="the tasks' rows and the replays' databases (default: a temporary folder)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-table-") as scratch:
+        workdir = Path(args.workdir or scratch)
+        if args.action == "record":
+            for name in args.tasks:
+                record(name, workdir, args.limit)
+            return
+        code = commit_for(Path(args.out) if args.out else None)
+        summaries = [replay(name, args.seeds, args.budgets, args.methods, workdir) for name in args.tasks]
+    for s in summaries:
+        print_summary(s, args.budgets)
+    if args.out:
+        out = {"commit": code, "command": "python benchmarks/bench_table.py " + " ".join(sys.argv[1:]),
+               "table_commits": sorted({r["commit"] for t in args.tasks for r in read_table(t).values()}),
+               "seeds": args.seeds, "budgets": args.budgets, "tasks": summaries}  # fmt: skip
+        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""The tabular benchmark: the grid holds the opening, a replayed study proposes only configs of the table, and a
+method's choice at a budget is a full-fidelity trial within it."""
+
+from __future__ import annotations
+
+import random
+
+import pandas as pd
+import pytest
+
+from memory.records import TrialState
+
+
+@pytest.fixture(scope="module")
+def bench():  # noqa: ANN201
+    from benchmarks import bench_table
+
+    return bench_table
+
+
+@pytest.fixture(scope="module")
+def task(bench):  # noqa: ANN001, ANN201
+    rng = random.Random(0)
+    words = {"pos": "warm bright funny moving".split(), "neg": "dull flat slow tired".split()}
+    labels = [rng.choice(["pos", "neg"]) for _ in range(400)]
+    frame = pd.DataFrame({"text": [" ".join(rng.choices(words[y], k=12)) for y in labels], "label": labels})
+    return bench.BenchTask("tiny", "classify text by label, macro-F1", ("text",), "label", "macro_f1",
+                           lambda: frame, rows=(200, 100, 100))  # fmt: skip
+
+
+def _table(bench, configs):  # noqa: ANN001, ANN202
+    """A made-up table: a score for each config (a screen scores lower), ten seconds a full trial."""
+    table = {}
+    for i, full in enumerate(configs):
+        for config in (full, full.model_copy(update={"train_fraction": bench.SCREEN})):
+            score = 0.6 + 0.01 * (i % 17) - (0.05 if config.screened else 0.0)
+            table[bench.key(config)] = {
+                "key": bench.key(config), "state": TrialState.complete.value, "seconds": 10.0 if not config.screened
+                else 3.0, "metrics": {"macro_f1": score}, "test_metrics": {"macro_f1": score - 0.01}, "commit": "x",
+            }  # fmt: skip
+    return table
+
+
+def test_the_grid_holds_the_opening_and_a_replay_proposes_only_its_configs(bench, task, tmp_path):
+    options = bench.task_options(task, tmp_path)
+    options = options.model_copy(update={"space": bench.grid_overrides(options)})
+    configs, opening, _ = bench.grid_configs(options)
+    assert len(configs) >= 6 and bench.key(opening) in {bench.key(c) for c in configs}
+    table = _table(bench, configs)
+    for method in ("tpe", "planner+screen"):
+        rows = bench.replay_run(task, options, table, method, seed=1, trials=8, workdir=tmp_path / method)
+        assert len(rows) == 8 and all(r["key"] in table for r in rows)  # the executor answered every one
+        assert rows[0]["key"] == bench.key(opening)  # every method opens with the default
+    screened = bench.replay_run(task, options, table, "planner+screen", seed=1, trials=8, workdir=tmp_path / "again")
+    assert any(r["screen"] for r in screened)
+
+
+def test_a_choice_is_a_full_trial_finished_within_the_budget(bench):
+    rows = [
+        {"number": 0, "state": "complete", "screen": False, "validation": 0.70, "test": 0.69, "seconds": 10.0},
+        {"number": 1, "state": "complete", "screen": True, "validation": None, "test": None, "seconds": 3.0},
+        {"number": 2, "state": "complete", "screen": False, "validation": 0.80, "test": 0.78, "seconds": 10.0},
+        {"number": 3, "state": "complete", "screen": False, "validation": 0.90, "test": 0.88, "seconds": 10.0},
+    ]
+    assert bench.chosen(rows, 13.0, "top", 100, 1.0)["number"] == 0
+    assert bench.chosen(rows, 23.0, "top", 100, 1.0)["number"] == 2
+    assert bench.chosen(rows, 33.0, "top", 100, 1.0)["number"] == 3
+    # Within one standard error of 0.90 on 100 rows (about 0.03), 0.80 is not: the one-SE rule keeps 3 too.
+    assert bench.chosen(rows, 33.0, "one_se", 100, 1.0)["number"] == 3
+    assert bench.chosen(rows, 5.0, "top", 100, 1.0) is None
