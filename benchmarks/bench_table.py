@@ -98,7 +98,11 @@ def task_options(task: BenchTask, folder: Path, **extra: Any) -> TuneOptions:
 
 
 def grid_overrides(options: TuneOptions) -> dict[str, SpaceOverride]:
-    """The task's space cut to a grid: a few values for each lever that moves a score, the rest at the opening's."""
+    """The task's space cut to a grid: a few values for each lever that moves a score, the rest at the opening's.
+
+    Epochs stay a range from 1 to the opening's, and the batch size a choice of one, so the grid's opening is
+    made by the same rule as the study's (`default_values` sizes both to give the new head enough updates).
+    """
     from agent.study.run import plan_study
 
     plan = plan_study(options)
@@ -108,13 +112,18 @@ def grid_overrides(options: TuneOptions) -> dict[str, SpaceOverride]:
         value = opening[param.name]
         if param.name == "learning_rate" and isinstance(param, FloatParam):
             rates = sorted({min(param.high, max(param.low, value * f)) for f in (1 / 3, 1.0, 3.0)})
-            overrides[param.name] = SpaceOverride(choices=[float(f"{r:.3g}") for r in rates])
-        elif param.name == "epochs" and isinstance(param, IntParam | FloatParam):
-            overrides[param.name] = SpaceOverride(choices=sorted({int(param.low), int(value)}))
-        elif param.name in ("max_length", "text_columns") and isinstance(param, CategoricalParam):
-            overrides[param.name] = SpaceOverride(choices=list(param.choices))
+            overrides[param.name] = SpaceOverride(choices=tuple(float(f"{r:.3g}") for r in rates))
+        elif param.name == "epochs" and isinstance(param, IntParam):
+            overrides[param.name] = SpaceOverride(low=param.low, high=int(value))
+        elif param.name == "batch_size" or (
+            param.name in ("max_length", "text_columns") and isinstance(param, CategoricalParam)
+        ):
+            overrides[param.name] = SpaceOverride(choices=(value,) if param.name == "batch_size" else param.choices)
         else:
             overrides[param.name] = SpaceOverride(value=value)
+    grid = plan_study(options.model_copy(update={"space": overrides}))
+    if grid.space.to_config(grid.opening) != plan.space.to_config(opening):
+        sys.exit(f"the grid's opening {grid.opening} is not the study's {opening}: the grid would replay another study")
     return overrides
 
 
@@ -123,12 +132,13 @@ def grid_configs(options: TuneOptions) -> tuple[list[TrialConfig], TrialConfig, 
     from agent.study.run import plan_study
 
     plan = plan_study(options)
-    params = [p for p in plan.space.params if isinstance(p, CategoricalParam)]
-    assert len(params) == len(plan.space.params), "the grid's space is all choices"
-    configs = [
-        plan.space.to_config(dict(zip([p.name for p in params], values, strict=True)))
-        for values in itertools.product(*(p.choices for p in params))
+    values = [
+        p.choices if isinstance(p, CategoricalParam) else tuple(range(int(p.low), int(p.high) + 1, p.step))
+        for p in plan.space.params
     ]
+    assert all(isinstance(p, CategoricalParam | IntParam) for p in plan.space.params), "the grid is finite"
+    names = [p.name for p in plan.space.params]
+    configs = [plan.space.to_config(dict(zip(names, v, strict=True))) for v in itertools.product(*values)]
     opening = plan.space.to_config(plan.opening)
     assert key(opening) in {key(c) for c in configs}, "the opening is in the grid"
     return configs, opening, plan.task

@@ -206,7 +206,7 @@ def test_a_small_grid_is_searched_to_its_last_config_before_it_is_called_exhaust
     from agent.study import tune
     from tests.fakes import FakeExecutor
 
-    grid = {"learning_rate": {"choices": [3e-4, 1e-3, 3e-3]}, "epochs": {"choices": [1, 2]}}
+    grid = {"learning_rate": {"choices": [3e-4, 1e-3, 3e-3]}, "epochs": {"low": 1, "high": 2}}  # choices, a range
     space = {**grid, "batch_size": 8, "lora_r": 8, "lora_dropout": 0.05, "warmup_ratio": 0.06, "weight_decay": 0.01}
     space |= {"lora_targets": ["all-linear"], "max_length": 64}
     from memory.records import TuneOptions

@@ -34,6 +34,7 @@ from memory.records import (
     CategoricalParam,
     FailureKind,
     FloatParam,
+    IntParam,
     SamplerName,
     SearchSpace,
     TrialConfig,
@@ -220,18 +221,23 @@ GRID_LIMIT = 100_000  # a space of choices alone up to this many configs is enum
 
 
 def untried_config(space: SearchSpace, tried: set[TrialConfig], seed: int) -> TrialConfig | None:
-    """A config of a space of choices alone that is not in `tried`, drawn at random; None for any other space,
-    or when every config was tried."""
-    params = space.params
-    if not params or not all(isinstance(p, CategoricalParam) for p in params):
+    """A config of a finite space (choices and whole-number ranges) not in `tried`, drawn at random; None for any
+    other space, or when every config was tried."""
+    values: list[tuple[Any, ...]] = []
+    for p in space.params:
+        if isinstance(p, CategoricalParam):
+            values.append(tuple(p.choices))
+        elif isinstance(p, IntParam) and not p.log:
+            values.append(tuple(range(int(p.low), int(p.high) + 1, p.step)))
+        else:
+            return None
+    if not values or math.prod(len(v) for v in values) > GRID_LIMIT:
         return None
-    sizes = [len(p.choices) for p in params if isinstance(p, CategoricalParam)]
-    if math.prod(sizes) > GRID_LIMIT:
-        return None
-    combos = list(itertools.product(*(p.choices for p in params if isinstance(p, CategoricalParam))))
+    combos = list(itertools.product(*values))
     random.Random(seed).shuffle(combos)
+    names = [p.name for p in space.params]
     for combo in combos:
-        config = space.to_config(dict(zip([p.name for p in params], combo, strict=True)))
+        config = space.to_config(dict(zip(names, combo, strict=True)))
         if config not in tried:
             return config
     return None
