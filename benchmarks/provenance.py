@@ -15,12 +15,12 @@ ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "benchmarks" / "records"
 
 
-def commit() -> str:
-    """HEAD's short commit, with `+dirty` when the tree has changes outside benchmarks/results/."""
+def commit(outside: tuple[str, ...] = ()) -> str:
+    """HEAD's short commit, with `+dirty` when the tree has changes outside benchmarks/results/ (and `outside`)."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--", ".", ":!benchmarks/results"],
+            ["git", "status", "--porcelain", "--", ".", ":!benchmarks/results", *(f":!{path}" for path in outside)],
             cwd=ROOT,
             capture_output=True,
             text=True,
