@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from executors.models import cache_dir
+from memory.records import TuneOptions
 
 # Tests never touch the network; packaged models resolve without it.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -63,6 +64,31 @@ def easy_reviews_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("data") / "easy_reviews.csv"
     path.write_text("\n".join(rows) + "\n")
     return path
+
+
+@pytest.fixture(scope="session")
+def real_study(tmp_path_factory: pytest.TempPathFactory, easy_reviews_csv: Path) -> TuneOptions:
+    """A finished one-trial MiniLM study "exp" (best adapter, report), trained once and shared by the session.
+
+    Its users read it; the export tests only add their export folders beside it (runs/exp/export-*).
+    """
+    from agent.study import tune
+
+    folder = tmp_path_factory.mktemp("real_study")
+    options = TuneOptions(
+        description="classify critic snippets as fresh or rotten, optimise macro-F1",
+        data=str(easy_reviews_csv),
+        max_rows=150,
+        trials=1,
+        name="exp",
+        db=str(folder / "autoglm.db"),
+        runs_dir=str(folder / "runs"),
+        warm_start=False,
+        pruner="none",
+    )
+    outcome = tune(options)
+    assert outcome.best is not None, "the opening trial on easy rows completes"
+    return options
 
 
 @pytest.fixture()

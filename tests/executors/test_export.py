@@ -16,7 +16,6 @@ from pathlib import Path
 import onnx
 import pytest
 
-from agent.study import tune
 from agent.study.export import export_study
 from executors.export import INT8_TOLERANCE, export_model, int8_verdict
 from memory.errors import UserError
@@ -29,23 +28,9 @@ pytest.importorskip("onnxruntime", reason="the export extra (onnx, onnxruntime) 
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, easy_reviews_csv: Path) -> TuneOptions:
-    """A finished one-trial MiniLM study with its best adapter."""
-    folder = tmp_path_factory.mktemp("export")
-    options = TuneOptions(
-        description="classify critic snippets as fresh or rotten, optimise macro-F1",
-        data=str(easy_reviews_csv),
-        max_rows=150,
-        trials=1,
-        name="exp",
-        db=str(folder / "autoglm.db"),
-        runs_dir=str(folder / "runs"),
-        warm_start=False,
-        pruner="none",
-    )
-    outcome = tune(options)
-    assert outcome.best is not None, "the opening trial on easy rows completes"
-    return options
+def trained(real_study: TuneOptions) -> TuneOptions:
+    """The session's finished one-trial MiniLM study "exp" with its best adapter (tests/conftest.py)."""
+    return real_study
 
 
 @pytest.fixture(scope="module")
