@@ -294,12 +294,13 @@ def replay(task_name: str, seeds: int, budgets: Sequence[float], methods: Sequen
     unit = table[key(opening)]["seconds"]
     trials = math.ceil(max(budgets) * 3)  # enough trials to pass the largest budget, screens included
     runs: dict[str, list[list[dict[str, Any]]]] = {}
-    for method in methods:
-        runs[method] = []
-        for seed in range(seeds):
-            began = time.monotonic()
-            runs[method].append(replay_run(task, options, table, method, seed, trials, workdir / task_name))
-            print(f"  {method} seed {seed}: {len(runs[method][-1])} trials in {time.monotonic() - began:.1f} s")
+    with tempfile.TemporaryDirectory(prefix="replays-") as databases:  # a fresh database for every replay
+        for method in methods:
+            runs[method] = []
+            for seed in range(seeds):
+                began = time.monotonic()
+                runs[method].append(replay_run(task, options, table, method, seed, trials, Path(databases)))
+                print(f"  {method} seed {seed}: {len(runs[method][-1])} trials in {time.monotonic() - began:.1f} s")
     base = table[key(opening)]
     summary: dict[str, Any] = {
         "task": task_name, "configs": len(configs), "opening": describe(opening), "unit_s": unit,
@@ -307,19 +308,26 @@ def replay(task_name: str, seeds: int, budgets: Sequence[float], methods: Sequen
         "test_rows": task.rows[2], "tuned": task.tuned or "held out", "grid_best": grid_best(table, configs, task),
         "methods": {},
     }  # fmt: skip
-    for method in methods:
-        per_rule: dict[str, Any] = {}
-        for rule in RULES:
-            cells = {}
-            for b in budgets:
-                picks = [chosen(rows, b * unit, rule, eval_rows, sign) for rows in runs[method]]
-                gains = [sign * ((p["test"] if p else base["test_metrics"][task.metric]) - summary["opening_test"])
-                         for p in picks]  # fmt: skip
-                low, high = bootstrap_interval(gains)
-                cells[f"{b:g}"] = {"mean_gain": statistics.mean(gains), "low": low, "high": high,
-                                   "distinct_picks": len({p["key"] if p else "opening" for p in picks})}  # fmt: skip
-            per_rule[rule] = cells
-        summary["methods"][method] = per_rule
+
+    def gains(method: str, budget: float, rule: str) -> list[float]:
+        """Per seed, the test score of the trial kept at `budget` over the opening's (the opening itself: 0)."""
+        picks = [chosen(rows, budget * unit, rule, eval_rows, sign) for rows in runs[method]]
+        return [sign * ((p["test"] if p else summary["opening_test"]) - summary["opening_test"]) for p in picks]
+
+    def cell(values: list[float]) -> dict[str, float]:
+        low, high = bootstrap_interval(values)
+        return {"mean_gain": statistics.mean(values), "low": low, "high": high}
+
+    rows = {m: {r: {f"{b:g}": cell(gains(m, b, r)) for b in budgets} for r in RULES} for m in methods}
+    if "planner" in methods and "tpe" in methods:  # paired per seed: the same seed's two studies
+        rows["planner - tpe"] = {
+            r: {
+                f"{b:g}": cell([p - t for p, t in zip(gains("planner", b, r), gains("tpe", b, r), strict=True)])
+                for b in budgets
+            }
+            for r in RULES
+        }
+    summary["methods"] = rows
     return summary
 
 
@@ -352,7 +360,7 @@ def print_summary(s: dict[str, Any], budgets: Sequence[float]) -> None:
         for method, per_rule in s["methods"].items():
             cells = [
                 f"{b:g}x {c['mean_gain']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}]"
-                for b, c in ((f"{b:g}", per_rule[rule][f"{b:g}"]) for b in budgets)
+                for b, c in ((b, per_rule[rule][f"{b:g}"]) for b in budgets)
             ]
             print(f"    {method:<15} " + "   ".join(cells))
 
