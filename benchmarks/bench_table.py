@@ -29,7 +29,6 @@ Tables live in benchmarks/tables/<task>.jsonl, one trial a line, each naming the
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import statistics
@@ -132,13 +131,8 @@ def grid_configs(options: TuneOptions) -> tuple[list[TrialConfig], TrialConfig, 
     from agent.study.run import plan_study
 
     plan = plan_study(options)
-    values = [
-        p.choices if isinstance(p, CategoricalParam) else tuple(range(int(p.low), int(p.high) + 1, p.step))
-        for p in plan.space.params
-    ]
-    assert all(isinstance(p, CategoricalParam | IntParam) for p in plan.space.params), "the grid is finite"
-    names = [p.name for p in plan.space.params]
-    configs = [plan.space.to_config(dict(zip(names, v, strict=True))) for v in itertools.product(*values)]
+    configs = plan.space.grid()
+    assert configs is not None, "the grid is finite"
     opening = plan.space.to_config(plan.opening)
     assert key(opening) in {key(c) for c in configs}, "the opening is in the grid"
     return configs, opening, plan.task

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -90,6 +91,21 @@ class SearchSpace(_Record):
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.params)
+
+    def grid(self, limit: int = 100_000) -> list[TrialConfig] | None:
+        """Every config of a finite space (choices and whole-number ranges), or None for any other space or one
+        of more than `limit` configs."""
+        values: list[tuple[Any, ...]] = []
+        for p in self.params:
+            if isinstance(p, CategoricalParam):
+                values.append(tuple(p.choices))
+            elif isinstance(p, IntParam) and not p.log:
+                values.append(tuple(range(int(p.low), int(p.high) + 1, p.step)))
+            else:
+                return None
+        if not values or math.prod(len(v) for v in values) > limit:
+            return None
+        return [self.to_config(dict(zip(self.names, combo, strict=True))) for combo in itertools.product(*values)]
 
     def repair(self, proposal: Mapping[str, Any]) -> Repaired:
         """Cast, clamp and snap `proposal` into the space; raise InvalidProposal if it cannot be."""

@@ -5,8 +5,10 @@ from agent.planning.proposers.classical import OptunaProposer
 from agent.planning.proposers.llm import ECHO_SOURCE
 from agent.planning.proposers.portfolio import PortfolioProposer, source_stats
 from agent.planning.space import default_space, default_values
-from memory.records import FailureKind, TrialRecord, TrialState
+from agent.study import tune
+from memory.records import FailureKind, TrialRecord, TrialState, TuneOptions
 from tests.agent.proposer_contract import PROFILE, SPACE, TASK, assert_inside, check_contract, history
+from tests.fakes import FakeExecutor
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes"])
@@ -203,14 +205,9 @@ def test_a_sampler_proposal_that_repeats_an_oom_is_shrunk_by_the_portfolio():
 @pytest.mark.parametrize("planner", ["classical", "portfolio"])
 def test_a_small_grid_is_searched_to_its_last_config_before_it_is_called_exhausted(planner, reviews_csv, tmp_path):
     # TPE repeats itself in a space of few choices; a repeat must not end the study while configs are untried.
-    from agent.study import tune
-    from tests.fakes import FakeExecutor
-
     grid = {"learning_rate": {"choices": [3e-4, 1e-3, 3e-3]}, "epochs": {"low": 1, "high": 2}}  # choices, a range
     space = {**grid, "batch_size": 8, "lora_r": 8, "lora_dropout": 0.05, "warmup_ratio": 0.06, "weight_decay": 0.01}
     space |= {"lora_targets": ["all-linear"], "max_length": 64}
-    from memory.records import TuneOptions
-
     options = TuneOptions(
         description="fresh or rotten", data=str(reviews_csv), trials=10, db=str(tmp_path / "s.db"), space=space,
         runs_dir=str(tmp_path / "runs"), name="grid", warm_start=False, pruner="none", planner=planner,

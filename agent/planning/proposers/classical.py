@@ -13,9 +13,7 @@ the last one's learning rate is raised to the floor (a recorded repair).
 
 from __future__ import annotations
 
-import itertools
 import logging
-import math
 import random
 import warnings
 from typing import Any, get_args
@@ -34,7 +32,6 @@ from memory.records import (
     CategoricalParam,
     FailureKind,
     FloatParam,
-    IntParam,
     SamplerName,
     SearchSpace,
     TrialConfig,
@@ -207,9 +204,9 @@ class OptunaProposer(BaseProposer):
                 proposal = Proposal(config, self.name, f"{self.name} sample", repairs=notes)
                 break
             if proposal is None:  # a small grid the sampler keeps repeating in: any config not yet tried
-                config = untried_config(view.space, seen, seed=view.seed + len(view.trials) + len(proposals))
+                untried = untried_config(view.space, seen, seed=view.seed + len(view.trials) + len(proposals))
                 why = f"{self.name}: an untried config of the grid"
-                proposal = Proposal(config, self.name, why) if config else None
+                proposal = Proposal(untried, self.name, why) if untried else None
             if proposal is None:
                 break
             seen.add(proposal.config)
@@ -217,30 +214,12 @@ class OptunaProposer(BaseProposer):
         return Proposals.of(proposals)
 
 
-GRID_LIMIT = 100_000  # a space of choices alone up to this many configs is enumerated for an untried one
-
-
 def untried_config(space: SearchSpace, tried: set[TrialConfig], seed: int) -> TrialConfig | None:
-    """A config of a finite space (choices and whole-number ranges) not in `tried`, drawn at random; None for any
-    other space, or when every config was tried."""
-    values: list[tuple[Any, ...]] = []
-    for p in space.params:
-        if isinstance(p, CategoricalParam):
-            values.append(tuple(p.choices))
-        elif isinstance(p, IntParam) and not p.log:
-            values.append(tuple(range(int(p.low), int(p.high) + 1, p.step)))
-        else:
-            return None
-    if not values or math.prod(len(v) for v in values) > GRID_LIMIT:
-        return None
-    combos = list(itertools.product(*values))
-    random.Random(seed).shuffle(combos)
-    names = [p.name for p in space.params]
-    for combo in combos:
-        config = space.to_config(dict(zip(names, combo, strict=True)))
-        if config not in tried:
-            return config
-    return None
+    """A config of a finite space not in `tried`, drawn at random; None for any other space, or when every config
+    was tried."""
+    configs = space.grid() or []
+    random.Random(seed).shuffle(configs)
+    return next((c for c in configs if c not in tried), None)
 
 
 def _lift_learning_rate(
