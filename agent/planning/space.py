@@ -140,7 +140,11 @@ def default_space(
     if task.task_type == TaskType.classification:
         if len(task.text_columns) > 1:
             params.append(CategoricalParam(name="text_columns", choices=column_choices(task.text_columns)))
-        params.append(CategoricalParam(name="max_length", choices=_length_choices(max_length)))
+        lengths = _length_choices(max_length, longest_tokens(task, profile))
+        if len(lengths) > 1:
+            params.append(CategoricalParam(name="max_length", choices=lengths))
+        else:
+            fixed["max_length"] = lengths[0]
         if _imbalanced(task, profile):
             params.append(CategoricalParam(name="class_weights", choices=(False, True)))
     else:
@@ -255,12 +259,27 @@ def suggest_max_length(task: TaskSpec, profile: DataProfile) -> int:
     return length
 
 
-def _length_choices(center: int) -> tuple[int, ...]:
-    """Half, the same and twice the length that covers most inputs; long inputs also get their leads."""
-    choices = {max(16, center // 2), center, min(512, center * 2)}
-    if center > LONG_INPUT:
-        choices.update(LEAD_LENGTHS)
-    return tuple(sorted(choices))
+def longest_tokens(task: TaskSpec, profile: DataProfile) -> int | None:
+    """A generous count of the longest input's tokens (2 sub-words a word, the special tokens); None: unknown."""
+    columns = [profile.column(name) for name in task.text_columns]
+    if any(c is None or not c.max_words for c in columns):
+        return None
+    return sum(2 * c.max_words for c in columns if c is not None) + 1 + len(columns)
+
+
+def _length_choices(center: int, longest: int | None = None) -> tuple[int, ...]:
+    """Half, the same and twice the length that covers most inputs; long inputs also get their leads.
+
+    Batches are padded to their longest row, so every length past the first that holds the longest input trains
+    the same model: those are dropped (words and short phrases keep one length, and the search its trials).
+    """
+    choices = sorted(
+        {max(16, center // 2), center, min(512, center * 2)} | (set(LEAD_LENGTHS) if center > LONG_INPUT else set())
+    )
+    if longest is not None:
+        enough = next((c for c in choices if c >= longest), None)
+        choices = [c for c in choices if enough is None or c <= enough]
+    return tuple(choices)
 
 
 def _long_input(task: TaskSpec, profile: DataProfile) -> bool:

@@ -109,12 +109,14 @@ def _profile_column(series: pd.Series) -> ColumnProfile:
     lengths = as_text.str.len()
     n_unique = int(as_text.nunique())
     numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+    words = as_text.str.split().str.len()
     return ColumnProfile(
         kind="number" if numeric else "text",
         n_unique=n_unique,
         missing=int(series.isna().sum()),
         mean_chars=round(float(lengths.mean()), 1) if len(lengths) else 0.0,
-        mean_words=round(float(as_text.str.split().str.len().mean()), 1) if len(as_text) else 0.0,
+        mean_words=round(float(words.mean()), 1) if len(as_text) else 0.0,
+        max_words=int(words.max()) if len(as_text) else 0,
         samples=tuple(s[:80] for s in as_text.head(3)),
         value_counts={str(k): int(v) for k, v in as_text.value_counts().head(50).items()} if n_unique <= 50 else None,
     )

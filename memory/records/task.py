@@ -157,6 +157,7 @@ class ColumnProfile(_Record):
     missing: int = Field(default=0, ge=0)
     mean_chars: float = 0.0
     mean_words: float = 0.0
+    max_words: int = 0  # the longest value's words (0: not known, a profile from before it was kept)
     samples: tuple[str, ...] = ()  # the first few values, cut to 80 characters
     value_counts: dict[str, int] | None = None  # only for columns with at most 50 distinct values
     # sequence columns (token classification): items per row, the commonest items, and whether they are BIO tags

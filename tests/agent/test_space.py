@@ -56,6 +56,21 @@ def test_long_documents_start_from_their_shortest_lead():
     assert default_values(medium_task, medium, medium_profile)["max_length"] == 128
 
 
+def test_lengths_past_the_longest_input_are_not_searched():
+    """Batches pad to their longest row: a length past the one that holds every input trains the same model."""
+    task, profile = _setting({"word": 1.2})
+    profile.columns["word"] = profile.columns["word"].model_copy(update={"max_words": 3})
+    space = default_space(task, profile)
+    assert space.param("max_length") is None and space.fixed["max_length"] == 16
+    phrases, profile = _setting({"text": 20})
+    profile.columns["text"] = profile.columns["text"].model_copy(update={"max_words": 40})  # ~82 tokens at most
+    assert default_space(phrases, profile).param("max_length").choices == (32, 64, 128)
+    profile.columns["text"] = profile.columns["text"].model_copy(update={"max_words": 20})  # ~42 tokens
+    assert default_space(phrases, profile).param("max_length").choices == (32, 64)
+    profile.columns["text"] = profile.columns["text"].model_copy(update={"max_words": 0})  # an old profile
+    assert default_space(phrases, profile).param("max_length").choices == (32, 64, 128)
+
+
 def test_the_opening_puts_adapters_on_every_linear_layer_and_the_lora_scale_and_scheduler_are_not_searched():
     task, profile = _setting({"text": 20})
     space = default_space(task, profile)
