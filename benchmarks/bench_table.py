@@ -69,6 +69,7 @@ from memory.records import (  # noqa: E402
 )
 
 TABLES = ROOT / "benchmarks" / "tables"
+REACH_STEP = 0.5  # trial-equivalents: the resolution of "the compute to reach TPE's gain"
 SCREEN = 0.25  # the screens' share of the training rows (`--screen` in a study)
 SPLIT_SEED = 0  # one set of rows per task: the table is recorded on it
 # The grid's learning rates and LoRA ranks, as multiples of the opening's: rates over the space's stable range
@@ -212,7 +213,11 @@ def record(task_name: str, workdir: Path, limit_s: float | None) -> None:
 def describe(config: TrialConfig) -> str:
     screen = f" screen {config.train_fraction:g}" if config.screened else ""
     columns = "+".join(config.text_columns) if config.text_columns else ""
-    return f"lr {config.learning_rate:g} ep {config.epochs:g} len {config.max_length} {columns}{screen}".strip()
+    weights = " class-weighted" if config.class_weights else ""
+    return (
+        f"lr {config.learning_rate:g} ep {config.epochs:g} r {config.lora_r} len {config.max_length} "
+        f"{columns}{weights}{screen}"
+    ).strip()
 
 
 class TableExecutor(BaseExecutor):
@@ -294,7 +299,8 @@ def replay(task_name: str, seeds: int, budgets: Sequence[float], methods: Sequen
     sign = 1.0 if spec.direction == Direction.maximize else -1.0
     eval_rows = task.rows[1]
     unit = table[key(opening)]["seconds"]
-    trials = math.ceil(max(budgets) * 3)  # enough trials to pass the largest budget, screens included
+    cheapest = min(r["seconds"] for r in table.values())  # enough trials to pass the largest budget, screens too
+    trials = min(len(table), math.ceil(max(budgets) * unit / cheapest) + 1)
     runs: dict[str, list[list[dict[str, Any]]]] = {}
     with tempfile.TemporaryDirectory(prefix="replays-") as databases:  # a fresh database for every replay
         for method in methods:
@@ -330,7 +336,20 @@ def replay(task_name: str, seeds: int, budgets: Sequence[float], methods: Sequen
             for r in RULES
         }
     summary["methods"] = rows
+    top = max(budgets)  # "half the compute": the budget at which each method's mean gain first reaches TPE's at the top
+    if "tpe" in methods:
+        steps = [i * REACH_STEP for i in range(1, int(top / REACH_STEP) + 1)]
+        summary["reach"] = {
+            r: {m: reach(lambda b, m=m, r=r: statistics.mean(gains(m, b, r)), rows["tpe"][r][f"{top:g}"], steps)
+                for m in methods}
+            for r in RULES
+        }  # fmt: skip
     return summary
+
+
+def reach(mean_gain: Any, target: dict[str, float], steps: list[float]) -> float | None:
+    """The first budget (trial-equivalents) whose mean gain is at least `target`'s; None: not within the top."""
+    return next((b for b in steps if mean_gain(b) >= target["mean_gain"] - 1e-12), None)
 
 
 def grid_best(table: dict, configs: list[TrialConfig], task: BenchTask) -> dict[str, Any]:
@@ -365,6 +384,10 @@ def print_summary(s: dict[str, Any], budgets: Sequence[float]) -> None:
                 for b, c in ((b, per_rule[rule][f"{b:g}"]) for b in budgets)
             ]
             print(f"    {method:<15} " + "   ".join(cells))
+        if "reach" in s:
+            top = f"{max(budgets):g}"
+            reached = ", ".join(f"{m} {'never' if b is None else f'{b:g}x'}" for m, b in s["reach"][rule].items())
+            print(f"    compute to reach tpe's mean gain at {top}x: {reached}")
 
 
 def main() -> None:

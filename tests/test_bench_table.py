@@ -68,3 +68,9 @@ def test_a_choice_is_a_full_trial_finished_within_the_budget(bench):
     # Within one standard error of 0.90 on 100 rows (about 0.03), 0.80 is not: the one-SE rule keeps 3 too.
     assert bench.chosen(rows, 33.0, "one_se", 100, 1.0)["number"] == 3
     assert bench.chosen(rows, 5.0, "top", 100, 1.0) is None
+
+
+def test_compute_to_reach_is_the_first_budget_whose_mean_gain_reaches_the_target(bench):
+    mean_gain = {1.0: 0.0, 2.0: 0.01, 3.0: 0.03, 4.0: 0.05}.__getitem__
+    assert bench.reach(mean_gain, {"mean_gain": 0.03}, [1.0, 2.0, 3.0, 4.0]) == 3.0
+    assert bench.reach(mean_gain, {"mean_gain": 0.06}, [1.0, 2.0, 3.0, 4.0]) is None

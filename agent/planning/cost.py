@@ -141,19 +141,30 @@ class CostModel:
         A trial that ran to the end gives its training seconds; one stopped early (pruned, or out of time)
         the speed it trained at, so a machine slower than the prior (a busy laptop) is priced right at once.
         """
-        prices, starts = [], []
+        prices, trained = [], []
         for t in trials:
             train, speed = t.durations.get("train"), t.metrics.get(TRAIN_SPEED)
             samples = self.units(t.config)[0]
             if t.state == TrialState.complete and train and train >= 1.0:
                 prices.append(train / (samples * self.sample_work(t.config)))
-                starts.append(sum(t.durations.get(k, 0.0) for k in ("load", "tokenize")))
+                trained.append(t)
             elif t.state != TrialState.complete and speed:
                 prices.append(self.price_at(t.config, speed))
         if prices:
             self.seconds_per_unit = statistics.median(prices)
+            starts = [self._start_seconds(t) for t in trained]
             self.start_seconds = max(2.0, statistics.median(starts)) if starts else self.start_seconds
             self.fitted_on = len(prices)
+
+    def _start_seconds(self, trial: TrialRecord) -> float:
+        """A finished trial's seconds beyond its priced work: its wall time less the work at the fitted price.
+
+        That is every second a trial costs the budget and no unit counts (starting its process, loading the model,
+        tokenizing, saving the adapter); a trial without wall times (an old record) gives its load and tokenizing.
+        """
+        if trial.started_at is None or trial.finished_at is None:
+            return sum(trial.durations.get(k, 0.0) for k in ("load", "tokenize"))
+        return trial.finished_at - trial.started_at - self.units(trial.config)[4] * self.seconds_per_unit
 
     def seconds_left(self, config: TrialConfig, step: int, samples_per_second: float) -> float:
         """A running trial's seconds to its end, at the speed it trains at now (its evaluations included)."""

@@ -72,6 +72,12 @@ def test_finished_trials_refit_the_price(setting):
     cost.fit([trial])
     assert cost.seconds_per_unit == pytest.approx(slow) and cost.start_seconds == pytest.approx(4.0)
     assert cost.fitted_on == 1
+    # With its wall time, every second the work does not explain is start-up: a process, imports, the save.
+    work = cost.units(config)[4] * slow
+    timed = trial.model_copy(update={"started_at": 100.0, "finished_at": 100.0 + work + 17.0})
+    cost.fit([timed])
+    assert cost.start_seconds == pytest.approx(17.0)
+    assert cost.estimate(config).seconds == pytest.approx(timed.finished_at - timed.started_at)
 
 
 def test_a_trial_stopped_early_refits_the_price_by_the_speed_it_trained_at(setting):
