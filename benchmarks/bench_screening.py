@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -52,8 +53,9 @@ def compare(full: list[float], screen: list[float]) -> dict[str, float]:
     third = max(1, round(len(frame) / 3))
     kept = frame.nlargest(third, "screen")
     top3 = set(frame.nlargest(3, "full").index)
+    rho = float(frame["full"].corr(frame["screen"], method="spearman"))  # NaN when every screen scored the same
     return {
-        "spearman": round(float(frame["full"].corr(frame["screen"], method="spearman")), 3),
+        "spearman": None if math.isnan(rho) else round(rho, 3),
         "top3_recall": len(top3 & set(kept.index)) / 3,
         "regret": round(float(frame["full"].max() - kept["full"].max()), 4),
     }
@@ -109,8 +111,9 @@ def main() -> None:
     for name, result in record["tasks"].items():
         for fraction in args.fractions:
             s, n = result[str(fraction)]["summary"], len(result[str(fraction)]["trials"])
+            rho = "n/a" if s["spearman"] is None else f"{s['spearman']:.3f}"
             print(
-                f"{name:9} {fraction:8.2f}  {n:7}  {s['spearman']:8.3f}  {s['top3_recall'] * 3:17.0f}/3"
+                f"{name:9} {fraction:8.2f}  {n:7}  {rho:>8}  {s['top3_recall'] * 3:17.0f}/3"
                 f"  {s['regret']:6.3f}  {s['cost']:11.2f}"
             )
     if args.out:
