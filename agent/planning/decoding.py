@@ -14,6 +14,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState as OptunaState
 
+from agent.planning.proposers.base import step_seed
 from memory.records import (
     DECODING_METRICS,
     DecodingConfig,
@@ -143,12 +144,12 @@ def decoding_candidates(
     Empty when every ask repeats a tried config: the space is exhausted.
     """
     if sampler == "random":
-        chosen: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=seed + len(trials))
+        chosen: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=step_seed(seed, len(trials)))
     else:  # TPE (CMA-ES has no conditional spaces: TPE stands in)
         with warnings.catch_warnings():  # `group` (a TPE per branch) is marked experimental; stable for years
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             chosen = optuna.samplers.TPESampler(
-                seed=seed + len(trials), n_startup_trials=STARTUP_TRIALS, multivariate=True, group=True
+                seed=step_seed(seed, len(trials)), n_startup_trials=STARTUP_TRIALS, multivariate=True, group=True
             )
     study = optuna.create_study(direction=direction, sampler=chosen)
     for t in trials:

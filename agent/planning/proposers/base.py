@@ -7,6 +7,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import overload
 
+import numpy as np
+
 from memory.records import (
     DataProfile,
     PlannerCall,
@@ -17,6 +19,13 @@ from memory.records import (
     TrialState,
     best_trial,
 )
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The seed of a sampler drawn at `step` (trials so far) of a study seeded `seed`: fresh at every step, the same on
+    resume, and unrelated across seeds. (`seed + step` made seed 1's draws seed 0's one step later, so studies at
+    neighbouring seeds tried nearly the same configs.)"""
+    return int(np.random.SeedSequence([seed % 2**32, step]).generate_state(1)[0])
 
 
 @dataclass(frozen=True)

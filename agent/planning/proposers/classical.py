@@ -22,7 +22,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState as OptunaState
 
-from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal, Proposals
+from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal, Proposals, step_seed
 from agent.planning.proposers.screening import full
 from agent.planning.space import UNDERTRAINED_RATIO, prior_region
 from executors.data import split_rows
@@ -113,7 +113,7 @@ class OptunaProposer(BaseProposer):
     def study_from_history(self, view: PlannerView) -> optuna.Study:
         """An in-memory Optuna study holding every finished trial of `view`."""
         # A seed that moves with the history gives fresh suggestions per call yet replays exactly on resume.
-        sampler = self._sampler(view.seed + len(view.trials))
+        sampler = self._sampler(step_seed(view.seed, len(view.trials)))
         study = optuna.create_study(direction=view.task.direction.value, sampler=sampler)
         dists = _distributions(view.space)
         trained_in_full = {t.config for t in view.trials if not t.config.screened}
@@ -171,7 +171,9 @@ class OptunaProposer(BaseProposer):
         if space is view.space:
             study = self.study_from_history(view)
         else:  # start-up draws are random either way; a study of its own, as the region's choices differ
-            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=view.seed + len(view.trials)))
+            study = optuna.create_study(
+                sampler=optuna.samplers.RandomSampler(seed=step_seed(view.seed, len(view.trials)))
+            )
         dists = _distributions(space)
         floor = self.learning_floor(view)
         proposals: list[Proposal] = []
@@ -204,7 +206,7 @@ class OptunaProposer(BaseProposer):
                 proposal = Proposal(config, self.name, f"{self.name} sample", repairs=notes)
                 break
             if proposal is None:  # a small grid the sampler keeps repeating in: any config not yet tried
-                untried = untried_config(view.space, seen, seed=view.seed + len(view.trials) + len(proposals))
+                untried = untried_config(view.space, seen, seed=step_seed(view.seed, len(view.trials) + len(proposals)))
                 why = f"{self.name}: an untried config of the grid"
                 proposal = Proposal(untried, self.name, why) if untried else None
             if proposal is None:

@@ -39,7 +39,7 @@ from agent.llm import prompts
 from agent.llm.client import LlmClient, LlmReply, LlmUnavailable, flatten, planner_call
 from agent.llm.parsing import MAX_RATIONALE_CHARS, LlmJsonError, find_objects, parse_all, rationale_of
 from agent.llm.setup import open_llm
-from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal, Proposals
+from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal, Proposals, step_seed
 from agent.planning.proposers.classical import OptunaProposer
 from executors.data import split_rows
 from executors.tasks import learning_budget
@@ -114,7 +114,7 @@ class LlmProposer(BaseProposer):
                 template=PROPOSE_TEMPLATE,
                 max_tokens=min(self.max_tokens, ANSWER_TOKENS),
                 temperature=self.temperature,
-                seed=view.seed + len(view.trials),
+                seed=step_seed(view.seed, len(view.trials)),
                 stop=[ANSWER_END],
             )
         except LlmUnavailable as e:

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal, Proposals
+from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal, Proposals, step_seed
 from agent.planning.proposers.classical import OptunaProposer
 from agent.planning.proposers.llm import CANDIDATES, ECHO_SOURCE
 from memory.errors import InvalidProposal
@@ -132,7 +132,7 @@ class PortfolioProposer(BaseProposer):
             opening = Proposal(config, "default", "known-good LoRA defaults for this task type")
             take(Proposals.of([opening]))
 
-        rng = random.Random(view.seed * 7919 + len(view.trials))
+        rng = random.Random(step_seed(view.seed, len(view.trials)))
         share = self.llm_share(view)
         while len(out) < n:
             before = len(out)
