@@ -93,10 +93,18 @@ def _die_with_parent(sig: signal.Signals) -> Callable[[], None] | None:
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C so a `kill` stops the study cleanly too."""
+    """Treat SIGTERM like Ctrl-C so a `kill` stops the study cleanly too.
+
+    Only the first SIGTERM interrupts; later ones are ignored so they cannot cut the clean stop short. They do
+    come: a parent killed with `kill -9` sends its death signal once for each of its threads that exits.
+    """
+    received = False
 
     def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+        nonlocal received
+        if not received:
+            received = True
+            raise KeyboardInterrupt
 
     try:
         previous = signal.signal(signal.SIGTERM, handler)

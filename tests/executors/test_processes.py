@@ -67,3 +67,26 @@ def test_a_child_outlives_the_thread_that_started_it_but_not_a_killed_study():
         proc.kill()
         proc.wait()
     assert wait_dead(child), "the child outlived the killed study"
+
+
+def test_a_second_sigterm_does_not_cut_the_clean_stop_short():
+    # A server killed with -9 sends its studies' death signal once per exiting thread: the stop must still finish.
+    study = textwrap.dedent("""
+        import time
+        from executors.processes import sigterm_as_interrupt
+        with sigterm_as_interrupt():
+            try:
+                print("training", flush=True)
+                time.sleep(600)
+            except KeyboardInterrupt:
+                print("stopping", flush=True)
+                time.sleep(1.5)  # saving state while the second SIGTERM arrives
+                print("stopped cleanly", flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", study], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout.readline() == "training\n"  # type: ignore[union-attr]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.stdout.readline() == "stopping\n"  # type: ignore[union-attr]
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert out == "stopped cleanly\n" and proc.returncode == 0
