@@ -47,7 +47,7 @@ RECORDS = {
 }
 
 
-def compare(full: list[float], screen: list[float]) -> dict[str, float]:
+def compare(full: list[float], screen: list[float]) -> dict[str, float | None]:
     """Rank correlation, top-3 recall in the screen's top third, and the regret of keeping only that third."""
     frame = pd.DataFrame({"full": full, "screen": screen})
     third = max(1, round(len(frame) / 3))
