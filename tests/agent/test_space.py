@@ -100,6 +100,15 @@ def test_the_opening_puts_adapters_on_every_linear_layer_and_the_lora_scale_and_
     assert default_space(generation, profile).fixed["scheduler"] == "cosine"
 
 
+def test_tagging_searches_class_weights_from_an_unweighted_opening():
+    task, profile = _setting({"tokens": 20})
+    assert default_space(task, profile).param("class_weights") is None  # balanced classes: nothing to weigh
+    tagging = task.model_copy(update={"task_type": TaskType.token_classification, "metric": "entity_f1"})
+    space = default_space(tagging, profile)
+    assert space.param("class_weights").choices == (False, True)  # "O" always outnumbers the entity tags
+    assert space.to_config(default_values(tagging, space, profile)).class_weights is False
+
+
 def test_the_prior_region_surrounds_the_opening():
     task, profile = _setting({"text": 20})
     space = default_space(task, profile)
