@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 
+from agent.planning.proposers.screening import AUTO_SHARE, auto_screen  # noqa: E402
 from benchmarks.bench_planner import (  # noqa: E402
     RULES,
     TASKS,
@@ -70,17 +71,19 @@ from memory.records import (  # noqa: E402
 
 TABLES = ROOT / "benchmarks" / "tables"
 REACH_STEP = 0.5  # trial-equivalents: the resolution of "the compute to reach TPE's gain"
-SCREEN = 0.25  # the screens' share of the training rows (`--screen` in a study)
+SCREEN = AUTO_SHARE  # the screens' share of the training rows (`--screen` in a study), the one `auto` uses
 SPLIT_SEED = 0  # one set of rows per task: the table is recorded on it
 # The grid's learning rates and LoRA ranks, as multiples of the opening's: rates over the space's stable range
 # (clipped to it), ranks at the fixed alpha, so a rank is also a step size (alpha / r).
 RATE_FACTORS = (1 / 9, 1 / 3, 1.0, 3.0, 9.0)
 RANK_FACTORS = (0.5, 1, 4)
-# name: (sampler, planner, screen)
+# name: (sampler, planner, screen). The planner as a study runs it ("auto": it screens where a screen is priced at
+# most half a full trial), and with every config trained in full or always screened first.
 METHODS = {
     "random": ("random", "classical", None),
     "tpe": ("tpe", "classical", None),
-    "planner": ("tpe", "portfolio", None),
+    "planner": ("tpe", "portfolio", "auto"),
+    "planner-full": ("tpe", "portfolio", None),
     "planner+screen": ("tpe", "portfolio", SCREEN),
 }
 
@@ -246,14 +249,37 @@ class TableExecutor(BaseExecutor):
 # --------------------------------------------------------------------------- replay
 
 
+def auto_screen_here(options: TuneOptions) -> tuple[float | None, str]:
+    """What `--screen auto` chooses for this task in a time budget (a replay's budgets are seconds), and why.
+
+    A replayed study runs to a trial count (its budgets are cut from the recorded seconds afterwards), so the
+    choice a time-budgeted study makes is taken here, from the same function at the prior's price.
+    """
+    from agent.study.run import plan_study
+
+    plan = plan_study(options)
+    return auto_screen(plan.cost, plan.space.to_config(plan.opening))
+
+
 def replay_run(
-    task: BenchTask, options: TuneOptions, table: dict, method: str, seed: int, trials: int, workdir: Path
+    task: BenchTask,
+    options: TuneOptions,
+    table: dict,
+    method: str,
+    seed: int,
+    trials: int,
+    workdir: Path,
+    auto_share: float | None,
 ) -> list[dict[str, Any]]:
-    """One method's study at one seed, replayed: its finished trials in order, with their recorded seconds."""
+    """One method's study at one seed, replayed: its finished trials in order, with their recorded seconds.
+
+    `auto_share`: what `--screen auto` chose for this task (`auto_screen_here`).
+    """
     import agent.study.run
     from agent.study.run import tune
 
     sampler, planner, screen = METHODS[method]
+    screen = auto_share if screen == "auto" else screen
     run_options = options.model_copy(
         update={
             "seed": seed, "sampler": sampler, "planner": planner, "screen": screen, "trials": trials,
@@ -301,17 +327,21 @@ def replay(task_name: str, seeds: int, budgets: Sequence[float], methods: Sequen
     unit = table[key(opening)]["seconds"]
     cheapest = min(r["seconds"] for r in table.values())  # enough trials to pass the largest budget, screens too
     trials = min(len(table), math.ceil(max(budgets) * unit / cheapest) + 1)
+    share, why = auto_screen_here(options)
     runs: dict[str, list[list[dict[str, Any]]]] = {}
     with tempfile.TemporaryDirectory(prefix="replays-") as databases:  # a fresh database for every replay
         for method in methods:
             runs[method] = []
             for seed in range(seeds):
                 began = time.monotonic()
-                runs[method].append(replay_run(task, options, table, method, seed, trials, Path(databases)))
+                runs[method].append(replay_run(task, options, table, method, seed, trials, Path(databases), share))
                 print(f"  {method} seed {seed}: {len(runs[method][-1])} trials in {time.monotonic() - began:.1f} s")
     base = table[key(opening)]
     summary: dict[str, Any] = {
         "task": task_name, "configs": len(configs), "opening": describe(opening), "unit_s": unit,
+        # the whole grid in full, in trial-equivalents: a budget past it can find the grid's best by exhausting it
+        "grid_trial_equivalents": sum(table[key(c)]["seconds"] for c in configs) / unit,
+        "auto_screen": {"share": share, "note": why},
         "opening_validation": base["metrics"].get(task.metric), "opening_test": base["test_metrics"].get(task.metric),
         "test_rows": task.rows[2], "tuned": task.tuned or "held out", "grid_best": grid_best(table, configs, task),
         "methods": {},
@@ -374,8 +404,9 @@ def print_summary(s: dict[str, Any], budgets: Sequence[float]) -> None:
     )
     print(
         f"grid's best on validation: {g['config']}: val {g['validation']:.4f} test {g['test']:.4f} "
-        f"(test SE {g['test_se']:.4f})"
+        f"(test SE {g['test_se']:.4f}); the whole grid in full: {s['grid_trial_equivalents']:.0f} trial-equivalents"
     )
+    print(f"the planner's --screen auto: {s['auto_screen']['note']}")
     for rule, words in RULES.items():
         print(f"  test gain over the opening, mean [bootstrap 95% over seeds] — kept by {words}")
         for method, per_rule in s["methods"].items():

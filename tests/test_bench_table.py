@@ -48,11 +48,15 @@ def test_the_grid_holds_the_opening_and_a_replay_proposes_only_its_configs(bench
     assert len(configs) >= 6 and bench.key(opening) in {bench.key(c) for c in configs}
     table = _table(bench, configs)
     for method in ("tpe", "planner+screen"):
-        rows = bench.replay_run(task, options, table, method, seed=1, trials=8, workdir=tmp_path / method)
+        rows = bench.replay_run(task, options, table, method, 1, 8, tmp_path / method, auto_share=None)
         assert len(rows) == 8 and all(r["key"] in table for r in rows)  # the executor answered every one
         assert rows[0]["key"] == bench.key(opening)  # every method opens with the default
-    screened = bench.replay_run(task, options, table, "planner+screen", seed=1, trials=8, workdir=tmp_path / "again")
+    screened = bench.replay_run(task, options, table, "planner+screen", 1, 8, tmp_path / "again", auto_share=None)
     assert any(r["screen"] for r in screened)
+    # The planner screens as `--screen auto` chose for the task, and trains every config in full where it chose not.
+    for share in (bench.SCREEN, None):
+        rows = bench.replay_run(task, options, table, "planner", 1, 8, tmp_path / f"auto-{share}", auto_share=share)
+        assert any(r["screen"] for r in rows) == (share is not None)
 
 
 def test_a_choice_is_a_full_trial_finished_within_the_budget(bench):

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from agent.planning.cost import CostModel, TrialCost, busy_machine, duration_text, fit_opening, measure_machine
 from agent.planning.decoding import reserve_decoding_time
 from agent.planning.overrides import apply_overrides
+from agent.planning.proposers.screening import auto_screen
 from agent.planning.space import default_space, default_values
 from agent.study.settings import check_options
 from agent.understanding.refine import read_task
@@ -17,7 +18,16 @@ from executors.base import BaseExecutor
 from executors.baseline import tfidf_baseline
 from executors.data import prepare_splits
 from executors.models import resolve_model
-from memory.records import BaselineScore, CategoricalParam, DataProfile, PlannerCall, SearchSpace, TaskSpec, TuneOptions
+from memory.records import (
+    BaselineScore,
+    CategoricalParam,
+    DataProfile,
+    PlannerCall,
+    SearchSpace,
+    TaskSpec,
+    TrialConfig,
+    TuneOptions,
+)
 
 if TYPE_CHECKING:
     from agent.llm.client import LlmClient
@@ -40,6 +50,7 @@ class StudyPlan:
     opening_cost: TrialCost  # the opening trial's predicted price
     cost: CostModel  # what priced it: this machine's measured speed, or the prior
     calls: tuple[PlannerCall, ...] = ()  # the LLM's calls while reading the task, stored with the study
+    screen: float | None = None  # the share of the rows new configs are screened on; None: every trial in full
 
     def to_json(self) -> dict[str, Any]:
         """The plan as plain JSON, for `autoglm tune --dry-run --json`."""
@@ -52,6 +63,7 @@ class StudyPlan:
             "opening_cost": {"seconds": round(self.opening_cost.seconds, 1), "described": self.opening_cost.describe()},
             "space": self.space.model_dump(mode="json"),
             "opening_config": self.space.to_config(self.opening).model_dump(mode="json"),
+            "screen": self.screen,
         }
 
 
@@ -85,6 +97,10 @@ def plan_study(
     opening = fit_opening(space, default_values(task, space, profile), cost, task.budget.max_seconds)
     opening_cost = cost.estimate(space.to_config(opening))
     notes.append(f"opening trial: {opening_cost.describe()}")
+    screen = options.screen
+    if screen == "auto":
+        screen, why = _auto_screen(options, task, cost, space.to_config(opening))
+        notes += [why] if why else []
     if task.budget.max_seconds:
         fit = int(task.budget.max_seconds // opening_cost.seconds)
         notes.append(f"about {fit} trial(s) of that size fit in the time budget (the estimate is refitted per trial)")
@@ -96,8 +112,23 @@ def plan_study(
     return StudyPlan(
         task, profile, understood.sources, notes, space, opening,
         len(splits.train), len(splits.eval), len(splits.test), tfidf_baseline(task, splits), opening_cost, cost,
-        tuple(calls),
+        tuple(calls), screen,
     )  # fmt: skip
+
+
+def _auto_screen(
+    options: TuneOptions, task: TaskSpec, cost: CostModel, opening: TrialConfig
+) -> tuple[float | None, str]:
+    """`--screen auto`: the planner screens where time is the budget and a screen is cheap against a full trial."""
+    if options.planner != "portfolio":  # the sampler alone is the baseline as Optuna runs it: every trial in full
+        return None, ""
+    budget = task.budget
+    if budget.max_trials or not (budget.max_seconds or budget.max_device_hours):
+        return None, (
+            "no screening: the budget counts trials, and a screen would count as one "
+            "(with --time, the planner screens where a screen is cheap against a full trial)"
+        )
+    return auto_screen(cost, opening)
 
 
 def _check_models(space: SearchSpace) -> None:

@@ -75,7 +75,8 @@ def _proposer(
         warm = WarmStartProposer(store, study_id_ref) if options.warm_start else None
         sampler = OptunaProposer(options.sampler, prior_around=defaults)
         planner = PortfolioProposer(sampler, llm=llm, warm_start=warm, defaults=defaults)
-    return ScreeningProposer(planner, options.screen) if options.screen else planner
+    share = options.screen if isinstance(options.screen, float) else None  # "auto" is resolved by the plan
+    return ScreeningProposer(planner, share) if share else planner
 
 
 def tune(
@@ -128,7 +129,8 @@ def tune(
         def make_space_and_proposer(task: TaskSpec, profile: DataProfile):  # noqa: ANN202
             # The plan's space: it was priced at this machine's speed (the stronger model joins if affordable).
             assert ctx.plan is not None
-            ctx.proposer = _proposer(store, study_ref, options, task, llm_proposer, ctx.plan.opening)
+            ctx.settings = options.model_copy(update={"screen": ctx.plan.screen})  # stored: resume screens alike
+            ctx.proposer = _proposer(store, study_ref, ctx.settings, task, llm_proposer, ctx.plan.opening)
             return ctx.plan.space
 
         ctx.make_space = make_space_and_proposer

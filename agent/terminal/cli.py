@@ -117,8 +117,11 @@ def tune(
         None, "--pruner", help="halving (default: the top third go on at each rung), median or none."
     ),
     planner: str = typer.Option(None, "--planner", help="portfolio (default) or classical (the sampler alone)."),
-    screen: float = typer.Option(
-        None, "--screen", help="Screen new configs on this share of the rows (e.g. 0.25); the top third train in full."
+    screen: str = typer.Option(
+        None,
+        "--screen",
+        help="Train new configs first on a share of the rows (e.g. 0.25), the top third then in full; off: never; "
+        "auto (default): with --time, where a screen costs at most half a full trial.",
     ),
     no_warm_start: bool = typer.Option(False, "--no-warm-start", help="Do not seed from past studies."),
     model: str = typer.Option(

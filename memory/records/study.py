@@ -124,8 +124,9 @@ class TuneOptions(_Record):
     sampler: SamplerName = "tpe"
     pruner: PrunerName = "halving"
     # Screening: new configs train first on this share of the rows; the top third of the screens then train on
-    # all of them (successive halving over rows). None: every trial trains on all the rows.
-    screen: float | None = Field(default=None, gt=0, lt=1)
+    # all of them (successive halving over rows). None: every trial trains on all the rows. auto: in a time budget,
+    # the planner screens where a screen is priced at most half a full trial (the study stores what auto chose).
+    screen: float | Literal["auto"] | None = "auto"
     planner: Literal["portfolio", "classical"] = "portfolio"  # classical: the sampler alone, after the opening
     warm_start: bool = True
     parallel: int | Literal["auto"] = 1  # trials at once; auto: one per GPU, or one per 4 CPU cores
@@ -175,6 +176,22 @@ class TuneOptions(_Record):
         if n < 1:
             raise ValueError("at least one trial runs at once; or give auto")
         return n
+
+    @field_validator("screen", mode="before")
+    @classmethod
+    def _screen_share(cls, v: Any) -> Any:
+        words = str(v).strip().lower()
+        if v is None or v is False or words in ("off", "none", "no", "0"):
+            return None
+        if words == "auto":
+            return "auto"
+        try:
+            share = float(words)
+        except ValueError:
+            share = -1.0
+        if not 0 < share < 1:
+            raise ValueError(f"screen {v!r}: give the share of the rows a screen trains on (e.g. 0.25), auto, or off")
+        return share
 
     @field_validator("metric")
     @classmethod

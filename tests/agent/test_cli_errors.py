@@ -107,8 +107,9 @@ def test_config_file_mistakes(tmp_path, yaml_text, fragments):
         (["--trials", "-3"], ["trials = -3 is not allowed"]),
         (["--max-rows", "5"], ["max_rows = 5 is not allowed"]),
         (["--time", "soon"], ["cannot read the duration 'soon'"]),
+        (["--screen", "half"], ["screen 'half': give the share of the rows a screen trains on (e.g. 0.25)"]),
     ],
-    ids=["zero-trials", "negative-trials", "too-few-rows", "unreadable-time"],
+    ids=["zero-trials", "negative-trials", "too-few-rows", "unreadable-time", "unreadable-screen"],
 )
 def test_flag_mistakes_read_like_the_config_files(reviews_csv, flags, fragments):
     _one_line_error(_run("tune", "fresh or rotten", "--data", str(reviews_csv), *flags, "--dry-run"), *fragments)

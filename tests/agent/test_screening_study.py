@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+
+import pytest
+
 from agent.planning.proposers.base import PlannerView
-from agent.planning.proposers.screening import full, promotions
-from agent.study import tune
+from agent.planning.proposers.screening import AUTO_SHARE, full, promotions
+from agent.study import plan_study, resume, tune
 from memory.records import TrialState, TuneOptions
+from memory.store import Store
 from tests.fakes import FakeExecutor, score
 
 
@@ -53,3 +58,74 @@ def test_the_report_says_what_was_screened_and_what_each_rung_cost(tmp_path, rev
     assert f"Screening: {screens} configs trained on 25% of the rows first" in report
     assert f"the top third of them, {promoted}, then trained on all the rows" in report
     assert report.count("(screen, 25% of rows)") == screens  # marked in the leaderboard
+
+
+def _long_documents(reviews_csv, path):
+    """The same snippets fifteen to a row (~300 words): a full trial's training dwarfs its start-up."""
+    rows = list(csv.DictReader(reviews_csv.open()))
+    with path.open("w", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=["text", "category"])
+        out.writeheader()
+        for i in range(0, len(rows) - 15, 3):
+            out.writerow({"text": " ".join(r["text"] for r in rows[i : i + 15]), "category": rows[i]["category"]})
+    return path
+
+
+def test_auto_screens_in_a_time_budget_where_a_screen_is_cheap_against_a_full_trial(tmp_path, reviews_csv):
+    task = "fresh or rotten critic snippets, macro-F1"
+    long_csv = _long_documents(reviews_csv, tmp_path / "long.csv")
+    long = plan_study(TuneOptions(description=task, data=str(long_csv), time="30m"))
+    assert long.screen == AUTO_SHARE and any(n.startswith("screening: a screen of the opening") for n in long.notes)
+    # A few words a row, a few hundred rows: start-up and the validation pass, which a screen pays in full too,
+    # are most of a trial.
+    words = tmp_path / "words.csv"
+    with words.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["text", "category"])
+        out.writerows([" ".join(r["text"].split()[:3]), r["category"]] for r in csv.DictReader(reviews_csv.open()))
+    short = plan_study(TuneOptions(description=task, data=str(words), time="30m"))
+    assert short.screen is None and any(n.startswith("no screening: a screen of the opening") for n in short.notes)
+    # A trial count would count each screen as a trial.
+    counted = plan_study(TuneOptions(description=task, data=str(long_csv), trials=8))
+    assert counted.screen is None and any(n.startswith("no screening: the budget counts trials") for n in counted.notes)
+    # The sampler alone is the baseline as Optuna runs it; an explicit share or "off" is the user's.
+    assert plan_study(TuneOptions(description=task, data=str(long_csv), time="30m", planner="classical")).screen is None
+    assert plan_study(TuneOptions(description=task, data=str(long_csv), time="30m", screen="off")).screen is None
+    assert plan_study(TuneOptions(description=task, data=str(reviews_csv), trials=8, screen=0.2)).screen == 0.2
+
+
+@pytest.mark.parametrize("given", ["off", "none", "0", 0, False, None])
+def test_screen_off_in_any_spelling_is_none(given):
+    assert TuneOptions(screen=given).screen is None
+    assert TuneOptions().screen == "auto" and TuneOptions(screen="0.3").screen == 0.3
+
+
+@pytest.mark.parametrize("given", [1, 1.5, -0.2, "half"])
+def test_a_screen_share_outside_0_to_1_says_what_to_give(given):
+    with pytest.raises(ValueError, match="the share of the rows a screen trains on .* auto, or off"):
+        TuneOptions(screen=given)
+
+
+def test_what_auto_chose_is_stored_and_a_resumed_study_screens_alike(tmp_path, reviews_csv):
+    long_csv = _long_documents(reviews_csv, tmp_path / "long.csv")
+    options = TuneOptions(
+        description="fresh or rotten critic snippets, macro-F1", data=str(long_csv), db=str(tmp_path / "s.db"),
+        runs_dir=str(tmp_path / "runs"), name="long", warm_start=False, time="30m",
+    )  # fmt: skip
+
+    def stop_at(finished: int):  # noqa: ANN202 - the user's Ctrl-C once `finished` trials have ended
+        def on_update(snapshot) -> None:  # noqa: ANN001
+            if sum(t.state in (TrialState.complete, TrialState.pruned) for t in snapshot.trials) >= finished:
+                raise KeyboardInterrupt
+
+        return on_update
+
+    def screens(trials) -> int:  # noqa: ANN001
+        return sum(t.config.screened for t in trials if t.state == TrialState.complete)
+
+    first = tune(options, executor=FakeExecutor(), on_update=stop_at(5))
+    assert first.interrupted and first.study.settings.screen == AUTO_SHARE and screens(first.trials) >= 3
+    more = resume("long", db=options.db, executor=FakeExecutor(), on_update=stop_at(12))
+    with Store(options.db) as store:
+        assert store.get_study("long").settings.screen == AUTO_SHARE
+    assert screens(more.trials) >= screens(first.trials) + 4  # promotions among them, and new screens
