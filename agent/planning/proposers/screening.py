@@ -43,7 +43,10 @@ def auto_screen(cost: CostModel, opening: TrialConfig) -> tuple[float | None, st
         f"{screen_s / full_s:.2f} of its ~{duration_text(full_s)} in full"
     )
     if screen_s <= AUTO_PAYS_AT * full_s:
-        return AUTO_SHARE, f"screening: {priced}, so new configs train on {AUTO_SHARE:.0%} first (--screen off: never)"
+        return AUTO_SHARE, (
+            f"screening: {priced}, so new configs train on {AUTO_SHARE:.0%} of the rows first and the best third then "
+            "on all (--screen off: every config on all)"
+        )
     return None, f"no screening: {priced}; too little saved (--screen {AUTO_SHARE}: screen anyway)"
 
 
