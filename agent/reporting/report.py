@@ -78,13 +78,17 @@ def _duration(seconds: float) -> str:
 
 
 def best_so_far(trials: Sequence[TrialRecord], direction: Direction) -> list[tuple[TrialRecord, float]]:
-    """Each finished trial, by number, from the first complete one on, with the best score up to and including it."""
+    """Each finished trial, by number, from the first complete one on, with the best score up to and including it.
+
+    A screen's score never counts as the best: it trained on a share of the rows and cannot be the study's winner.
+    """
     curve: list[tuple[TrialRecord, float]] = []
     best: float | None = None
     for t in sorted(trials, key=lambda t: t.number):
         if t.state not in FINISHED:
             continue
-        if t.state == TrialState.complete and t.objective is not None and math.isfinite(t.objective):
+        complete = t.state == TrialState.complete and not t.config.screened
+        if complete and t.objective is not None and math.isfinite(t.objective):
             if best is None or direction.sign * t.objective > direction.sign * best:
                 best = t.objective
         if best is not None:
@@ -437,7 +441,11 @@ def best_section(r: ReportInputs) -> list[str]:
 
 def noise_line(trials: Sequence[TrialRecord], best: TrialRecord, direction: Direction) -> str | None:
     """Why the chosen trial is not the top validation score, when it is not (see `memory.records.best_trial`)."""
-    done = [t for t in trials if t.state == TrialState.complete and t.objective is not None and t.id != best.id]
+    done = [
+        t
+        for t in trials
+        if t.state == TrialState.complete and t.objective is not None and t.id != best.id and not t.config.screened
+    ]
     top = max(done, key=lambda t: direction.sign * (t.objective or 0.0), default=None)  # each has an objective
     if top is None or top.objective is None or best.objective is None:
         return None

@@ -260,6 +260,7 @@ def _trial_table(snapshot: StudySnapshot, max_rows: int, width: int) -> Table:
     for t in shown:
         is_best = t.id == study.best_trial_id
         state = t.state.value + (f" ({t.failure_kind.value})" if t.failure_kind else "")
+        state += f" (screen {t.config.train_fraction:.0%})" if t.config.screened else ""
         table.add_row(
             ("★ " if is_best else "") + str(t.number),
             t.source,
@@ -290,11 +291,12 @@ def line(snapshot: StudySnapshot) -> str | None:
         return None
     t = max(done, key=lambda t: t.finished_at or 0)
     metric = snapshot.study.task.metric
+    screen = f", screen on {t.config.train_fraction:.0%} of the rows" if t.config.screened else ""
     if t.state == TrialState.complete and t.objective is not None:
-        entry = f"trial {t.number} [{t.source}] {metric}={t.objective:.4f}"
+        entry = f"trial {t.number} [{t.source}{screen}] {metric}={t.objective:.4f}"
     else:
         how = f"{t.state.value} ({t.failure_kind.value})" if t.failure_kind else t.state.value
-        entry = f"trial {t.number} [{t.source}] {how}: {t.message or ''}".rstrip(": ")
+        entry = f"trial {t.number} [{t.source}{screen}] {how}: {t.message or ''}".rstrip(": ")
     curve = best_so_far(snapshot.trials, snapshot.study.task.direction)
     if curve:
         entry += f" (best {curve[-1][1]:.4f})"

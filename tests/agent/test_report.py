@@ -169,6 +169,11 @@ def test_the_report_says_why_a_lead_within_the_noise_did_not_win():
     assert chosen is opening and line is not None
     assert "Trial 5 scored 0.7800" in line and "+0.0230 ahead" in line and "±0.0239 on 300 rows" in line
     assert noise_line([opening, _trial(6, 0.83)], _trial(6, 0.83), Direction.maximize) is None  # the top won
+    # A screen trained on a share of the rows: a higher score there is no lead the study passed over.
+    screen = _trial(7, 0.85)
+    screen = screen.model_copy(update={"config": screen.config.model_copy(update={"train_fraction": 0.25})})
+    assert noise_line([opening, screen], opening, Direction.maximize) is None
+    assert [best for _, best in best_so_far([opening, screen], Direction.maximize)] == [0.757, 0.757]
 
 
 def test_the_gain_over_the_floor_comes_with_its_noise(finished):

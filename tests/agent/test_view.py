@@ -153,6 +153,14 @@ def test_log_line_off_a_terminal_names_the_trial_and_the_best():
     assert view.line(_snapshot(trials=[TRIALS[4]])) is None
 
 
+def test_a_screen_is_marked_and_its_score_is_never_the_best():
+    screen = _trial(5, "complete", 0.90)
+    screen = screen.model_copy(update={"config": screen.config.model_copy(update={"train_fraction": 0.25})})
+    snapshot = _snapshot(trials=[*TRIALS[:4], screen])
+    assert view.line(snapshot) == "trial 5 [tpe, screen on 25% of the rows] macro_f1=0.9000 (best 0.8100)"
+    assert "complete (screen 25%)" in _text(snapshot, width=160)
+
+
 def test_json_events_say_what_changed_between_snapshots():
     first = _snapshot(trials=TRIALS[:1], live={})
     events = view.json_events(None, first)
