@@ -394,17 +394,15 @@ def cumulative(trials: Sequence[dict[str, Any]], key: str) -> list[float]:
     return out
 
 
-def llm_seconds_per_trial(trials: Sequence[Any], calls: Sequence[Any]) -> dict[int, float]:
-    """The LLM seconds each finished trial is charged: its calls made after the previous trial finished.
+def llm_seconds_per_trial(finished_at: Sequence[float], calls: Sequence[tuple[float, float]]) -> list[float]:
+    """The LLM seconds each finished trial is charged: its calls that ended after the previous trial finished.
 
-    `trials` in order of finishing (TrialRecord), `calls` the study's PlannerCalls. Calls after the last finished
-    trial proposed nothing that finished, and are charged to no one.
+    `finished_at`: the trials' finish times in order of finishing; `calls`: each LLM call's (end time, seconds).
+    Calls after the last finished trial proposed nothing that finished, and are charged to no one.
     """
-    charged: dict[int, float] = {}
-    previous = float("-inf")
-    for t in trials:
-        end = t.finished_at or 0.0
-        charged[t.id] = sum(c.latency_s or 0.0 for c in calls if previous < c.created_at <= end)
+    charged, previous = [], float("-inf")
+    for end in finished_at:
+        charged.append(sum(seconds for at, seconds in calls if previous < at <= end))
         previous = end
     return charged
 
@@ -627,8 +625,13 @@ def run_study(
         finished.sort(key=lambda t: (t.finished_at or 0.0, t.number))
         steps = last_steps(store, finished)
         calls = store.planner_calls(study.id)
-    charged = llm_seconds_per_trial(finished, calls)
-    trials = [{**trial_row(t, steps.get(t.id), cost, task.metric), "llm_s": round(charged[t.id], 2)} for t in finished]
+    charged = llm_seconds_per_trial(
+        [t.finished_at or 0.0 for t in finished], [(c.created_at, c.latency_s or 0.0) for c in calls]
+    )
+    trials = [
+        {**trial_row(t, steps.get(t.id), cost, task.metric), "llm_s": round(llm_s, 2)}
+        for t, llm_s in zip(finished, charged, strict=True)
+    ]
     shutil.rmtree(Path(options.runs_dir) / options.name, ignore_errors=True)  # adapters: not needed, and large
     return {
         "task": task.name,

@@ -37,8 +37,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -51,6 +52,7 @@ from benchmarks.bench_planner import (  # noqa: E402
     BenchTask,
     best_within,
     bootstrap_interval,
+    llm_seconds_per_trial,
     write_splits,
 )
 from benchmarks.provenance import commit, commit_for  # noqa: E402
@@ -77,15 +79,18 @@ SPLIT_SEED = 0  # one set of rows per task: the table is recorded on it
 # (clipped to it), ranks at the fixed alpha, so a rank is also a step size (alpha / r).
 RATE_FACTORS = (1 / 9, 1 / 3, 1.0, 3.0, 9.0)
 RANK_FACTORS = (0.5, 1, 4)
-# name: (sampler, planner, screen). The planner as a study runs it ("auto": it screens where a screen is priced at
-# most half a full trial), and with every config trained in full or always screened first.
+# name: (sampler, planner, screen, llm). The planner as a study runs it ("auto": it screens where a screen is priced
+# at most half a full trial), with every config trained in full or always screened first, and with the local LLM.
 METHODS = {
-    "random": ("random", "classical", None),
-    "tpe": ("tpe", "classical", None),
-    "planner": ("tpe", "portfolio", "auto"),
-    "planner-full": ("tpe", "portfolio", None),
-    "planner+screen": ("tpe", "portfolio", SCREEN),
+    "random": ("random", "classical", None, None),
+    "tpe": ("tpe", "classical", None, None),
+    "planner": ("tpe", "portfolio", "auto", None),
+    "planner-full": ("tpe", "portfolio", None, None),
+    "planner+screen": ("tpe", "portfolio", SCREEN, None),
+    "planner+llm": ("tpe", "portfolio", "auto", "local"),
 }
+# Differences paired per seed (the same seed's two studies): (method, against).
+PAIRS = (("planner", "tpe"), ("planner+llm", "planner"))
 
 
 # --------------------------------------------------------------------------- the grid
@@ -261,6 +266,51 @@ def auto_screen_here(options: TuneOptions) -> tuple[float | None, str]:
     return auto_screen(plan.cost, plan.space.to_config(plan.opening))
 
 
+class ReplayLlm(NamedTuple):
+    """The local LLM a replay's `planner+llm` studies share, the seconds it took to start (each study pays them),
+    and every call's (end time, wall seconds): understanding, picks, failures and timeouts alike."""
+
+    proposer: Any
+    startup_s: float
+    calls: list[tuple[float, float]]
+
+
+def open_replay_llm(stack: ExitStack, llm: str) -> ReplayLlm:
+    """Start the LLM as a study starts it (`--llm local`); a replay that cannot start it stops with one line."""
+    from agent.planning.proposers.llm import open_llm_proposer
+
+    began = time.monotonic()
+    proposer, note = open_llm_proposer(stack, llm)
+    if proposer is None:
+        sys.exit(f"planner+llm needs the local LLM: {note}")
+    opened = ReplayLlm(proposer, time.monotonic() - began, [])
+    client = proposer.client
+    for name in ("complete_json", "complete_text"):  # every way a study talks to the LLM, timed on the wall clock
+        method = getattr(client, name)
+
+        def timed(*args: Any, _method: Any = method, **kwargs: Any) -> Any:
+            began = time.monotonic()
+            try:
+                return _method(*args, **kwargs)
+            finally:
+                opened.calls.append((time.time(), time.monotonic() - began))
+
+        setattr(client, name, timed)
+    return opened
+
+
+def llm_seconds(rows: list[dict[str, Any]], calls: Sequence[tuple[float, float]], startup_s: float) -> None:
+    """Charge each replayed trial the LLM seconds spent before it was answered, the first trial the start-up too.
+
+    A replayed trial is answered at once, so a call that ended before a trial finished was made to propose it (or
+    an earlier one whose trial it delayed): in a real study those seconds pass on the same clock as training.
+    `calls`: (end time, seconds) of this study's calls.
+    """
+    charged = llm_seconds_per_trial([r["finished_at"] for r in rows], calls)
+    for i, (row, seconds) in enumerate(zip(rows, charged, strict=True)):
+        row["llm_s"] = round(seconds + (startup_s if i == 0 else 0.0), 2)
+
+
 def replay_run(
     task: BenchTask,
     options: TuneOptions,
@@ -270,15 +320,19 @@ def replay_run(
     trials: int,
     workdir: Path,
     auto_share: float | None,
+    llm: ReplayLlm | None = None,
 ) -> list[dict[str, Any]]:
     """One method's study at one seed, replayed: its finished trials in order, with their recorded seconds.
 
-    `auto_share`: what `--screen auto` chose for this task (`auto_screen_here`).
+    `auto_share`: what `--screen auto` chose for this task (`auto_screen_here`); `llm`: the LLM of a method that
+    plans with one, its seconds charged to the trials (`llm_seconds`).
     """
     import agent.study.run
     from agent.study.run import tune
 
-    sampler, planner, screen = METHODS[method]
+    sampler, planner, screen, uses_llm = METHODS[method]
+    if uses_llm and llm is None:
+        raise ValueError(f"{method} plans with an LLM: open one with open_replay_llm")
     screen = auto_share if screen == "auto" else screen
     run_options = options.model_copy(
         update={
@@ -287,10 +341,11 @@ def replay_run(
             "runs_dir": str(workdir / "runs"),
         }
     )  # fmt: skip
+    made_before = len(llm.calls) if llm is not None else 0  # the calls of earlier studies
     writer = agent.study.run.write_report
     agent.study.run.write_report = lambda store, study, narrative=None: None  # the report is not the search
     try:
-        outcome = tune(run_options, executor=TableExecutor(table))
+        outcome = tune(run_options, executor=TableExecutor(table), llm_proposer=llm.proposer if uses_llm else None)
     finally:
         agent.study.run.write_report = writer
     rows = []
@@ -300,13 +355,16 @@ def replay_run(
             "number": t.number, "state": t.state.value, "source": t.source, "screen": t.config.screened,
             "validation": None if t.config.screened else t.metrics.get(task.metric),
             "test": t.test_metrics.get(task.metric), "seconds": recorded["seconds"], "key": key(t.config),
+            "finished_at": t.finished_at or 0.0, "llm_s": 0.0,
         })  # fmt: skip
+    if uses_llm and llm is not None:
+        llm_seconds(rows, llm.calls[made_before:], llm.startup_s)
     return rows
 
 
 def chosen(rows: list[dict[str, Any]], budget_s: float, rule: str, eval_rows: int, sign: float) -> dict | None:
     """The trial kept at `budget_s` of recorded seconds (screens cost their seconds, never win)."""
-    trials = [{**r, "reference_s": r["seconds"]} for r in rows]
+    trials = [{**r, "reference_s": r["seconds"]} for r in rows]  # `cumulative` adds the LLM's seconds
     trials = [t if not t["screen"] else {**t, "state": "screen"} for t in trials]
     return best_within(trials, budget_s, "reference_s", sign, eval_rows if rule == "one_se" else None)
 
@@ -329,13 +387,18 @@ def replay(task_name: str, seeds: int, budgets: Sequence[float], methods: Sequen
     trials = min(len(table), math.ceil(max(budgets) * unit / cheapest) + 1)
     share, why = auto_screen_here(options)
     runs: dict[str, list[list[dict[str, Any]]]] = {}
-    with tempfile.TemporaryDirectory(prefix="replays-") as databases:  # a fresh database for every replay
+    llm: ReplayLlm | None = None
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="replays-") as databases:  # a database a replay
         for method in methods:
             runs[method] = []
+            if METHODS[method][3] and llm is None:
+                llm = open_replay_llm(stack, METHODS[method][3])
+                print(f"  the local LLM started in {llm.startup_s:.1f} s (each planner+llm study is charged it)")
             for seed in range(seeds):
                 began = time.monotonic()
-                runs[method].append(replay_run(task, options, table, method, seed, trials, Path(databases), share))
-                print(f"  {method} seed {seed}: {len(runs[method][-1])} trials in {time.monotonic() - began:.1f} s")
+                run = replay_run(task, options, table, method, seed, trials, Path(databases), share, llm)
+                runs[method].append(run)
+                print(f"  {method} seed {seed}: {len(run)} trials in {time.monotonic() - began:.1f} s")
     base = table[key(opening)]
     summary: dict[str, Any] = {
         "task": task_name, "configs": len(configs), "opening": describe(opening), "unit_s": unit,
@@ -357,15 +420,18 @@ def replay(task_name: str, seeds: int, budgets: Sequence[float], methods: Sequen
         return {"mean_gain": statistics.mean(values), "low": low, "high": high}
 
     rows = {m: {r: {f"{b:g}": cell(gains(m, b, r)) for b in budgets} for r in RULES} for m in methods}
-    if "planner" in methods and "tpe" in methods:  # paired per seed: the same seed's two studies
-        rows["planner - tpe"] = {
-            r: {
-                f"{b:g}": cell([p - t for p, t in zip(gains("planner", b, r), gains("tpe", b, r), strict=True)])
-                for b in budgets
+    for method, against in PAIRS:  # paired per seed: the same seed's two studies
+        if method in methods and against in methods:
+            rows[f"{method} - {against}"] = {
+                r: {
+                    f"{b:g}": cell([m - a for m, a in zip(gains(method, b, r), gains(against, b, r), strict=True)])
+                    for b in budgets
+                }
+                for r in RULES
             }
-            for r in RULES
-        }
     summary["methods"] = rows
+    if "planner+llm" in methods:
+        summary["llm"] = llm_share(runs["planner+llm"], budgets, unit, eval_rows, sign, summary["opening_test"])
     top = max(budgets)  # "half the compute": the budget at which each method's mean gain first reaches TPE's at the top
     if "tpe" in methods:
         steps = [i * REACH_STEP for i in range(1, int(top / REACH_STEP) + 1)]
@@ -375,6 +441,32 @@ def replay(task_name: str, seeds: int, budgets: Sequence[float], methods: Sequen
             for r in RULES
         }  # fmt: skip
     return summary
+
+
+def llm_share(
+    runs: list[list[dict[str, Any]]], budgets: Sequence[float], unit: float, eval_rows: int, sign: float, opening: float
+) -> dict[str, Any]:
+    """What the LLM did over a method's seeds: its slots, echoes, own picks and their test gains, its seconds.
+
+    An LLM slot ran a trial of source "llm" (a pick of its own) or "llm_echo" (it kept the sampler's first choice
+    or copied its reason from the prompt). "kept" counts, per budget and rule, the seeds whose kept trial was the
+    LLM's own pick.
+    """
+    trials = [t for run in runs for t in run]
+    own = [t for t in trials if t["source"] == "llm" and not t["screen"] and t["test"] is not None]
+    slots = sum(1 for t in trials if t["source"] in ("llm", "llm_echo"))
+
+    def kept_by(budget: float, rule: str) -> int:
+        picks = (chosen(run, budget * unit, rule, eval_rows, sign) for run in runs)
+        return sum(1 for p in picks if p and p["source"] == "llm")
+
+    return {
+        "trials": len(trials), "slots": slots, "echoes": sum(1 for t in trials if t["source"] == "llm_echo"),
+        "own_picks": sum(1 for t in trials if t["source"] == "llm"),
+        "own_full_gains": [round(sign * (t["test"] - opening), 4) for t in own],
+        "seconds_per_study": statistics.mean(sum(t["llm_s"] for t in run) for run in runs),
+        "kept": {r: {f"{b:g}": kept_by(b, r) for b in budgets} for r in RULES},
+    }  # fmt: skip
 
 
 def reach(mean_gain: Any, target: dict[str, float], steps: list[float]) -> float | None:
@@ -415,6 +507,16 @@ def print_summary(s: dict[str, Any], budgets: Sequence[float]) -> None:
                 for b, c in ((b, per_rule[rule][f"{b:g}"]) for b in budgets)
             ]
             print(f"    {method:<15} " + "   ".join(cells))
+        if "llm" in s:
+            m = s["llm"]
+            gains = m["own_full_gains"]
+            kept = ", ".join(f"{b}x {n}" for b, n in m["kept"][rule].items())
+            mean = statistics.mean(gains) if gains else math.nan
+            print(
+                f"    the LLM: {m['slots']} slots of {m['trials']} trials, {m['echoes']} echoes, "
+                f"{m['own_picks']} picks of its own (their test gain in full: mean {mean:+.4f}); "
+                f"{m['seconds_per_study']:.0f} s a study; its pick kept on seeds: {kept}"
+            )
         if "reach" in s:
             top = f"{max(budgets):g}"
             reached = ", ".join(f"{m} {'never' if b is None else f'{b:g}x'}" for m, b in s["reach"][rule].items())

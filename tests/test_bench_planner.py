@@ -233,11 +233,9 @@ def test_a_committed_record_is_refused_from_a_dirty_tree(tmp_path):
 
 
 def test_every_second_counts_the_llms_seconds_are_charged_to_the_trial_they_proposed(bench):
-    from types import SimpleNamespace
 
-    trials = [SimpleNamespace(id=1, finished_at=10.0), SimpleNamespace(id=2, finished_at=20.0)]
-    calls = [SimpleNamespace(created_at=t, latency_s=s) for t, s in ((1.0, 3.0), (12.0, 4.0), (15.0, 1.0), (25.0, 9.0))]
-    assert bench.llm_seconds_per_trial(trials, calls) == {1: 3.0, 2: 5.0}  # the call after the last trial: no one's
+    calls = [(1.0, 3.0), (12.0, 4.0), (15.0, 1.0), (25.0, 9.0)]  # (end time, seconds)
+    assert bench.llm_seconds_per_trial([10.0, 20.0], calls) == [3.0, 5.0]  # the call after the last trial: no one's
     rows = [{**_row("complete", 0.7, 30), "llm_s": 3.0}, {**_row("complete", 0.8, 30), "llm_s": 5.0}]
     assert bench.cumulative(rows, "reference_s") == [33.0, 68.0]
     for number, row in enumerate(rows):

@@ -78,3 +78,36 @@ def test_compute_to_reach_is_the_first_budget_whose_mean_gain_reaches_the_target
     mean_gain = {1.0: 0.0, 2.0: 0.01, 3.0: 0.03, 4.0: 0.05}.__getitem__
     assert bench.reach(mean_gain, {"mean_gain": 0.03}, [1.0, 2.0, 3.0, 4.0]) == 3.0
     assert bench.reach(mean_gain, {"mean_gain": 0.06}, [1.0, 2.0, 3.0, 4.0]) is None
+
+
+def test_the_llm_seconds_are_charged_to_the_trial_they_delayed(bench):
+    rows = [{"finished_at": 100.0}, {"finished_at": 110.0}, {"finished_at": 120.0}]
+    # (end time, seconds): a call before the opening (understanding), two before the third trial, one after all.
+    calls = [(95.0, 4.0), (111.0, 2.5), (115.0, 3.0), (130.0, 6.0)]
+    bench.llm_seconds(rows, calls, startup_s=20.0)
+    assert [r["llm_s"] for r in rows] == [24.0, 0.0, 5.5]  # the start-up too; a call after the last: no one's
+    # A method's choice counts them: the opening alone no longer fits 30 s of a 10 s trial and its LLM's 24 s.
+    trials = [{**r, "number": i, "state": "complete", "screen": False, "validation": 0.7, "test": 0.7,
+               "seconds": 10.0} for i, r in enumerate(rows)]  # fmt: skip
+    assert bench.chosen(trials, 30.0, "top", 100, 1.0) is None
+    assert bench.chosen(trials, 34.0, "top", 100, 1.0)["number"] == 0
+
+
+@pytest.mark.slow
+def test_a_replay_with_the_local_llm_charges_its_seconds_and_records_its_picks(bench, task, tmp_path):
+    from contextlib import ExitStack
+
+    options = bench.task_options(task, tmp_path)
+    options = options.model_copy(update={"space": bench.grid_overrides(options)})
+    configs, _, _ = bench.grid_configs(options)
+    table = _table(bench, configs)
+    with ExitStack() as stack:
+        llm = bench.open_replay_llm(stack, "local")  # the packaged SmolLM2, served as `--llm local` serves it
+        rows = bench.replay_run(task, options, table, "planner+llm", 0, 6, tmp_path, auto_share=None, llm=llm)
+    assert len(rows) == 6 and llm.startup_s > 0 and llm.calls
+    assert rows[0]["llm_s"] >= llm.startup_s  # the first trial waits for the server
+    ended = max(r["finished_at"] for r in rows)  # every call before the last trial is charged to one
+    assert sum(r["llm_s"] for r in rows) >= llm.startup_s + sum(s for at, s in llm.calls if at <= ended) - 0.05
+    assert any(r["source"] in ("llm", "llm_echo") for r in rows)  # the LLM got a slot right after the opening
+    share = bench.llm_share([rows], [1, 2], 10.0, 100, 1.0, 0.6)
+    assert share["slots"] == share["echoes"] + share["own_picks"] >= 1
