@@ -239,6 +239,7 @@ def test_the_request_asks_for_one_candidate_number_and_stops_after_the_json(serv
         ("Candidate 2, because trial 8 was still rising.", 2, "read the pick from prose"),
         ("3", 3, "read the pick from prose"),
         ("The best candidate is 4.", 4, "read the pick from prose"),  # SmolLM2, in words
+        ("The best candidate is #4, which trains less.", 4, "read the pick from prose"),  # SmolLM2, in a replay
         ("#3\n#1\n#2", 3, "read the pick from prose"),  # SmolLM2, a ranking after a history of "#N" trials
     ],
 )

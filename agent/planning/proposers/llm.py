@@ -66,7 +66,9 @@ ANSWER_END = "}"
 ANSWER_TOKENS = 64  # a number and one sentence
 # Keys small models put the chosen number under.
 PICK_KEYS = ("candidate", "pick", "choice", "chosen", "index", "selected", "selection", "option", "number", "id")
-_PICK_IN_TEXT = re.compile(r"\b(?:candidate|option|choice)\s*(?:is\s*|number\s*|no\.?\s*|#\s*)?(\d+)\b", re.IGNORECASE)
+_PICK_IN_TEXT = re.compile(
+    r"\b(?:candidate|option|choice)\s*(?:is\s*)?(?:number\s*|no\.?\s*|#\s*)?(\d+)\b", re.IGNORECASE
+)
 _BARE_NUMBER = re.compile(r"^\s*#?(\d+)\s*[.)]?[ \t]*(?:\n|$)")  # "3", or "#1" alone on the first line
 DIAGNOSED = 3  # how many of the latest finished trials the diagnosis covers
 
