@@ -348,15 +348,22 @@ def replay_run(
         outcome = tune(run_options, executor=TableExecutor(table), llm_proposer=llm.proposer if uses_llm else None)
     finally:
         agent.study.run.write_report = writer
-    rows = []
+    if outcome.interrupted:  # a Ctrl-C or a kill stops the whole replay, not this seed's study alone
+        raise KeyboardInterrupt
+    rows: list[dict[str, Any]] = []
+    screened: set[str] = set()  # the configs screened so far: a full trial of one of them is its promotion
     for t in sorted(outcome.trials, key=lambda t: t.finished_at or 0.0):
         recorded = table[key(t.config)]
+        as_screen = key(t.config.model_copy(update={"train_fraction": screen})) if screen else ""
         rows.append({
             "number": t.number, "state": t.state.value, "source": t.source, "screen": t.config.screened,
+            "promoted": not t.config.screened and as_screen in screened,
             "validation": None if t.config.screened else t.metrics.get(task.metric),
             "test": t.test_metrics.get(task.metric), "seconds": recorded["seconds"], "key": key(t.config),
             "finished_at": t.finished_at or 0.0, "llm_s": 0.0,
         })  # fmt: skip
+        if t.config.screened:
+            screened.add(key(t.config))
     if uses_llm and llm is not None:
         llm_seconds(rows, llm.calls[made_before:], llm.startup_s)
     return rows
@@ -448,25 +455,37 @@ def llm_share(
 ) -> dict[str, Any]:
     """What the LLM did over a method's seeds: its slots, echoes, own picks and their test gains, its seconds.
 
-    An LLM slot ran a trial of source "llm" (a pick of its own) or "llm_echo" (it kept the sampler's first choice
-    or copied its reason from the prompt). "kept" counts, per budget and rule, the seeds whose kept trial was the
-    LLM's own pick.
+    A slot is a proposal the LLM was asked for: a trial of source "llm" (a pick of its own) or "llm_echo" (it kept
+    the sampler's first choice, or copied its reason from the prompt, or gave no valid pick); a screen's promotion
+    is no new slot. The test gains over the opening of the LLM's own picks trained in full stand beside those of
+    the sampler's ("tpe") in the same studies. "kept" counts, per budget and rule, the seeds whose kept trial was
+    the LLM's own pick.
     """
     trials = [t for run in runs for t in run]
-    own = [t for t in trials if t["source"] == "llm" and not t["screen"] and t["test"] is not None]
-    slots = sum(1 for t in trials if t["source"] in ("llm", "llm_echo"))
+    asked = [t for t in trials if not t["promoted"]]
+
+    def full_gains(source: str) -> list[float]:
+        done = (t for t in trials if t["source"] == source and not t["screen"] and t["state"] == "complete")
+        return [round(sign * (t["test"] - opening), 4) for t in done if t["test"] is not None]
 
     def kept_by(budget: float, rule: str) -> int:
         picks = (chosen(run, budget * unit, rule, eval_rows, sign) for run in runs)
         return sum(1 for p in picks if p and p["source"] == "llm")
 
     return {
-        "trials": len(trials), "slots": slots, "echoes": sum(1 for t in trials if t["source"] == "llm_echo"),
-        "own_picks": sum(1 for t in trials if t["source"] == "llm"),
-        "own_full_gains": [round(sign * (t["test"] - opening), 4) for t in own],
+        "proposals": len(asked), "slots": sum(1 for t in asked if t["source"] in ("llm", "llm_echo")),
+        "echoes": sum(1 for t in asked if t["source"] == "llm_echo"),
+        "own_picks": sum(1 for t in asked if t["source"] == "llm"),
+        "own_full_gains": full_gains("llm"), "sampler_full_gains": full_gains("tpe"),
         "seconds_per_study": statistics.mean(sum(t["llm_s"] for t in run) for run in runs),
         "kept": {r: {f"{b:g}": kept_by(b, r) for b in budgets} for r in RULES},
+        "runs": [[{k: t[k] for k in ("number", "source", "screen", "promoted", "state", "validation", "test",
+                                     "seconds", "llm_s")} for t in run] for run in runs],
     }  # fmt: skip
+
+
+def mean_or_nan(values: Sequence[float]) -> float:
+    return statistics.mean(values) if values else math.nan
 
 
 def reach(mean_gain: Any, target: dict[str, float], steps: list[float]) -> float | None:
@@ -509,12 +528,12 @@ def print_summary(s: dict[str, Any], budgets: Sequence[float]) -> None:
             print(f"    {method:<15} " + "   ".join(cells))
         if "llm" in s:
             m = s["llm"]
-            gains = m["own_full_gains"]
+            own, sampler = m["own_full_gains"], m["sampler_full_gains"]
             kept = ", ".join(f"{b}x {n}" for b, n in m["kept"][rule].items())
-            mean = statistics.mean(gains) if gains else math.nan
             print(
-                f"    the LLM: {m['slots']} slots of {m['trials']} trials, {m['echoes']} echoes, "
-                f"{m['own_picks']} picks of its own (their test gain in full: mean {mean:+.4f}); "
+                f"    the LLM: {m['slots']} slots of {m['proposals']} proposals, {m['echoes']} echoes, "
+                f"{m['own_picks']} picks of its own; mean test gain in full: its picks {mean_or_nan(own):+.4f} "
+                f"(n {len(own)}), the sampler's {mean_or_nan(sampler):+.4f} (n {len(sampler)}); "
                 f"{m['seconds_per_study']:.0f} s a study; its pick kept on seeds: {kept}"
             )
         if "reach" in s:

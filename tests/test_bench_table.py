@@ -35,8 +35,9 @@ def _table(bench, configs):  # noqa: ANN001, ANN202
         for config in (full, full.model_copy(update={"train_fraction": bench.SCREEN})):
             score = 0.6 + 0.01 * (i % 17) - (0.05 if config.screened else 0.0)
             table[bench.key(config)] = {
-                "key": bench.key(config), "state": TrialState.complete.value, "seconds": 10.0 if not config.screened
-                else 3.0, "metrics": {"macro_f1": score}, "test_metrics": {"macro_f1": score - 0.01}, "commit": "x",
+                "key": bench.key(config), "state": TrialState.complete.value, "commit": "x",
+                "seconds": 10.0 if not config.screened else 3.0, "objective": score,
+                "metrics": {"macro_f1": score}, "test_metrics": {"macro_f1": score - 0.01},
             }  # fmt: skip
     return table
 
@@ -111,3 +112,16 @@ def test_a_replay_with_the_local_llm_charges_its_seconds_and_records_its_picks(b
     assert any(r["source"] in ("llm", "llm_echo") for r in rows)  # the LLM got a slot right after the opening
     share = bench.llm_share([rows], [1, 2], 10.0, 100, 1.0, 0.6)
     assert share["slots"] == share["echoes"] + share["own_picks"] >= 1
+    sampled = [round(r["test"] - 0.6, 4) for r in rows if r["source"] == "tpe"]  # the default's and echoes: no one's
+    assert sampled and sorted(share["sampler_full_gains"]) == sorted(sampled)
+
+
+def test_a_promoted_screen_is_no_new_proposal(bench, task, tmp_path):
+    options = bench.task_options(task, tmp_path)
+    options = options.model_copy(update={"space": bench.grid_overrides(options)})
+    configs, _, _ = bench.grid_configs(options)
+    rows = bench.replay_run(task, options, _table(bench, configs), "planner+screen", 1, 20, tmp_path, auto_share=None)
+    promoted = [r for r in rows if r["promoted"]]
+    assert promoted and not any(r["screen"] for r in promoted)  # promotions are full trials of screened configs
+    share = bench.llm_share([rows], [1], 10.0, 100, 1.0, 0.6)
+    assert share["proposals"] == len(rows) - len(promoted) and share["slots"] == 0  # no LLM: no slot
