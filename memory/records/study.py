@@ -181,7 +181,7 @@ class TuneOptions(_Record):
     @classmethod
     def _screen_share(cls, v: Any) -> Any:
         words = str(v).strip().lower()
-        if v is None or v is False or words in ("off", "none", "no", "0"):
+        if v is None or words in ("off", "none", "no", "false"):
             return None
         if words == "auto":
             return "auto"
@@ -189,6 +189,8 @@ class TuneOptions(_Record):
             share = float(words)
         except ValueError:
             share = -1.0
+        if share == 0:  # 0, 0.0, "0.00": no screens
+            return None
         if not 0 < share < 1:
             raise ValueError(f"screen {v!r}: give the share of the rows a screen trains on (e.g. 0.25), auto, or off")
         return share

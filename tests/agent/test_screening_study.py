@@ -94,7 +94,7 @@ def test_auto_screens_in_a_time_budget_where_a_screen_is_cheap_against_a_full_tr
     assert plan_study(TuneOptions(description=task, data=str(reviews_csv), trials=8, screen=0.2)).screen == 0.2
 
 
-@pytest.mark.parametrize("given", ["off", "none", "0", 0, False, None])
+@pytest.mark.parametrize("given", ["off", "none", "false", "0", "0.0", 0, 0.0, False, None])
 def test_screen_off_in_any_spelling_is_none(given):
     assert TuneOptions(screen=given).screen is None
     assert TuneOptions().screen == "auto" and TuneOptions(screen="0.3").screen == 0.3
