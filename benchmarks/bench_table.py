@@ -45,7 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 
-from agent.planning.proposers.screening import AUTO_SHARE, auto_screen  # noqa: E402
+from agent.planning.proposers.llm import ECHO_SOURCE  # noqa: E402
+from agent.planning.proposers.screening import AUTO_SHARE, auto_screen, full  # noqa: E402
 from benchmarks.bench_planner import (  # noqa: E402
     RULES,
     TASKS,
@@ -351,19 +352,18 @@ def replay_run(
     if outcome.interrupted:  # a Ctrl-C or a kill stops the whole replay, not this seed's study alone
         raise KeyboardInterrupt
     rows: list[dict[str, Any]] = []
-    screened: set[str] = set()  # the configs screened so far: a full trial of one of them is its promotion
+    screened: set[str] = set()  # the configs screened so far, as trained in full: such a full trial is a promotion
     for t in sorted(outcome.trials, key=lambda t: t.finished_at or 0.0):
         recorded = table[key(t.config)]
-        as_screen = key(t.config.model_copy(update={"train_fraction": screen})) if screen else ""
         rows.append({
             "number": t.number, "state": t.state.value, "source": t.source, "screen": t.config.screened,
-            "promoted": not t.config.screened and as_screen in screened,
+            "promoted": not t.config.screened and key(t.config) in screened,
             "validation": None if t.config.screened else t.metrics.get(task.metric),
             "test": t.test_metrics.get(task.metric), "seconds": recorded["seconds"], "key": key(t.config),
             "finished_at": t.finished_at or 0.0, "llm_s": 0.0,
         })  # fmt: skip
         if t.config.screened:
-            screened.add(key(t.config))
+            screened.add(key(full(t.config)))
     if uses_llm and llm is not None:
         llm_seconds(rows, llm.calls[made_before:], llm.startup_s)
     return rows
@@ -473,8 +473,8 @@ def llm_share(
         return sum(1 for p in picks if p and p["source"] == "llm")
 
     return {
-        "proposals": len(asked), "slots": sum(1 for t in asked if t["source"] in ("llm", "llm_echo")),
-        "echoes": sum(1 for t in asked if t["source"] == "llm_echo"),
+        "proposals": len(asked), "slots": sum(1 for t in asked if t["source"] in ("llm", ECHO_SOURCE)),
+        "echoes": sum(1 for t in asked if t["source"] == ECHO_SOURCE),
         "own_picks": sum(1 for t in asked if t["source"] == "llm"),
         "own_full_gains": full_gains("llm"), "sampler_full_gains": full_gains("tpe"),
         "seconds_per_study": statistics.mean(sum(t["llm_s"] for t in run) for run in runs),
