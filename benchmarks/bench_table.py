@@ -81,7 +81,9 @@ SPLIT_SEED = 0  # one set of rows per task: the table is recorded on it
 RATE_FACTORS = (1 / 9, 1 / 3, 1.0, 3.0, 9.0)
 RANK_FACTORS = (0.5, 1, 4)
 # name: (sampler, planner, screen, llm). The planner as a study runs it ("auto": it screens where a screen is priced
-# at most half a full trial), with every config trained in full or always screened first, and with the local LLM.
+# at most half a full trial), with every config trained in full or always screened first, with the local LLM as a
+# study runs `--llm local` (it reads the task and writes the summary) and with the local LLM picking in the
+# portfolio's share (as `--llm local` did up to session 17: the record table-llm.json).
 METHODS = {
     "random": ("random", "classical", None, None),
     "tpe": ("tpe", "classical", None, None),
@@ -89,9 +91,10 @@ METHODS = {
     "planner-full": ("tpe", "portfolio", None, None),
     "planner+screen": ("tpe", "portfolio", SCREEN, None),
     "planner+llm": ("tpe", "portfolio", "auto", "local"),
+    "planner+llm-picks": ("tpe", "portfolio", "auto", "local-picks"),
 }
 # Differences paired per seed (the same seed's two studies): (method, against).
-PAIRS = (("planner", "tpe"), ("planner+llm", "planner"))
+PAIRS = (("planner", "tpe"), ("planner+llm", "planner"), ("planner+llm-picks", "planner"))
 
 
 # --------------------------------------------------------------------------- the grid
@@ -268,24 +271,34 @@ def auto_screen_here(options: TuneOptions) -> tuple[float | None, str]:
 
 
 class ReplayLlm(NamedTuple):
-    """The local LLM a replay's `planner+llm` studies share, the seconds it took to start (each study pays them),
-    and every call's (end time, wall seconds): understanding, picks, failures and timeouts alike."""
+    """The local LLM a replay's studies share, the seconds it took to start (each study that asks pays them, at
+    its first question, as a study starting its own server does), and every call's (end time, wall seconds):
+    understanding, picks, failures and timeouts alike."""
 
-    proposer: Any
+    client: Any
     startup_s: float
     calls: list[tuple[float, float]]
 
+    def proposer(self, llm: str) -> Any:
+        """The study's LLM member as `--llm local` makes it; "local-picks": picking in the portfolio's share."""
+        from agent.llm.server import SMALL_MODEL_LIMITS
+        from agent.planning.proposers.llm import LlmProposer
 
-def open_replay_llm(stack: ExitStack, llm: str) -> ReplayLlm:
-    """Start the LLM as a study starts it (`--llm local`); a replay that cannot start it stops with one line."""
-    from agent.planning.proposers.llm import open_llm_proposer
+        return LlmProposer(self.client, **SMALL_MODEL_LIMITS, picks=llm == "local-picks")
 
+
+def open_replay_llm(stack: ExitStack) -> ReplayLlm:
+    """Open and start the local LLM as `--llm local` does; a replay that cannot start it stops with one line."""
+    from agent.llm.client import LlmUnavailable
+    from agent.llm.setup import open_llm
+
+    client = open_llm(stack, "local").client
     began = time.monotonic()
-    proposer, note = open_llm_proposer(stack, llm)
-    if proposer is None:
-        sys.exit(f"planner+llm needs the local LLM: {note}")
-    opened = ReplayLlm(proposer, time.monotonic() - began, [])
-    client = proposer.client
+    try:
+        client.model  # noqa: B018 (a study starts it at its first question; the replay once, timed, for all)
+    except LlmUnavailable as e:
+        sys.exit(f"planner+llm needs the local LLM: {e}")
+    opened = ReplayLlm(client, time.monotonic() - began, [])
     for name in ("complete_json", "complete_text"):  # every way a study talks to the LLM, timed on the wall clock
         method = getattr(client, name)
 
@@ -301,15 +314,17 @@ def open_replay_llm(stack: ExitStack, llm: str) -> ReplayLlm:
 
 
 def llm_seconds(rows: list[dict[str, Any]], calls: Sequence[tuple[float, float]], startup_s: float) -> None:
-    """Charge each replayed trial the LLM seconds spent before it was answered, the first trial the start-up too.
+    """Charge each replayed trial the LLM seconds spent before it was answered; the first call pays the start-up.
 
     A replayed trial is answered at once, so a call that ended before a trial finished was made to propose it (or
-    an earlier one whose trial it delayed): in a real study those seconds pass on the same clock as training.
+    an earlier one whose trial it delayed): in a real study those seconds pass on the same clock as training. The
+    server starts at a study's first question (`LocalLlmClient`): a study that asks nothing pays nothing.
     `calls`: (end time, seconds) of this study's calls.
     """
-    charged = llm_seconds_per_trial([r["finished_at"] for r in rows], calls)
-    for i, (row, seconds) in enumerate(zip(rows, charged, strict=True)):
-        row["llm_s"] = round(seconds + (startup_s if i == 0 else 0.0), 2)
+    started = [(at, seconds + (startup_s if i == 0 else 0.0)) for i, (at, seconds) in enumerate(calls)]
+    charged = llm_seconds_per_trial([r["finished_at"] for r in rows], started)
+    for row, seconds in zip(rows, charged, strict=True):
+        row["llm_s"] = round(seconds, 2)
 
 
 def replay_run(
@@ -343,12 +358,13 @@ def replay_run(
         }
     )  # fmt: skip
     made_before = len(llm.calls) if llm is not None else 0  # the calls of earlier studies
-    writer = agent.study.run.write_report
-    agent.study.run.write_report = lambda store, study, narrative=None: None  # the report is not the search
+    writer = agent.study.run._report_writer
+    agent.study.run._report_writer = lambda llm: lambda store, study: None  # the report (its summary) is no search
     try:
-        outcome = tune(run_options, executor=TableExecutor(table), llm_proposer=llm.proposer if uses_llm else None)
+        proposer = llm.proposer(uses_llm) if uses_llm and llm is not None else None
+        outcome = tune(run_options, executor=TableExecutor(table), llm_proposer=proposer)
     finally:
-        agent.study.run.write_report = writer
+        agent.study.run._report_writer = writer
     if outcome.interrupted:  # a Ctrl-C or a kill stops the whole replay, not this seed's study alone
         raise KeyboardInterrupt
     rows: list[dict[str, Any]] = []
@@ -399,8 +415,8 @@ def replay(task_name: str, seeds: int, budgets: Sequence[float], methods: Sequen
         for method in methods:
             runs[method] = []
             if METHODS[method][3] and llm is None:
-                llm = open_replay_llm(stack, METHODS[method][3])
-                print(f"  the local LLM started in {llm.startup_s:.1f} s (each planner+llm study is charged it)")
+                llm = open_replay_llm(stack)
+                print(f"  the local LLM started in {llm.startup_s:.1f} s (each study that asks it is charged that)")
             for seed in range(seeds):
                 began = time.monotonic()
                 run = replay_run(task, options, table, method, seed, trials, Path(databases), share, llm)
@@ -437,8 +453,11 @@ def replay(task_name: str, seeds: int, budgets: Sequence[float], methods: Sequen
                 for r in RULES
             }
     summary["methods"] = rows
-    if "planner+llm" in methods:
-        summary["llm"] = llm_share(runs["planner+llm"], budgets, unit, eval_rows, sign, summary["opening_test"])
+    with_llm = [m for m in methods if METHODS[m][3]]
+    if with_llm:  # by method: what the LLM did in its studies
+        summary["llm"] = {
+            m: llm_share(runs[m], budgets, unit, eval_rows, sign, summary["opening_test"]) for m in with_llm
+        }
     top = max(budgets)  # "half the compute": the budget at which each method's mean gain first reaches TPE's at the top
     if "tpe" in methods:
         steps = [i * REACH_STEP for i in range(1, int(top / REACH_STEP) + 1)]
@@ -526,12 +545,11 @@ def print_summary(s: dict[str, Any], budgets: Sequence[float]) -> None:
                 for b, c in ((b, per_rule[rule][f"{b:g}"]) for b in budgets)
             ]
             print(f"    {method:<15} " + "   ".join(cells))
-        if "llm" in s:
-            m = s["llm"]
+        for method, m in s.get("llm", {}).items():
             own, sampler = m["own_full_gains"], m["sampler_full_gains"]
             kept = ", ".join(f"{b}x {n}" for b, n in m["kept"][rule].items())
             print(
-                f"    the LLM: {m['slots']} slots of {m['proposals']} proposals, {m['echoes']} echoes, "
+                f"    the LLM in {method}: {m['slots']} slots of {m['proposals']} proposals, {m['echoes']} echoes, "
                 f"{m['own_picks']} picks of its own; mean test gain in full: its picks {mean_or_nan(own):+.4f} "
                 f"(n {len(own)}), the sampler's {mean_or_nan(sampler):+.4f} (n {len(sampler)}); "
                 f"{m['seconds_per_study']:.0f} s a study; its pick kept on seeds: {kept}"

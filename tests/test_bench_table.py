@@ -92,6 +92,10 @@ def test_the_llm_seconds_are_charged_to_the_trial_they_delayed(bench):
                "seconds": 10.0} for i, r in enumerate(rows)]  # fmt: skip
     assert bench.chosen(trials, 30.0, "top", 100, 1.0) is None
     assert bench.chosen(trials, 34.0, "top", 100, 1.0)["number"] == 0
+    bench.llm_seconds(rows, calls[1:], startup_s=20.0)  # the first question came before the third trial
+    assert [r["llm_s"] for r in rows] == [0.0, 0.0, 25.5]
+    bench.llm_seconds(rows, [], startup_s=20.0)  # a study that asks nothing starts no server
+    assert [r["llm_s"] for r in rows] == [0.0, 0.0, 0.0]
 
 
 @pytest.mark.slow
@@ -103,10 +107,15 @@ def test_a_replay_with_the_local_llm_charges_its_seconds_and_records_its_picks(b
     configs, _, _ = bench.grid_configs(options)
     table = _table(bench, configs)
     with ExitStack() as stack:
-        llm = bench.open_replay_llm(stack, "local")  # the packaged SmolLM2, served as `--llm local` serves it
-        rows = bench.replay_run(task, options, table, "planner+llm", 0, 6, tmp_path, auto_share=None, llm=llm)
+        llm = bench.open_replay_llm(stack)  # the packaged SmolLM2, served as `--llm local` serves it
+        # As a study runs `--llm local` on a task whose label, inputs and metric are named: the LLM is never asked.
+        quiet = bench.replay_run(task, options, table, "planner+llm", 0, 6, tmp_path, auto_share=None, llm=llm)
+        alone = bench.replay_run(task, options, table, "planner", 0, 6, tmp_path, auto_share=None)
+        assert not llm.calls and [r["key"] for r in quiet] == [r["key"] for r in alone]
+        assert all(r["llm_s"] == 0 for r in quiet)
+        rows = bench.replay_run(task, options, table, "planner+llm-picks", 0, 6, tmp_path, auto_share=None, llm=llm)
     assert len(rows) == 6 and llm.startup_s > 0 and llm.calls
-    assert rows[0]["llm_s"] >= llm.startup_s  # the first trial waits for the server
+    assert rows[1]["llm_s"] >= llm.startup_s  # its first pick, after the opening, waits for the server
     ended = max(r["finished_at"] for r in rows)  # every call before the last trial is charged to one
     assert sum(r["llm_s"] for r in rows) >= llm.startup_s + sum(s for at, s in llm.calls if at <= ended) - 0.05
     assert any(r["source"] in ("llm", "llm_echo") for r in rows)  # the LLM got a slot right after the opening

@@ -140,18 +140,29 @@ class CostModel:
 
         A trial that ran to the end gives its training seconds; one stopped early (pruned, or out of time)
         the speed it trained at, so a machine slower than the prior (a busy laptop) is priced right at once.
+        When the latest trial to give a price ran out of time, its price is the least the next trials pay: a
+        median over faster earlier trials would start trials that its own slow speed says cannot finish.
         """
         prices, trained = [], []
+        latest: tuple[float, bool, float] | None = None  # (finished at, out of time, price) of the latest priced
         for t in trials:
             train, speed = t.durations.get("train"), t.metrics.get(TRAIN_SPEED)
             samples = self.units(t.config)[0]
             if t.state == TrialState.complete and train and train >= 1.0:
-                prices.append(train / (samples * self.sample_work(t.config)))
+                price = train / (samples * self.sample_work(t.config))
                 trained.append(t)
             elif t.state != TrialState.complete and speed:
-                prices.append(self.price_at(t.config, speed))
+                price = self.price_at(t.config, speed)
+            else:
+                continue
+            prices.append(price)
+            finished = t.finished_at or 0.0
+            if latest is None or finished >= latest[0]:
+                latest = (finished, t.failure_kind == FailureKind.timeout, price)
         if prices:
             self.seconds_per_unit = statistics.median(prices)
+            if latest is not None and latest[1]:
+                self.seconds_per_unit = max(self.seconds_per_unit, latest[2])
             starts = [self._start_seconds(t) for t in trained]
             self.start_seconds = max(2.0, statistics.median(starts)) if starts else self.start_seconds
             self.fitted_on = len(prices)

@@ -74,7 +74,8 @@ def _proposer(
     else:
         warm = WarmStartProposer(store, study_id_ref) if options.warm_start else None
         sampler = OptunaProposer(options.sampler, prior_around=defaults)
-        planner = PortfolioProposer(sampler, llm=llm, warm_start=warm, defaults=defaults)
+        picker = llm if getattr(llm, "picks", True) else None  # an LLM that picks nothing has no slot to fill
+        planner = PortfolioProposer(sampler, llm=picker, warm_start=warm, defaults=defaults)
     share = options.screen if isinstance(options.screen, float) else None  # "auto" is resolved by the plan
     return ScreeningProposer(planner, share) if share else planner
 
@@ -93,7 +94,8 @@ def tune(
         options: the study's settings.
         confirm: shown the task spec, notes on it and each field's source before any trial runs; raise to cancel.
         on_update: called with a snapshot whenever the study's state changes (the live view).
-        llm_proposer: the LLM member of the portfolio, or None for the classical planner alone.
+        llm_proposer: the study's LLM (None: none): it reads the task and writes the summary, and picks configs in
+            the portfolio when its `picks` is set (a served model's is, the local model's is not).
         executor: runs the trials (default: a LocalExecutor, one subprocess per trial).
     """
     check_options(options)

@@ -220,8 +220,10 @@ def read_task(
             "LLM, among " + ", ".join(ambiguous.candidates) + (f": {hint.rationale}" if hint.rationale else "")
         )
     else:
-        if client is not None:
-            # The rules settled it; the LLM's second opinion is shown, not applied over a sure answer.
+        # The rules settled it; the LLM's second opinion is shown, not applied over a sure answer. Where the user
+        # named the label, the inputs and the metric there is nothing left to second-guess, and the call is saved.
+        named = bool(options.label and options.text_columns and options.metric)
+        if client is not None and not named:
             task = understood.spec
             draft = TaskHint(task.task_type, task.text_columns, task.label_column, task.metric)
             suggested = refine_task(client, options.description, profile, draft, calls=calls).suggestions()

@@ -96,6 +96,32 @@ def test_a_trial_stopped_early_refits_the_price_by_the_speed_it_trained_at(setti
     assert cost.seconds_per_unit == pytest.approx(slow)
 
 
+def test_after_a_trial_out_of_time_the_next_are_priced_at_its_speed_not_the_median(setting):
+    # Four trials trained at the prior's speed, then one was stopped for time at five times the price (a long
+    # input, a machine that got busy): the guard says the next trials are priced at its speed, and they are.
+    task, profile = setting
+    cost = CostModel(task, profile)
+    config = _config(epochs=1, max_length=64)
+    samples, work = cost.units(config)[0], cost.sample_work(config)
+
+    def done(number: int, price: float) -> TrialRecord:
+        return TrialRecord(
+            id=number, study_id=1, number=number, config=config, source="tpe", state=TrialState.complete,
+            objective=0.7, durations={"train": price * samples * work}, created_at=0.0, finished_at=10.0 * number,
+        )  # fmt: skip
+
+    fast, slow = PRIOR_SECONDS_PER_UNIT, PRIOR_SECONDS_PER_UNIT * 5
+    trials = [done(n, fast) for n in range(4)]
+    late = trials[0].model_copy(update={
+        "id": 4, "number": 4, "state": TrialState.failed, "failure_kind": FailureKind.timeout, "finished_at": 40.0,
+        "metrics": {TRAIN_SPEED: 1.0 / (slow * work)}, "durations": {},
+    })  # fmt: skip
+    cost.fit([*trials, late])
+    assert cost.seconds_per_unit == pytest.approx(slow)
+    cost.fit([*trials, late, done(5, fast)])  # a trial that then trained in time: the median again
+    assert cost.seconds_per_unit == pytest.approx(fast)
+
+
 def test_a_measured_speed_prices_the_measured_config_at_that_speed(setting):
     task, profile = setting
     cost = CostModel(task, profile)

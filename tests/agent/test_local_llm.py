@@ -93,6 +93,38 @@ def test_a_server_that_never_gets_ready_times_out_and_is_stopped(tmp_path):
     assert time.monotonic() - start < 15 and not server.running
 
 
+def test_the_local_client_starts_its_server_at_the_first_question_and_stops_it_with_the_study(tmp_path):
+    from contextlib import ExitStack
+
+    from agent.llm.setup import LocalLlmClient
+
+    pidfile = tmp_path / "child.pid"
+    with ExitStack() as stack:
+        client = LocalLlmClient(ScriptServer(tmp_path, FAKE_SERVER, str(pidfile), startup_timeout_s=30), stack)
+        assert not client.started and not client.server.running  # opened, nothing runs: a study that never asks
+        assert client.model == str(tmp_path.resolve())  # the first question starts the server: the model it serves
+        assert client.started and client.server.running
+        pid, port = client.server.pid, client.server.port
+        assert port_open(port)
+    assert pid is not None and wait_dead(pid) and not port_open(port)
+
+
+def test_a_local_server_that_does_not_start_is_not_started_again(tmp_path):
+    from contextlib import ExitStack
+
+    from agent.llm.setup import LocalLlmClient
+
+    script = "print('RuntimeError: no weights in this folder'); raise SystemExit(3)"
+    with ExitStack() as stack:
+        client = LocalLlmClient(ScriptServer(tmp_path, script, startup_timeout_s=30), stack)
+        with pytest.raises(LlmUnavailable, match="the local LLM did not start: .*exited with code 3"):
+            client.complete_text([{"role": "user", "content": "hi"}], template="narrative")
+        client.server.command = lambda: pytest.fail("a failed start is tried again")  # type: ignore[method-assign]
+        with pytest.raises(LlmUnavailable, match="the local LLM did not start"):
+            client.complete_json([{"role": "user", "content": "hi"}], {}, template="pick")
+        assert not client.started
+
+
 def test_ctrl_c_during_startup_stops_the_server(tmp_path):
     server = ScriptServer(tmp_path, "import time; time.sleep(600)", startup_timeout_s=60)
 

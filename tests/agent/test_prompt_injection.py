@@ -61,3 +61,23 @@ def test_injected_rows_change_neither_the_spec_nor_the_space(tmp_path):
         allowed = models.choices if isinstance(models, CategoricalParam) else (space.fixed["model"],)
         assert t.config.model in allowed and "passwd" not in t.config.model
     assert any(t.source == "llm" for t in outcome.trials), "the LLM's picks ran, and only the sampler's candidates"
+
+
+def test_an_llm_that_picks_nothing_gets_no_slot_and_a_named_task_asks_it_only_for_the_summary(tmp_path):
+    # `--llm local`: the local model reads the task and writes the summary; the classical optimiser picks.
+    rows = [{"text": f"a {['calm', 'grim'][i % 2]} review number {i}", "label": ["good", "bad"][i % 2]}
+            for i in range(120)]  # fmt: skip
+    data = tmp_path / "named.csv"
+    pd.DataFrame(rows).to_csv(data, index=False)
+    options = TuneOptions(
+        description="classify the label column", data=str(data), label="label", text_columns=["text"],
+        metric="macro_f1", trials=6, db=str(tmp_path / "s.db"), runs_dir=str(tmp_path / "runs"), name="named",
+        warm_start=False, pruner="none",
+    )  # fmt: skip
+    summary = "The opening trial held up best."
+    with ScriptedLlmServer([summary]) as server, LlmClient(server.settings()) as client:
+        outcome = tune(options, llm_proposer=LlmProposer(client, picks=False), executor=FakeExecutor())
+        asked = [r for r in server.requests if r.get("messages")]
+    assert len(outcome.trials) == 6 and not any(t.source.startswith("llm") for t in outcome.trials)
+    assert len(asked) == 1, "the label, inputs and metric were named: only the report's summary is asked for"
+    assert summary in outcome.report_path.read_text()

@@ -284,6 +284,11 @@ def test_the_llms_disagreement_with_a_settled_task_is_a_note_not_applied(tmp_pat
     assert notes == ["the LLM suggests metric = accuracy (pass --metric to use it)"]
     draft = '{"task_type": "classification", "text_columns": ["text"], "label_column": "label", "metric": "macro_f1"}'
     assert draft in calls[-1].prompt  # the rules' draft, as the LLM reads it
+    # The user named the label, the inputs and the metric: no second opinion is asked for.
+    named = TuneOptions(description="classify", data=str(path), label="label", text_columns=["text"], metric="macro_f1")
+    with ScriptedLlmServer([json.dumps(answer)]) as server, LlmClient(server.settings()) as client:
+        _, _, notes = read_task(named, client, calls := [])
+    assert notes == [] and calls == [] and server.requests == []
 
 
 def test_a_refusal_about_the_data_stands_whatever_the_llm_says(tmp_path):

@@ -89,9 +89,11 @@ class LlmProposer(BaseProposer):
         temperature: float = 0.2,
         max_prompt_tokens: int = 2500,
         examples: int = 0,
+        picks: bool = True,
     ) -> None:
         super().__init__()
         self.client = client
+        self.picks = picks  # False: the study reads the task and writes its summary with it, nothing more
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.max_prompt_tokens = max_prompt_tokens
@@ -450,5 +452,5 @@ def open_llm_proposer(stack: ExitStack, llm: str | None, model: str | None = Non
     Raises:
         UserError: `llm` is not a known setting.
     """
-    client, note, limits = open_llm(stack, llm, model)
-    return (LlmProposer(client, **limits) if client is not None else None), note
+    client, note, limits, picks = open_llm(stack, llm, model)
+    return (LlmProposer(client, **limits, picks=picks) if client is not None else None), note
