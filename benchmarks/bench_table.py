@@ -491,16 +491,18 @@ def llm_share(
         picks = (chosen(run, budget * unit, rule, eval_rows, sign) for run in runs)
         return sum(1 for p in picks if p and p["source"] == "llm")
 
-    return {
-        "proposals": len(asked), "slots": sum(1 for t in asked if t["source"] in ("llm", ECHO_SOURCE)),
-        "echoes": sum(1 for t in asked if t["source"] == ECHO_SOURCE),
+    slots = sum(1 for t in asked if t["source"] in ("llm", ECHO_SOURCE))
+    share = {
+        "proposals": len(asked), "slots": slots, "echoes": sum(1 for t in asked if t["source"] == ECHO_SOURCE),
         "own_picks": sum(1 for t in asked if t["source"] == "llm"),
         "own_full_gains": full_gains("llm"), "sampler_full_gains": full_gains("tpe"),
         "seconds_per_study": statistics.mean(sum(t["llm_s"] for t in run) for run in runs),
         "kept": {r: {f"{b:g}": kept_by(b, r) for b in budgets} for r in RULES},
-        "runs": [[{k: t[k] for k in ("number", "source", "screen", "promoted", "state", "validation", "test",
-                                     "seconds", "llm_s")} for t in run] for run in runs],
     }  # fmt: skip
+    if slots:  # every study's trials, to read the picks again; an LLM that picked nothing has none to read
+        keep = ("number", "source", "screen", "promoted", "state", "validation", "test", "seconds", "llm_s")
+        share["runs"] = [[{k: t[k] for k in keep} for t in run] for run in runs]
+    return share
 
 
 def mean_or_nan(values: Sequence[float]) -> float:
