@@ -190,22 +190,26 @@ class DeadlineGuard:
 
     Budget admission prices a trial before it starts, from the finished trials or the prior; a machine
     that got busier (or one slower than the prior, before any trial finished) can still start a trial
-    doomed to time out. Once the trial has trained `JUDGE_AFTER_S` past step 1 (a tenth of a shorter
-    timeout) over `JUDGE_WINDOWS` progress windows (the first steps are slow: kernels are built for each
-    new input shape), the guard
-    projects the end at the trial's median speed; past the deadline, it stops the trial as
-    `failed: timeout` with what it used, rather than let it run into the wall and lose the whole of it.
+    doomed to time out. Once the trial has trained `JUDGE_AFTER_S` past step 1 (a tenth of a shorter timeout, but
+    never less than `JUDGE_MIN_S`) over `JUDGE_WINDOWS` progress windows (the first steps are slow: kernels are
+    built for each new input shape), the guard projects the end at the trial's median speed; past the deadline, it
+    stops the trial as `failed: timeout` with what it used, rather than let it run into the wall and lose it whole.
     """
 
     JUDGE_WINDOWS = 2
     JUDGE_AFTER_S = 20.0
+    # On 2 CPU cores the first few steps run at half speed or less (kernels built for each new input shape): a
+    # trial judged on them at the end of a short study was stopped at 3.8 samples/s when it trained at 23 and
+    # would have finished. Stopping it a few seconds sooner saves next to nothing; stopping it wrongly loses it.
+    JUDGE_MIN_S = 5.0
 
     def __init__(
         self, cost: CostModel, config: TrialConfig, timeout_s: float, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.cost, self.config, self.clock = cost, config, clock
         self.deadline = clock() + timeout_s
-        self.judge_after = min(self.JUDGE_AFTER_S, timeout_s / 10)  # a short budget cannot wait 20 s to judge
+        # A short budget cannot wait 20 s to judge, nor judge on the warm-up alone.
+        self.judge_after = min(self.JUDGE_AFTER_S, max(self.JUDGE_MIN_S, timeout_s / 10))
         self.trained_from: float | None = None  # when step 1 was reported
         self.speed = TrainingSpeed()
 
@@ -263,7 +267,13 @@ def fit_opening(
 
 
 def make_cheaper(
-    space: SearchSpace, values: dict[str, Any], cost: CostModel, seconds: float, aim: float, what: str
+    space: SearchSpace,
+    values: dict[str, Any],
+    cost: CostModel,
+    seconds: float,
+    aim: float,
+    what: str,
+    advise: bool = True,
 ) -> dict[str, Any]:
     """`values` made cheaper, a lever at a time, until priced at `aim` seconds or less; then at `seconds` or less.
 
@@ -272,7 +282,8 @@ def make_cheaper(
     alone is cheap, but the label may be in the body.
 
     Raises:
-        UserError: not even the cheapest config fits `seconds`; the message says how much time or how few rows would.
+        UserError: not even the cheapest config fits `seconds`; the message says how much time or how few rows
+            would, unless not `advise` (the end of a study: more time is no advice for the seconds left).
     """
     values = dict(values)
 
@@ -300,15 +311,14 @@ def make_cheaper(
     need = cost.estimate(space.to_config(values))
     if need.seconds <= seconds:
         return values
+    nothing_fits = f"the {what} ({seconds:.0f} s) fits no trial: even the cheapest config needs {need.describe()}"
+    if not advise:
+        raise UserError(nothing_fits)
     more_time = f"allow more time (--time {math.ceil(need.seconds * 1.5 / 60)}m)"
     train_rows = cost.rows()[0]
     rows = int(train_rows * (seconds - cost.start_seconds) / max(1.0, need.seconds - cost.start_seconds))
     fewer_rows = f" or tune on fewer rows (--max-rows {rows})" if rows >= 100 else ""
-    raise UserError(
-        f"the {what} ({seconds:.0f} s) fits no trial: even the cheapest config needs {need.describe()}; "
-        + more_time
-        + fewer_rows
-    )
+    raise UserError(f"{nothing_fits}; {more_time}{fewer_rows}")
 
 
 BUSY_LOAD = 0.5  # other work using more than this share of the cores takes CPU time the trials would get

@@ -231,7 +231,9 @@ def _made_to_fit(
     why = f"no proposal fits the time left: the cheapest needs ~{cheapest:.0f} s, {seconds:.0f} s are left"
     first = priced[0][0]
     try:
-        values = make_cheaper(study.space, study.space.values_of(first.config), ctx.cost, seconds, seconds, "time left")
+        values = make_cheaper(
+            study.space, study.space.values_of(first.config), ctx.cost, seconds, seconds, "time left", advise=False
+        )
     except UserError as nothing_fits:
         return None, f"{why}; {nothing_fits}"
     # A screen stays a screen: the share of the rows it trains on only makes it cheaper.

@@ -18,6 +18,7 @@ from agent.planning.cost import (
     DeadlineGuard,
     busy_machine,
     fit_opening,
+    make_cheaper,
     other_load,
     other_processes,
 )
@@ -190,6 +191,28 @@ def test_the_deadline_guard_stops_a_trial_once_its_speed_shows_it_cannot_finish(
     assert stop.value.failure_kind == FailureKind.timeout
 
 
+def test_a_trial_near_the_end_of_a_short_study_is_not_judged_on_its_warm_up_steps(setting):
+    # 22 s left: at a tenth of that the guard would judge after 2.2 s, on steps that run at a fraction of the speed
+    # the trial then keeps (a study was stopped so at 3.8 samples/s that trained at 23).
+    task, profile = setting
+    cost = CostModel(task, profile)
+    config = _config(epochs=1, max_length=64)
+    total = optimizer_steps(config, cost.rows()[0])
+    now = [0.0]
+
+    def progress(step: int, speed: float) -> TrialEvent:
+        return TrialEvent(kind="progress", step=step, total_steps=total, samples_per_second=speed)
+
+    guard = DeadlineGuard(cost, config, timeout_s=22.0, clock=lambda: now[0])
+    guard(progress(1, 1.0))
+    for step, at in ((2, 1.5), (3, 3.0), (4, 4.5)):  # warm-up: far too slow to finish in time, but not judged yet
+        now[0] = at
+        guard(progress(step, 0.5))
+    now[0] = 5.5
+    with pytest.raises(StopTrial, match=f"stopped at step 5 of {total}"):  # five seconds in: slow still, stopped
+        guard(progress(5, 0.5))
+
+
 @pytest.mark.slow
 def test_a_real_trial_that_cannot_finish_is_stopped_early_and_the_study_says_what_would_fit(tmp_path, monkeypatch):
     """A real study on a machine 'twenty times faster' than it is: 5,000 training rows cannot train in 45 s here."""
@@ -261,6 +284,10 @@ def test_a_tight_budget_gets_a_cheaper_opening_or_a_clear_refusal(setting, tmp_p
     assert cheaper["max_length"] <= opening["max_length"] and cheaper["epochs"] <= opening["epochs"]
     with pytest.raises(UserError, match=r"fits no trial.*allow more time \(--time"):
         fit_opening(space, opening, cost, 3.0)
+    # At the end of a study the seconds left fit nothing, and more time is no advice: the user gave the budget.
+    with pytest.raises(UserError, match=r"^the time left \(3 s\) fits no trial: even the cheapest") as info:
+        make_cheaper(space, opening, cost, 3.0, 3.0, "time left", advise=False)
+    assert "--time" not in str(info.value) and "--max-rows" not in str(info.value)
 
 
 def test_a_busy_machine_is_named_before_the_study_starts():
