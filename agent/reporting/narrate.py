@@ -2,7 +2,10 @@
 
 `agent.reporting.report` writes the report from the store alone; `narrate_report` adds
 the paragraph it may open with (prompts/report.md). Markdown and code in the
-answer are stripped; an LLM that fails gives None and the report goes without.
+answer are stripped; an LLM that fails gives None and the report goes without. So does
+a paragraph that is not fit to print (`narrative_problem`): a small local model can
+loop ("1.1.1.1...") or state scores the study never had, and the report's own summary
+is better than either.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,8 +52,40 @@ def narrate_report(
         calls.append(planner_call("llm", REPORT_TEMPLATE, prompt, None, "error", describe_error(e)))
         return None
     narrative = plain_paragraph(reply.text, max_chars)
-    calls.append(planner_call("llm", REPORT_TEMPLATE, prompt, reply, "accepted" if narrative else "rejected"))
-    return narrative or None
+    problem = narrative_problem(narrative, text) if narrative else "no text"
+    if problem:
+        log.warning("LLM report narrative not used: %s", problem)
+    calls.append(
+        planner_call("llm", REPORT_TEMPLATE, prompt, reply, "rejected" if problem else "accepted", problem or "")
+    )
+    return None if problem else narrative
+
+
+# A short pattern said again and again ("1.1.1.1.1.1", "the the the the"): a model caught in a loop.
+_LOOP = re.compile(r"(.{1,12}?)\1{5,}")
+_DECIMAL = re.compile(r"(?<![\d.])\d+\.\d+(?!\.?\d)")  # 0.84, also at a sentence's end
+
+
+def narrative_problem(narrative: str, summary: str) -> str | None:
+    """Why `narrative` is not fit to print beside the study `summary` (its JSON), or None.
+
+    A loop (a short pattern or a sentence said again), or a decimal number the summary does not hold at the
+    precision written, nor as a percentage (a score the study never had).
+    """
+    loop = _LOOP.search(narrative)
+    if loop:
+        return f"it repeats {loop.group(1)!r} over and over"
+    sentences = Counter(s.strip().lower() for s in re.split(r"(?<=[.!?])\s+", narrative) if len(s.strip()) >= 20)
+    said, times = sentences.most_common(1)[0] if sentences else ("", 0)
+    if times > 1:
+        return f"it says {said[:60]!r} {times} times"
+    known = [float(x) for x in _DECIMAL.findall(summary)]
+    known += [100 * k for k in known]  # a score written as a percentage: 81.2 for 0.812
+    for written in _DECIMAL.findall(narrative):
+        places = len(written.split(".")[1])
+        if not any(round(k, places) == float(written) for k in known):
+            return f"it states {written}, which the study does not hold"
+    return None
 
 
 def plain_paragraph(text: str, max_chars: int) -> str:

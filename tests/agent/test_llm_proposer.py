@@ -530,3 +530,21 @@ def test_narrate_report_returns_plain_text_or_none(server):
     assert "response_format" not in server.requests[-1]
     server.steps = [{"status": 500}]
     assert narrate_report(LlmClient(server.settings(max_retries=0)), {"trials": 1}) is None
+
+
+def test_a_narrative_in_a_loop_or_with_a_score_the_study_never_had_is_not_used(server):
+    # SmolLM2 wrote both of these for a study whose best macro_f1 was 1.0: the report's own summary stands instead.
+    client = LlmClient(server.settings())
+    study = {"best": {"macro_f1": 0.7125}, "trials": 12}
+    for answer, why in (
+        ("The best result was achieved with a 1.0.0.0.0.1.1.1.1.1.1.1.1.1.1.1.1.1.1", "repeats"),
+        ("Twelve trials ran; the best macro_f1 was 0.84.", "states 0.84, which the study does not hold"),
+        ("Twelve trials ran. The best run used a batch size of 8. The best run used a batch size of 8.", "2 times"),
+    ):
+        server.steps = [answer]
+        calls: list = []
+        assert narrate_report(client, study, calls=calls) is None
+        assert calls[-1].outcome == "rejected" and why in calls[-1].detail
+    fine = "Twelve trials ran; the best macro_f1 was 0.71 (0.7125 to four places, 71.2%)."
+    server.steps = [fine]
+    assert narrate_report(client, study) == fine
