@@ -20,6 +20,7 @@ from agent.terminal.render import (
     _cell,
     _confirm,
     _decoding_line,
+    _decoding_picker,
     _dry_run,
     _finish,
     _finish_decoding,
@@ -199,7 +200,7 @@ def tune(
         from agent.study.decode import tune_decoding
 
         with ExitStack() as stack:
-            client = getattr(_llm_proposer(stack, options.llm, options.llm_model), "client", None)
+            client = _decoding_picker(stack, options.llm, options.llm_model)
             decoded = tune_decoding(options, confirm=_confirm(yes), on_result=_decoding_line, llm_client=client)
         _finish_decoding(decoded, options.db)
         return
@@ -237,7 +238,7 @@ def resume(
         from agent.study.decode import resume_decoding
 
         with ExitStack() as stack:
-            client = getattr(_llm_proposer(stack, llm or settings.llm, settings.llm_model), "client", None)
+            client = _decoding_picker(stack, llm or settings.llm, settings.llm_model)
             decoded = resume_decoding(study, db=path, on_result=_decoding_line, extra_trials=trials, llm_client=client)
         _finish_decoding(decoded, path)
         return

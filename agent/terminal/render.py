@@ -84,6 +84,12 @@ def _llm_proposer(stack: ExitStack, llm: str, model: str | None, quiet: bool = F
     return proposer
 
 
+def _decoding_picker(stack: ExitStack, llm: str, model: str | None) -> Any:
+    """The LLM client that picks decoding configs, or None: as in the portfolio, a local model picks nothing."""
+    proposer = _llm_proposer(stack, llm, model)
+    return proposer.client if proposer is not None and proposer.picks else None
+
+
 def _dry_run(options: Any, as_json: bool) -> None:
     from agent.study import make_executor, plan_study
     from agent.understanding.understand import describe

