@@ -276,15 +276,15 @@ class ReplayLlm(NamedTuple):
     understanding, picks, failures and timeouts alike."""
 
     client: Any
+    limits: dict[str, int]  # the proposer limits `open_llm` gives the local model
     startup_s: float
     calls: list[tuple[float, float]]
 
     def proposer(self, llm: str) -> Any:
         """The study's LLM member as `--llm local` makes it; "local-picks": picking in the portfolio's share."""
-        from agent.llm.server import SMALL_MODEL_LIMITS
         from agent.planning.proposers.llm import LlmProposer
 
-        return LlmProposer(self.client, **SMALL_MODEL_LIMITS, picks=llm == "local-picks")
+        return LlmProposer(self.client, **self.limits, picks=llm == "local-picks")
 
 
 def open_replay_llm(stack: ExitStack) -> ReplayLlm:
@@ -292,13 +292,13 @@ def open_replay_llm(stack: ExitStack) -> ReplayLlm:
     from agent.llm.client import LlmUnavailable
     from agent.llm.setup import open_llm
 
-    client = open_llm(stack, "local").client
+    client, _, limits, _ = open_llm(stack, "local")
     began = time.monotonic()
     try:
         client.model  # noqa: B018 (a study starts it at its first question; the replay once, timed, for all)
     except LlmUnavailable as e:
         sys.exit(f"planner+llm needs the local LLM: {e}")
-    opened = ReplayLlm(client, time.monotonic() - began, [])
+    opened = ReplayLlm(client, limits, time.monotonic() - began, [])
     for name in ("complete_json", "complete_text"):  # every way a study talks to the LLM, timed on the wall clock
         method = getattr(client, name)
 
