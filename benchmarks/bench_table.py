@@ -194,9 +194,12 @@ def record(task_name: str, workdir: Path, limit_s: float | None) -> None:
     options = options.model_copy(update={"space": grid_overrides(options)})
     configs, opening, spec = grid_configs(options)
     have = read_table(task_name)
-    todo = [c for c in configs if key(c) not in have]  # full trials first, the opening first of all
-    todo.sort(key=lambda c: key(c) != key(opening))
-    todo += [s for c in configs if key(s := c.model_copy(update={"train_fraction": SCREEN})) not in have]
+    screens = [c.model_copy(update={"train_fraction": SCREEN}) for c in configs]
+    # The opening's screen first: it warms the worker (the model loaded, the kernels compiled), so the opening's
+    # seconds, the table's unit, are a warm trial's like every other's; then the full trials, the opening first.
+    fulls = sorted(configs, key=lambda c: key(c) != key(opening))
+    ordered = [opening.model_copy(update={"train_fraction": SCREEN}), *fulls, *screens]
+    todo = list({key(c): c for c in ordered if key(c) not in have}.values())  # each once, in that order
     print(f"{task_name}: {len(configs)} configs, {len(have)} trials recorded, {len(todo)} to train", flush=True)
     TABLES.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
