@@ -194,12 +194,7 @@ def record(task_name: str, workdir: Path, limit_s: float | None) -> None:
     options = options.model_copy(update={"space": grid_overrides(options)})
     configs, opening, spec = grid_configs(options)
     have = read_table(task_name)
-    screens = [c.model_copy(update={"train_fraction": SCREEN}) for c in configs]
-    # The opening's screen first: it warms the worker (the model loaded, the kernels compiled), so the opening's
-    # seconds, the table's unit, are a warm trial's like every other's; then the full trials, the opening first.
-    fulls = sorted(configs, key=lambda c: key(c) != key(opening))
-    ordered = [opening.model_copy(update={"train_fraction": SCREEN}), *fulls, *screens]
-    todo = list({key(c): c for c in ordered if key(c) not in have}.values())  # each once, in that order
+    todo = training_order(configs, opening, have)
     print(f"{task_name}: {len(configs)} configs, {len(have)} trials recorded, {len(todo)} to train", flush=True)
     TABLES.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -223,6 +218,19 @@ def record(task_name: str, workdir: Path, limit_s: float | None) -> None:
                 f"{row['seconds']:.0f} s  {describe(config)}",
                 flush=True,
             )
+
+
+def training_order(configs: list[TrialConfig], opening: TrialConfig, have: dict[str, Any]) -> list[TrialConfig]:
+    """The grid's trials not yet in the table, each once, full and screened, in the order `record` trains them.
+
+    The opening's screen first: it warms the worker (the model loaded, the kernels compiled), so the opening's
+    seconds, the table's unit, are a warm trial's like every other's. Then the full trials, the opening first, so a
+    table cut short can be replayed by methods that never screen; the screens last.
+    """
+    screens = [c.model_copy(update={"train_fraction": SCREEN}) for c in configs]
+    fulls = sorted(configs, key=lambda c: key(c) != key(opening))
+    ordered = [opening.model_copy(update={"train_fraction": SCREEN}), *fulls, *screens]
+    return list({key(c): c for c in ordered if key(c) not in have}.values())
 
 
 def describe(config: TrialConfig) -> str:

@@ -60,6 +60,20 @@ def test_the_grid_holds_the_opening_and_a_replay_proposes_only_its_configs(bench
         assert any(r["screen"] for r in rows) == (share is not None)
 
 
+def test_record_warms_up_on_the_openings_screen_then_trains_the_opening_in_full(bench, task, tmp_path):
+    options = bench.task_options(task, tmp_path)
+    options = options.model_copy(update={"space": bench.grid_overrides(options)})
+    configs, opening, _ = bench.grid_configs(options)
+    order = bench.training_order(configs, opening, {})
+    assert len(order) == 2 * len(configs) and len({bench.key(c) for c in order}) == len(order)
+    assert order[0].screened and bench.key(bench.full(order[0])) == bench.key(opening)  # the unit is a warm trial's
+    assert bench.key(order[1]) == bench.key(opening)
+    assert not any(c.screened for c in order[1 : len(configs) + 1])  # every full trial before the other screens
+    # Resumed: only what the table lacks, in the same order.
+    have = {bench.key(c): {} for c in order[:5]}
+    assert [bench.key(c) for c in bench.training_order(configs, opening, have)] == [bench.key(c) for c in order[5:]]
+
+
 def test_a_choice_is_a_full_trial_finished_within_the_budget(bench):
     rows = [
         {"number": 0, "state": "complete", "screen": False, "validation": 0.70, "test": 0.69, "seconds": 10.0},

@@ -1,7 +1,7 @@
 """Turn the `--llm` setting into an LLM client for the study, or None.
 
 `none` plans with the classical optimiser alone; `local` starts `transformers
-serve` on 127.0.0.1 for the study's lifetime; `openai` reads OPENAI_BASE_URL /
+serve` on 127.0.0.1 at its first question and stops it with the study; `openai` reads OPENAI_BASE_URL /
 OPENAI_API_KEY / AUTOGLM_LLM_MODEL; anything starting with http is a base URL.
 An LLM that cannot be reached costs a warning and the classical planner, never the study.
 """
