@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from executors.base import BaseExecutor, EventCallback, StopTrial
@@ -31,14 +32,22 @@ class _Stop(threading.Event):
 
 
 class FakeExecutor(BaseExecutor):
-    """Scores configs with `score`; fails with OOM when batch_size >= oom_batch_size.
+    """Scores configs with `scorer` (`score` unless given); fails with OOM when batch_size >= oom_batch_size.
 
     It keeps the executor contract as the real executors do: a StopTrial prunes (or fails with its kind), a
     timeout fails as `timeout`, `stop_all` prunes with its reason, and `lose_workers` fails as `worker_lost`.
     """
 
-    def __init__(self, steps: int = 3, step_seconds: float = 0.0, oom_batch_size: int | None = None) -> None:
+    def __init__(
+        self,
+        steps: int = 3,
+        step_seconds: float = 0.0,
+        oom_batch_size: int | None = None,
+        scorer: Callable[[TrialConfig], float] = score,
+        eval_rows: int | None = None,
+    ) -> None:
         self.steps = steps
+        self.scorer, self.eval_rows = scorer, eval_rows  # eval_rows: scores get a standard error
         self.step_seconds = step_seconds
         self.oom_batch_size = oom_batch_size
         self.runs: list[TrialConfig] = []
@@ -55,7 +64,7 @@ class FakeExecutor(BaseExecutor):
     ) -> TrialResult:
         self.runs.append(config)
         emit = on_event or (lambda event: None)
-        value = score(config)
+        value = self.scorer(config)
         stop = _Stop()
         deadline = time.monotonic() + timeout_s if timeout_s else None
         with self._lock:
@@ -95,7 +104,7 @@ class FakeExecutor(BaseExecutor):
         adapter = trial_dir / "adapter"
         adapter.mkdir(parents=True, exist_ok=True)
         (adapter / "adapter_config.json").write_text("{}")
-        metrics = {task.metric: value}
+        metrics = {task.metric: value, **({"eval_rows": float(self.eval_rows)} if self.eval_rows else {})}
         test_metrics = {task.metric: round(value - 0.02, 6)}  # the held-out split: a little below, as usual
         emit(TrialEvent(kind="finished", metrics=metrics, test_metrics=test_metrics, adapter_dir=str(adapter)))
         return TrialResult(

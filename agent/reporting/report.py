@@ -563,7 +563,7 @@ def budget_section(r: ReportInputs) -> list[str]:
         shown = _duration(used) if label == "wall-clock time" else _fmt(used)
         limit_shown = (_duration(limit) if label == "wall-clock time" else _fmt(limit)) if limit else "—"
         lines.append(f"| {label} | {shown} | {limit_shown} | {f'{used / limit:.0%}' if limit else '—'} |")
-    screened = screening_summary(r.trials)
+    screened = screening_summary(r.trials, r.study.task.direction)
     return lines + [""] + pruning_lines(r) + ([screened, ""] if screened else [])
 
 

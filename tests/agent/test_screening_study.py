@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
+import math
 
 import pytest
 
 from agent.planning.proposers.base import PlannerView
-from agent.planning.proposers.screening import AUTO_SHARE, full, promotions
+from agent.planning.proposers.screening import AUTO_SHARE, full, promotions, rank_check, screens_misrank
 from agent.study import plan_study, resume, tune
-from memory.records import TrialState, TuneOptions
+from memory.records import Direction, TrialConfig, TrialRecord, TrialState, TuneOptions
 from memory.store import Store
 from tests.fakes import FakeExecutor, score
 
@@ -39,6 +40,70 @@ def test_screens_are_promoted_best_first_and_only_a_full_trial_wins(tmp_path, re
     assert outcome.best is not None and not outcome.best.config.screened
     assert outcome.best.objective == max(t.objective for t in trials if not t.config.screened and t.objective)
     assert max(t.objective for t in screens) > 0  # screens scored, yet none is the winner
+
+
+def test_the_opening_is_screened_too_and_the_screens_keep_the_full_order_where_they_rank_alike(tmp_path, reviews_csv):
+    outcome = tune(_options(tmp_path, reviews_csv, trials=14), executor=FakeExecutor())
+    trials = outcome.trials
+    opening_screen = trials[1]  # beside the opening's full trial: the first check of the screens' order
+    assert opening_screen.source == "default"
+    assert opening_screen.config == trials[0].config.model_copy(update={"train_fraction": 0.25})
+    kept, reversed_ = rank_check(trials, Direction.maximize)
+    assert kept >= 1 and reversed_ == 0 and screens_misrank(trials, Direction.maximize) is None
+    assert not any("screening stopped" in t.rationale for t in trials)
+    assert sum(t.config.screened for t in trials) >= 8  # still screening at the end
+    assert f"The screens kept {kept} of {kept} pairs of full trials in order." in outcome.report_path.read_text()
+
+
+def _trial(number: int, lr: float, fraction: float, objective: float | None) -> TrialRecord:
+    config = TrialConfig(model="m", learning_rate=lr, train_fraction=fraction)
+    state = TrialState.complete if objective is not None else TrialState.failed
+    metrics = {"macro_f1": objective, "eval_rows": 300.0} if objective is not None else {}
+    return TrialRecord(
+        id=number + 1, study_id=1, number=number, config=config, source="tpe", state=state, objective=objective,
+        metrics=metrics, created_at=0.0,
+    )  # fmt: skip
+
+
+def test_a_pair_counts_only_where_both_orders_are_beyond_the_noise():
+    opening = [_trial(0, 1e-3, 1.0, 0.65), _trial(1, 1e-3, 0.25, 0.46)]
+    # Screened higher by 0.10 (~3.5 standard errors on 300 rows), and collapsed in full: a reversal.
+    collapsed = [_trial(2, 3e-3, 0.25, 0.56), _trial(3, 3e-3, 1.0, 0.37)]
+    assert rank_check(opening + collapsed, Direction.maximize) == (0, 1)
+    assert screens_misrank(opening + collapsed, Direction.maximize) == (
+        "the screens reversed 1 of 1 pair of configs trained both ways against their full trials' order"
+    )
+    failed = [_trial(2, 3e-3, 0.25, 0.56), _trial(3, 3e-3, 1.0, None)]  # a failure ranks below every score
+    assert rank_check(opening + failed, Direction.maximize) == (0, 1)
+    # A hair below the opening in full (within a standard error): noise orders that pair, not the screens.
+    level = [_trial(2, 2e-3, 0.25, 0.56), _trial(3, 2e-3, 1.0, 0.64)]
+    assert rank_check(opening + level, Direction.maximize) == (0, 0)
+    better = [_trial(4, 5e-4, 0.25, 0.40), _trial(5, 5e-4, 1.0, 0.55)]  # kept in order against both above
+    assert rank_check(opening + collapsed + better, Direction.maximize) == (1, 2)
+    assert rank_check(opening + level + better, Direction.maximize) == (2, 0)
+
+
+def _short_horizon(config: TrialConfig) -> float:
+    """A short run favours high rates (Wu et al., ICLR 2018): the best screens are the rates that collapse in full."""
+    if config.screened:
+        return round(0.5 + 0.2 * math.log10(config.learning_rate / 1e-3), 6)
+    return 0.35 if config.learning_rate >= 1.5e-3 else score(config)
+
+
+def test_screening_stops_once_the_screens_reverse_more_full_trials_than_they_keep(tmp_path, reviews_csv):
+    executor = FakeExecutor(scorer=_short_horizon, eval_rows=300)
+    outcome = tune(_options(tmp_path, reviews_csv, trials=16), executor=executor)
+    trials = outcome.trials
+    stop = next(i for i in range(len(trials)) if screens_misrank(trials[:i], Direction.maximize))
+    promoted = [t for t in trials[:stop] if t.rationale.startswith("promoted")]
+    # The top screen, a high rate, collapsed in full (0.35), or the pruner cut it on its way there.
+    assert promoted and promoted[-1].config.learning_rate >= 1.5e-3 and promoted[-1].objective in (0.35, None)
+    assert stop < len(trials) - 4, "the screens were found out early enough to leave trials"
+    later = trials[stop:]
+    assert all(not t.config.screened and not t.rationale.startswith("promoted") for t in later)
+    assert all("in full: screening stopped as the screens reversed" in t.rationale for t in later)
+    assert "Screening stopped: the screens reversed" in outcome.report_path.read_text()
+    assert outcome.best is not None and outcome.best.config.learning_rate < 1.5e-3
 
 
 def test_a_config_is_promoted_once(tmp_path, reviews_csv):

@@ -10,16 +10,24 @@ has earned one. The opening and warm-start configs are known to be good: they tr
 Only a full trial can be the study's winner (`best_trial` skips screens), and the classical optimiser is told a
 screen as a pruned trial at its first evaluation (below every full trial), so a screen steers the sampler away
 from poor regions without counting as a result.
+
+A screen is a quarter of the steps, and a short run favours high learning rates (Wu et al., "Understanding
+Short-Horizon Bias in Stochastic Meta-Optimization", ICLR 2018): on some tasks the best screens are the rates that
+collapse in full. So screens are checked against full trials as the study goes: the opening, trained in full first,
+is screened too, and every promoted config is trained both ways. Once the screens have reversed more pairs of those
+configs' full order than they kept, screening stops: no more promotions, and new configs train in full.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import replace
+from itertools import combinations
 
 from agent.planning.cost import CostModel, duration_text
 from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal, Proposals
-from memory.records import TrialConfig, TrialRecord, TrialState
+from memory.records import Direction, TrialConfig, TrialRecord, TrialState, score_error
 
 FULL_SOURCES = ("default", "warm_start")  # known-good configs: no screen needed
 ETA = 3  # the top third of the screens are promoted
@@ -65,6 +73,54 @@ def promotions(view: PlannerView, eta: int = ETA) -> list[TrialRecord]:
     return [t for t in top if full(t.config) not in taken]
 
 
+def _ranked(trial: TrialRecord, direction: Direction) -> tuple[float, float]:
+    """A finished trial's place in an order, higher better, and its standard error: a failed or cut trial below
+    every scored one."""
+    if trial.state != TrialState.complete or trial.objective is None:
+        return -math.inf, 0.0
+    return direction.sign * trial.objective, score_error(trial.objective, trial.metrics.get("eval_rows"), direction)
+
+
+def rank_check(trials: Sequence[TrialRecord], direction: Direction) -> tuple[int, int]:
+    """Of the pairs of configs trained both as a screen and in full, how many the screens put in their full trials'
+    order, and how many they reversed. A pair whose screens or full trials are within a standard error of each
+    other counts as neither: validation noise orders it, not the screens."""
+    finished = [t for t in trials if t.state in (TrialState.complete, TrialState.pruned, TrialState.failed)]
+    screened = {full(t.config): _ranked(t, direction) for t in finished if t.config.screened}
+    both = [
+        (screened[t.config], _ranked(t, direction)) for t in finished if not t.config.screened and t.config in screened
+    ]
+
+    def apart(a: tuple[float, float], b: tuple[float, float]) -> float:  # a - b, or 0 within the noise
+        return a[0] - b[0] if abs(a[0] - b[0]) > max(a[1], b[1]) else 0.0
+
+    kept = reversed_ = 0
+    for (screen_a, full_a), (screen_b, full_b) in combinations(both, 2):
+        order = apart(screen_a, screen_b) * apart(full_a, full_b)
+        kept, reversed_ = kept + (order > 0), reversed_ + (order < 0)
+    return kept, reversed_
+
+
+def screens_misrank(trials: Sequence[TrialRecord], direction: Direction) -> str | None:
+    """Why screening stopped (the screens reversed more pairs of full trials' order than they kept), or None."""
+    kept, reversed_ = rank_check(trials, direction)
+    if reversed_ <= kept:
+        return None
+    pairs = kept + reversed_
+    return (
+        f"the screens reversed {reversed_} of {pairs} pair{'s' if pairs != 1 else ''} of configs trained both ways "
+        "against their full trials' order"
+    )
+
+
+def opening_unscreened(view: PlannerView) -> TrialRecord | None:
+    """The opening trained in full and not yet screened: its screen is the first check of the screens' order."""
+    screened = {full(t.config) for t in view.trials if t.config.screened}
+    return next(
+        (t for t in view.trials if t.source == "default" and not t.config.screened and t.config not in screened), None
+    )
+
+
 class ScreeningProposer(BaseProposer):
     """Wraps a proposer: its new configs are screened on `fraction` of the rows, and the best screens promoted."""
 
@@ -77,6 +133,10 @@ class ScreeningProposer(BaseProposer):
         self.inner, self.fraction, self.eta = inner, fraction, eta
 
     def propose(self, view: PlannerView, n: int) -> Proposals:
+        stopped = screens_misrank(view.trials, view.task.direction)
+        if stopped:
+            planned = self.inner.propose(view, n)
+            return Proposals.of([_noted(p, f"in full: screening stopped as {stopped}") for p in planned], planned.calls)
         out: list[Proposal] = []
         screens = sum(1 for t in view.finished if t.config.screened)
         for rank, trial in enumerate(promotions(view, self.eta)[:n], start=1):
@@ -85,6 +145,10 @@ class ScreeningProposer(BaseProposer):
                 f"{trial.objective or 0.0:.4f}, {rank} of the top {screens // self.eta} of {screens} screens"
             )
             out.append(Proposal(full(trial.config), trial.source, why))
+        opening = opening_unscreened(view)
+        if opening is not None and len(out) < n:
+            why = f"the opening on {self.fraction:.0%} of the rows: beside its full trial, a check that screens rank"
+            out.append(Proposal(opening.config.model_copy(update={"train_fraction": self.fraction}), "default", why))
         if len(out) == n:
             return Proposals.of(out)
         tried = {full(t.config) for t in view.trials}
@@ -93,19 +157,22 @@ class ScreeningProposer(BaseProposer):
             if p.source in FULL_SOURCES:
                 out.append(p)
             elif full(p.config) not in tried:
-                screen = p.config.model_copy(update={"train_fraction": self.fraction})
-                note = f"screen on {self.fraction:.0%} of the rows"
-                out.append(replace(p, config=screen, rationale=f"{p.rationale} ({note})" if p.rationale else note))
+                screen = replace(p, config=p.config.model_copy(update={"train_fraction": self.fraction}))
+                out.append(_noted(screen, f"screen on {self.fraction:.0%} of the rows"))
         return Proposals.of(out, planned.calls)
 
 
-def screening_summary(trials: Sequence[TrialRecord]) -> str | None:
+def _noted(proposal: Proposal, note: str) -> Proposal:
+    return replace(proposal, rationale=f"{proposal.rationale} ({note})" if proposal.rationale else note)
+
+
+def screening_summary(trials: Sequence[TrialRecord], direction: Direction) -> str | None:
     """How many configs were screened, how many were promoted, and what each rung cost; None without screens."""
     screens = [t for t in trials if t.config.screened and t.state != TrialState.waiting]
     if not screens:
         return None
     screened = {full(t.config) for t in screens}
-    promoted = [t for t in trials if not t.config.screened and t.config in screened]
+    promoted = [t for t in trials if not t.config.screened and t.config in screened and t.source != "default"]
 
     def cost(rung: Sequence[TrialRecord]) -> str:
         seconds = [t.finished_at - t.started_at for t in rung if t.finished_at and t.started_at]
@@ -116,4 +183,11 @@ def screening_summary(trials: Sequence[TrialRecord]) -> str | None:
     line = f"Screening: {configs} trained on {fraction:.0%} of the rows first ({cost(screens)})"
     if promoted:
         line += f"; the top third of them, {len(promoted)}, then trained on all the rows ({cost(promoted)})"
-    return line + ". A screen ranks configs; only a trial on all the rows can be the best."
+    line += ". A screen ranks configs; only a trial on all the rows can be the best."
+    stopped = screens_misrank(trials, direction)
+    if stopped:
+        return f"{line} Screening stopped: {stopped}, so the later configs trained on all the rows."
+    kept, reversed_ = rank_check(trials, direction)
+    if kept:
+        line += f" The screens kept {kept} of {kept + reversed_} pairs of full trials in order."
+    return line
