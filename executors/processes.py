@@ -96,7 +96,9 @@ def sigterm_as_interrupt() -> Iterator[None]:
     """Treat SIGTERM like Ctrl-C so a `kill` stops the study cleanly too.
 
     Only the first SIGTERM interrupts; later ones are ignored so they cannot cut the clean stop short. They do
-    come: a parent killed with `kill -9` sends its death signal once for each of its threads that exits.
+    come: a parent killed with `kill -9` sends its death signal once for each of its threads that exits, and a
+    thread that exits late sends it after this block, while the caller still saves and says how to resume. So
+    once a SIGTERM has come, the process stays deaf to it: it is on its way out.
     """
     received = False
 
@@ -114,4 +116,4 @@ def sigterm_as_interrupt() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN if received else previous)

@@ -112,7 +112,7 @@ def test_a_study_submitted_over_http_survives_kill_9_of_the_server(
                 assert kinds.count("requeued") == 1 and kinds[-1] in ("finished", "failed")
             assert study.status == "complete"
         log = (tmp_path / "runs" / "served" / "service.log").read_text()
-        assert "resume" in log or "interrupted trial(s) ran again" in log
+        assert "resume" in log or "interrupted trial(s) ran again" in log, log  # the whole log, if ever not
 
         adapter = task.download_adapter(tmp_path / "adapter")
         assert (adapter / "adapter_config.json").is_file() and (adapter / "autoglm.json").is_file()
