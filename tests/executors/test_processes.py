@@ -69,49 +69,42 @@ def test_a_child_outlives_the_thread_that_started_it_but_not_a_killed_study():
     assert wait_dead(child), "the child outlived the killed study"
 
 
+# A study stopping on SIGTERM: it saves inside the block, then, after it, says how to resume.
+STOPPING_STUDY = textwrap.dedent("""
+    import time
+    from executors.processes import sigterm_as_interrupt
+    with sigterm_as_interrupt():
+        try:
+            print("training", flush=True)
+            time.sleep(600)
+        except KeyboardInterrupt:
+            print("stopping", flush=True)
+            time.sleep(1.5)  # saving state while the second SIGTERM arrives
+            print("stopped cleanly", flush=True)
+    time.sleep(1.5)  # saving the interrupted state while a late SIGTERM arrives
+    print("Stopped. Resume with: autoglm resume", flush=True)
+""")
+
+
 def test_a_second_sigterm_does_not_cut_the_clean_stop_short():
     # A server killed with -9 sends its studies' death signal once per exiting thread: the stop must still finish.
-    study = textwrap.dedent("""
-        import time
-        from executors.processes import sigterm_as_interrupt
-        with sigterm_as_interrupt():
-            try:
-                print("training", flush=True)
-                time.sleep(600)
-            except KeyboardInterrupt:
-                print("stopping", flush=True)
-                time.sleep(1.5)  # saving state while the second SIGTERM arrives
-                print("stopped cleanly", flush=True)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", study], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, "-c", STOPPING_STUDY], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert proc.stdout.readline() == "training\n"  # type: ignore[union-attr]
     proc.send_signal(signal.SIGTERM)
     assert proc.stdout.readline() == "stopping\n"  # type: ignore[union-attr]
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
-    assert out == "stopped cleanly\n" and proc.returncode == 0
+    assert out == "stopped cleanly\nStopped. Resume with: autoglm resume\n" and proc.returncode == 0
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only")
 def test_a_study_whose_parent_was_killed_finishes_its_stop_even_if_the_death_signal_comes_late():
     # A killed server's thread that exits late sends the death signal again, after the study left the block
     # and while it says how to resume: that line must still be written.
-    study = textwrap.dedent("""
-        import time
-        from executors.processes import sigterm_as_interrupt
-        with sigterm_as_interrupt():
-            try:
-                print("training", flush=True)
-                time.sleep(600)
-            except KeyboardInterrupt:
-                print("stopping", flush=True)
-        time.sleep(1.5)  # saving the interrupted state while the late SIGTERM arrives
-        print("Stopped. Resume with: autoglm resume", flush=True)
-    """)
     server = textwrap.dedent(f"""
         import signal, sys
         from executors.processes import start_group
-        start_group([sys.executable, "-c", {study!r}], death_signal=signal.SIGTERM)
+        start_group([sys.executable, "-c", {STOPPING_STUDY!r}], death_signal=signal.SIGTERM)
         signal.pause()
     """)
     proc = subprocess.Popen([sys.executable, "-c", server], stdout=subprocess.PIPE, text=True, cwd=ROOT)
@@ -120,7 +113,7 @@ def test_a_study_whose_parent_was_killed_finishes_its_stop_even_if_the_death_sig
     proc.kill()  # the server, by kill -9: the study gets its death signal
     proc.wait()
     assert proc.stdout.readline() == "stopping\n"  # type: ignore[union-attr]
-    time.sleep(0.3)
+    assert proc.stdout.readline() == "stopped cleanly\n"  # type: ignore[union-attr]
     os.kill(study_pid, signal.SIGTERM)  # the late one, after the block
     assert proc.stdout.read() == "Stopped. Resume with: autoglm resume\n"  # type: ignore[union-attr]
     assert wait_dead(study_pid)
