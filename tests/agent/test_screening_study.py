@@ -8,7 +8,14 @@ import math
 import pytest
 
 from agent.planning.proposers.base import PlannerView
-from agent.planning.proposers.screening import AUTO_SHARE, full, promotions, rank_check, screens_misrank
+from agent.planning.proposers.screening import (
+    AUTO_SHARE,
+    FULL_FIRST,
+    full,
+    promotions,
+    rank_check,
+    screens_misrank,
+)
 from agent.study import plan_study, resume, tune
 from memory.records import Direction, TrialConfig, TrialRecord, TrialState, TuneOptions
 from memory.store import Store
@@ -23,9 +30,12 @@ def _options(tmp_path, reviews_csv, **settings) -> TuneOptions:
 
 
 def test_screens_are_promoted_best_first_and_only_a_full_trial_wins(tmp_path, reviews_csv):
-    outcome = tune(_options(tmp_path, reviews_csv, trials=12, pruner="halving"), executor=FakeExecutor())
+    outcome = tune(_options(tmp_path, reviews_csv, trials=FULL_FIRST + 11, pruner="halving"), executor=FakeExecutor())
     trials = outcome.trials
     assert trials[0].source == "default" and not trials[0].config.screened  # the opening trains in full at once
+    # A short study is a few full trials: the first configs train in full, and screening begins after them.
+    assert not any(t.config.screened for t in trials[:FULL_FIRST]) and trials[FULL_FIRST].config.screened
+    assert all(f"in full: the first {FULL_FIRST} configs train so" in t.rationale for t in trials[1:FULL_FIRST])
     screens = [t for t in trials if t.config.screened]
     promoted = [t for t in trials if t.rationale.startswith("promoted")]
     assert all(t.config.train_fraction == 0.25 for t in screens) and len(screens) >= 2 * len(promoted) >= 4
@@ -43,9 +53,9 @@ def test_screens_are_promoted_best_first_and_only_a_full_trial_wins(tmp_path, re
 
 
 def test_the_opening_is_screened_too_and_the_screens_keep_the_full_order_where_they_rank_alike(tmp_path, reviews_csv):
-    outcome = tune(_options(tmp_path, reviews_csv, trials=14), executor=FakeExecutor())
+    outcome = tune(_options(tmp_path, reviews_csv, trials=FULL_FIRST + 13), executor=FakeExecutor())
     trials = outcome.trials
-    opening_screen = trials[1]  # beside the opening's full trial: the first check of the screens' order
+    opening_screen = trials[FULL_FIRST]  # the first screen, beside the opening's full trial: a check of their order
     assert opening_screen.source == "default"
     assert opening_screen.config == trials[0].config.model_copy(update={"train_fraction": 0.25})
     kept, reversed_ = rank_check(trials, Direction.maximize)
@@ -92,7 +102,7 @@ def _short_horizon(config: TrialConfig) -> float:
 
 def test_screening_stops_once_the_screens_reverse_more_full_trials_than_they_keep(tmp_path, reviews_csv):
     executor = FakeExecutor(scorer=_short_horizon, eval_rows=300)
-    outcome = tune(_options(tmp_path, reviews_csv, trials=16), executor=executor)
+    outcome = tune(_options(tmp_path, reviews_csv, trials=FULL_FIRST + 15), executor=executor)
     trials = outcome.trials
     stop = next(i for i in range(len(trials)) if screens_misrank(trials[:i], Direction.maximize))
     promoted = [t for t in trials[:stop] if t.rationale.startswith("promoted")]
@@ -107,7 +117,7 @@ def test_screening_stops_once_the_screens_reverse_more_full_trials_than_they_kee
 
 
 def test_a_config_is_promoted_once(tmp_path, reviews_csv):
-    outcome = tune(_options(tmp_path, reviews_csv, trials=8), executor=FakeExecutor())
+    outcome = tune(_options(tmp_path, reviews_csv, trials=FULL_FIRST + 7), executor=FakeExecutor())
     study = outcome.study
     view = PlannerView(study.task, study.space, study.profile, tuple(outcome.trials))
     full_configs = [t.config for t in outcome.trials if not t.config.screened]
@@ -116,7 +126,7 @@ def test_a_config_is_promoted_once(tmp_path, reviews_csv):
 
 
 def test_the_report_says_what_was_screened_and_what_each_rung_cost(tmp_path, reviews_csv):
-    outcome = tune(_options(tmp_path, reviews_csv, trials=8), executor=FakeExecutor())
+    outcome = tune(_options(tmp_path, reviews_csv, trials=FULL_FIRST + 7), executor=FakeExecutor())
     screens = sum(t.config.screened for t in outcome.trials)
     promoted = sum(t.rationale.startswith("promoted") for t in outcome.trials)
     report = outcome.report_path.read_text()
@@ -188,9 +198,9 @@ def test_what_auto_chose_is_stored_and_a_resumed_study_screens_alike(tmp_path, r
     def screens(trials) -> int:  # noqa: ANN001
         return sum(t.config.screened for t in trials if t.state == TrialState.complete)
 
-    first = tune(options, executor=FakeExecutor(), on_update=stop_at(5))
+    first = tune(options, executor=FakeExecutor(), on_update=stop_at(FULL_FIRST + 4))
     assert first.interrupted and first.study.settings.screen == AUTO_SHARE and screens(first.trials) >= 3
-    more = resume("long", db=options.db, executor=FakeExecutor(), on_update=stop_at(12))
+    more = resume("long", db=options.db, executor=FakeExecutor(), on_update=stop_at(FULL_FIRST + 11))
     with Store(options.db) as store:
         assert store.get_study("long").settings.screen == AUTO_SHARE
     assert screens(more.trials) >= screens(first.trials) + 4  # promotions among them, and new screens

@@ -5,7 +5,8 @@ Parallel Hyperparameter Tuning", MLSys 2020): the configs the optimiser or the L
 seeded, class-stratified `fraction` of the training rows (a screen: `TrialConfig.train_fraction`). Once the
 screens that finished number k, the top k // `eta` of them by validation score are promoted: the same config is
 trained on all the rows. A promotion comes before any new screen, so the full trials start as soon as a screen
-has earned one. The opening and warm-start configs are known to be good: they train in full at once.
+has earned one. The opening and warm-start configs are known to be good: they train in full at once, and so do the
+first `FULL_FIRST` configs of a study, since a study that ends early is a few full trials.
 
 Only a full trial can be the study's winner (`best_trial` skips screens), and the classical optimiser is told a
 screen as a pruned trial at its first evaluation (below every full trial), so a screen steers the sampler away
@@ -37,6 +38,11 @@ AUTO_SHARE = 0.25  # of the training rows, an automatic screen's (the issue's 10
 # trials they stand in for. Single-word tasks price a screen at ~0.7 of a full trial on 2 CPU cores, long inputs
 # at ~0.33 (benchmarks/tables: screening lost on the former and won on the latter).
 AUTO_PAYS_AT = 0.5
+# The first configs train in full, screening only after them: as many as the sampler's random start-up draws
+# (OptunaProposer's n_startup_trials), so a short study is a few full trials rather than screens still waiting
+# for promotion. Replayed on the debates and convention tables (20 seeds), 3 or 5 beat screening from the second
+# config at every budget; 5 led more on the debates at 5 trials' worth (benchmarks/bench_table.py).
+FULL_FIRST = 5
 
 
 def auto_screen(cost: CostModel, opening: TrialConfig) -> tuple[float | None, str]:
@@ -52,8 +58,8 @@ def auto_screen(cost: CostModel, opening: TrialConfig) -> tuple[float | None, st
     )
     if screen_s <= AUTO_PAYS_AT * full_s:
         return AUTO_SHARE, (
-            f"screening: {priced}, so new configs train on {AUTO_SHARE:.0%} of the rows first and the best third then "
-            "on all (--screen off: every config on all)"
+            f"screening: {priced}, so after the first {FULL_FIRST} configs in full, new configs train on "
+            f"{AUTO_SHARE:.0%} of the rows first and the best third then on all (--screen off: every config on all)"
         )
     return None, f"no screening: {priced}; too little saved (--screen {AUTO_SHARE}: screen anyway)"
 
@@ -126,17 +132,19 @@ class ScreeningProposer(BaseProposer):
 
     name = "screening"
 
-    def __init__(self, inner: BaseProposer, fraction: float, eta: int = ETA) -> None:
+    def __init__(self, inner: BaseProposer, fraction: float, eta: int = ETA, full_first: int = FULL_FIRST) -> None:
         super().__init__()
         if not 0 < fraction < 1:
             raise ValueError(f"a screen trains on a share of the rows: fraction {fraction} is not between 0 and 1")
-        self.inner, self.fraction, self.eta = inner, fraction, eta
+        self.inner, self.fraction, self.eta, self.full_first = inner, fraction, eta, full_first
 
     def propose(self, view: PlannerView, n: int) -> Proposals:
         stopped = screens_misrank(view.trials, view.task.direction)
-        if stopped:
+        in_full = sum(1 for t in view.trials if not t.config.screened)
+        if stopped or in_full + n <= self.full_first:
+            note = f"screening stopped as {stopped}" if stopped else f"the first {self.full_first} configs train so"
             planned = self.inner.propose(view, n)
-            return Proposals.of([_noted(p, f"in full: screening stopped as {stopped}") for p in planned], planned.calls)
+            return Proposals.of([_noted(p, f"in full: {note}") for p in planned], planned.calls)
         out: list[Proposal] = []
         screens = sum(1 for t in view.finished if t.config.screened)
         for rank, trial in enumerate(promotions(view, self.eta)[:n], start=1):
