@@ -109,7 +109,10 @@ def rank_check(trials: Sequence[TrialRecord], direction: Direction) -> tuple[int
 
 def screens_misrank(trials: Sequence[TrialRecord], direction: Direction) -> str | None:
     """Why screening stopped (the screens reversed more pairs of full trials' order than they kept), or None."""
-    kept, reversed_ = rank_check(trials, direction)
+    return _misrank(*rank_check(trials, direction))
+
+
+def _misrank(kept: int, reversed_: int) -> str | None:
     if reversed_ <= kept:
         return None
     pairs = kept + reversed_
@@ -192,10 +195,10 @@ def screening_summary(trials: Sequence[TrialRecord], direction: Direction) -> st
     if promoted:
         line += f"; the top third of them, {len(promoted)}, then trained on all the rows ({cost(promoted)})"
     line += ". A screen ranks configs; only a trial on all the rows can be the best."
-    stopped = screens_misrank(trials, direction)
+    kept, reversed_ = rank_check(trials, direction)
+    stopped = _misrank(kept, reversed_)
     if stopped:
         return f"{line} Screening stopped: {stopped}, so the later configs trained on all the rows."
-    kept, reversed_ = rank_check(trials, direction)
     if kept:
         line += f" The screens kept {kept} of {kept + reversed_} pairs of full trials in order."
     return line
