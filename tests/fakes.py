@@ -45,8 +45,10 @@ class FakeExecutor(BaseExecutor):
         oom_batch_size: int | None = None,
         scorer: Callable[[TrialConfig], float] | None = None,
         eval_rows: int | None = None,
+        degenerate: Callable[[TrialConfig], bool] | None = None,
     ) -> None:
         self.steps = steps
+        self.degenerate = degenerate  # configs that end predicting one class, failed as the real executor fails them
         self.scorer, self.eval_rows = scorer, eval_rows  # eval_rows: scores get a standard error
         self.step_seconds = step_seconds
         self.oom_batch_size = oom_batch_size
@@ -76,6 +78,10 @@ class FakeExecutor(BaseExecutor):
                 return TrialResult(
                     state=TrialState.failed, failure_kind=FailureKind.oom, message="out of memory (fake)"
                 )
+            if self.degenerate is not None and self.degenerate(config):
+                why = "it predicts one class for every eval row (fake)"
+                emit(TrialEvent(kind="failed", failure_kind=FailureKind.degenerate, message=why))
+                return TrialResult(state=TrialState.failed, failure_kind=FailureKind.degenerate, message=why)
             for step in range(1, self.steps + 1):
                 if stop.wait(self.step_seconds):  # the step's time, cut short by stop_all or a lost worker
                     if stop.lost:

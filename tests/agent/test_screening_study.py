@@ -17,7 +17,7 @@ from agent.planning.proposers.screening import (
     screens_misrank,
 )
 from agent.study import plan_study, resume, tune
-from memory.records import Direction, TrialConfig, TrialRecord, TrialState, TuneOptions
+from memory.records import Direction, FailureKind, TrialConfig, TrialRecord, TrialState, TuneOptions
 from memory.store import Store
 from tests.fakes import FakeExecutor, score
 
@@ -25,7 +25,7 @@ from tests.fakes import FakeExecutor, score
 def _options(tmp_path, reviews_csv, **settings) -> TuneOptions:
     return TuneOptions(
         description="fresh or rotten critic snippets, macro-F1", data=str(reviews_csv), db=str(tmp_path / "s.db"),
-        runs_dir=str(tmp_path / "runs"), name="s", warm_start=False, screen=0.25, **settings,
+        runs_dir=str(tmp_path / "runs"), warm_start=False, screen=0.25, **{"name": "s", **settings},
     )  # fmt: skip
 
 
@@ -114,6 +114,23 @@ def test_screening_stops_once_the_screens_reverse_more_full_trials_than_they_kee
     assert all("in full: screening stopped as the screens reversed" in t.rationale for t in later)
     assert "Screening stopped: the screens reversed" in outcome.report_path.read_text()
     assert outcome.best is not None and outcome.best.config.learning_rate < 1.5e-3
+
+
+def test_screening_stops_where_the_openings_own_screen_learns_nothing(tmp_path, reviews_csv):
+    # A few hundred rows: a quarter of them is too few to train a head, and a screen predicts one class.
+    executor = FakeExecutor(degenerate=lambda config: config.screened)
+    outcome = tune(_options(tmp_path, reviews_csv, trials=FULL_FIRST + 6), executor=executor)
+    trials = outcome.trials
+    opening_screen = trials[FULL_FIRST]
+    assert opening_screen.source == "default" and opening_screen.failure_kind == FailureKind.degenerate
+    later = trials[FULL_FIRST + 1 :]
+    assert later and not any(t.config.screened for t in later)  # no screen after it
+    stopped = "screening stopped as the opening's screen on 25% of the rows failed (degenerate)"
+    assert all(stopped in t.rationale for t in later)
+    assert "Screening stopped: the opening's screen on 25% of the rows failed" in outcome.report_path.read_text()
+    # A screen that learns is no reason to stop, whatever the full trials do.
+    learned = tune(_options(tmp_path, reviews_csv, trials=FULL_FIRST + 6, name="learned"), executor=FakeExecutor())
+    assert not any("the opening's screen" in t.rationale for t in learned.trials)
 
 
 def test_a_config_is_promoted_once(tmp_path, reviews_csv):

@@ -16,7 +16,8 @@ A screen is a quarter of the steps, and a short run favours high learning rates 
 Short-Horizon Bias in Stochastic Meta-Optimization", ICLR 2018): on some tasks the best screens are the rates that
 collapse in full. So screens are checked against full trials as the study goes: the opening, trained in full first,
 is screened too, and every promoted config is trained both ways. Once the screens have reversed more pairs of those
-configs' full order than they kept, screening stops: no more promotions, and new configs train in full.
+configs' full order than they kept, screening stops: no more promotions, and new configs train in full. It stops so
+too where the opening's own screen fails: a share of the rows that small teaches nothing on the task.
 """
 
 from __future__ import annotations
@@ -108,8 +109,19 @@ def rank_check(trials: Sequence[TrialRecord], direction: Direction) -> tuple[int
 
 
 def screens_misrank(trials: Sequence[TrialRecord], direction: Direction) -> str | None:
-    """Why screening stopped (the screens reversed more pairs of full trials' order than they kept), or None."""
-    return _misrank(*rank_check(trials, direction))
+    """Why screening stopped (the opening's screen failed, or the screens reversed more pairs of full trials' order
+    than they kept), or None."""
+    return _opening_screen_failed(trials) or _misrank(*rank_check(trials, direction))
+
+
+def _opening_screen_failed(trials: Sequence[TrialRecord]) -> str | None:
+    """The opening is the known-good config: where its screen fails (one class predicted, most often), a share of
+    the rows this small learns nothing on this task, and screens rank nothing."""
+    screen = next((t for t in trials if t.source == "default" and t.config.screened), None)
+    if screen is None or screen.state != TrialState.failed:
+        return None
+    kind = screen.failure_kind.value if screen.failure_kind else "failed"
+    return f"the opening's screen on {screen.config.train_fraction:.0%} of the rows failed ({kind})"
 
 
 def _misrank(kept: int, reversed_: int) -> str | None:
@@ -196,7 +208,7 @@ def screening_summary(trials: Sequence[TrialRecord], direction: Direction) -> st
         line += f"; the top third of them, {len(promoted)}, then trained on all the rows ({cost(promoted)})"
     line += ". A screen ranks configs; only a trial on all the rows can be the best."
     kept, reversed_ = rank_check(trials, direction)
-    stopped = _misrank(kept, reversed_)
+    stopped = _opening_screen_failed(trials) or _misrank(kept, reversed_)
     if stopped:
         return f"{line} Screening stopped: {stopped}, so the later configs trained on all the rows."
     if kept:
