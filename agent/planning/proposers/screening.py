@@ -111,7 +111,11 @@ def rank_check(trials: Sequence[TrialRecord], direction: Direction) -> tuple[int
 def screens_misrank(trials: Sequence[TrialRecord], direction: Direction) -> str | None:
     """Why screening stopped (the opening's screen failed, or the screens reversed more pairs of full trials' order
     than they kept), or None."""
-    return _opening_screen_failed(trials) or _misrank(*rank_check(trials, direction))
+    return _why_stopped(trials, *rank_check(trials, direction))
+
+
+def _why_stopped(trials: Sequence[TrialRecord], kept: int, reversed_: int) -> str | None:
+    return _opening_screen_failed(trials) or _misrank(kept, reversed_)
 
 
 def _opening_screen_failed(trials: Sequence[TrialRecord]) -> str | None:
@@ -208,7 +212,7 @@ def screening_summary(trials: Sequence[TrialRecord], direction: Direction) -> st
         line += f"; the top third of them, {len(promoted)}, then trained on all the rows ({cost(promoted)})"
     line += ". A screen ranks configs; only a trial on all the rows can be the best."
     kept, reversed_ = rank_check(trials, direction)
-    stopped = _opening_screen_failed(trials) or _misrank(kept, reversed_)
+    stopped = _why_stopped(trials, kept, reversed_)
     if stopped:
         return f"{line} Screening stopped: {stopped}, so the later configs trained on all the rows."
     if kept:
