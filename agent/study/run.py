@@ -13,6 +13,7 @@ from agent.planning.budget import BudgetTracker
 from agent.planning.cost import CostModel
 from agent.planning.proposers.base import BaseProposer
 from agent.planning.proposers.classical import OptunaProposer
+from agent.planning.proposers.local import LocalProposer
 from agent.planning.proposers.portfolio import PortfolioProposer
 from agent.planning.proposers.screening import ScreeningProposer
 from agent.planning.proposers.warm_start import WarmStartProposer
@@ -75,7 +76,7 @@ def _proposer(
         warm = WarmStartProposer(store, study_id_ref) if options.warm_start else None
         sampler = OptunaProposer(options.sampler, prior_around=defaults)
         picker = llm if getattr(llm, "picks", True) else None  # an LLM that picks nothing has no slot to fill
-        planner = PortfolioProposer(sampler, llm=picker, warm_start=warm, defaults=defaults)
+        planner = PortfolioProposer(sampler, llm=picker, warm_start=warm, defaults=defaults, local=LocalProposer())
     share = options.screen if isinstance(options.screen, float) else None  # "auto" is resolved by the plan
     return ScreeningProposer(planner, share) if share else planner
 

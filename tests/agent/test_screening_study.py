@@ -23,9 +23,12 @@ from tests.fakes import FakeExecutor, score
 
 
 def _options(tmp_path, reviews_csv, **settings) -> TuneOptions:
+    # The sampler alone proposes, so every new config after the first few is screened; the planner's local steps
+    # train in full (tests/agent/test_local_search.py).
     return TuneOptions(
         description="fresh or rotten critic snippets, macro-F1", data=str(reviews_csv), db=str(tmp_path / "s.db"),
-        runs_dir=str(tmp_path / "runs"), warm_start=False, screen=0.25, **{"name": "s", **settings},
+        runs_dir=str(tmp_path / "runs"), warm_start=False, screen=0.25,
+        **{"name": "s", "planner": "classical", **settings},
     )  # fmt: skip
 
 
@@ -205,19 +208,19 @@ def test_what_auto_chose_is_stored_and_a_resumed_study_screens_alike(tmp_path, r
         runs_dir=str(tmp_path / "runs"), name="long", warm_start=False, time="30m",
     )  # fmt: skip
 
-    def stop_at(finished: int):  # noqa: ANN202 - the user's Ctrl-C once `finished` trials have ended
+    def screens(trials) -> int:  # noqa: ANN001
+        return sum(t.config.screened for t in trials if t.state == TrialState.complete)
+
+    def stop_at(screened: int):  # noqa: ANN202 - the user's Ctrl-C once `screened` screens have ended
         def on_update(snapshot) -> None:  # noqa: ANN001
-            if sum(t.state in (TrialState.complete, TrialState.pruned) for t in snapshot.trials) >= finished:
+            if screens(snapshot.trials) >= screened:
                 raise KeyboardInterrupt
 
         return on_update
 
-    def screens(trials) -> int:  # noqa: ANN001
-        return sum(t.config.screened for t in trials if t.state == TrialState.complete)
-
-    first = tune(options, executor=FakeExecutor(), on_update=stop_at(FULL_FIRST + 4))
+    first = tune(options, executor=FakeExecutor(), on_update=stop_at(3))
     assert first.interrupted and first.study.settings.screen == AUTO_SHARE and screens(first.trials) >= 3
-    more = resume("long", db=options.db, executor=FakeExecutor(), on_update=stop_at(FULL_FIRST + 11))
+    more = resume("long", db=options.db, executor=FakeExecutor(), on_update=stop_at(7))
     with Store(options.db) as store:
         assert store.get_study("long").settings.screen == AUTO_SHARE
     assert screens(more.trials) >= screens(first.trials) + 4  # promotions among them, and new screens

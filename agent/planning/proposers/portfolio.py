@@ -4,7 +4,8 @@ Order of business for each slot:
 1. the known-good default, when the study has tried nothing yet and no warm start exists;
 2. warm-start configs from similar past studies, while they last (at most `max_warm`);
 3. the LLM's first pick, right after the opening trial;
-4. otherwise an allocation policy picks the classical optimiser or the LLM. Each
+4. otherwise an allocation policy picks the LLM or the optimiser's side; on that side the best full trial's
+   untried neighbours come first while it has any (`local`: one lever a step away), then the classical optimiser. Each
    source's chance of improving the best result is a Beta(1 + improvements,
    1 + misses) posterior mean from this study's trials; the LLM's share follows
    its posterior relative to the optimiser's, clipped to [min_llm_share,
@@ -83,13 +84,14 @@ class PortfolioProposer(BaseProposer):
         llm: BaseProposer | None = None,
         warm_start: BaseProposer | None = None,
         defaults: dict[str, Any] | None = None,
+        local: BaseProposer | None = None,
         min_llm_share: float = 0.1,
         max_llm_share: float = 0.3,
         max_warm: int = 3,
         max_llm_errors: int = 3,
     ) -> None:
         super().__init__()
-        self.classical, self.llm, self.warm_start = classical, llm, warm_start
+        self.classical, self.llm, self.warm_start, self.local = classical, llm, warm_start, local
         self.defaults = defaults  # the opening trial's values, for a study with no history
         self.min_llm_share, self.max_llm_share = min_llm_share, max_llm_share
         self.max_warm, self.max_llm_errors = max_warm, max_llm_errors
@@ -146,6 +148,8 @@ class PortfolioProposer(BaseProposer):
             )
             if self.llm is not None and share > 0 and (untried or rng.random() < share):
                 take(self._llm_pick(current))
+            if len(out) == before and self.local is not None:
+                take(self.local.propose(current, n - len(out)))
             if len(out) == before:  # the LLM was not chosen, or its pick was taken already
                 take(self.classical.propose(current, n - len(out)))
             if len(out) == before:  # the sampler only repeats itself: the space is exhausted

@@ -31,7 +31,8 @@ from agent.planning.cost import CostModel, duration_text
 from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal, Proposals
 from memory.records import Direction, TrialConfig, TrialRecord, TrialState, score_error
 
-FULL_SOURCES = ("default", "warm_start")  # known-good configs: no screen needed
+# Known-good configs, and a step from the best (a screen cannot tell neighbours apart): no screen needed.
+FULL_SOURCES = ("default", "warm_start", "local")
 ETA = 3  # the top third of the screens are promoted
 AUTO_SHARE = 0.25  # of the training rows, an automatic screen's (the 10-25%; bench_screening.py)
 # A screen pays only where it saves: priced above half a full trial, most of a trial's cost is what a screen pays
@@ -172,21 +173,22 @@ class ScreeningProposer(BaseProposer):
                 f"{trial.objective or 0.0:.4f}, {rank} of the top {screens // self.eta} of {screens} screens"
             )
             out.append(Proposal(full(trial.config), trial.source, why))
-        opening = opening_unscreened(view)
-        if opening is not None and len(out) < n:
-            why = f"the opening on {self.fraction:.0%} of the rows: beside its full trial, a check that screens rank"
-            out.append(Proposal(opening.config.model_copy(update={"train_fraction": self.fraction}), "default", why))
         if len(out) == n:
             return Proposals.of(out)
         tried = {full(t.config) for t in view.trials}
         planned = self.inner.propose(view, n - len(out))
+        to_screen: list[Proposal] = []
         for p in planned:
             if p.source in FULL_SOURCES:
                 out.append(p)
             elif full(p.config) not in tried:
                 screen = replace(p, config=p.config.model_copy(update={"train_fraction": self.fraction}))
-                out.append(_noted(screen, f"screen on {self.fraction:.0%} of the rows"))
-        return Proposals.of(out, planned.calls)
+                to_screen.append(_noted(screen, f"screen on {self.fraction:.0%} of the rows"))
+        opening = opening_unscreened(view)
+        if to_screen and opening is not None:  # the check that screens rank comes with the first screens
+            why = f"the opening on {self.fraction:.0%} of the rows: beside its full trial, a check that screens rank"
+            out.append(Proposal(opening.config.model_copy(update={"train_fraction": self.fraction}), "default", why))
+        return Proposals.of((out + to_screen)[:n], planned.calls)
 
 
 def _noted(proposal: Proposal, note: str) -> Proposal:
