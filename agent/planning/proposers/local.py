@@ -34,7 +34,7 @@ LOG_STEP = 3.0  # a step of a log-scaled number: the grids' learning rates stand
 
 
 def steps(param: Param, value: Any) -> list[Any]:
-    """The values one step from `value` in `param`: nearest first where it is ordered."""
+    """The values one step from `value` in `param` (never `value` itself): below, then above, where it is ordered."""
     if isinstance(param, FloatParam):
         if param.log:
             moved = [value / LOG_STEP, value * LOG_STEP]
@@ -58,11 +58,7 @@ def steps(param: Param, value: Any) -> list[Any]:
 def neighbours(space: SearchSpace, values: dict[str, Any]) -> list[tuple[str, Any]]:
     """Every (lever, value) one step from `values` in `space`."""
     return [
-        (p.name, v)
-        for p in space.params
-        if p.name in LEVERS and p.name in values
-        for v in steps(p, values[p.name])
-        if v != values[p.name]
+        (p.name, v) for p in space.params if p.name in LEVERS and p.name in values for v in steps(p, values[p.name])
     ]
 
 
