@@ -13,6 +13,7 @@ from agent.planning.proposers.portfolio import PortfolioProposer
 from agent.study import tune
 from memory.records import (
     CategoricalParam,
+    FailureKind,
     FloatParam,
     IntParam,
     TrialConfig,
@@ -88,6 +89,23 @@ def test_local_search_steps_from_the_best_full_trial_and_leaves_the_rest_to_the_
     assert handed.source == "tpe"
 
 
+def _collapsed(number: int, values: dict) -> TrialRecord:
+    return _trial(number, values, None, failure_kind=FailureKind.degenerate)
+
+
+def test_a_best_whose_steps_collapsed_twice_hands_its_other_steps_to_the_sampler():
+    best = {**OPENING, "learning_rate": 3e-3}
+    once = (_trial(0, OPENING, 0.70), _trial(1, best, 0.80), _collapsed(2, {**best, "epochs": 1}))
+    assert len(LocalProposer().propose(PlannerView(TASK, SPACE, PROFILE, once, seed=1), 3)) == 3  # once: bad luck
+    twice = PlannerView(TASK, SPACE, PROFILE, once + (_collapsed(3, {**best, "lora_r": 16}),), seed=1)
+    assert len(LocalProposer().propose(twice, 3)) == 0  # twice: an edge, or a lucky draw
+    [handed] = PortfolioProposer(OptunaProposer("tpe"), local=LocalProposer()).propose(twice, 1)
+    assert handed.source == "tpe"
+    # Collapses elsewhere (not a step from the best) do not count against it.
+    far = once + (_collapsed(3, {**best, "learning_rate": 1e-4, "lora_r": 32}),)
+    assert len(LocalProposer().propose(PlannerView(TASK, SPACE, PROFILE, far, seed=1), 3)) == 3
+
+
 def test_a_screen_is_no_place_to_stand():
     screen = _trial(1, {**OPENING, "learning_rate": 3e-3}, 0.95)
     screen = screen.model_copy(update={"config": screen.config.model_copy(update={"train_fraction": 0.25})})
@@ -132,3 +150,20 @@ def test_in_a_screening_study_local_steps_train_in_full_and_the_samplers_configs
     # The opening's screen, the check that screens rank, comes with the first screen, not before it.
     assert screens and screens[0].source == "default" and screens[0].number > max(t.number for t in local[:4])
     assert all(t.source == "tpe" for t in screens[1:]) and len(screens) >= 3
+
+
+def test_a_study_leaves_a_best_whose_steps_collapse_to_the_sampler(tmp_path, reviews_csv):
+    # Eight steps from the opening (two each of rate, rank, epochs, length); the rank and length steps collapse, the
+    # others score no better (FakeExecutor's score ignores epochs and length and peaks at the opening's rate).
+    space = {**CLIMB, "epochs": {"low": 1, "high": 3}, "max_length": {"choices": [32, 64, 128]}}
+    options = TuneOptions(
+        description="fresh or rotten", data=str(reviews_csv), trials=12, db=str(tmp_path / "s.db"), space=space,
+        runs_dir=str(tmp_path / "runs"), name="edge", warm_start=False, pruner="none", screen=None,
+    )  # fmt: skip
+    collapses = FakeExecutor(degenerate=lambda c: c.lora_r != 8 or c.max_length != 64)
+    trials = tune(options, executor=collapses).trials
+    local = [t for t in trials if t.source == "local"]
+    assert all("from trial #0" in t.rationale for t in local)
+    collapsed = [t.number for t in local if t.failure_kind == FailureKind.degenerate]
+    assert len(collapsed) == 2 and local[-1].number == collapsed[-1] and len(local) < 8  # no step after the second
+    assert [t.source for t in trials if t.number > collapsed[-1]] == ["tpe"] * (len(trials) - 1 - collapsed[-1])

@@ -26,11 +26,25 @@ from typing import Any
 from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal, Proposals, step_seed
 from agent.planning.proposers.screening import full
 from memory.errors import InvalidProposal
-from memory.records import FloatParam, IntParam, Param, SearchSpace, TrialRecord, TrialState
+from memory.records import (
+    FailureKind,
+    FloatParam,
+    IntParam,
+    Param,
+    SearchSpace,
+    TrialConfig,
+    TrialRecord,
+    TrialState,
+)
 
 # The levers a step moves (issue 21: model, input columns and length, learning rate, training length, rank).
 LEVERS = ("learning_rate", "epochs", "max_length", "text_columns", "model", "lora_r", "class_weights")
 LOG_STEP = 3.0  # a step of a log-scaled number: the grids' learning rates stand a factor 3 apart
+# A best whose steps collapsed this often (predicted one class) stands on an edge of what trains, or was a lucky
+# draw: its other steps are handed to the optimiser, which learns from the collapses where not to draw. Seen on
+# long documents whose label hangs on their first sentence: the opening and all three steps from the one config
+# that learned collapsed, and the study ended there.
+COLLAPSES = 2
 
 
 def steps(param: Param, value: Any) -> list[Any]:
@@ -78,15 +92,22 @@ class LocalProposer(BaseProposer):
         if best is None:
             return Proposals()
         values = view.space.values_of(best.config)
-        moves = neighbours(view.space, values)
-        random.Random(step_seed(view.seed, len(view.trials))).shuffle(moves)
-        tried = {full(t.config) for t in view.trials}
-        out: list[Proposal] = []
-        for name, value in moves:
+        order = neighbours(view.space, values)
+        random.Random(step_seed(view.seed, len(view.trials))).shuffle(order)
+        moves: list[tuple[str, Any, TrialConfig]] = []
+        for name, value in order:
             try:
-                config = view.space.to_config(view.space.repair({**values, name: value}).values)
+                moves.append((name, value, view.space.to_config(view.space.repair({**values, name: value}).values)))
             except InvalidProposal:
                 continue
+        collapsed = {
+            t.config for t in view.trials if t.failure_kind == FailureKind.degenerate and not t.config.screened
+        }
+        if len({config for _, _, config in moves} & collapsed) >= COLLAPSES:
+            return Proposals()
+        tried = {full(t.config) for t in view.trials}
+        out: list[Proposal] = []
+        for name, value, config in moves:
             if config in tried:
                 continue
             tried.add(config)
