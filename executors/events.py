@@ -78,6 +78,10 @@ class TrainingSpeed:
     def median(self) -> float | None:
         return statistics.median(self.windows) if self.windows else None
 
+    @property
+    def fastest(self) -> float | None:
+        return max(self.windows) if self.windows else None
+
 
 @dataclass
 class FollowedEvents:

@@ -213,6 +213,40 @@ def test_a_trial_near_the_end_of_a_short_study_is_not_judged_on_its_warm_up_step
         guard(progress(5, 0.5))
 
 
+def test_a_trial_is_judged_at_its_best_pace_not_on_the_warm_up_windows_it_began_with(setting):
+    # As a trial ran at the end of a 4-minute study on 2 cores: step 2 at 5.0 s (the kernels built), step 3 at 5.9 s;
+    # the trial before it trained at 28 samples/s. Judged on the median window (5.2 samples/s) it was stopped with
+    # 45 s left; at its pace it needed about 12.
+    task, profile = setting
+    cost = CostModel(task, profile)
+    config = _config(epochs=1, max_length=64, train_fraction=0.25)  # a short trial: some 30 steps of 8
+    total = optimizer_steps(config, cost.rows()[0])
+    now = [0.6]
+
+    def progress(step: int, speed: float) -> TrialEvent:
+        return TrialEvent(kind="progress", step=step, total_steps=total, samples_per_second=speed)
+
+    # Time enough at step 3's pace, not at the median's; short enough to be judged at step 3.
+    timeout = 5.9 + (cost.seconds_left(config, 3, 8.7) + cost.seconds_left(config, 3, 5.2)) / 2
+    guard = DeadlineGuard(cost, config, timeout_s=timeout, clock=lambda: now[0])
+    assert guard.judge_after <= 5.9 - 0.6
+    guard(progress(1, 13.0))
+    for step, at, speed in ((2, 5.0, 1.8), (3, 5.9, 8.7)):
+        now[0] = at
+        guard(progress(step, speed))  # judged from 5.6 s on: at 8.7 samples/s it fits
+    for step in range(4, total):  # then at its pace, to the end
+        now[0] += 8 / 28
+        guard(progress(step, 28.0))
+    now[0] = 0.6
+    slow = DeadlineGuard(cost, config, timeout_s=timeout, clock=lambda: now[0])
+    slow(progress(1, 13.0))
+    with pytest.raises(StopTrial, match="at 2.0 samples/s"):  # slow at its best too: stopped once judged
+        for step in range(2, total):
+            now[0] = 0.6 + 4 * (step - 1)
+            slow(progress(step, 2.0 if step > 2 else 1.8))
+    assert now[0] <= 0.6 + slow.judge_after + 4  # at the first step it was judged on
+
+
 @pytest.mark.slow
 def test_a_real_trial_that_cannot_finish_is_stopped_early_and_the_study_says_what_would_fit(tmp_path, monkeypatch):
     """A real study on a machine 'twenty times faster' than it is: 5,000 training rows cannot train in 45 s here."""
