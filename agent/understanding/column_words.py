@@ -142,17 +142,25 @@ _INPUT_BEFORE_MODIFIED = re.compile(
 )
 
 
+# A possessive is a word about the name after it: "use the review and the movie's synopsis" reads the synopsis
+# (the cue stands before the possessor) and not the movie column.
+_POSSESSIVE = re.compile(r"['’]s(?!\w)")
+_POSSESSOR = re.compile(r"\b[a-z][\w-]*['’]s\s+$")
+
+
 def named_as_input(text: str, name: str) -> bool:
     if not mentions(text, name):
         return False
     if any(occurrences(m.group(1), name) for m in INPUT_LIST.finditer(text)):
         return True
-    return any(
-        _INPUT_BEFORE.search(text[max(0, m.start() - 30) : m.start()])
-        or _INPUT_BEFORE_MODIFIED.search(text[max(0, m.start() - 40) : m.start()])
-        or _INPUT_AFTER.search(text[m.end() :])
-        for m in occurrences(text, name)
-    )
+    for m in occurrences(text, name):
+        after = text[m.end() :]
+        if _POSSESSIVE.match(after):
+            continue
+        before = _POSSESSOR.sub("", text[max(0, m.start() - 50) : m.start()])
+        if _INPUT_BEFORE.search(before[-30:]) or _INPUT_BEFORE_MODIFIED.search(before) or _INPUT_AFTER.search(after):
+            return True
+    return False
 
 
 # "the answer column is is_spam", "label column: queue", "predict the `queue` column", "by their queue column"
