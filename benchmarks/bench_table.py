@@ -464,6 +464,17 @@ def replay(task_name: str, seeds: int, budgets: Sequence[float], methods: Sequen
                 for r in RULES
             }
     summary["methods"] = rows
+
+    def kept_validation(method: str, budget: float) -> dict[str, float]:
+        """What the search itself aims at: the validation score of the trial kept by top validation, and on how many
+        seeds it is the grid's validation best (or ties it). A method can gain on test by missing that best (where a
+        runner-up scores higher on the test rows), so this tells search from selection noise."""
+        picks = [chosen(rows, budget * unit, "top", eval_rows, sign) for rows in runs[method]]
+        scores = [p["validation"] if p else summary["opening_validation"] for p in picks]
+        found = sum(1 for v in scores if math.isclose(v, summary["grid_best"]["validation"]))
+        return {"mean": statistics.mean(scores), "found_best": found}
+
+    summary["kept_validation"] = {m: {f"{b:g}": kept_validation(m, b) for b in budgets} for m in methods}
     with_llm = [m for m in methods if METHODS[m][3]]
     if with_llm:  # by method: what the LLM did in its studies
         summary["llm"] = {
@@ -550,6 +561,11 @@ def print_summary(s: dict[str, Any], budgets: Sequence[float]) -> None:
         f"(test SE {g['test_se']:.4f}); the whole grid in full: {s['grid_trial_equivalents']:.0f} trial-equivalents"
     )
     print(f"the planner's --screen auto: {s['auto_screen']['note']}")
+    if "kept_validation" in s:  # records before 2026-12-06 have none
+        print("  validation score of the trial kept by top validation, mean (seeds that kept the grid's best)")
+        for method, per_budget in s["kept_validation"].items():
+            cells = [f"{b}x {c['mean']:.4f} ({c['found_best']})" for b, c in per_budget.items()]
+            print(f"    {method:<15} " + "   ".join(cells))
     for rule, words in RULES.items():
         print(f"  test gain over the opening, mean [bootstrap 95% over seeds] — kept by {words}")
         for method, per_rule in s["methods"].items():

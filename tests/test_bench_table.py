@@ -3,6 +3,7 @@ method's choice at a budget is a full-fidelity trial within it."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import pandas as pd
@@ -35,7 +36,8 @@ def _table(bench, configs):  # noqa: ANN001, ANN202
         for config in (full, full.model_copy(update={"train_fraction": bench.SCREEN})):
             score = 0.6 + 0.01 * (i % 17) - (0.05 if config.screened else 0.0)
             table[bench.key(config)] = {
-                "key": bench.key(config), "state": TrialState.complete.value, "commit": "x",
+                "key": bench.key(config), "config": config.model_dump(mode="json"),
+                "state": TrialState.complete.value, "commit": "x",
                 "seconds": 10.0 if not config.screened else 3.0, "objective": score,
                 "metrics": {"macro_f1": score}, "test_metrics": {"macro_f1": score - 0.01},
             }  # fmt: skip
@@ -151,3 +153,26 @@ def test_a_promoted_screen_is_no_new_proposal(bench, task, tmp_path):
     assert promoted and not any(r["screen"] for r in promoted)  # promotions are full trials of screened configs
     share = bench.llm_share([rows], [1], 10.0, 100, 1.0, 0.6)
     assert share["proposals"] == len(rows) - len(promoted) and share["slots"] == 0  # no LLM: no slot
+
+
+def test_a_replay_says_what_validation_score_each_method_kept_and_how_often_the_grids_best(
+    bench, task, tmp_path, monkeypatch
+):
+    options = bench.task_options(task, tmp_path / "rows")
+    options = options.model_copy(update={"space": bench.grid_overrides(options)})
+    configs, opening, _ = bench.grid_configs(options)
+    table = _table(bench, configs)
+    monkeypatch.setattr(bench, "TABLES", tmp_path / "tables")
+    monkeypatch.setitem(bench.TASKS, task.name, task)
+    bench.TABLES.mkdir()
+    bench.table_path(task.name).write_text("".join(json.dumps(row) + "\n" for row in table.values()))
+    whole = len(configs) + 1  # trial-equivalents: past the whole grid in full
+    summary = bench.replay(task.name, 3, [1, whole], ["tpe", "planner"], tmp_path / "work")
+    best = summary["grid_best"]
+    assert best["validation"] == max(r["metrics"]["macro_f1"] for r in table.values())
+    for method in ("tpe", "planner"):
+        at_one, at_whole = (summary["kept_validation"][method][f"{b:g}"] for b in (1, whole))
+        # Within one trial's seconds only the opening has finished; by the end each seed has found the grid's best
+        # (or a config that ties it).
+        assert at_one == {"mean": table[bench.key(opening)]["metrics"]["macro_f1"], "found_best": 0}
+        assert at_whole == {"mean": pytest.approx(best["validation"]), "found_best": 3}
