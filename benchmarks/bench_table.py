@@ -444,9 +444,13 @@ def replay(task_name: str, seeds: int, budgets: Sequence[float], methods: Sequen
         "methods": {},
     }  # fmt: skip
 
+    def kept(method: str, budget: float, rule: str) -> list[dict | None]:
+        """Per seed, the trial kept at `budget` by `rule` (None: nothing full finished, the opening stands)."""
+        return [chosen(rows, budget * unit, rule, eval_rows, sign) for rows in runs[method]]
+
     def gains(method: str, budget: float, rule: str) -> list[float]:
         """Per seed, the test score of the trial kept at `budget` over the opening's (the opening itself: 0)."""
-        picks = [chosen(rows, budget * unit, rule, eval_rows, sign) for rows in runs[method]]
+        picks = kept(method, budget, rule)
         return [sign * ((p["test"] if p else summary["opening_test"]) - summary["opening_test"]) for p in picks]
 
     def cell(values: list[float]) -> dict[str, float]:
@@ -469,8 +473,7 @@ def replay(task_name: str, seeds: int, budgets: Sequence[float], methods: Sequen
         """What the search itself aims at: the validation score of the trial kept by top validation, and on how many
         seeds it is the grid's validation best (or ties it). A method can gain on test by missing that best (where a
         runner-up scores higher on the test rows), so this tells search from selection noise."""
-        picks = [chosen(rows, budget * unit, "top", eval_rows, sign) for rows in runs[method]]
-        scores = [p["validation"] if p else summary["opening_validation"] for p in picks]
+        scores = [p["validation"] if p else summary["opening_validation"] for p in kept(method, budget, "top")]
         found = sum(1 for v in scores if math.isclose(v, summary["grid_best"]["validation"]))
         return {"mean": statistics.mean(scores), "found_best": found}
 
