@@ -101,8 +101,8 @@ from memory.records import (  # noqa: E402
     TrialConfig,
     TrialState,
     TuneOptions,
+    kept_index,
     score_error,
-    within_error,
 )
 
 OUT = ROOT / "benchmarks" / "results" / "planner.json"
@@ -117,7 +117,11 @@ METHODS = ["default", *RUN_METHODS]  # `default` is read off a run, not run
 # Which trial a method stands by, the same rule for every method (both are printed): the top validation score
 # (Optuna's), or the study's own choice (`memory.records.best_trial`: the earliest trial within one standard
 # error of the top, on the validation rows).
-RULES = {"top": "the top validation score", "one_se": "the earliest within one standard error of the top"}
+RULES = {
+    "top": "the top validation score",
+    "one_se": "the earliest within one standard error of the top",
+    "first_or_top": "the opening while no trial beats it by more than one standard error, then the top",
+}
 BASELINE = "tpe"  # the paired comparisons and "compute to reach" are against TPE with the default opening
 FINISHED = {TrialState.complete.value, TrialState.pruned.value, TrialState.failed.value}
 TRIAL_CAP = 500  # a generous cap: runs end at the compute budget long before
@@ -515,14 +519,18 @@ def llm_seconds_per_trial(finished_at: Sequence[float], calls: Sequence[tuple[fl
 
 
 def best_within(
-    trials: Sequence[dict[str, Any]], budget: float, key: str, sign: float = 1.0, eval_rows: int | None = None
+    trials: Sequence[dict[str, Any]],
+    budget: float,
+    key: str,
+    sign: float = 1.0,
+    eval_rows: int | None = None,
+    rule: str = "top",
 ) -> dict | None:
-    """The trial a method would pick at `budget` among the complete trials within it.
+    """The trial a method would pick at `budget` among the complete trials within it, by `rule` (see RULES).
 
-    Without `eval_rows`, the top validation score (as Optuna's `best_trial`); with them, the study's own rule
-    (`memory.records.best_trial`): the earliest trial within one standard error of the top score on that many
-    validation rows. `trials` are in order of finishing; `sign` is +1 to maximise, -1 to minimise; ties go to
-    the earlier trial.
+    The rules weigh a lead against its standard error on `eval_rows` validation rows (`memory.records.kept_index`);
+    without them every error is 0 and each rule keeps the top score. `trials` are in order of finishing; `sign` is
+    +1 to maximise, -1 to minimise; ties go to the earlier trial.
     """
     within = []
     for t, spent in zip(trials, cumulative(trials, key), strict=True):
@@ -530,12 +538,10 @@ def best_within(
             break
         if t["state"] == TrialState.complete.value and t["validation"] is not None:
             within.append(t)
-    if eval_rows is None:
-        return max(reversed(within), key=lambda t: sign * t["validation"], default=None)
     within.sort(key=lambda t: t["number"])
     direction = Direction.maximize if sign > 0 else Direction.minimize
     scores = [(t["validation"], score_error(t["validation"], eval_rows, direction)) for t in within]
-    index = within_error(scores, direction)
+    index = kept_index(scores, direction, rule)
     return None if index is None else within[index]
 
 
@@ -784,8 +790,7 @@ class SeedRuns:
         run, unit = self.runs.get(method), self.unit(axis)
         if run is None or unit is None:
             return None
-        rows = run["rows"][1] if self.rule == "one_se" else None
-        return best_within(run["trials"], multiple * unit, axis, _sign(run), rows)
+        return best_within(run["trials"], multiple * unit, axis, _sign(run), run["rows"][1], self.rule)
 
     def reach(self, method: str, axis: str, top: float) -> float | None | str:
         """Budget units `method` needed to reach the baseline's best at `top` units; None: never; "": no data."""

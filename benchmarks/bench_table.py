@@ -400,7 +400,7 @@ def chosen(rows: list[dict[str, Any]], budget_s: float, rule: str, eval_rows: in
     """The trial kept at `budget_s` of recorded seconds (screens cost their seconds, never win)."""
     trials = [{**r, "reference_s": r["seconds"]} for r in rows]  # `cumulative` adds the LLM's seconds
     trials = [t if not t["screen"] else {**t, "state": "screen"} for t in trials]
-    return best_within(trials, budget_s, "reference_s", sign, eval_rows if rule == "one_se" else None)
+    return best_within(trials, budget_s, "reference_s", sign, eval_rows, rule)
 
 
 def replay(task_name: str, seeds: int, budgets: Sequence[float], methods: Sequence[str], workdir: Path) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.planning.cost import PRIOR_SECONDS_PER_UNIT, START_SECONDS
-from memory.records import FailureKind, TaskSpec, TrialConfig, TrialRecord, TrialState
+from memory.records import SELECTION_RULES, FailureKind, TaskSpec, TrialConfig, TrialRecord, TrialState
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,11 +95,14 @@ def test_the_choice_at_a_budget_is_the_best_validation_within_it_and_wasted_comp
     assert bench.best_within(trials, 1000.0, "reference_s")["validation"] == 0.90  # chosen on validation, not test
     assert bench.best_within(trials, 1000.0, "reference_s", sign=-1.0)["validation"] == 0.70  # a loss
     assert bench.best_within(trials, 2.5, "device_s")["validation"] == 0.70  # the other axis: 1 s each
-    # The planner stands by the study's own choice: on 50 validation rows 0.75 leads 0.70 by less than one
-    # standard error (0.061), so the earlier trial stays; 0.90 leads by far more. On 300 rows (0.025) 0.75 wins.
-    assert bench.best_within(trials, 100.0, "reference_s", eval_rows=50)["validation"] == 0.70
-    assert bench.best_within(trials, 1000.0, "reference_s", eval_rows=50)["validation"] == 0.90
-    assert bench.best_within(trials, 100.0, "reference_s", eval_rows=300)["validation"] == 0.75
+    # By a rule that weighs the noise: on 50 validation rows 0.75 leads 0.70 by less than one standard error
+    # (0.061), so the earlier trial stays; 0.90 leads by far more. On 300 rows (0.025) 0.75 wins.
+    for rule in ("one_se", "first_or_top"):
+        assert bench.best_within(trials, 100.0, "reference_s", 1.0, 50, rule)["validation"] == 0.70
+        assert bench.best_within(trials, 1000.0, "reference_s", 1.0, 50, rule)["validation"] == 0.90
+        assert bench.best_within(trials, 100.0, "reference_s", 1.0, 300, rule)["validation"] == 0.75
+    assert bench.best_within(trials, 100.0, "reference_s", 1.0, 50, "top")["validation"] == 0.75
+    assert set(bench.RULES) == set(SELECTION_RULES)  # the benchmark prints every rule a study could use
 
 
 def test_compute_to_reach_a_target(bench):

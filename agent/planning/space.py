@@ -60,6 +60,10 @@ DEFAULT_VALUES: dict[TaskType, dict[str, Any]] = {
         "weight_decay": 0.01,
         "scheduler": "linear",
         "lora_targets": ("all-linear",),
+        # Where the space offers class weighting (imbalanced labels), the opening weights its loss: in the tables
+        # of the four imbalanced classification tasks (benchmarks/tables: inquirer, moral, syllables, thesaurus)
+        # the weighted config beat its unweighted twin on test in 115 of 135 pairs, at the opening in all four.
+        "class_weights": True,
     },
     # Tagging opens at half classification's rate, alpha 16 like every task type: at alpha 32 and 1e-3 (twice
     # classification's update) the opening and every start-up draw from 9e-4 up tagged every WNUT token O, while
@@ -76,6 +80,9 @@ DEFAULT_VALUES: dict[TaskType, dict[str, Any]] = {
         "weight_decay": 0.01,
         "scheduler": "linear",
         "lora_targets": ("all-linear",),
+        # Unweighted, 23 of the 30 WNUT grid configs tagged (almost) every token O; weighted, 5. At the opening
+        # the two tie (entity F1 0.252 weighted, 0.256 not, on 982 test sentences).
+        "class_weights": True,
     },
     TaskType.generation: {
         "learning_rate": 5e-4,

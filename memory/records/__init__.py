@@ -54,6 +54,7 @@ from memory.records.task import (
     unknown_metric_message,
 )
 from memory.records.trial import (
+    SELECTION_RULES,
     TRAIN_SPEED,
     EventKind,
     FailureKind,
@@ -66,8 +67,8 @@ from memory.records.trial import (
     TrialResult,
     TrialState,
     best_trial,
+    kept_index,
     score_error,
-    within_error,
 )
 
 __all__ = [
@@ -108,6 +109,7 @@ __all__ = [
     "StudyStatus",
     "TASK_METRICS",
     "TRACKERS",
+    "SELECTION_RULES",
     "TRAIN_SPEED",
     "TaskSpec",
     "TaskType",
@@ -125,5 +127,5 @@ __all__ = [
     "parse_duration",
     "score_error",
     "unknown_metric_message",
-    "within_error",
+    "kept_index",
 ]

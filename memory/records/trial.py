@@ -128,7 +128,7 @@ def best_trial(trials: Iterable[TrialRecord], direction: Direction) -> TrialReco
         (t for t in finite if t.state == TrialState.complete and not t.config.screened), key=lambda t: t.number
     )
     scores = [_score_and_error(t, direction) for t in done]
-    index = within_error(scores, direction)
+    index = kept_index(scores, direction, STUDY_RULE)
     return None if index is None else done[index]
 
 
@@ -137,13 +137,26 @@ def _score_and_error(trial: TrialRecord, direction: Direction) -> tuple[float, f
     return score, score_error(score, trial.metrics.get("eval_rows"), direction)
 
 
-def within_error(scores: Sequence[tuple[float, float]], direction: Direction) -> int | None:
-    """Of (score, standard error) pairs in trial order, the first within one error of the top score (see above)."""
+# How a set of trials yields the one kept (the benchmark replays each; `best_trial` uses STUDY_RULE):
+# "top": the top score; "one_se": the earliest within one standard error of the top; "first_or_top": the first
+# (the opening) while no trial beats it by more than one standard error, then the top.
+SELECTION_RULES = ("top", "one_se", "first_or_top")
+STUDY_RULE = "one_se"
+
+
+def kept_index(scores: Sequence[tuple[float, float]], direction: Direction, rule: str) -> int | None:
+    """Of (score, standard error) pairs in trial order, the index `rule` keeps (ties: the earliest); None if none."""
     if not scores:
         return None
     top = max(range(len(scores)), key=lambda i: (direction.sign * scores[i][0], -i))
-    reach = direction.sign * scores[top][0] - scores[top][1]
-    return next(i for i, (score, _) in enumerate(scores) if direction.sign * score >= reach - 1e-12)
+    reach = direction.sign * scores[top][0] - scores[top][1] - 1e-12
+    if rule == "top":
+        return top
+    if rule == "one_se":
+        return next(i for i, (score, _) in enumerate(scores) if direction.sign * score >= reach)
+    if rule == "first_or_top":
+        return 0 if direction.sign * scores[0][0] >= reach else top
+    raise ValueError(f"unknown selection rule {rule!r}: one of {', '.join(SELECTION_RULES)}")
 
 
 def score_error(score: float | None, eval_rows: float | None, direction: Direction) -> float:

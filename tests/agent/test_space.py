@@ -100,13 +100,20 @@ def test_the_opening_puts_adapters_on_every_linear_layer_and_the_lora_scale_and_
     assert default_space(generation, profile).fixed["scheduler"] == "cosine"
 
 
-def test_tagging_searches_class_weights_from_an_unweighted_opening():
+def test_where_the_labels_are_imbalanced_the_opening_weights_its_loss_and_the_search_may_drop_the_weights():
     task, profile = _setting({"tokens": 20})
-    assert default_space(task, profile).param("class_weights") is None  # balanced classes: nothing to weigh
+    space = default_space(task, profile)
+    assert space.param("class_weights") is None  # balanced classes: nothing to weigh
+    assert space.to_config(default_values(task, space, profile)).class_weights is False
+    rare = profile.columns["label"].model_copy(update={"value_counts": {"a": 540, "b": 60}})
+    imbalanced = profile.model_copy(update={"columns": {**profile.columns, "label": rare}})
+    space = default_space(task, imbalanced)
+    assert space.param("class_weights").choices == (False, True)
+    assert space.to_config(default_values(task, space, imbalanced)).class_weights is True
     tagging = task.model_copy(update={"task_type": TaskType.token_classification, "metric": "entity_f1"})
     space = default_space(tagging, profile)
     assert space.param("class_weights").choices == (False, True)  # "O" always outnumbers the entity tags
-    assert space.to_config(default_values(tagging, space, profile)).class_weights is False
+    assert space.to_config(default_values(tagging, space, profile)).class_weights is True
 
 
 def test_the_prior_region_surrounds_the_opening():

@@ -6,7 +6,16 @@ import math
 
 import pytest
 
-from memory.records import Direction, TrialConfig, TrialRecord, TrialState, best_trial, score_error
+from memory.records import (
+    SELECTION_RULES,
+    Direction,
+    TrialConfig,
+    TrialRecord,
+    TrialState,
+    best_trial,
+    kept_index,
+    score_error,
+)
 
 CONFIG = TrialConfig(model="m")
 
@@ -50,3 +59,19 @@ def test_a_screening_trial_ranks_configs_but_never_wins():
     screen = _trial(1, 0.95).model_copy(update={"config": TrialConfig(model="m", train_fraction=0.25)})
     assert best_trial([screen], Direction.maximize) is None
     assert best_trial([_trial(0, 0.70), screen], Direction.maximize).number == 0
+
+
+def test_each_selection_rule_keeps_its_own_trial_and_an_unknown_rule_is_refused():
+    # 300 rows: one error is ~0.024 near 0.8. The opening 0.757, an early step 0.800 within one error of the
+    # top 0.815, a clear gain only over the opening.
+    scores = [(s, score_error(s, 300, Direction.maximize)) for s in (0.757, 0.800, 0.815)]
+    assert kept_index(scores, Direction.maximize, "top") == 2
+    assert kept_index(scores, Direction.maximize, "one_se") == 1  # the earliest within reach
+    assert kept_index(scores, Direction.maximize, "first_or_top") == 2  # the opening is out of reach: the top
+    near = [(s, score_error(s, 300, Direction.maximize)) for s in (0.795, 0.800, 0.815)]
+    assert kept_index(near, Direction.maximize, "first_or_top") == 0  # no trial beat the opening clearly
+    assert kept_index([(0.5, 0.0), (0.4, 0.0)], Direction.minimize, "first_or_top") == 1  # a loss: the lowest
+    assert kept_index([], Direction.maximize, "top") is None
+    with pytest.raises(ValueError, match="unknown selection rule 'best'"):
+        kept_index(scores, Direction.maximize, "best")
+    assert set(SELECTION_RULES) == {"top", "one_se", "first_or_top"}
