@@ -136,6 +136,17 @@ def test_screening_stops_where_the_openings_own_screen_learns_nothing(tmp_path, 
     assert not any("the opening's screen" in t.rationale for t in learned.trials)
 
 
+def test_an_opening_that_failed_in_full_is_not_screened_and_screening_goes_on(tmp_path, reviews_csv):
+    first = tune(_options(tmp_path, reviews_csv, trials=1, name="first"), executor=FakeExecutor())
+    opening = first.trials[0].config
+    executor = FakeExecutor(degenerate=lambda config: config == opening)
+    outcome = tune(_options(tmp_path, reviews_csv, trials=FULL_FIRST + 8), executor=executor)
+    trials = outcome.trials
+    assert trials[0].config == opening and trials[0].failure_kind == FailureKind.degenerate
+    assert not any(t.source == "default" and t.config.screened for t in trials)  # no screen of a failed opening
+    assert sum(t.config.screened for t in trials) >= 4 and not any("screening stopped" in t.rationale for t in trials)
+
+
 def test_a_config_is_promoted_once(tmp_path, reviews_csv):
     outcome = tune(_options(tmp_path, reviews_csv, trials=FULL_FIRST + 7), executor=FakeExecutor())
     study = outcome.study

@@ -15,9 +15,10 @@ from poor regions without counting as a result.
 A screen is a quarter of the steps, and a short run favours high learning rates (Wu et al., "Understanding
 Short-Horizon Bias in Stochastic Meta-Optimization", ICLR 2018): on some tasks the best screens are the rates that
 collapse in full. So screens are checked against full trials as the study goes: the opening, trained in full first,
-is screened too, and every promoted config is trained both ways. Once the screens have reversed more pairs of those
-configs' full order than they kept, screening stops: no more promotions, and new configs train in full. It stops so
-too where the opening's own screen fails: a share of the rows that small teaches nothing on the task.
+is screened too (where it learned in full), and every promoted config is trained both ways. Once the screens have
+reversed more pairs of those configs' full order than they kept, screening stops: no more promotions, and new configs
+train in full. It stops so too where the opening's own screen fails: a share of the rows that small teaches nothing
+on the task.
 """
 
 from __future__ import annotations
@@ -140,11 +141,16 @@ def _misrank(kept: int, reversed_: int) -> str | None:
 
 
 def opening_unscreened(view: PlannerView) -> TrialRecord | None:
-    """The opening trained in full and not yet screened: its screen is the first check of the screens' order."""
+    """The opening trained in full and not yet screened: its screen is the first check of the screens' order.
+
+    None where the opening failed in full (predicted one class, most often): its screen would be ranked below every
+    scored one whatever it did, and a failed screen would stop screening for the opening's fault, not the share's.
+    """
     screened = {full(t.config) for t in view.trials if t.config.screened}
-    return next(
-        (t for t in view.trials if t.source == "default" and not t.config.screened and t.config not in screened), None
-    )
+    opening = next((t for t in view.trials if t.source == "default" and not t.config.screened), None)
+    if opening is None or opening.state != TrialState.complete or opening.config in screened:
+        return None
+    return opening
 
 
 class ScreeningProposer(BaseProposer):
