@@ -101,7 +101,6 @@ from memory.records import (  # noqa: E402
     TrialConfig,
     TrialState,
     TuneOptions,
-    kept_index,
     score_error,
 )
 
@@ -117,6 +116,8 @@ METHODS = ["default", *RUN_METHODS]  # `default` is read off a run, not run
 # Which trial a method stands by, the same rule for every method (both are printed): the top validation score
 # (Optuna's), or the study's own choice (`memory.records.best_trial`: the earliest trial within one standard
 # error of the top, on the validation rows).
+# Which trial a method keeps (the same rule for every method at a time; each is printed). A study keeps the top
+# (`memory.records.best_trial`); the other two weigh a lead against its standard error on the validation rows.
 RULES = {
     "top": "the top validation score",
     "one_se": "the earliest within one standard error of the top",
@@ -528,7 +529,7 @@ def best_within(
 ) -> dict | None:
     """The trial a method would pick at `budget` among the complete trials within it, by `rule` (see RULES).
 
-    The rules weigh a lead against its standard error on `eval_rows` validation rows (`memory.records.kept_index`);
+    The rules weigh a lead against its standard error on `eval_rows` validation rows (`kept_index`);
     without them every error is 0 and each rule keeps the top score. `trials` are in order of finishing; `sign` is
     +1 to maximise, -1 to minimise; ties go to the earlier trial.
     """
@@ -543,6 +544,21 @@ def best_within(
     scores = [(t["validation"], score_error(t["validation"], eval_rows, direction)) for t in within]
     index = kept_index(scores, direction, rule)
     return None if index is None else within[index]
+
+
+def kept_index(scores: Sequence[tuple[float, float]], direction: Direction, rule: str) -> int | None:
+    """Of (score, standard error) pairs in trial order, the index `rule` keeps (ties: the earliest); None if none."""
+    if not scores:
+        return None
+    top = max(range(len(scores)), key=lambda i: (direction.sign * scores[i][0], -i))
+    reach = direction.sign * scores[top][0] - scores[top][1] - 1e-12
+    if rule == "top":
+        return top
+    if rule == "one_se":
+        return next(i for i, (score, _) in enumerate(scores) if direction.sign * score >= reach)
+    if rule == "first_or_top":
+        return 0 if direction.sign * scores[0][0] >= reach else top
+    raise ValueError(f"unknown selection rule {rule!r}: one of {', '.join(RULES)}")
 
 
 def compute_to_reach(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.planning.cost import PRIOR_SECONDS_PER_UNIT, START_SECONDS
-from memory.records import SELECTION_RULES, FailureKind, TaskSpec, TrialConfig, TrialRecord, TrialState
+from memory.records import Direction, FailureKind, TaskSpec, TrialConfig, TrialRecord, TrialState
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,7 +102,23 @@ def test_the_choice_at_a_budget_is_the_best_validation_within_it_and_wasted_comp
         assert bench.best_within(trials, 1000.0, "reference_s", 1.0, 50, rule)["validation"] == 0.90
         assert bench.best_within(trials, 100.0, "reference_s", 1.0, 300, rule)["validation"] == 0.75
     assert bench.best_within(trials, 100.0, "reference_s", 1.0, 50, "top")["validation"] == 0.75
-    assert set(bench.RULES) == set(SELECTION_RULES)  # the benchmark prints every rule a study could use
+
+
+def test_each_selection_rule_keeps_its_own_trial_and_an_unknown_rule_is_refused(bench):
+    from memory.records import score_error
+
+    # 300 rows: one error is ~0.024 near 0.8. The opening 0.757, an early step 0.800 within one error of the
+    # top 0.815, a clear gain only over the opening.
+    scores = [(s, score_error(s, 300, Direction.maximize)) for s in (0.757, 0.800, 0.815)]
+    assert bench.kept_index(scores, Direction.maximize, "top") == 2
+    assert bench.kept_index(scores, Direction.maximize, "one_se") == 1  # the earliest within reach
+    assert bench.kept_index(scores, Direction.maximize, "first_or_top") == 2  # the opening is out of reach
+    near = [(s, score_error(s, 300, Direction.maximize)) for s in (0.795, 0.800, 0.815)]
+    assert bench.kept_index(near, Direction.maximize, "first_or_top") == 0  # no trial beat the opening clearly
+    assert bench.kept_index([(0.5, 0.0), (0.4, 0.0)], Direction.minimize, "first_or_top") == 1  # a loss: lowest
+    assert bench.kept_index([], Direction.maximize, "top") is None
+    with pytest.raises(ValueError, match="unknown selection rule 'best'"):
+        bench.kept_index(scores, Direction.maximize, "best")
 
 
 def test_compute_to_reach_a_target(bench):

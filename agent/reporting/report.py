@@ -419,9 +419,9 @@ def best_section(r: ReportInputs) -> list[str]:
     if best is None:
         return lines + ["No trial completed.", ""]
     lines += [*score_lines(r.study, best), ""]
-    noise = noise_line(r.trials, best, task.direction)
-    if noise:
-        lines += [noise, ""]
+    lead = lead_line(r.trials, best, task.direction)
+    if lead:
+        lines += [lead, ""]
     lines += [
         f"Adapter (PEFT format): `{r.adapter}`" if r.adapter else "The adapter was not saved.",
         "",
@@ -439,25 +439,26 @@ def best_section(r: ReportInputs) -> list[str]:
     return lines
 
 
-def noise_line(trials: Sequence[TrialRecord], best: TrialRecord, direction: Direction) -> str | None:
-    """Why the chosen trial is not the top validation score, when it is not (see `memory.records.best_trial`)."""
-    done = [
-        t
-        for t in trials
-        if t.state == TrialState.complete and t.objective is not None and t.id != best.id and not t.config.screened
-    ]
-    top = max(done, key=lambda t: direction.sign * (t.objective or 0.0), default=None)  # each has an objective
-    if top is None or top.objective is None or best.objective is None:
+def lead_line(trials: Sequence[TrialRecord], best: TrialRecord, direction: Direction) -> str | None:
+    """How far the chosen trial leads the opening (the first full trial) on validation, against the noise of the
+    validation rows; None where the best is the opening or the opening has no score."""
+    full = sorted((t for t in trials if not t.config.screened), key=lambda t: t.number)
+    opening = full[0] if full else None
+    if opening is None or opening.id == best.id or opening.state != TrialState.complete:
         return None
-    if direction.sign * top.objective <= direction.sign * best.objective:
+    if opening.objective is None or best.objective is None:
         return None
-    rows = top.metrics.get("eval_rows")
-    error = score_error(top.objective, rows, direction)
-    return (
-        f"Trial {top.number} scored {top.objective:.4f} on validation, {top.objective - best.objective:+.4f} "
-        f"ahead: within one standard error (±{error:.4f} on {rows:.0f} rows) of the top score, so the study stands "
-        f"by the earlier trial {best.number}. A lead that small is noise (the one-standard-error rule)."
-    )
+    lead = direction.sign * (best.objective - opening.objective)
+    rows = best.metrics.get("eval_rows")
+    error = score_error(best.objective, rows, direction)
+    line = f"Trial {best.number} leads the opening (trial {opening.number}, {opening.objective:.4f}) by {lead:+.4f}"
+    line += " on validation"
+    if not error:
+        return line + "."
+    noise = f"one standard error on {rows:.0f} rows is ±{error:.4f}"
+    if lead <= error:
+        return f"{line}; {noise}, so the lead is within the noise: on new data the two may well swap."
+    return f"{line}, {lead / error:.1f} standard errors ({noise})."
 
 
 def score_lines(study: StudyRecord, best: TrialRecord) -> list[str]:

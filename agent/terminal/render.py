@@ -169,12 +169,11 @@ def _print_outcome(outcome: Any) -> None:
     if outcome.best is not None:
         metric = outcome.study.task.metric
         out.print(f"best: trial {outcome.best.number} ({outcome.best.source}) {metric} = {outcome.best.objective:.4f}")
-        from agent.reporting.report import noise_line
+        from agent.reporting.report import lead_line
 
-        # The live lines showed a higher score: say why the study stands by this one.
-        why = noise_line(outcome.trials, outcome.best, outcome.study.task.direction)
-        if why:
-            out.print(f"  {why}", highlight=False, soft_wrap=True)
+        lead = lead_line(outcome.trials, outcome.best, outcome.study.task.direction)
+        if lead:
+            out.print(f"  {lead}", highlight=False, soft_wrap=True)
     if outcome.stop_reason:
         out.print(f"stopped because: {outcome.stop_reason}")
     if outcome.report_path:

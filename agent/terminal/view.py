@@ -200,13 +200,10 @@ def _best(snapshot: StudySnapshot) -> Text:
         return Text(f"best {task.metric}: none yet", style="dim")
     best = best_trial(snapshot.trials, task.direction)
     assert best is not None and best.objective is not None  # a curve starts at the first complete trial
-    top = curve[-1][1]
-    # The chosen trial is the earliest within one standard error of the top score (memory.records.best_trial).
-    noise = f"; the top, {top:.4f}, leads it by less than the noise" if top != best.objective else ""
     return Text.assemble(
         "best ",
         (f"{task.metric} {best.objective:.4f}", "bold green"),
-        f" (trial {best.number}, {best.source}{noise})   ",
+        f" (trial {best.number}, {best.source})   ",
         (sparkline([v for _, v in curve]), "green"),
         (f"  best by trial, {len(curve)} finished", "dim"),
     )

@@ -54,7 +54,6 @@ from memory.records.task import (
     unknown_metric_message,
 )
 from memory.records.trial import (
-    SELECTION_RULES,
     TRAIN_SPEED,
     EventKind,
     FailureKind,
@@ -67,7 +66,6 @@ from memory.records.trial import (
     TrialResult,
     TrialState,
     best_trial,
-    kept_index,
     score_error,
 )
 
@@ -109,7 +107,6 @@ __all__ = [
     "StudyStatus",
     "TASK_METRICS",
     "TRACKERS",
-    "SELECTION_RULES",
     "TRAIN_SPEED",
     "TaskSpec",
     "TaskType",
@@ -127,5 +124,4 @@ __all__ = [
     "parse_duration",
     "score_error",
     "unknown_metric_message",
-    "kept_index",
 ]

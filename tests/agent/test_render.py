@@ -16,13 +16,14 @@ def _outcome(trials: list) -> SimpleNamespace:
     return SimpleNamespace(best=best, trials=trials, study=study, stop_reason=None, report_path=None)
 
 
-def test_the_last_line_says_why_the_study_stands_by_an_earlier_trial(capsys):
-    _print_outcome(_outcome([_trial(0, 0.757), _trial(5, 0.780)]))  # the live lines showed "best 0.7800"
+def test_the_last_line_weighs_the_lead_over_the_opening_against_the_noise(capsys):
+    _print_outcome(_outcome([_trial(0, 0.757), _trial(5, 0.780)]))
     out = capsys.readouterr().out
-    assert "best: trial 0" in out and "Trial 5 scored 0.7800" in out and "stands by the earlier trial 0" in out
+    assert "best: trial 5" in out and "leads the opening (trial 0, 0.7570) by +0.0230" in out
+    assert "within the noise" in out
 
 
-def test_no_such_line_when_the_top_score_won(capsys):
-    _print_outcome(_outcome([_trial(0, 0.757), _trial(6, 0.83)]))
+def test_no_such_line_when_the_opening_won(capsys):
+    _print_outcome(_outcome([_trial(0, 0.83), _trial(6, 0.757)]))
     out = capsys.readouterr().out
-    assert "best: trial 6" in out and "stands by" not in out
+    assert "best: trial 0" in out and "leads the opening" not in out

@@ -15,7 +15,7 @@ import pytest
 from agent.reporting.report import (
     SECTIONS,
     best_so_far,
-    noise_line,
+    lead_line,
     recorded_narrative,
     template_narrative,
     write_report,
@@ -160,19 +160,22 @@ def test_the_peft_code_in_the_report_loads_the_adapter_and_predicts(real_study):
     assert len(predictions) == 2 and set(predictions) <= {"fresh", "rotten"}, (done.stdout, time.time() - started)
 
 
-def test_the_report_says_why_a_lead_within_the_noise_did_not_win():
+def test_the_report_weighs_the_lead_over_the_opening_against_the_noise():
     from tests.memory.test_best_trial import _trial
 
     opening, later = _trial(0, 0.757), _trial(5, 0.780)
     chosen = best_trial([opening, later], Direction.maximize)
-    line = noise_line([opening, later], chosen, Direction.maximize)
-    assert chosen is opening and line is not None
-    assert "Trial 5 scored 0.7800" in line and "+0.0230 ahead" in line and "±0.0239 on 300 rows" in line
-    assert noise_line([opening, _trial(6, 0.83)], _trial(6, 0.83), Direction.maximize) is None  # the top won
-    # A screen trained on a share of the rows: a higher score there is no lead the study passed over.
-    screen = _trial(7, 0.85)
+    line = lead_line([opening, later], chosen, Direction.maximize)
+    assert chosen is later and line is not None
+    assert "Trial 5 leads the opening (trial 0, 0.7570) by +0.0230 on validation" in line
+    assert "on 300 rows is ±0.0239, so the lead is within the noise" in line
+    clear = lead_line([opening, _trial(6, 0.83)], _trial(6, 0.83), Direction.maximize)
+    assert clear is not None and "by +0.0730 on validation, 3.4 standard errors" in clear
+    assert lead_line([opening, later], opening, Direction.maximize) is None  # the opening itself won
+    # A screen trained on a share of the rows is no opening and no winner.
+    screen = _trial(0, 0.85)
     screen = screen.model_copy(update={"config": screen.config.model_copy(update={"train_fraction": 0.25})})
-    assert noise_line([opening, screen], opening, Direction.maximize) is None
+    assert lead_line([screen, later], later, Direction.maximize) is None
     assert [best for _, best in best_so_far([opening, screen], Direction.maximize)] == [0.757, 0.757]
 
 

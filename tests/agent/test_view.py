@@ -184,10 +184,10 @@ def test_a_narrow_terminal_gets_fewer_parameter_columns_not_squashed_ones():
     assert view.key_params(STUDY, 116) == ["learning_rate", "epochs", "batch_size", "lora_r", "lora_dropout"]
 
 
-def test_the_best_names_a_top_score_that_leads_it_by_less_than_the_noise():
+def test_the_best_is_the_top_validation_score():
     noisy = [
         _trial(0, "complete", 0.757, source="default", metrics={"macro_f1": 0.757, "eval_rows": 300.0}),
         _trial(1, "complete", 0.780, metrics={"macro_f1": 0.780, "eval_rows": 300.0}),
     ]
     text = _text(_snapshot(trials=noisy, live={}))
-    assert "best macro_f1 0.7570 (trial 0, default; the top, 0.7800, leads it by less than the noise)" in text
+    assert "best macro_f1 0.7800 (trial 1, tpe)" in text

@@ -33,8 +33,6 @@ from memory.records import (
     Param,
     SearchSpace,
     TrialConfig,
-    TrialRecord,
-    TrialState,
 )
 
 # The levers a step moves (issue 21: model, input columns and length, learning rate, training length, rank).
@@ -76,19 +74,13 @@ def neighbours(space: SearchSpace, values: dict[str, Any]) -> list[tuple[str, An
     ]
 
 
-def incumbent(trials: tuple[TrialRecord, ...], sign: float) -> TrialRecord | None:
-    """The full trial with the top validation score: where the climb stands."""
-    done = [t for t in trials if t.state == TrialState.complete and t.objective is not None and not t.config.screened]
-    return max(done, key=lambda t: (sign * (t.objective or 0.0), -t.number), default=None)
-
-
 class LocalProposer(BaseProposer):
     """The best full trial's untried neighbours, one lever a step away, in a seeded random order."""
 
     name = "local"
 
     def propose(self, view: PlannerView, n: int) -> Proposals:
-        best = incumbent(view.trials, view.task.direction.sign)
+        best = view.best()  # the full trial with the top validation score: where the climb stands
         if best is None:
             return Proposals()
         values = view.space.values_of(best.config)
