@@ -354,7 +354,6 @@ def replay_run(
     `auto_share`: what `--screen auto` chose for this task (`auto_screen_here`); `llm`: the LLM of a method that
     plans with one, its seconds charged to the trials (`llm_seconds`).
     """
-    import agent.study.run
     from agent.study.run import tune
 
     sampler, planner, screen, uses_llm = METHODS[method]
@@ -369,13 +368,9 @@ def replay_run(
         }
     )  # fmt: skip
     made_before = len(llm.calls) if llm is not None else 0  # the calls of earlier studies
-    writer = agent.study.run._report_writer
-    agent.study.run._report_writer = lambda llm: lambda store, study: None  # the report (its summary) is no search
-    try:
-        proposer = llm.proposer(uses_llm) if uses_llm and llm is not None else None
-        outcome = tune(run_options, executor=TableExecutor(table), llm_proposer=proposer)
-    finally:
-        agent.study.run._report_writer = writer
+    proposer = llm.proposer(uses_llm) if uses_llm and llm is not None else None
+    # No report: its LLM summary and the adapter copy are no part of the search.
+    outcome = tune(run_options, executor=TableExecutor(table), llm_proposer=proposer, report=False)
     if outcome.interrupted:  # a Ctrl-C or a kill stops the whole replay, not this seed's study alone
         raise KeyboardInterrupt
     rows: list[dict[str, Any]] = []

@@ -88,6 +88,7 @@ def tune(
     on_update: Callable[[StudySnapshot], None] | None = None,
     llm_proposer: BaseProposer | None = None,
     executor: BaseExecutor | None = None,
+    report: bool = True,
 ) -> StudyOutcome:
     """Run a whole study: understand the task, tune until the budget ends, write the report.
 
@@ -98,6 +99,8 @@ def tune(
         llm_proposer: the study's LLM (None: none): it reads the task and writes the summary, and picks configs in
             the portfolio when its `picks` is set (a served model's is, the local model's is not).
         executor: runs the trials (default: a LocalExecutor, one subprocess per trial).
+        report: write the report and copy the best adapter at the end (a benchmark's replay, which measures the
+            search alone, skips them).
     """
     check_options(options)
     if options.decode_only:
@@ -127,6 +130,8 @@ def tune(
             confirm=confirm or (lambda task, notes, sources: None),
             settings=options,
         )
+        if not report:
+            ctx.write_report = None
         study_ref: list[int] = []
 
         def make_space_and_proposer(task: TaskSpec, profile: DataProfile):  # noqa: ANN202

@@ -57,6 +57,15 @@ def test_a_study_runs_to_its_trial_budget_and_reports(tmp_path, reviews_csv):
     assert snapshots and snapshots[-1].note == "done"
 
 
+def test_a_study_without_a_report_writes_none_and_copies_no_adapter(tmp_path, reviews_csv):
+    outcome = tune(_options(tmp_path, reviews_csv, trials=2), executor=FakeExecutor(), report=False)
+    assert outcome.best is not None and outcome.report_path is None
+    assert not (tmp_path / "runs" / "s1" / "report.md").exists()
+    assert not (tmp_path / "runs" / "s1" / "best_adapter").exists()
+    with Store(tmp_path / "s.db", create=False) as store:
+        assert store.get_study("s1").status == "complete"
+
+
 def test_failed_trials_are_recorded_and_the_study_goes_on(tmp_path, reviews_csv):
     # Batches of 16 and up run out of memory, and the sampler alone tries them (its start-up trials come from the
     # whole space); the study goes on at smaller batches.
