@@ -16,8 +16,8 @@ they propose. The budget axis is compute, not trial counts, in two measures:
 A run goes once up to the largest budget and stops as soon as its reference compute passes it (a trial cut
 then does not count); smaller budgets are read off its curve. At budget b a method's choice is the complete
 trial with the best VALIDATION score among those whose cumulative compute, in order of finishing, is at most
-b, or, by the second rule printed, the earliest within one standard error of it; one rule for every method at
-a time. The table gives that score and the same trial's TEST score (a split no proposer ever sees), and each
+b, or, by the other rules printed (RULES), one that weighs a lead against its standard error; one rule for every
+method at a time. The table gives that score and the same trial's TEST score (a split no proposer ever sees), and each
 method's paired gain over the opening alone on test with a bootstrap 95% interval over seeds. A record under
 benchmarks/records/ must come from a clean tree, and names its commit (benchmarks/provenance.py). Budgets are
 multiples of one default opening trial's reference price (per seed), so one command means the same on any
@@ -113,9 +113,6 @@ RUN_METHODS = {
     "planner+llm": ("tpe", "portfolio", "local"),
 }
 METHODS = ["default", *RUN_METHODS]  # `default` is read off a run, not run
-# Which trial a method stands by, the same rule for every method (both are printed): the top validation score
-# (Optuna's), or the study's own choice (`memory.records.best_trial`: the earliest trial within one standard
-# error of the top, on the validation rows).
 # Which trial a method keeps (the same rule for every method at a time; each is printed). A study keeps the top
 # (`memory.records.best_trial`); the other two weigh a lead against its standard error on the validation rows.
 RULES = {

@@ -17,8 +17,8 @@ split, so a replayed interval says how reliably a method finds a config, not how
 opening on new data: the table prints each config's standard error on its test rows beside it.
 
 Budgets are in trial-equivalents: multiples of the opening's recorded seconds. A method's choice at a budget is the
-complete full-fidelity trial it would keep among those finished within it, by top validation score or by the
-one-standard-error rule (both printed, one rule for every method at a time).
+complete full-fidelity trial it would keep among those finished within it, by each rule of `bench_planner.RULES`
+(top validation score, the study's own; all printed, one rule for every method at a time).
 
     python benchmarks/bench_table.py record --tasks debates                 # resumable: appends to the table
     python benchmarks/bench_table.py replay --tasks debates --seeds 30 --budgets 5 10 20
