@@ -13,18 +13,22 @@ grid as its space (`TuneOptions.space`), so every method proposes only configs t
 one of them.
 
 What a seed varies: the proposers' randomness only. The table holds one training seed per config and one test
-split, so a replayed interval says how reliably a method finds a config, not how reliably that config beats the
-opening on new data: the table prints each config's standard error on its test rows beside it.
+split, so an interval over seeds says how reliably a method finds a config, not how reliably that config beats the
+opening on new data. `test-rows` trains again each config a study can keep (the opening and every trial at or
+above its validation score) and records its predictions on the test rows; where they are recorded, a replay also
+prints the interval over seeds and test rows drawn at once (`row_bootstrap.py`), paired on rows and on seeds.
 
 Budgets are in trial-equivalents: multiples of the opening's recorded seconds. A method's choice at a budget is the
 complete full-fidelity trial it would keep among those finished within it, by each rule of `bench_planner.RULES`
 (top validation score, the study's own; all printed, one rule for every method at a time).
 
     python benchmarks/bench_table.py record --tasks debates                 # resumable: appends to the table
+    python benchmarks/bench_table.py test-rows --tasks debates              # resumable: the keepable configs' rows
     python benchmarks/bench_table.py replay --tasks debates --seeds 30 --budgets 5 10 20
     python benchmarks/bench_table.py replay --tasks debates --out benchmarks/records/table-debates.json
 
-Tables live in benchmarks/tables/<task>.jsonl, one trial a line, each naming the commit that trained it.
+Tables live in benchmarks/tables/<task>.jsonl, one trial a line, each naming the commit that trained it; test rows in
+benchmarks/tables/<task>.test-rows.jsonl, one config a line.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from benchmarks.bench_planner import (  # noqa: E402
     write_splits,
 )
 from benchmarks.provenance import commit, commit_for  # noqa: E402
+from benchmarks.row_bootstrap import RowBootstrap  # noqa: E402
 from executors.base import BaseExecutor, EventCallback  # noqa: E402
 from memory.records import (  # noqa: E402
     CategoricalParam,
@@ -180,19 +185,40 @@ def read_table(task: str) -> dict[str, dict[str, Any]]:
     return {row["key"]: row for row in rows}
 
 
-def record(task_name: str, workdir: Path, limit_s: float | None) -> None:
-    """Train every config of `task`'s grid not yet in its table, full and screened; append each as it ends."""
-    from executors.local import LocalExecutor
+class Grid(NamedTuple):
+    """A task's study options on its fixed rows, cut to the grid, and the grid's configs, opening and task spec."""
 
+    task: BenchTask
+    options: TuneOptions
+    configs: list[TrialConfig]
+    opening: TrialConfig
+    spec: TaskSpec
+
+
+def task_grid(task_name: str, workdir: Path) -> Grid:
     task = TASKS[task_name]
-    code = commit(outside=("benchmarks/tables",))  # the tables grow over sessions, a line naming its commit
-    if code.endswith("+dirty") or code == "unknown":  # a table is a record: it names the code that trained it
-        sys.exit(f"refusing to record {task_name}'s table: the tree has uncommitted changes; commit them first")
     folder = workdir / task_name
     folder.mkdir(parents=True, exist_ok=True)
     options = task_options(task, folder)
     options = options.model_copy(update={"space": grid_overrides(options)})
-    configs, opening, spec = grid_configs(options)
+    return Grid(task, options, *grid_configs(options))
+
+
+def clean_commit(what: str) -> str:
+    """The commit a recording names; a tree with uncommitted changes records nothing."""
+    code = commit(outside=("benchmarks/tables",))  # the tables grow over sessions, a line naming its commit
+    if code.endswith("+dirty") or code == "unknown":  # a table is a record: it names the code that trained it
+        sys.exit(f"refusing to record {what}: the tree has uncommitted changes; commit them first")
+    return code
+
+
+def record(task_name: str, workdir: Path, limit_s: float | None) -> None:
+    """Train every config of `task`'s grid not yet in its table, full and screened; append each as it ends."""
+    from executors.local import LocalExecutor
+
+    code = clean_commit(f"{task_name}'s table")
+    _, _, configs, opening, spec = task_grid(task_name, workdir)
+    folder = workdir / task_name
     have = read_table(task_name)
     todo = training_order(configs, opening, have)
     print(f"{task_name}: {len(configs)} configs, {len(have)} trials recorded, {len(todo)} to train", flush=True)
@@ -231,6 +257,73 @@ def training_order(configs: list[TrialConfig], opening: TrialConfig, have: dict[
     fulls = sorted(configs, key=lambda c: key(c) != key(opening))
     ordered = [opening.model_copy(update={"train_fraction": SCREEN}), *fulls, *screens]
     return list({key(c): c for c in ordered if key(c) not in have}.values())
+
+
+def test_rows_path(task: str) -> Path:
+    return TABLES / f"{task}.test-rows.jsonl"
+
+
+def read_test_rows(task: str) -> dict[str, dict[str, Any]]:
+    """Per config key, its retrained trial's predictions on the test rows (`record_test_rows`)."""
+    path = test_rows_path(task)
+    rows = (json.loads(line) for line in path.read_text().splitlines() if line.strip()) if path.exists() else ()
+    return {row["key"]: row for row in rows}
+
+
+def keepable(configs: list[TrialConfig], opening: TrialConfig, table: dict, metric: str) -> list[TrialConfig]:
+    """The configs a study can keep: the opening, and each complete full trial at or above its validation score.
+
+    Every method trains the opening first, and every rule keeps it or a trial that beats it on validation.
+    """
+    floor = table[key(opening)]["metrics"][metric]
+    above = [c for c in configs if table[key(c)]["state"] == TrialState.complete.value
+             and table[key(c)]["metrics"].get(metric, -math.inf) >= floor]  # fmt: skip
+    return [opening, *(c for c in above if key(c) != key(opening))]
+
+
+def record_test_rows(task_name: str, workdir: Path) -> None:
+    """Train each config a study can keep again (seed 0, as recorded), and append its predictions on the test rows.
+
+    The retrained trial is checked against the table: the same validation and test scores, or it says by how much
+    they differ. Its test score recomputed from the predictions must equal the executor's own.
+    """
+    from executors.data import load_table
+    from executors.local import LocalExecutor
+    from executors.predict import predict
+
+    code = clean_commit(f"{task_name}'s test rows")
+    task, options, configs, opening, spec = task_grid(task_name, workdir)
+    folder = workdir / task_name
+    table = read_table(task_name)
+    if any(key(c) not in table for c in configs):
+        sys.exit(f"{task_name}: the table is not complete: record it first")
+    have = read_test_rows(task_name)
+    todo = [c for c in keepable(configs, opening, table, task.metric) if key(c) not in have]
+    test = load_table(options.test_data or "")
+    gold = list(test[task.label])
+    print(f"{task_name}: {len(todo)} configs to train again for their test rows", flush=True)
+    with LocalExecutor() as executor:
+        for i, config in enumerate(todo):
+            result = executor.run(spec, config, folder / "test-rows" / f"t{i}")
+            if result.adapter_dir is None:
+                print(f"  {describe(config)}: {result.state.value}, no adapter ({result.message})", flush=True)
+                continue
+            predictions = predict(result.adapter_dir, test)
+            recorded = table[key(config)]
+            row = {
+                "key": key(config), "commit": code, "validation": result.metrics.get(task.metric),
+                "test": result.test_metrics.get(task.metric), "table_validation": recorded["metrics"][task.metric],
+                "table_test": recorded["test_metrics"].get(task.metric), "predictions": predictions,
+            }  # fmt: skip
+            from_rows = RowBootstrap(task.metric, gold, {row["key"]: predictions}, seeds=1).score(row["key"])
+            if row["test"] is None or not math.isclose(from_rows, row["test"], abs_tol=1e-9):
+                sys.exit(f"{describe(config)}: the predictions score {from_rows} on test, the trial {row['test']}")
+            with test_rows_path(task_name).open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            drift = (
+                f"val {row['validation'] - row['table_validation']:+.4f}, test {row['test'] - row['table_test']:+.4f}"
+            )
+            print(f"  [{i + 1}/{len(todo)}] {describe(config)}: against the table {drift}", flush=True)
 
 
 def describe(config: TrialConfig) -> str:
@@ -399,13 +492,8 @@ def chosen(rows: list[dict[str, Any]], budget_s: float, rule: str, eval_rows: in
 
 
 def replay(task_name: str, seeds: int, budgets: Sequence[float], methods: Sequence[str], workdir: Path) -> dict:
-    task = TASKS[task_name]
     table = read_table(task_name)
-    folder = workdir / task_name
-    folder.mkdir(parents=True, exist_ok=True)
-    options = task_options(task, folder)
-    options = options.model_copy(update={"space": grid_overrides(options)})
-    configs, opening, spec = grid_configs(options)
+    task, options, configs, opening, spec = task_grid(task_name, workdir)
     missing = [c for c in configs if key(c) not in table]
     if missing:
         sys.exit(f"{task_name}: {len(missing)} of {len(configs)} grid configs are not in the table: record them first")
@@ -448,21 +536,55 @@ def replay(task_name: str, seeds: int, budgets: Sequence[float], methods: Sequen
         picks = kept(method, budget, rule)
         return [sign * ((p["test"] if p else summary["opening_test"]) - summary["opening_test"]) for p in picks]
 
-    def cell(values: list[float]) -> dict[str, float]:
-        low, high = bootstrap_interval(values)
-        return {"mean_gain": statistics.mean(values), "low": low, "high": high}
+    def picks(method: str, budget: float, rule: str) -> list[str | None]:
+        return [p["key"] if p else None for p in kept(method, budget, rule)]
 
-    rows = {m: {r: {f"{b:g}": cell(gains(m, b, r)) for b in budgets} for r in RULES} for m in methods}
+    rows_bootstrap = test_rows_bootstrap(task, options, seeds)
+
+    def cell(values: list[float], *methods_: str, budget: float, rule: str) -> dict[str, Any]:
+        """The mean over seeds, its interval over seeds, and (where every kept config has its test rows) its
+        interval over seeds and test rows drawn at once; `methods_`: a method, or a method and the one it is
+        paired with."""
+        low, high = bootstrap_interval(values)
+        out: dict[str, Any] = {"mean_gain": statistics.mean(values), "low": low, "high": high}
+        kept_keys = [picks(m, budget, rule) for m in methods_]
+        if rows_bootstrap is not None and all(rows_bootstrap.covers(k) for k in kept_keys):
+            per_seed = [rows_bootstrap.gains(k, key(opening), sign) for k in kept_keys]
+            joint = per_seed[0] - per_seed[1] if len(per_seed) == 2 else per_seed[0]
+            as_recorded = [rows_bootstrap.recorded_gains(k, key(opening), sign) for k in kept_keys]
+            centre = as_recorded[0] - as_recorded[1] if len(as_recorded) == 2 else as_recorded[0]
+            shift = out["mean_gain"] - float(centre.mean())  # 0 where the retrained trials match the table
+            rows_low, rows_high = rows_bootstrap.interval(joint)
+            out |= {"rows_low": rows_low + shift, "rows_high": rows_high + shift}
+        return out
+
+    rows = {
+        m: {r: {f"{b:g}": cell(gains(m, b, r), m, budget=b, rule=r) for b in budgets} for r in RULES} for m in methods
+    }
     for method, against in PAIRS:  # paired per seed: the same seed's two studies
         if method in methods and against in methods:
             rows[f"{method} - {against}"] = {
                 r: {
-                    f"{b:g}": cell([m - a for m, a in zip(gains(method, b, r), gains(against, b, r), strict=True)])
+                    f"{b:g}": cell(
+                        [m - a for m, a in zip(gains(method, b, r), gains(against, b, r), strict=True)],
+                        method,
+                        against,
+                        budget=b,
+                        rule=r,
+                    )
                     for b in budgets
                 }
                 for r in RULES
             }
     summary["methods"] = rows
+    index = {key(c): i for i, c in enumerate(configs)}
+    # Per method, rule and budget, each seed's kept config as its place in the grid (-1: the opening stands), so an
+    # interval can be computed again without replaying.
+    summary["picks"] = {
+        m: {r: {f"{b:g}": [index[k] if k else -1 for k in picks(m, b, r)] for b in budgets} for r in RULES}
+        for m in methods
+    }
+    summary["test_rows_bootstrap"] = rows_bootstrap is not None
 
     def kept_validation(method: str, budget: float) -> dict[str, float]:
         """What the search itself aims at: the validation score of the trial kept by top validation, and on how many
@@ -487,6 +609,17 @@ def replay(task_name: str, seeds: int, budgets: Sequence[float], methods: Sequen
             for r in RULES
         }  # fmt: skip
     return summary
+
+
+def test_rows_bootstrap(task: BenchTask, options: TuneOptions, seeds: int) -> RowBootstrap | None:
+    """The joint bootstrap of seeds and test rows, where the task's test rows are recorded; None where not."""
+    from executors.data import load_table
+
+    recorded = read_test_rows(task.name)
+    if not recorded:
+        return None
+    gold = list(load_table(options.test_data or "")[task.label])
+    return RowBootstrap(task.metric, gold, {k: r["predictions"] for k, r in recorded.items()}, seeds)
 
 
 def llm_share(
@@ -565,10 +698,14 @@ def print_summary(s: dict[str, Any], budgets: Sequence[float]) -> None:
             cells = [f"{b}x {c['mean']:.4f} ({c['found_best']})" for b, c in per_budget.items()]
             print(f"    {method:<15} " + "   ".join(cells))
     for rule, words in RULES.items():
-        print(f"  test gain over the opening, mean [bootstrap 95% over seeds] — kept by {words}")
+        print(
+            f"  test gain over the opening, mean [bootstrap 95% over seeds] (rows [over seeds and test rows], where "
+            f"the test rows are recorded) — kept by {words}"
+        )
         for method, per_rule in s["methods"].items():
             cells = [
                 f"{b:g}x {c['mean_gain']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}]"
+                + (f" rows [{c['rows_low']:+.4f}, {c['rows_high']:+.4f}]" if "rows_low" in c else "")
                 for b, c in ((b, per_rule[rule][f"{b:g}"]) for b in budgets)
             ]
             print(f"    {method:<15} " + "   ".join(cells))
@@ -589,7 +726,7 @@ def print_summary(s: dict[str, Any], budgets: Sequence[float]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["record", "replay"])
+    parser.add_argument("action", choices=["record", "test-rows", "replay"])
     parser.add_argument("--tasks", nargs="+", default=["debates"], choices=list(TASKS))
     parser.add_argument("--limit", type=float, default=None, help="record: stop starting trials after this many s")
     parser.add_argument("--seeds", type=int, default=30, help="replay: seeds per method")
@@ -600,9 +737,12 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-table-") as scratch:
         workdir = Path(args.workdir or scratch)
-        if args.action == "record":
+        if args.action in ("record", "test-rows"):
             for name in args.tasks:
-                record(name, workdir, args.limit)
+                if args.action == "record":
+                    record(name, workdir, args.limit)
+                else:
+                    record_test_rows(name, workdir)
             return
         code = commit_for(Path(args.out) if args.out else None)
         summaries = [replay(name, args.seeds, args.budgets, args.methods, workdir) for name in args.tasks]

@@ -44,6 +44,19 @@ def _table(bench, configs):  # noqa: ANN001, ANN202
     return table
 
 
+def _recorded(bench, task, tmp_path, monkeypatch, table=None):  # noqa: ANN001, ANN202
+    """The tiny task's grid, with a made-up table (or `table`) written where the benchmark reads tables."""
+    options = bench.task_options(task, tmp_path / "work" / task.name)
+    options = options.model_copy(update={"space": bench.grid_overrides(options)})
+    configs, opening, _ = bench.grid_configs(options)
+    table = table or _table(bench, configs)
+    monkeypatch.setattr(bench, "TABLES", tmp_path / "tables")
+    monkeypatch.setitem(bench.TASKS, task.name, task)
+    bench.TABLES.mkdir(exist_ok=True)
+    bench.table_path(task.name).write_text("".join(json.dumps(row) + "\n" for row in table.values()))
+    return options, configs, opening, table
+
+
 def test_the_grid_holds_the_opening_and_a_replay_proposes_only_its_configs(bench, task, tmp_path):
     options = bench.task_options(task, tmp_path)
     options = options.model_copy(update={"space": bench.grid_overrides(options)})
@@ -158,14 +171,7 @@ def test_a_promoted_screen_is_no_new_proposal(bench, task, tmp_path):
 def test_a_replay_says_what_validation_score_each_method_kept_and_how_often_the_grids_best(
     bench, task, tmp_path, monkeypatch
 ):
-    options = bench.task_options(task, tmp_path / "rows")
-    options = options.model_copy(update={"space": bench.grid_overrides(options)})
-    configs, opening, _ = bench.grid_configs(options)
-    table = _table(bench, configs)
-    monkeypatch.setattr(bench, "TABLES", tmp_path / "tables")
-    monkeypatch.setitem(bench.TASKS, task.name, task)
-    bench.TABLES.mkdir()
-    bench.table_path(task.name).write_text("".join(json.dumps(row) + "\n" for row in table.values()))
+    options, configs, opening, table = _recorded(bench, task, tmp_path, monkeypatch)
     whole = len(configs) + 1  # trial-equivalents: past the whole grid in full
     summary = bench.replay(task.name, 3, [1, whole], ["tpe", "planner"], tmp_path / "work")
     best = summary["grid_best"]
@@ -176,3 +182,56 @@ def test_a_replay_says_what_validation_score_each_method_kept_and_how_often_the_
         # (or a config that ties it).
         assert at_one == {"mean": table[bench.key(opening)]["metrics"]["macro_f1"], "found_best": 0}
         assert at_whole == {"mean": pytest.approx(best["validation"]), "found_best": 3}
+
+
+def test_where_the_test_rows_are_recorded_a_replay_draws_its_intervals_over_rows_as_well_as_seeds(
+    bench, task, tmp_path, monkeypatch
+):
+    from executors.data import load_table
+
+    options, configs, opening, table = _recorded(bench, task, tmp_path, monkeypatch)
+    keepable = bench.keepable(configs, opening, table, "macro_f1")
+    floor = table[bench.key(opening)]["metrics"]["macro_f1"]
+    assert bench.key(keepable[0]) == bench.key(opening) and len(keepable) < len(configs)
+    assert all(table[bench.key(c)]["metrics"]["macro_f1"] >= floor for c in keepable)
+    gold = list(load_table(options.test_data)["label"])
+    flip = {"pos": "neg", "neg": "pos"}
+    with bench.test_rows_path(task.name).open("w") as f:  # each keepable config wrong on its own rows
+        for n, config in enumerate(keepable):
+            predictions = [flip[g] if (i + n) % 4 == 0 else g for i, g in enumerate(gold)]
+            f.write(json.dumps({"key": bench.key(config), "predictions": predictions}) + "\n")
+    summary = bench.replay(task.name, 3, [1, 4], ["tpe", "planner"], tmp_path / "work")
+    assert summary["test_rows_bootstrap"]
+    for name in ("tpe", "planner", "planner - tpe"):
+        for cell in summary["methods"][name]["top"].values():
+            assert cell["rows_low"] <= cell["mean_gain"] <= cell["rows_high"]
+    # At one trial-equivalent every seed keeps the opening: nothing to draw, on seeds or rows.
+    at_one = summary["methods"]["planner"]["top"]["1"]
+    assert at_one["mean_gain"] == at_one["rows_low"] == at_one["rows_high"] == 0.0
+    # Each seed's kept config is recorded as its place in the grid, so an interval can be drawn again.
+    place = [bench.key(c) for c in configs].index(bench.key(opening))
+    assert summary["picks"]["planner"]["top"]["1"] == [place] * 3
+    at_four = summary["methods"]["planner"]["top"]["4"]
+    assert at_four["rows_high"] - at_four["rows_low"] > at_four["high"] - at_four["low"]  # the rows add their noise
+
+
+@pytest.mark.slow
+def test_test_rows_trains_each_keepable_config_again_and_its_predictions_give_its_test_score(
+    bench, task, tmp_path, monkeypatch, capsys
+):
+    _, configs, opening, table = _recorded(bench, task, tmp_path, monkeypatch)
+    for row in table.values():  # only the opening and one other config reach the opening's validation score
+        row["metrics"]["macro_f1"] = 0.5
+    second = next(c for c in configs if bench.key(c) != bench.key(opening))
+    for config in (opening, second):
+        table[bench.key(config)]["metrics"]["macro_f1"] = 0.9
+    _recorded(bench, task, tmp_path, monkeypatch, table)
+    monkeypatch.setattr(bench, "commit", lambda outside: "abc1234")  # a clean commit; the tests run in any tree
+    bench.record_test_rows(task.name, tmp_path / "work")  # the real executor: two LoRA trials on MiniLM
+    recorded = bench.read_test_rows(task.name)
+    assert list(recorded) == [bench.key(opening), bench.key(second)]
+    for row in recorded.values():  # the trial's own test score, recomputed from its predictions (checked inside)
+        assert len(row["predictions"]) == task.rows[2] and set(row["predictions"]) <= {"pos", "neg"}
+        assert row["commit"] == "abc1234" and row["table_validation"] == 0.9 and 0.0 <= row["test"] <= 1.0
+    bench.record_test_rows(task.name, tmp_path / "work")  # resumed: nothing left to train
+    assert "0 configs to train again" in capsys.readouterr().out

@@ -3,7 +3,7 @@
 Successive halving over training rows, run asynchronously as ASHA does (Li et al., "A System for Massively
 Parallel Hyperparameter Tuning", MLSys 2020): the configs the optimiser or the LLM propose are first trained on a
 seeded, class-stratified `fraction` of the training rows (a screen: `TrialConfig.train_fraction`). Once the
-screens that finished number k, the top k // `eta` of them by validation score are promoted: the same config is
+screens that finished number k, the top k // `ETA` of them by validation score are promoted: the same config is
 trained on all the rows. A promotion comes before any new screen, so the full trials start as soon as a screen
 has earned one. The opening and warm-start configs are known to be good: they train in full at once, and so do the
 first `FULL_FIRST` configs of a study, since a study that ends early is a few full trials.
@@ -72,12 +72,12 @@ def full(config: TrialConfig) -> TrialConfig:
     return config.model_copy(update={"train_fraction": 1.0})
 
 
-def promotions(view: PlannerView, eta: int = ETA) -> list[TrialRecord]:
-    """Screens in the top 1/eta of the finished ones that are not yet trained in full, best first."""
+def promotions(view: PlannerView) -> list[TrialRecord]:
+    """Screens in the top 1/ETA of the finished ones that are not yet trained in full, best first."""
     screens = [t for t in view.finished if t.config.screened]
     scored = [t for t in screens if t.state == TrialState.complete and t.objective is not None]
     sign = view.task.direction.sign
-    top = sorted(scored, key=lambda t: (-sign * (t.objective or 0.0), t.number))[: len(screens) // eta]
+    top = sorted(scored, key=lambda t: (-sign * (t.objective or 0.0), t.number))[: len(screens) // ETA]
     taken = {full(t.config) for t in view.trials if not t.config.screened}
     return [t for t in top if full(t.config) not in taken]
 
@@ -158,25 +158,25 @@ class ScreeningProposer(BaseProposer):
 
     name = "screening"
 
-    def __init__(self, inner: BaseProposer, fraction: float, eta: int = ETA, full_first: int = FULL_FIRST) -> None:
+    def __init__(self, inner: BaseProposer, fraction: float) -> None:
         super().__init__()
         if not 0 < fraction < 1:
             raise ValueError(f"a screen trains on a share of the rows: fraction {fraction} is not between 0 and 1")
-        self.inner, self.fraction, self.eta, self.full_first = inner, fraction, eta, full_first
+        self.inner, self.fraction = inner, fraction
 
     def propose(self, view: PlannerView, n: int) -> Proposals:
         stopped = screens_misrank(view.trials, view.task.direction)
         in_full = sum(1 for t in view.trials if not t.config.screened)
-        if stopped or in_full + n <= self.full_first:
-            note = f"screening stopped as {stopped}" if stopped else f"the first {self.full_first} configs train so"
+        if stopped or in_full + n <= FULL_FIRST:
+            note = f"screening stopped as {stopped}" if stopped else f"the first {FULL_FIRST} configs train so"
             planned = self.inner.propose(view, n)
             return Proposals.of([_noted(p, f"in full: {note}") for p in planned], planned.calls)
         out: list[Proposal] = []
         screens = sum(1 for t in view.finished if t.config.screened)
-        for rank, trial in enumerate(promotions(view, self.eta)[:n], start=1):
+        for rank, trial in enumerate(promotions(view)[:n], start=1):
             why = (
                 f"promoted: screened on {trial.config.train_fraction:.0%} of the rows, {view.task.metric} "
-                f"{trial.objective or 0.0:.4f}, {rank} of the top {screens // self.eta} of {screens} screens"
+                f"{trial.objective or 0.0:.4f}, {rank} of the top {screens // ETA} of {screens} screens"
             )
             out.append(Proposal(full(trial.config), trial.source, why))
         if len(out) == n:
