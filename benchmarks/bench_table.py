@@ -225,6 +225,9 @@ def record(task_name: str, workdir: Path, limit_s: float | None) -> None:
     TABLES.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with LocalExecutor() as executor:
+        warm_up = opening.model_copy(update={"train_fraction": SCREEN})
+        if todo and key(todo[0]) != key(warm_up):  # resumed: the first trial would pay the cold start, so warm up
+            executor.run(spec, warm_up, folder / "runs" / "warm-up")
         for i, config in enumerate(todo):
             if limit_s is not None and time.monotonic() - started > limit_s:
                 print(f"{task_name}: stopped after {limit_s:.0f} s; run again to go on", flush=True)
@@ -250,8 +253,9 @@ def training_order(configs: list[TrialConfig], opening: TrialConfig, have: dict[
     """The grid's trials not yet in the table, each once, full and screened, in the order `record` trains them.
 
     The opening's screen first: it warms the worker (the model loaded, the kernels compiled), so the opening's
-    seconds, the table's unit, are a warm trial's like every other's. Then the full trials, the opening first, so a
-    table cut short can be replayed by methods that never screen; the screens last.
+    seconds, the table's unit, are a warm trial's like every other's (a resumed `record` trains it once more,
+    unrecorded, for the same reason). Then the full trials, the opening first, so a table cut short can be replayed
+    by methods that never screen; the screens last.
     """
     screens = [c.model_copy(update={"train_fraction": SCREEN}) for c in configs]
     fulls = sorted(configs, key=lambda c: key(c) != key(opening))
