@@ -81,6 +81,7 @@ TABLES = ROOT / "benchmarks" / "tables"
 REACH_STEP = 0.5  # trial-equivalents: the resolution of "the compute to reach TPE's gain"
 SCREEN = AUTO_SHARE  # the screens' share of the training rows (`--screen` in a study), the one `auto` uses
 SPLIT_SEED = 0  # one set of rows per task: the table is recorded on it
+ROWS_TOLERANCE = 0.002  # a config's test score from its recorded predictions, against the trial's own
 # The grid's learning rates and LoRA ranks, as multiples of the opening's: rates over the space's stable range
 # (clipped to it), ranks at the fixed alpha, so a rank is also a step size (alpha / r).
 RATE_FACTORS = (1 / 9, 1 / 3, 1.0, 3.0, 9.0)
@@ -289,7 +290,7 @@ def record_test_rows(task_name: str, workdir: Path) -> None:
     """Train each config a study can keep again (seed 0, as recorded), and append its predictions on the test rows.
 
     The retrained trial is checked against the table: the same validation and test scores, or it says by how much
-    they differ. Its test score recomputed from the predictions must equal the executor's own.
+    they differ. Its test score recomputed from the predictions must be within `ROWS_TOLERANCE` of the executor's.
     """
     from executors.data import load_table
     from executors.local import LocalExecutor
@@ -319,15 +320,19 @@ def record_test_rows(task_name: str, workdir: Path) -> None:
                 "test": result.test_metrics.get(task.metric), "table_validation": recorded["metrics"][task.metric],
                 "table_test": recorded["test_metrics"].get(task.metric), "predictions": predictions,
             }  # fmt: skip
-            from_rows = RowBootstrap(task.metric, gold, {row["key"]: predictions}, seeds=1).score(row["key"])
-            if row["test"] is None or not math.isclose(from_rows, row["test"], abs_tol=1e-9):
-                sys.exit(f"{describe(config)}: the predictions score {from_rows} on test, the trial {row['test']}")
+            # The same model reloaded and run in other batches: a tag or two may flip on float noise, no more.
+            row["rows_test"] = RowBootstrap(task.metric, gold, {row["key"]: predictions}, seeds=1).score(row["key"])
+            if row["test"] is None or abs(row["rows_test"] - row["test"]) > ROWS_TOLERANCE:
+                sys.exit(
+                    f"{describe(config)}: its predictions score {row['rows_test']} on test, the trial {row['test']}"
+                )
             with test_rows_path(task_name).open("a") as f:
                 f.write(json.dumps(row) + "\n")
             drift = (
                 f"val {row['validation'] - row['table_validation']:+.4f}, test {row['test'] - row['table_test']:+.4f}"
             )
-            print(f"  [{i + 1}/{len(todo)}] {describe(config)}: against the table {drift}", flush=True)
+            rows = f"; from its predictions {row['rows_test'] - row['test']:+.5f}"
+            print(f"  [{i + 1}/{len(todo)}] {describe(config)}: against the table {drift}{rows}", flush=True)
 
 
 def describe(config: TrialConfig) -> str:
