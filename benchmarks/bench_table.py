@@ -292,7 +292,6 @@ def record_test_rows(task_name: str, workdir: Path) -> None:
     The retrained trial is checked against the table: the same validation and test scores, or it says by how much
     they differ. Its test score recomputed from the predictions must be within `ROWS_TOLERANCE` of the executor's.
     """
-    from executors.data import load_table
     from executors.local import LocalExecutor
     from executors.predict import predict
 
@@ -304,7 +303,7 @@ def record_test_rows(task_name: str, workdir: Path) -> None:
         sys.exit(f"{task_name}: the table is not complete: record it first")
     have = read_test_rows(task_name)
     todo = [c for c in keepable(configs, opening, table, task.metric) if key(c) not in have]
-    test = load_table(options.test_data or "")
+    test = test_frame(options, spec)
     gold = list(test[task.label])
     print(f"{task_name}: {len(todo)} configs to train again for their test rows", flush=True)
     with LocalExecutor() as executor:
@@ -548,7 +547,7 @@ def replay(task_name: str, seeds: int, budgets: Sequence[float], methods: Sequen
     def picks(method: str, budget: float, rule: str) -> list[str | None]:
         return [p["key"] if p else None for p in kept(method, budget, rule)]
 
-    rows_bootstrap = test_rows_bootstrap(task, options, seeds)
+    rows_bootstrap = test_rows_bootstrap(task, options, spec, seeds)
 
     def cell(values: list[float], *methods_: str, budget: float, rule: str) -> dict[str, Any]:
         """The mean over seeds, its interval over seeds, and (where every kept config has its test rows) its
@@ -620,14 +619,19 @@ def replay(task_name: str, seeds: int, budgets: Sequence[float], methods: Sequen
     return summary
 
 
-def test_rows_bootstrap(task: BenchTask, options: TuneOptions, seeds: int) -> RowBootstrap | None:
-    """The joint bootstrap of seeds and test rows, where the task's test rows are recorded; None where not."""
-    from executors.data import load_table
+def test_frame(options: TuneOptions, spec: TaskSpec) -> Any:
+    """The test rows as a trial scores them: cleaned as the executor cleans them (duplicate inputs dropped)."""
+    from executors.data import clean_table, load_table
 
+    return clean_table(load_table(options.test_data or ""), spec, "the test rows")
+
+
+def test_rows_bootstrap(task: BenchTask, options: TuneOptions, spec: TaskSpec, seeds: int) -> RowBootstrap | None:
+    """The joint bootstrap of seeds and test rows, where the task's test rows are recorded; None where not."""
     recorded = read_test_rows(task.name)
     if not recorded:
         return None
-    gold = list(load_table(options.test_data or "")[task.label])
+    gold = list(test_frame(options, spec)[task.label])
     return RowBootstrap(task.metric, gold, {k: r["predictions"] for k, r in recorded.items()}, seeds)
 
 

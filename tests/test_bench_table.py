@@ -187,14 +187,12 @@ def test_a_replay_says_what_validation_score_each_method_kept_and_how_often_the_
 def test_where_the_test_rows_are_recorded_a_replay_draws_its_intervals_over_rows_as_well_as_seeds(
     bench, task, tmp_path, monkeypatch
 ):
-    from executors.data import load_table
-
     options, configs, opening, table = _recorded(bench, task, tmp_path, monkeypatch)
     keepable = bench.keepable(configs, opening, table, "macro_f1")
     floor = table[bench.key(opening)]["metrics"]["macro_f1"]
     assert bench.key(keepable[0]) == bench.key(opening) and len(keepable) < len(configs)
     assert all(table[bench.key(c)]["metrics"]["macro_f1"] >= floor for c in keepable)
-    gold = list(load_table(options.test_data)["label"])
+    gold = list(bench.test_frame(options, bench.grid_configs(options)[2])["label"])
     flip = {"pos": "neg", "neg": "pos"}
     with bench.test_rows_path(task.name).open("w") as f:  # each keepable config wrong on its own rows
         for n, config in enumerate(keepable):
