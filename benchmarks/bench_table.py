@@ -61,7 +61,7 @@ from benchmarks.bench_planner import (  # noqa: E402
     write_splits,
 )
 from benchmarks.provenance import commit, commit_for  # noqa: E402
-from benchmarks.row_bootstrap import RowBootstrap  # noqa: E402
+from benchmarks.row_bootstrap import RowBootstrap, row_score  # noqa: E402
 from executors.base import BaseExecutor, EventCallback  # noqa: E402
 from memory.records import (  # noqa: E402
     CategoricalParam,
@@ -319,7 +319,7 @@ def record_test_rows(task_name: str, workdir: Path) -> None:
                 "test": result.test_metrics.get(task.metric), "table_validation": recorded["metrics"][task.metric],
                 "table_test": recorded["test_metrics"].get(task.metric), "predictions": predictions,
             }  # fmt: skip
-            row["rows_test"] = RowBootstrap(task.metric, gold, {row["key"]: predictions}, seeds=1).score(row["key"])
+            row["rows_test"] = row_score(task.metric, gold, predictions)
             if row["test"] is None or abs(row["rows_test"] - row["test"]) > ROWS_TOLERANCE:
                 sys.exit(
                     f"{describe(config)}: its predictions score {row['rows_test']} on test, the trial {row['test']}"

@@ -62,6 +62,12 @@ def weighted_score(kind: str, counts: np.ndarray, weights: np.ndarray) -> np.nda
     return f1.sum(axis=1) / np.maximum(present.sum(axis=1), 1)
 
 
+def row_score(metric: str, gold: Sequence[Any], predictions: Sequence[Any]) -> float:
+    """`metric` on the rows as they are, from the same counts a draw sums (it equals the metric library's)."""
+    kind, counts = row_counts(metric, gold, predictions)
+    return float(weighted_score(kind, counts, np.ones((1, len(gold))))[0])
+
+
 class RowBootstrap:
     """Joint draws of seeds and test rows, and each config's score on every draw of rows.
 
