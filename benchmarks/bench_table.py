@@ -34,6 +34,7 @@ benchmarks/tables/<task>.test-rows.jsonl, one config a line.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import statistics
@@ -534,9 +535,10 @@ def replay(task_name: str, seeds: int, budgets: Sequence[float], methods: Sequen
         "methods": {},
     }  # fmt: skip
 
-    def kept(method: str, budget: float, rule: str) -> list[dict | None]:
+    @functools.cache
+    def kept(method: str, budget: float, rule: str) -> tuple[dict | None, ...]:
         """Per seed, the trial kept at `budget` by `rule` (None: nothing full finished, the opening stands)."""
-        return [chosen(rows, budget * unit, rule, eval_rows, sign) for rows in runs[method]]
+        return tuple(chosen(rows, budget * unit, rule, eval_rows, sign) for rows in runs[method])
 
     def gains(method: str, budget: float, rule: str) -> list[float]:
         """Per seed, the test score of the trial kept at `budget` over the opening's (the opening itself: 0)."""
@@ -556,11 +558,15 @@ def replay(task_name: str, seeds: int, budgets: Sequence[float], methods: Sequen
         out: dict[str, Any] = {"mean_gain": statistics.mean(values), "low": low, "high": high}
         kept_keys = [picks(m, budget, rule) for m in methods_]
         if rows_bootstrap is not None and all(rows_bootstrap.covers(k) for k in kept_keys):
-            per_seed = [rows_bootstrap.gains(k, key(opening), sign) for k in kept_keys]
-            joint = per_seed[0] - per_seed[1] if len(per_seed) == 2 else per_seed[0]
-            as_recorded = [rows_bootstrap.recorded_gains(k, key(opening), sign) for k in kept_keys]
-            centre = as_recorded[0] - as_recorded[1] if len(as_recorded) == 2 else as_recorded[0]
-            shift = out["mean_gain"] - float(centre.mean())  # 0 where the retrained trials match the table
+
+            def paired(gains_of: Any) -> Any:
+                """A method's gains per draw, less those of the method it is paired with, if any."""
+                per_method = [gains_of(k, key(opening), sign) for k in kept_keys]
+                return per_method[0] - per_method[1] if len(per_method) == 2 else per_method[0]
+
+            joint = paired(rows_bootstrap.gains)
+            # 0 where the retrained trials match the table
+            shift = out["mean_gain"] - float(paired(rows_bootstrap.recorded_gains).mean())
             rows_low, rows_high = rows_bootstrap.interval(joint)
             out |= {"rows_low": rows_low + shift, "rows_high": rows_high + shift}
         return out

@@ -10,13 +10,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from executors.base import BaseExecutor, Decoder, EventCallback, StopTrial
+from executors.base import BaseExecutor, Decoder, EventCallback, ProbeFailed, StopTrial
 from executors.events import follow_events
 from executors.processes import start_group, stop_group
 from memory.records import TRAIN_SPEED, FailureKind, TaskSpec, TrialConfig, TrialEvent, TrialResult, TrialState
@@ -152,7 +153,8 @@ class LocalExecutor(BaseExecutor):
 
     # ----------------------------------------------------------------- workers
 
-    def _spawn(self, place: str) -> _Worker:
+    def _process_env(self, place: str) -> tuple[dict[str, str], str]:
+        """The environment of a process that runs at `place`, and the device it names there."""
         env = {**os.environ, **self.env}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
@@ -165,6 +167,10 @@ class LocalExecutor(BaseExecutor):
             device = "cuda:0"
         if self.memory_limit_mb:
             env["AUTOGLM_MEMORY_LIMIT_MB"] = str(self.memory_limit_mb)
+        return env, device
+
+    def _spawn(self, place: str) -> _Worker:
+        env, device = self._process_env(place)
         cmd = [self.python, "-m", self.worker_module, "--standby", "--device", device]
         # Forked from `executors.processes`' one long-lived thread: the parent-death signal fires when the
         # forking *thread* ends, and a caller's thread (a trial slot) may end long before the worker should.
@@ -258,6 +264,31 @@ class LocalExecutor(BaseExecutor):
         # No standby worker starts while it trains: its imports would take the cores being measured.
         result = self._run(task, probe, work_dir, enough, PROBE_TIMEOUT_S, warm_next=False)
         return result.metrics.get(TRAIN_SPEED)  # out of time after a few windows, it still measured them
+
+    def probe_columns(
+        self, task: TaskSpec, config: TrialConfig, choices: Sequence[tuple[str, ...]], timeout_s: float
+    ) -> list[float]:
+        """`executors.probe` in a process of its own where the next trial would run: its device, env and threads."""
+        env, device = self._process_env(self.placements()[0])
+        with tempfile.TemporaryDirectory(prefix="autoglm-probe-") as folder:
+            request = Path(folder) / "probe.json"
+            request.write_text(json.dumps({
+                "task": task.model_dump(mode="json"), "config": config.model_dump(mode="json"),
+                "choices": [list(c) for c in choices],
+            }))  # fmt: skip
+            cmd = [self.python, "-m", "executors.probe", str(request), "--device", device]
+            proc = start_group(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            try:
+                out, err = proc.communicate(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                stop_group(proc, grace_s=0)
+                raise ProbeFailed(f"it ran past its {timeout_s:.0f} s") from None
+            except BaseException:  # Ctrl-C while it runs: it stops with the study
+                stop_group(proc, grace_s=0)
+                raise
+        if proc.returncode != 0:
+            raise ProbeFailed((err.strip().splitlines() or [f"exit code {proc.returncode}"])[-1][:300])
+        return [float(s) for s in json.loads(out.strip().splitlines()[-1])["scores"]]
 
     def _run(
         self,

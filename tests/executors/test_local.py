@@ -16,8 +16,10 @@ import pytest
 import executors.local
 from executors.base import StopTrial
 from executors.data import prepare_splits
+from executors.events import TrialFailure
 from executors.local import LocalExecutor, visible_gpus
 from executors.predict import export_merged, load_adapter, predict
+from executors.training import check_loss
 from memory.records import TRAIN_SPEED, DecodingConfig, FailureKind, TaskSpec, TrialConfig, TrialEvent, TrialState
 from tests.executors import faulty_worker
 from tests.executors.conftest import package_dir
@@ -193,6 +195,15 @@ def test_generation_trial_on_cmudict(phonemes_jsonl: Path, tmp_path: Path, trial
 
 
 # --------------------------------------------------------------------------- failures
+
+
+def test_one_hard_batch_is_no_divergence_but_a_mean_loss_grown_fourfold_is() -> None:
+    # Class-weighted, one batch whose rare row is misread scores several times the first loss while the run learns.
+    check_loss(0.8, [0.7, 0.6, 0.8, 0.7, 0.5, 0.7, 0.6, 0.7, 0.8, 3.1], first=0.72, step=85)
+    with pytest.raises(TrialFailure, match="diverged by step 40: 3.5 over its last 10 steps vs 0.72"):
+        check_loss(3.5, [3.5] * 10, first=0.72, step=40)
+    with pytest.raises(TrialFailure, match="loss became nan at step 3"):
+        check_loss(float("nan"), [0.7, float("nan")], first=0.72, step=3)
 
 
 @pytest.mark.slow
