@@ -165,7 +165,7 @@ def profile(ctx: StudyContext, state: StudyState) -> StudyState:
     )
     for call in ctx.plan.calls:  # the LLM's reading of the task
         ctx.store.record_planner_call(study.id, call)
-    ctx.budget = BudgetTracker(ctx.task.budget)
+    ctx.budget = BudgetTracker(ctx.task.budget, spent=BudgetSpent(seconds=ctx.plan.seconds))
     ctx.cost = ctx.cost or CostModel(ctx.task, ctx.profile)  # the plan's, priced at this machine's speed
     return {"study_id": study.id, "iterations": 0}
 

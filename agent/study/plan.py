@@ -3,6 +3,7 @@ search space, the opening trial and its price on this machine. `autoglm tune --d
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +57,9 @@ class StudyPlan:
     cost: CostModel  # what priced it: this machine's measured speed, or the prior
     calls: tuple[PlannerCall, ...] = ()  # the LLM's calls while reading the task, stored with the study
     screen: float | None = None  # the share of the rows new configs are screened on; None: every trial in full
+    # What planning ran on the machine trials use (the speed measurement, the input probe): the study charges it to
+    # its time budget, as it would a trial.
+    seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """The plan as plain JSON, for `autoglm tune --dry-run --json`."""
@@ -96,15 +100,21 @@ def plan_study(
     _check_models(space)
     notes = [source_note(field, source) for field, source in understood.sources.items()] + notes
     cost = CostModel(task, profile)
+    began = time.monotonic()
     if executor is not None and task.budget.max_seconds:  # the price decides what starts only in a time budget
         notes.append(measure_machine(executor, cost, space.to_config(default_values(task, space, profile))))
         space = study_space(options, task, profile, cost)  # the stronger model, if this machine affords it
-    opening = fit_opening(space, default_values(task, space, profile), cost, task.budget.max_seconds)
+    budget_s = task.budget.max_seconds
+    left_s = max(1.0, budget_s - (time.monotonic() - began)) if budget_s else None  # the measurement is charged
+    opening = fit_opening(space, default_values(task, space, profile), cost, left_s)
     opening_cost = cost.estimate(space.to_config(opening))
     if executor is not None:  # a plan that will train here: which input columns the opening reads
-        opening, note = probe_opening_columns(executor, task, space, opening, opening_cost.seconds, len(splits.train))
+        opening, note = probe_opening_columns(
+            executor, task, space, opening, opening_cost.seconds, len(splits.train), left_s
+        )
         notes += [note] if note else []
         opening_cost = cost.estimate(space.to_config(opening))
+    seconds = time.monotonic() - began
     notes.append(f"opening trial: {opening_cost.describe()}")
     screen = options.screen
     if screen == "auto":
@@ -121,7 +131,7 @@ def plan_study(
     return StudyPlan(
         task, profile, understood.sources, notes, space, opening,
         len(splits.train), len(splits.eval), len(splits.test), tfidf_baseline(task, splits), opening_cost, cost,
-        tuple(calls), screen,
+        tuple(calls), screen, seconds,
     )  # fmt: skip
 
 
@@ -132,9 +142,11 @@ def probe_opening_columns(
     opening: dict[str, Any],
     opening_s: float,
     train_rows: int,
+    left_s: float | None = None,
 ) -> tuple[dict[str, Any], str | None]:
     """The opening reads the input columns a frozen-encoder probe ranks first (`executors.probe`), where the space
-    chooses among several and the probe costs at most the opening trial; else the opening as it is.
+    chooses among several and the probe costs at most the opening trial (and leaves the time budget's `left_s` room
+    for the opening); else the opening as it is.
 
     Returns the opening and a note for the user (None where no probe ran). A probe that fails or overruns leaves
     the opening reading every column, and says why.
@@ -148,6 +160,8 @@ def probe_opening_columns(
     share = min(train_rows, PROBE_ROWS) * len(choices) / (EMBED_SPEEDUP * max(1, train_rows) * config.epochs)
     price = PROBE_START_S + opening_s * share
     if price > opening_s:  # it costs a trial at most: the one it saves where the opening would read a diluted input
+        return opening, None
+    if left_s is not None and price + opening_s > left_s:  # charged to the time budget, it would crowd the opening out
         return opening, None
     try:
         scores = executor.probe_columns(task, config, choices, timeout_s=PROBE_START_S + 4 * price)

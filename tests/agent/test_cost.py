@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,21 @@ def test_the_plan_prices_trials_at_this_machines_measured_speed(reviews_csv, tmp
     assert plan.opening_cost == plan.cost.estimate(plan.space.to_config(plan.opening))
     unmeasured = plan_study(options, executor=FakeExecutor())  # an executor that cannot tell (Ray, say)
     assert not unmeasured.cost.measured and any("speed was not measured" in n for n in unmeasured.notes)
+
+
+def test_the_seconds_planning_spends_on_the_machine_count_against_the_time_budget(reviews_csv, tmp_path):
+    class SlowToMeasure(FakeExecutor):
+        def measure_speed(self, task, config, work_dir):  # noqa: ANN001, ANN201
+            time.sleep(3.0)  # a busy machine's speed measurement
+            return 20.0
+
+    options = TuneOptions(
+        description="fresh or rotten", data=str(reviews_csv), time=600, trials=2, db=str(tmp_path / "s.db"),
+        runs_dir=str(tmp_path / "runs"), warm_start=False,
+    )  # fmt: skip
+    assert plan_study(options, executor=SlowToMeasure()).seconds >= 3.0
+    outcome = tune(options, executor=SlowToMeasure())  # two instant trials
+    assert outcome.study.spent.seconds >= 3.0
 
 
 def test_a_fast_machine_affords_the_stronger_model_in_a_short_budget(reviews_csv):
