@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 # Hyperparameters worth a column in the leaderboard; the full config is in the database.
 DECODING_PARAMS = ("max_new_tokens", "temperature", "top_p", "num_beams")
 LEADERBOARD_PARAMS = ("model", "learning_rate", "epochs", "batch_size", "lora_r", "lora_alpha", "max_length")
+# Features that get a column where the study searches them: which inputs a trial read, and whether it weighted classes.
+SEARCHED_FEATURES = {"text_columns": "inputs", "class_weights": "class_weights"}
 FINISHED = (TrialState.complete, TrialState.pruned, TrialState.failed)
 BEST_CONFIG_FILE = "best_config.yaml"
 
@@ -510,7 +512,9 @@ def plots_section(r: ReportInputs) -> list[str]:
 
 def leaderboard_section(r: ReportInputs) -> list[str]:
     task = r.study.task
-    header = ["#", "source", "state", task.metric, *LEADERBOARD_PARAMS, "seconds"]
+    features = [p for p in SEARCHED_FEATURES if r.study.space.param(p) is not None]
+    header = ["#", "source", "state", task.metric, *LEADERBOARD_PARAMS, *(SEARCHED_FEATURES[p] for p in features)]
+    header.append("seconds")
     lines = ["## Leaderboard", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     sign = task.direction.sign
     ranked = sorted(r.trials, key=lambda t: (t.objective is None, -sign * (t.objective or 0.0), t.number))
@@ -519,6 +523,8 @@ def leaderboard_section(r: ReportInputs) -> list[str]:
         state += f" (screen, {t.config.train_fraction:.0%} of rows)" if t.config.screened else ""
         score = f"{t.objective:.4f}" if t.objective is not None else "—"
         params = [_fmt(getattr(t.config, p)) for p in LEADERBOARD_PARAMS]
+        read = {"text_columns": t.config.text_columns or task.text_columns}  # None: the task's own columns
+        params += [_fmt(read.get(p, getattr(t.config, p))) for p in features]
         seconds = f"{t.finished_at - t.started_at:.0f}" if t.finished_at and t.started_at else "—"
         lines.append("| " + " | ".join([str(t.number), t.source, state, score, *params, seconds]) + " |")
     return lines + [""]

@@ -63,6 +63,27 @@ def test_the_report_has_every_section_and_its_plots(finished):
         assert png.stat().st_size > 10_000  # a drawn figure, not an empty canvas
 
 
+def test_the_leaderboard_shows_the_inputs_each_trial_read_where_the_study_chose_them(tmp_path, reviews_csv, finished):
+    import pandas as pd
+
+    frame = pd.read_csv(reviews_csv).head(300)
+    data = tmp_path / "two_columns.csv"
+    frame.assign(headline=frame["text"].str.split().str[:4].str.join(" ")).to_csv(data, index=False)
+    options = TuneOptions(
+        description="fresh or rotten critic snippets, macro-F1", data=str(data), label="category",
+        text_columns=("text", "headline"), trials=6, db=str(tmp_path / "s.db"), runs_dir=str(tmp_path / "runs"),
+        warm_start=False, pruner="none",
+    )  # fmt: skip
+    outcome = tune(options, executor=FakeExecutor(steps=2))
+    board = outcome.report_path.read_text().split("## Leaderboard", 1)[1].split("\n## ", 1)[0]
+    header = board.strip().splitlines()[0]
+    assert "| inputs |" in header and "class_weights" not in header  # balanced labels: no weighting to choose
+    read = {row.split(" | ")[header.split(" | ").index("inputs")] for row in board.strip().splitlines()[2:]}
+    assert "text+headline" in read and read <= {"text+headline", "text", "headline"} and len(read) > 1
+    single = finished[1].report_path.read_text().split("## Leaderboard", 1)[1].splitlines()[2]
+    assert "inputs" not in single  # one text column: nothing chosen, no column
+
+
 def test_the_html_report_is_self_contained(finished):
     _, outcome = finished
     html = (outcome.report_path.parent / "report.html").read_text()
