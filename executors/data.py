@@ -283,7 +283,7 @@ def _strata(df: pd.DataFrame, task: TaskSpec) -> np.ndarray | None:
     return df[task.label_column].to_numpy() if task.task_type == TaskType.classification else None
 
 
-def _pick_rows(n_rows: int, k: int, strata: np.ndarray | None, seed: int) -> np.ndarray:
+def pick_rows(n_rows: int, k: int, strata: np.ndarray | None, seed: int) -> np.ndarray:
     """Seeded, sorted choice of k row indices by scikit-learn's `train_test_split`, stratified by class where it can be.
 
     A class with a single row cannot be stratified, so its rows are left out of the
@@ -309,7 +309,7 @@ def prepare_splits(task: TaskSpec, config: TrialConfig | None = None) -> Splits:
 
     Uses `task.validation_path` when given, else a seeded split of
     `validation_fraction`, stratified by class for classification;
-    `task.max_rows` first takes a seeded subset the same way (`_pick_rows`).
+    `task.max_rows` first takes a seeded subset the same way (`pick_rows`).
     The config only adds checks that its feature columns exist.
 
     Raises:
@@ -317,7 +317,7 @@ def prepare_splits(task: TaskSpec, config: TrialConfig | None = None) -> Splits:
     """
     train = clean_table(load_table(task.train_path), task, Path(task.train_path).name)
     if task.max_rows is not None and len(train) > task.max_rows:
-        keep = _pick_rows(len(train), task.max_rows, _strata(train, task), task.seed)
+        keep = pick_rows(len(train), task.max_rows, _strata(train, task), task.seed)
         train = train.iloc[keep].reset_index(drop=True)
     if task.test_path:
         test = clean_table(load_table(task.test_path), task, Path(task.test_path).name)
@@ -370,9 +370,9 @@ def check_metric_classes(task: TaskSpec, labels: list[str], source: str = "the d
 
 
 def _hold_out(df: pd.DataFrame, k: int, task: TaskSpec, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(k held-out rows, the rest), picked by `_pick_rows` (seeded, stratified by class where it can be)."""
+    """(k held-out rows, the rest), picked by `pick_rows` (seeded, stratified by class where it can be)."""
     mask = np.zeros(len(df), dtype=bool)
-    mask[_pick_rows(len(df), k, _strata(df, task), seed)] = True
+    mask[pick_rows(len(df), k, _strata(df, task), seed)] = True
     return df[mask].reset_index(drop=True), df[~mask].reset_index(drop=True)
 
 

@@ -43,20 +43,21 @@ def probe_columns(
     import torch
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from transformers import AutoModel, AutoTokenizer
 
-    from executors.data import prepare_splits, render_texts
+    from executors.data import pick_rows, prepare_splits, render_texts
     from executors.models import resolve_model
+    from executors.tasks import masked_mean
     from executors.training import pick_device, set_threads
 
     began = time.monotonic()
     set_threads()
     train = prepare_splits(task).train
     gold = train[task.label_column].astype(str).to_numpy()
-    if len(train) > PROBE_ROWS:
-        keep, _ = train_test_split(np.arange(len(train)), train_size=PROBE_ROWS, random_state=task.seed, stratify=gold)
-        train, gold = train.iloc[np.sort(keep)], gold[np.sort(keep)]
+    if len(train) > PROBE_ROWS:  # seeded and stratified, as `max_rows` picks its subset
+        keep = pick_rows(len(train), PROBE_ROWS, gold, task.seed)
+        train, gold = train.iloc[keep], gold[keep]
     folds = min(FOLDS, int(np.unique(gold, return_counts=True)[1].min()))
     if folds < 2:
         raise ValueError("a class has a single training row: too few to cross-validate a probe")
@@ -79,8 +80,7 @@ def probe_columns(
                 return_tensors="pt",
             ).to(device)
             states = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).float()
-            out.append(((states * mask).sum(1) / mask.sum(1).clamp(min=1)).float().cpu().numpy())
+            out.append(masked_mean(states, batch["attention_mask"]).float().cpu().numpy())
         return np.concatenate(out)
 
     split = StratifiedKFold(folds, shuffle=True, random_state=task.seed)

@@ -145,8 +145,13 @@ class MeanPooler(torch.nn.Module):
         mask = self.mask
         if mask is None or mask.shape != hidden_states.shape[:2]:
             mask = torch.ones(hidden_states.shape[:2], device=hidden_states.device)
-        weights = mask.unsqueeze(-1).to(hidden_states.dtype)
-        return (hidden_states * weights).sum(1) / weights.sum(1).clamp(min=1)
+        return masked_mean(hidden_states, mask)
+
+
+def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean of each row's token states where `mask` is 1: a sentence-transformers encoder's own reading."""
+    weights = mask.unsqueeze(-1).to(states.dtype)
+    return (states * weights).sum(1) / weights.sum(1).clamp(min=1)
 
 
 def use_mean_pooling(model: Any) -> bool:
