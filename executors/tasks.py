@@ -29,6 +29,21 @@ IGNORE = -100  # label id the loss skips (padding, non-first sub-tokens, prompt 
 PADDED_KEYS = ("input_ids", "labels")  # what a data collator pads; an example's other keys (gold tags, ...) are ours
 
 
+def balanced_rows(examples: list[Example], seed: int) -> list[Example]:
+    """As many rows as `examples`, every class an equal share: common rows drawn without repeats, rare rows
+    each repeated about equally often (all of them, then a seeded draw for the remainder)."""
+    rng = random.Random(seed)
+    by_class: dict[int, list[Example]] = {}
+    for example in examples:
+        by_class.setdefault(example["labels"], []).append(example)
+    groups = [by_class[label] for label in sorted(by_class)]
+    rows: list[Example] = []
+    for i, group in enumerate(groups):
+        share = len(examples) // len(groups) + (i < len(examples) % len(groups))
+        rows += group * (share // len(group)) + rng.sample(group, share % len(group))
+    return rows
+
+
 class TaskHandler(ABC):
     """Plugs one task type into the shared training loop."""
 
@@ -69,6 +84,10 @@ class TaskHandler(ABC):
 
     def on_labels(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Called once `self.labels` is known (from the data or the tokenized cache)."""
+
+    def epoch_rows(self, train: list[Example], seed: int) -> list[Example]:
+        """The rows one epoch trains on: the training rows themselves, unless a handler balances their classes."""
+        return train
 
     def modules_to_save(self, model: Any) -> list[str] | None:
         """Extra fully-trained modules; PEFT already adds classification heads for SEQ_CLS/TOKEN_CLS."""
@@ -186,6 +205,7 @@ class ClassificationHandler(TaskHandler):
         super().__init__(task, config, labels)
         self.label_ids: dict[str, int] = {}
         self.class_weight: torch.Tensor | None = None
+        self.draw_balanced = False  # two classes balanced by drawing rows, not by loss weights
         self.pooling = "model"  # the architecture's own (CLS for BERT), or "mean"
         self.on_labels()
 
@@ -226,11 +246,25 @@ class ClassificationHandler(TaskHandler):
         labels = [self.label_ids[v] for v in df[self.task.label_column]]
         return [{"input_ids": ids, "labels": y} for ids, y in zip(enc["input_ids"], labels, strict=True)]
 
-    def set_class_weights(self, train: list[Example], device: torch.device) -> None:
-        """Inverse-frequency weights (n / (k * count)), so rare classes count as much as common ones."""
+    def balance_classes(self, train: list[Example], device: torch.device) -> None:
+        """Make rare classes count as much as common ones: on two classes by drawing, on more by loss weights.
+
+        Inverse-frequency loss weights (n / (k * count)) need the rare class in most batches. A batch's weighted
+        loss is normalised by its own weights, so a batch without a rare row pulls wholly to the common class, and
+        Adam scales down the rare batches' large gradients. On 350 insurance claims, 7% fraud (the blind corpus),
+        every weighted config predicted "no" for every row (and every unweighted one); drawn balanced, the opening
+        learns (macro-F1 0.94 on validation; tests/executors/test_degenerate.py). Beyond two classes the weights
+        stay: there the weighted config beat its unweighted twin in 115 of 135 pairs of the tables.
+        """
+        if len(self.labels) == 2:
+            self.draw_balanced = True
+            return
         counts = torch.bincount(torch.tensor([e["labels"] for e in train]), minlength=len(self.labels)).float()
         weight = counts.sum() / (len(self.labels) * counts.clamp(min=1))
         self.class_weight = weight.to(device)
+
+    def epoch_rows(self, train: list[Example], seed: int) -> list[Example]:
+        return balanced_rows(train, seed) if self.draw_balanced else train
 
     def loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
@@ -327,7 +361,8 @@ class TokenClassificationHandler(TaskHandler):
             example["gold"] = list(tags)
         return examples
 
-    def set_class_weights(self, train: list[Example], device: torch.device) -> None:
+    def balance_classes(self, train: list[Example], device: torch.device) -> None:
+        """Inverse-frequency loss weights per tag: every batch holds many O tokens and some entity tokens."""
         tags = torch.tensor([y for e in train for y in e["labels"] if y != IGNORE])
         counts = torch.bincount(tags, minlength=len(self.labels)).float()
         self.class_weight = (counts.sum() / (len(self.labels) * counts.clamp(min=1))).to(device)

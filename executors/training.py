@@ -284,8 +284,8 @@ def run_trial(task: TaskSpec, config: TrialConfig, trial_dir: Path, device_name:
                 # Trained weights (LoRA, heads) stay fp32 under a half-precision base, so small updates survive.
                 p.data = p.data.float()
         model.to(device)
-    if config.class_weights and hasattr(handler, "set_class_weights"):
-        handler.set_class_weights(train, device)
+    if config.class_weights and hasattr(handler, "balance_classes"):
+        handler.balance_classes(train, device)
 
     per_epoch = steps_per_epoch(len(train), config.batch_size, config.grad_accum)
     total_steps = optimizer_steps(config, all_rows)  # as priced: a screen's share of the split's rows
@@ -321,7 +321,9 @@ def run_trial(task: TaskSpec, config: TrialConfig, trial_dir: Path, device_name:
     train_start = time.perf_counter()
     eval_time = 0.0
     while step < total_steps:
-        for batch_examples in length_grouped_batches(train, handler, config.batch_size, config.seed + epoch):
+        for batch_examples in length_grouped_batches(
+            handler.epoch_rows(train, config.seed + epoch), handler, config.batch_size, config.seed + epoch
+        ):
             batch = to_device(handler.collate(batch_examples), device)
             with autocast():
                 loss = handler.loss(model, batch)

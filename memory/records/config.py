@@ -26,7 +26,7 @@ class TrialConfig(_Record):
     template: str | None = None  # e.g. "{title} [SEP] {body}"; None: join columns with a space
     max_length: int = Field(default=128, ge=8, le=8192)
     normalize: Literal["none", "lower", "nfkc", "nfkc_lower"] = "none"
-    class_weights: bool = False
+    class_weights: bool = False  # balance the classes: drawn evenly on two, by loss weights on more (executors.tasks)
     # optimisation
     learning_rate: float = Field(default=2e-4, gt=0, lt=1)
     epochs: float = Field(default=1.0, gt=0, le=100)

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from pathlib import Path
+
 import pytest
 
 from agent.planning.proposers.base import PlannerView
 from agent.planning.proposers.classical import OptunaProposer
+from executors.local import LocalExecutor
+from executors.tasks import balanced_rows
 from executors.training import degenerate
-from memory.records import FailureKind, TrialConfig, TrialRecord, TrialState, best_trial
+from memory.records import FailureKind, TaskSpec, TrialConfig, TrialRecord, TrialState, best_trial
 from tests.agent.proposer_contract import PROFILE, SPACE, TASK
+from tests.executors.test_local import MINILM
+
+BLIND_DATA = Path(__file__).parents[1] / "agent" / "understanding_corpus" / "blind_data"
 
 
 @pytest.mark.parametrize(
@@ -49,3 +57,33 @@ def test_a_degenerate_trial_is_never_best_but_the_sampler_sees_its_score():
     study = OptunaProposer("tpe").study_from_history(PlannerView(TASK, SPACE, PROFILE, trials))
     assert sorted(t.value for t in study.trials) == [0.36, 0.70]
     assert isinstance(trials[0].config, TrialConfig)
+
+
+def test_balanced_rows_give_each_class_an_equal_share_repeating_rare_rows_evenly():
+    examples = [{"labels": 0, "i": i} for i in range(90)] + [{"labels": 1, "i": 100 + i} for i in range(10)]
+    rows = balanced_rows(examples, seed=3)
+    assert len(rows) == 100 and sum(r["labels"] == 1 for r in rows) == 50
+    common = [r["i"] for r in rows if r["labels"] == 0]
+    assert len(set(common)) == 50  # drawn without repeats
+    assert Counter(r["i"] for r in rows if r["labels"] == 1) == {100 + i: 5 for i in range(10)}
+    assert balanced_rows(examples, seed=3) == rows and balanced_rows(examples, seed=4) != rows
+
+
+@pytest.mark.slow
+def test_a_rare_class_of_two_is_learned_not_collapsed_when_its_classes_are_balanced(
+    tmp_path: Path, trial_env: dict[str, str]
+) -> None:
+    # 350 claims, 25 fraudulent: with inverse-frequency loss weights every config predicted "no" for every row.
+    task = TaskSpec(
+        task_type="classification",
+        train_path=str(BLIND_DATA / "insurance_claims.csv"),
+        text_columns=("claimant_statement", "adjuster_notes"),
+        label_column="fraud",
+        metric="macro_f1",
+        direction="maximize",
+    )
+    config = TrialConfig(model=MINILM, max_length=64, batch_size=8, learning_rate=1e-3, epochs=3, lora_r=8,
+                         lora_alpha=16, warmup_ratio=0.06, weight_decay=0.01, class_weights=True)  # fmt: skip
+    result = LocalExecutor(device="cpu", prewarm=False, env=trial_env).run(task, config, tmp_path / "t", timeout_s=300)
+    assert result.state == TrialState.complete, result.message
+    assert result.metrics["predicted_classes"] == 2 and result.objective > 0.6
