@@ -9,10 +9,13 @@ study does (`OptunaProposer.propose` on an empty history), trains each in full (
 - its score beside the opening's, and the update scale lr x alpha / r that the issue names as one lead.
 
 Tasks (all offline): `rt` (Rotten Tomatoes snippets, fresh/rotten), `debates` (who speaks in the 2016 US
-presidential debates: three classes, statements from two words to hundreds), `wnut` (WNUT-16 Twitter NER).
+presidential debates: three classes, statements from two words to hundreds), `wnut` (WNUT-16 Twitter NER), and
+two with a rare class of two: `rt-rare` (the snippets with 8% rotten) and `insurance` (the blind understanding
+corpus's 350 claims, 7% fraudulent, two text columns).
 
     python benchmarks/bench_collapse.py                          # 3 tasks x 20 configs (about an hour on 2 cores)
     python benchmarks/bench_collapse.py --tasks rt --configs 6   # a quick look
+    python benchmarks/bench_collapse.py --tasks insurance rt-rare --rows 600   # a rare class of two (20 minutes)
     python benchmarks/bench_collapse.py --out benchmarks/records/collapse.json
     python benchmarks/bench_collapse.py --from-records    # collapse by lora_alpha and rsLoRA in planner-*.json
 
@@ -54,9 +57,11 @@ def write_task(name: str, rows: int, folder: Path) -> TaskSpec:
     """
     from benchmarks.bench_planner import TASKS
 
-    if name not in ("rt", "debates", "wnut"):
-        sys.exit(f"unknown task {name!r}; choose rt, debates or wnut")
+    if name not in ("rt", "debates", "wnut", *RARE_CLASS_TASKS):
+        sys.exit(f"unknown task {name!r}; choose rt, debates, wnut, {' or '.join(RARE_CLASS_TASKS)}")
     folder.mkdir(parents=True, exist_ok=True)
+    if name in RARE_CLASS_TASKS:
+        return rare_class_task(name, rows, folder)
     bench = TASKS[name]
     if name == "rt":
         import make_demo_data
@@ -77,6 +82,46 @@ def write_task(name: str, rows: int, folder: Path) -> TaskSpec:
         text_columns=bench.texts,
         label_column=bench.label,
         metric=bench.metric,
+        direction=Direction.maximize,
+        test_fraction=0.0,
+        validation_fraction=0.2,
+        budget=Budget(max_trials=1),
+    )
+
+
+RARE_CLASS_TASKS = ("insurance", "rt-rare")
+RARE_SHARE = 0.08  # rt-rare's rotten share
+
+
+def rare_class_task(name: str, rows: int, folder: Path) -> TaskSpec:
+    """Two classes, one of them rare: the blind corpus's claims as they are, or `rows` snippets at 8% rotten."""
+    import pandas as pd
+
+    if name == "insurance":
+        path = ROOT / "tests" / "agent" / "understanding_corpus" / "blind_data" / "insurance_claims.csv"
+        texts, label = ("claimant_statement", "adjuster_notes"), "fraud"
+    else:
+        import make_demo_data
+
+        frame = pd.read_csv(make_demo_data.corpus_path())
+        frame = frame[frame["category"].isin(["fresh", "rotten"])][["text", "category"]].dropna()
+        frame = frame.drop_duplicates("text")
+        rotten = round(rows * RARE_SHARE)
+        picked = pd.concat(
+            [
+                frame[frame["category"] == "fresh"].sample(rows - rotten, random_state=0),
+                frame[frame["category"] == "rotten"].sample(rotten, random_state=0),
+            ]
+        )
+        path = folder / "rt-rare.csv"
+        picked.sample(frac=1.0, random_state=0).to_csv(path, index=False)
+        texts, label = ("text",), "category"
+    return TaskSpec(
+        task_type=TaskType.classification,
+        train_path=str(path),
+        text_columns=texts,
+        label_column=label,
+        metric="macro_f1",
         direction=Direction.maximize,
         test_fraction=0.0,
         validation_fraction=0.2,
