@@ -100,13 +100,19 @@ def test_the_opening_puts_adapters_on_every_linear_layer_and_the_lora_scale_and_
     assert default_space(generation, profile).fixed["scheduler"] == "cosine"
 
 
-def test_where_the_labels_are_imbalanced_the_opening_weights_its_loss_and_the_search_may_drop_the_weights():
+def test_where_the_labels_are_imbalanced_the_opening_balances_them_and_beyond_two_classes_the_search_may_not():
     task, profile = _setting({"tokens": 20})
     space = default_space(task, profile)
     assert space.param("class_weights") is None  # balanced classes: nothing to weigh
     assert space.to_config(default_values(task, space, profile)).class_weights is False
     rare = profile.columns["label"].model_copy(update={"value_counts": {"a": 540, "b": 60}})
     imbalanced = profile.model_copy(update={"columns": {**profile.columns, "label": rare}})
+    space = default_space(task, imbalanced)
+    # A rare class of two is always balanced: unbalanced, nearly every config predicted the common class.
+    assert space.param("class_weights") is None and space.fixed["class_weights"] is True
+    assert space.to_config(default_values(task, space, imbalanced)).class_weights is True
+    rare_of_three = rare.model_copy(update={"value_counts": {"a": 500, "b": 60, "c": 40}})
+    imbalanced = profile.model_copy(update={"columns": {**profile.columns, "label": rare_of_three}})
     space = default_space(task, imbalanced)
     assert space.param("class_weights").choices == (False, True)
     assert space.to_config(default_values(task, space, imbalanced)).class_weights is True
