@@ -44,6 +44,12 @@ def balanced_rows(examples: list[Example], seed: int) -> list[Example]:
     return rows
 
 
+def inverse_frequency(labels: list[int], classes: int, device: torch.device) -> torch.Tensor:
+    """Loss weights n / (k * count) per class, so each class weighs as much in all as any other."""
+    counts = torch.bincount(torch.tensor(labels), minlength=classes).float()
+    return (counts.sum() / (classes * counts.clamp(min=1))).to(device)
+
+
 class TaskHandler(ABC):
     """Plugs one task type into the shared training loop."""
 
@@ -259,9 +265,7 @@ class ClassificationHandler(TaskHandler):
         if len(self.labels) == 2:
             self.draw_balanced = True
             return
-        counts = torch.bincount(torch.tensor([e["labels"] for e in train]), minlength=len(self.labels)).float()
-        weight = counts.sum() / (len(self.labels) * counts.clamp(min=1))
-        self.class_weight = weight.to(device)
+        self.class_weight = inverse_frequency([e["labels"] for e in train], len(self.labels), device)
 
     def epoch_rows(self, train: list[Example], seed: int) -> list[Example]:
         return balanced_rows(train, seed) if self.draw_balanced else train
@@ -363,9 +367,8 @@ class TokenClassificationHandler(TaskHandler):
 
     def balance_classes(self, train: list[Example], device: torch.device) -> None:
         """Inverse-frequency loss weights per tag: every batch holds many O tokens and some entity tokens."""
-        tags = torch.tensor([y for e in train for y in e["labels"] if y != IGNORE])
-        counts = torch.bincount(tags, minlength=len(self.labels)).float()
-        self.class_weight = (counts.sum() / (len(self.labels) * counts.clamp(min=1))).to(device)
+        tags = [y for e in train for y in e["labels"] if y != IGNORE]
+        self.class_weight = inverse_frequency(tags, len(self.labels), device)
 
     def loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits

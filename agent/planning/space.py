@@ -152,7 +152,7 @@ def default_space(
             params.append(CategoricalParam(name="max_length", choices=lengths))
         else:
             fixed["max_length"] = lengths[0]
-        if _imbalanced(task, profile) and _class_count(task, profile) == 2:
+        if _imbalanced(task, profile) and len(_label_counts(task, profile)) == 2:
             # A rare class of two: unbalanced, 15 of the 19 start-up configs drawn that way predicted the common
             # class for every row, balanced 1 of 21 (benchmarks/records/collapse-rare.json). Not searched.
             fixed["class_weights"] = True
@@ -312,10 +312,6 @@ def _opening_length(choices: tuple[Any, ...], long_input: bool) -> Any:
 def _label_counts(task: TaskSpec, profile: DataProfile) -> dict[Any, int]:
     label = profile.column(task.label_column)
     return dict((label.value_counts if label is not None else None) or {})
-
-
-def _class_count(task: TaskSpec, profile: DataProfile) -> int:
-    return len(_label_counts(task, profile))
 
 
 def _imbalanced(task: TaskSpec, profile: DataProfile) -> bool:
