@@ -16,6 +16,7 @@ Overrun policy for a running trial (the budget is a limit, not a guillotine):
        finished or running than `max_trials`, at least `min_start_s` (5 s, at
        most 10% of the limit) of wall-clock time left, device-hours left,
        tokens left. `exhausted()` gives the same answer for "stop the study".
+       With a price, it starts only if `fits()`: the price is within the time left.
     2. Its timeout is capped by `trial_timeout()` at the wall-clock time left
        plus a grace period (and likewise at the device-hours left, per device,
        plus grace). Grace is `grace_s` (60 s), but at most 10% of the limit, so
@@ -23,8 +24,8 @@ Overrun policy for a running trial (the budget is a limit, not a guillotine):
     3. A trial already running is never stopped just because the budget ran
        out while it ran: it ends on its own or at its capped timeout (then it
        fails with failure kind `timeout`, and its time counts). So the study
-       overruns its wall-clock limit by at most the grace period, plus the
-       time to write the report.
+       overruns its wall-clock limit only where a trial ran slower than priced,
+       by at most the grace period, plus the time to write the report.
     4. An LLM call is never cut short: the tokens it used count in full, and
        no further trial starts once the token limit is reached.
 """
@@ -203,9 +204,13 @@ class BudgetTracker:
         return max(0, wanted)
 
     def fits(self, seconds: float) -> bool:
-        """Whether a trial expected to take `seconds` can finish in the time left (plus grace); no limit: yes."""
+        """Whether a trial priced at `seconds` can finish in the time left; no time limit: yes.
+
+        The grace is for a running trial whose price was off, not for starting one that is priced past the limit:
+        a 4-minute study that started a 19 s trial with 5 s left ran 254 s.
+        """
         left = self.time_left()
-        return left is None or seconds <= left + self.grace(self.budget.max_seconds or 0.0)
+        return left is None or seconds <= left
 
     def can_start(self, running: int = 0) -> str | None:
         """Why a new trial may not start now with `running` trials in flight, or None if it may."""

@@ -72,6 +72,17 @@ def test_grace_scales_with_a_small_budget(clock: FakeClock) -> None:
     assert tracker.exhausted() is not None  # 1 s left < 2 s minimum
 
 
+def test_a_trial_starts_only_on_a_price_within_the_time_left_not_within_its_grace(clock: FakeClock) -> None:
+    # A 4-minute study once started a 19 s trial with 5 s left, inside the grace a running trial gets, and ran 254 s.
+    tracker = BudgetTracker(Budget(max_seconds=240), clock=clock)
+    clock.now += 235
+    assert tracker.exhausted() is None  # 5 s left: room to start something cheap
+    assert not tracker.fits(19.0)  # but not a trial priced past the limit, though it is within the 24 s grace
+    assert tracker.fits(5.0)
+    assert tracker.trial_timeout(None) == 5 + 24  # the grace still covers a running trial slower than priced
+    assert BudgetTracker(Budget(max_trials=3), clock=clock).fits(1e9)  # no time limit: any price fits
+
+
 def test_device_hours(clock: FakeClock) -> None:
     tracker = BudgetTracker(Budget(max_device_hours=1.0), clock=clock)
     tracker.add_trial(1800, devices=1)
