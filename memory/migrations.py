@@ -235,3 +235,9 @@ def m006_service_jobs_and_api_keys(db: Database) -> None:
         {"id": int, "label": str, "sha256": str, "created_at": float}, pk="id", not_null={"sha256", "created_at"}
     )
     db.table("api_keys").create_index(["sha256"], unique=True)
+
+
+@migration
+def m007_study_plan_notes(db: Database) -> None:
+    """How a study was planned (the notes shown before its first trial), for the report and `show`."""
+    db.table("studies").add_column("plan_notes", str)

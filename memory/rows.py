@@ -60,6 +60,7 @@ def study_record(row: dict[str, Any]) -> StudyRecord:
         best_trial_id=row["best_trial_id"],
         baseline=BaselineScore.model_validate_json(row["baseline"]) if row.get("baseline") else None,
         stop_reason=row.get("stop_reason"),
+        plan_notes=tuple(loads(row.get("plan_notes"), [])),
     )
 
 

@@ -219,6 +219,7 @@ class Store:
         run_dir: str,
         profile: DataProfile | None = None,
         baseline: BaselineScore | None = None,
+        plan_notes: Sequence[str] = (),
     ) -> StudyRecord:
         """Record a new running study. Raises StoreError if the name is taken."""
         name = name.strip()
@@ -249,6 +250,8 @@ class Store:
                     "warm_start_from": "[]",
                     "best_trial_id": None,
                     "baseline": baseline.model_dump_json() if baseline else None,
+                    # A note may quote the description, where a pasted key must not survive either.
+                    "plan_notes": dumps([scrub_text(n) for n in plan_notes]),
                 },
             )
         return self.get_study(study_id)

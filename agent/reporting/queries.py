@@ -135,6 +135,7 @@ def study_detail(store: Store, name_or_id: str | int) -> StudyDetail:
         created=_when(study.created_at),
         finished=_when(study.finished_at),
         stop_reason=study.stop_reason,
+        plan_notes=study.plan_notes,
         task=TaskSummary(type=task.task_type, **task.model_dump(include=set(TaskSummary.model_fields) - {"type"})),
         budget=BudgetSummary(
             spent=study.spent,
@@ -197,6 +198,8 @@ def render_detail(detail: StudyDetail, max_rows: int = 20) -> RenderableType:
         parts.append(Text(f"stopped because: {detail.stop_reason}", style="dim"))
     if detail.warm_start_from:
         parts.append(Text(f"warm start from: {', '.join(detail.warm_start_from)}", style="dim"))
+    if detail.plan_notes:
+        parts.append(Text("planned: " + "; ".join(detail.plan_notes), style="dim"))
     board = detail.leaderboard
     if board:
         # Only the parameters that differ between trials get a column: fifteen would not fit a terminal.

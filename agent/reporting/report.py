@@ -415,6 +415,13 @@ def task_section(r: ReportInputs) -> list[str]:
     ]
 
 
+def plan_section(r: ReportInputs) -> list[str]:
+    """How the study was planned, as the user was told before the first trial (stored with the study)."""
+    if not r.study.plan_notes:
+        return []
+    return ["## How it was planned", "", *(f"- {note}" for note in r.study.plan_notes), ""]
+
+
 def best_section(r: ReportInputs) -> list[str]:
     task, best = r.study.task, r.best
     lines = ["## Best trial", ""]
@@ -690,6 +697,7 @@ SECTIONS: tuple[Callable[[ReportInputs], list[str]], ...] = (
     title_section,
     summary_section,
     task_section,
+    plan_section,
     best_section,
     decoding_section,
     plots_section,

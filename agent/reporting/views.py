@@ -91,6 +91,7 @@ class StudyDetail(_View):
     created: str | None
     finished: str | None
     stop_reason: str | None
+    plan_notes: tuple[str, ...]  # how it was planned, as the user was told before the first trial
     task: TaskSummary
     budget: BudgetSummary
     best: BestSummary | None

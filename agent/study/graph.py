@@ -161,7 +161,7 @@ def profile(ctx: StudyContext, state: StudyState) -> StudyState:
     run_dir = (ctx.runs_dir / ctx.name).resolve()  # status, resume and report may run from another folder
     ctx.held.enter_context(study_lock(run_dir, ctx.name))
     study = ctx.store.create_study(
-        ctx.name, ctx.task, space, ctx.settings, str(run_dir), ctx.profile, ctx.plan.baseline
+        ctx.name, ctx.task, space, ctx.settings, str(run_dir), ctx.profile, ctx.plan.baseline, ctx.plan.notes
     )
     for call in ctx.plan.calls:  # the LLM's reading of the task
         ctx.store.record_planner_call(study.id, call)

@@ -242,3 +242,6 @@ class StudyRecord(_Record):
     best_trial_id: int | None = None
     baseline: BaselineScore | None = None  # the floor a fine-tune must beat on the same splits
     stop_reason: str | None = None  # why it stopped: the budget spent, nothing fitting the time left, ...
+    # How it was planned, as the user was told before the first trial: where each task field came from, the
+    # machine's measured speed, the input probe's ranking, the opening's price, screening. Kept for the report.
+    plan_notes: tuple[str, ...] = ()

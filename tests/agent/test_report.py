@@ -63,6 +63,20 @@ def test_the_report_has_every_section_and_its_plots(finished):
         assert png.stat().st_size > 10_000  # a drawn figure, not an empty canvas
 
 
+def test_the_report_and_show_say_how_the_study_was_planned(finished):
+    options, outcome = finished
+    from agent.reporting.queries import study_detail
+
+    with Store(options.db) as store:
+        notes = study_detail(store, outcome.study.name).plan_notes
+    # What the user was told before the first trial: where each field came from, the opening's price, the budget.
+    assert any(n.startswith("metric from description") for n in notes), notes
+    assert any(n.startswith("opening trial: ~") for n in notes), notes
+    assert any(n.startswith("8 trial(s) of that size: ~") for n in notes), notes
+    section = outcome.report_path.read_text().split("## How it was planned\n\n", 1)[1].split("\n\n", 1)[0]
+    assert section.splitlines() == [f"- {n}" for n in notes]
+
+
 def test_the_leaderboard_shows_the_inputs_each_trial_read_where_the_study_chose_them(tmp_path, reviews_csv, finished):
     import pandas as pd
 

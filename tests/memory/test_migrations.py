@@ -130,11 +130,12 @@ def test_database_from_before_m002_is_upgraded_in_place(tmp_path: Path) -> None:
     conn.execute("alter table studies drop column stop_reason")
     conn.execute("drop table service_jobs")
     conn.execute("drop table api_keys")
+    conn.execute("alter table studies drop column plan_notes")
     conn.execute("delete from _migrations where name != 'm001_initial'")
     conn.commit()
     conn.close()
     with Store(path) as store:
         assert migrations.applied_names(store._db) == migrations.known_names()
         study = store.get_study("old")
-        assert study.spent_at is None and study.task == TASK and study.stop_reason is None
+        assert study.spent_at is None and study.task == TASK and study.stop_reason is None and study.plan_notes == ()
         assert store.update_study(study.id, spent=BudgetSpent(seconds=1.0)).spent_at is not None

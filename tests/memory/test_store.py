@@ -281,6 +281,11 @@ def test_secrets_never_reach_the_file(tmp_path: Path) -> None:
             PROFILE.model_copy(
                 update={"columns": {"hf_token": ColumnProfile(kind="text", n_unique=1, samples=(HF_TOKEN,))}}
             ),
+            plan_notes=["metric from description: 'macro-f1'", f"task_type from description: 'my key is {OPENAI_KEY}'"],
+        )
+        assert study.plan_notes == (
+            "metric from description: 'macro-f1'",
+            f"task_type from description: 'my key is {REDACTED}'",
         )
         trial = store.add_trial(study.id, config(), "llm", rationale=f"token {HF_TOKEN}")
         store.record_planner_call(
