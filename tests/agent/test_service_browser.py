@@ -91,7 +91,9 @@ def test_a_new_trial_appears_on_the_open_study_page_within_5_s(tmp_path: Path, e
     (tmp_path / "data").mkdir()
     db = tmp_path / "s.db"
     with Store(db) as store:
-        study = store.create_study("live", TASK, SPACE, TuneOptions(), str(tmp_path / "runs" / "live"), PROFILE)
+        notes = ("metric from description: 'macro-f1'", "opening trial: ~45 s (1,632 training samples of ~28 tokens)")
+        run_dir = str(tmp_path / "runs" / "live")
+        study = store.create_study("live", TASK, SPACE, TuneOptions(), run_dir, PROFILE, plan_notes=notes)
         for i, objective in enumerate((0.61, 0.74, 0.69)):
             trial = store.add_trial(study.id, SPACE.to_config({"learning_rate": 1e-3 * (i + 1)}), "tpe", f"why {i}")
             store.claim_waiting_trial(study.id)
@@ -111,6 +113,10 @@ def test_a_new_trial_appears_on_the_open_study_page_within_5_s(tmp_path: Path, e
         _wait(tools, "!!document.querySelector('#c-best svg')", 30)
         assert tools.evaluate("document.getElementById('best-value').textContent") == "0.7400"
         tools.evaluate("window.notReloaded = true")  # a reload would forget it
+        # How it was planned: folded, and once opened it stays open while the page redraws with each new trial.
+        assert tools.evaluate("[...document.querySelectorAll('#plan li')].map((li) => li.textContent)") == list(notes)
+        assert tools.evaluate("document.getElementById('plan').open") is False
+        tools.evaluate("document.querySelector('#plan summary').click()")
 
         with Store(db) as store:  # a study process finishes a new, better trial
             trial = store.add_trial(study.id, SPACE.to_config({"learning_rate": 4e-3}), "llm", "a sharper rate")
@@ -122,6 +128,7 @@ def test_a_new_trial_appears_on_the_open_study_page_within_5_s(tmp_path: Path, e
         assert "0.8100" in row and "a sharper rate" in row and "llm" in row
         _wait(tools, "document.getElementById('best-value').textContent === '0.8100'", 5.0)
         _wait(tools, "document.getElementById('c-best').textContent.includes('0.8100')", 10.0)  # the charts too
+        assert tools.evaluate("document.getElementById('plan').open") is True
 
         shot = base64.b64decode(tools.call("Page.captureScreenshot", format="png")["data"])
         (tmp_path / "study-page.png").write_bytes(shot)

@@ -304,10 +304,12 @@ function studyPage(id) {
     document.getElementById("head").innerHTML = `<h2>${esc(id)} ${badge(info.state)}</h2>
       <div class="dim">${esc(task.description || "")}</div>
       <div class="dim">${d ? `${esc(task.type)} · ${esc(task.metric)} (${esc(task.direction)}) · label ${esc(task.label_column)} · ${esc((task.text_columns || []).join(", "))}` : "waiting for a slot"}${d && d.stop_reason ? ` · stopped because: ${esc(d.stop_reason)}` : ""}</div>
-      ${d && d.plan_notes && d.plan_notes.length ? `<details id="plan"><summary class="dim">How it was planned</summary>
+      ${d && d.plan_notes && d.plan_notes.length ? `<details id="plan"${state.planOpen ? " open" : ""}><summary class="dim">How it was planned</summary>
         <ul>${d.plan_notes.map((n) => `<li class="dim">${esc(n)}</li>`).join("")}</ul></details>` : ""}
       ${info.error ? `<p class="error">${esc(info.error)}</p>` : ""}<div class="actions">${stop}${resume}
       ${d && info.state === "complete" ? `<button id="b-report">Report</button>` : ""}</div>`;
+    const plan = document.getElementById("plan"); // the head is redrawn on every update: the fold stays as left
+    if (plan) plan.ontoggle = () => { state.planOpen = plan.open; };
     const act = (what) => async () => { await api(`${path}/${what}`, {method: "POST"}); soon(); };
     if (stop) document.getElementById("b-stop").onclick = act("stop");
     if (resume) document.getElementById("b-resume").onclick = act("resume");
