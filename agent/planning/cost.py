@@ -35,6 +35,7 @@ from memory.records import (
     CategoricalParam,
     DataProfile,
     FailureKind,
+    IntParam,
     SearchSpace,
     TaskSpec,
     TaskType,
@@ -283,8 +284,10 @@ def make_cheaper(
     """`values` made cheaper, a lever at a time, until priced at `aim` seconds or less; then at `seconds` or less.
 
     The levers, in order: a shorter `max_length` (a lead of each input), fewer epochs, fewer input columns, a
-    smaller model. Columns are cut last, and to the choice that keeps the most text and still fits: a headline
-    alone is cheap, but the label may be in the body.
+    smaller model. Each is cut no further than it must be: the longest length, the most epochs, the columns with
+    the most text that fit (a headline alone is cheap, but the label may be in the body); only where none fits does
+    the lever go to its cheapest and the next lever is cut too. On 272 long critic documents a 2-minute study's
+    opening went from 3 epochs straight to 1 (34 optimizer steps), though 2 fitted its aim, and predicted one class.
 
     Raises:
         UserError: not even the cheapest config fits `seconds`; the message says how much time or how few rows
@@ -295,24 +298,34 @@ def make_cheaper(
     def price(changes: dict[str, Any]) -> float:
         return cost.estimate(space.to_config({**values, **changes})).seconds
 
-    def fewest_columns(p: Any) -> Any:
-        fitting = [c for c in p.choices if price({"text_columns": c}) <= aim]
-        if fitting:  # the most text that fits: what is cut is what the trial cannot read
-            return max(fitting, key=lambda c: cost.tokens(space.to_config({**values, "text_columns": c})))
-        return min(p.choices, key=lambda c: price({"text_columns": c}))
+    def least_cut(name: str, below: list[Any]) -> Any:
+        """The first of `below` (the least cut first) whose price fits the aim, else the last (the cheapest)."""
+        return next((v for v in below if price({name: v}) <= aim), below[-1])
+
+    def fewer(p: Any) -> Any:  # a shorter length, fewer epochs
+        now = values[p.name]
+        below = sorted((c for c in p.choices if c < now), reverse=True) if isinstance(p, CategoricalParam) else []
+        if isinstance(p, IntParam):
+            below = list(range(int(now) - p.step, p.low - 1, -p.step))
+        return least_cut(p.name, below) if below else None
+
+    def most_text(p: Any) -> Any:  # what is cut is what the trial cannot read
+        by_text = sorted(p.choices, key=lambda c: -cost.tokens(space.to_config({**values, "text_columns": c})))
+        fitting = [c for c in by_text if price({"text_columns": c}) <= aim]
+        return fitting[0] if fitting else min(p.choices, key=lambda c: price({"text_columns": c}))
 
     cheaper = {
-        "max_length": lambda p: min(p.choices) if isinstance(p, CategoricalParam) else p.low,
-        "epochs": lambda p: min(p.choices) if isinstance(p, CategoricalParam) else p.low,
-        "text_columns": fewest_columns,
+        "max_length": fewer,
+        "epochs": fewer,
+        "text_columns": most_text,
         "model": lambda p: min(p.choices, key=parameter_count) if isinstance(p, CategoricalParam) else None,
     }
-    for name, cheapest in cheaper.items():
+    for name, cut in cheaper.items():
         if price({}) <= aim:
             return values
         param = space.param(name)
-        if param is not None and cheapest(param) is not None:
-            values[name] = cheapest(param)
+        if param is not None and name in values and (value := cut(param)) is not None:
+            values[name] = value
     need = cost.estimate(space.to_config(values))
     if need.seconds <= seconds:
         return values

@@ -340,6 +340,30 @@ def test_a_tight_budget_gets_a_cheaper_opening_or_a_clear_refusal(setting, tmp_p
     assert "--time" not in str(info.value) and "--max-rows" not in str(info.value)
 
 
+def test_a_lever_is_cut_no_further_than_the_aim_needs(setting):
+    # A 2-minute study on long documents once cut its opening from 3 epochs to 1 where 2 fitted the aim: 1 epoch
+    # predicted one class.
+    task, profile = setting
+    from agent.planning.space import default_space, default_values
+
+    space = default_space(task, profile)
+    cost = CostModel(task, profile)
+    epochs = space.param("epochs")
+    shortest = min(space.param("max_length").choices)
+    opening = {**default_values(task, space, profile), "max_length": shortest, "epochs": epochs.high}
+    assert epochs.high - epochs.low >= 2  # room for a cut between the most and the fewest epochs
+
+    def price(n: int) -> float:
+        return cost.estimate(space.to_config({**opening, "epochs": n})).seconds
+
+    aim = (price(epochs.high - 1) + price(epochs.high)) / 2  # one epoch fewer fits; the length is already shortest
+    cheaper = make_cheaper(space, opening, cost, price(epochs.high), aim, "time left")
+    assert cheaper["epochs"] == epochs.high - 1 and cheaper["max_length"] == shortest
+    assert (
+        make_cheaper(space, opening, cost, price(epochs.high), price(epochs.low), "time left")["epochs"] == epochs.low
+    )
+
+
 def test_a_busy_machine_is_named_before_the_study_starts():
     assert busy_machine(load=0.4, cores=2) is None
     assert "busy (other processes use 3.5 of 2 cores)" in busy_machine(load=3.5, cores=2)
