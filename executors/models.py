@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import io
 import os
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, redirect_stderr
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
@@ -376,7 +377,9 @@ def convert_gguf(gguf_path: Path, target: Path) -> Path:
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    with _built_in_place(target) as tmp:
+    print(f"converting {gguf_path.name} to safetensors, once...", file=sys.stderr, flush=True)
+    # transformers draws three progress bars of its own here, in the middle of the study's plan; one line says it.
+    with _built_in_place(target) as tmp, redirect_stderr(io.StringIO()):
         folder, filename = str(gguf_path.parent), gguf_path.name
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
         # Any: as an nn.Module its attributes type as tensors or modules, and hf_quantizer is cleared below

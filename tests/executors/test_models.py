@@ -108,3 +108,22 @@ def test_the_optional_local_llm_is_known_by_name_and_size_without_being_installe
     assert qwen.downloaded and qwen.folder is None and qwen.kind == "causal_lm"  # a GGUF, fetched, never installed
     assert model_kind("qwen2.5-coder") == "causal_lm" and parameter_count("qwen2.5-coder") == 494_000_000
     assert model_kind("mpnet") == "encoder"
+
+
+@pytest.mark.slow
+def test_the_packaged_gguf_is_converted_once_with_one_line_not_transformers_progress_bars(tmp_path: Path):
+    # A first generation study converts SmolLM2 while it plans; transformers' three progress bars cut into the plan.
+    import subprocess
+    import sys
+
+    code = (
+        "from executors.models import PACKAGED_MODELS, _package_dir, convert_gguf\n"
+        "m = PACKAGED_MODELS['HuggingFaceTB/SmolLM2-135M-Instruct']\n"
+        "convert_gguf(_package_dir(m.package) / m.relative_path, __import__('pathlib').Path(r'%s'))\n"
+    ) % (tmp_path / "smollm2")
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.strip() == "converting SmolLM2-135M-Instruct.Q4_1.gguf to safetensors, once..."
+    assert (tmp_path / "smollm2" / "config.json").exists() and any((tmp_path / "smollm2").glob("*.safetensors"))
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and again.stderr == ""  # the cache: nothing converted, nothing said
