@@ -311,6 +311,16 @@ def decoding_share(options: TuneOptions) -> float | None:
     return options.time * options.decode_share
 
 
+def decoding_seconds(options: TuneOptions, lora_left: float | None) -> float | None:
+    """The decoding phase's seconds: its share of the time budget, and what the LoRA search left unspent.
+
+    A LoRA search ends with time left where no trial fits it: a 5-minute study of SmolLM2 stopped 110 s short, its
+    next trial priced at 124 s, while a decoding config costs seconds. None where there is no time budget.
+    """
+    share = decoding_share(options)
+    return None if share is None else share + (lora_left or 0.0)
+
+
 def reserve_decoding_time(task: TaskSpec, options: TuneOptions) -> TaskSpec:
     """A generation task whose LoRA search leaves `decode_share` of the time budget to the decoding phase."""
     kept = decoding_share(options)

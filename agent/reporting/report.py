@@ -670,7 +670,14 @@ def decoding_section(r: ReportInputs) -> list[str]:
         ref = next((t for t in trials if t.source == source and t.objective is not None), None)
         gain = decoding_gain(trials, best, source)
         if ref is not None and gain is not None:
-            lines.append(f"- {gain:+.4f} over {label} ({ref.config.describe()}: {ref.objective:.4f})")
+            line = f"- {gain:+.4f} over {label} ({ref.config.describe()}: {ref.objective:.4f})"
+            rows = best.metrics.get("eval_rows")
+            error = score_error(best.objective, rows, task.direction)
+            if gain > 0 and error:  # weighed as the LoRA search's lead over its opening is (`lead_line`)
+                noise = f"one standard error on {rows:.0f} rows is ±{error:.4f}"
+                line += f"; {noise}, so the gain is within the noise" if gain <= error else (
+                    f", {gain / error:.1f} standard errors ({noise})")  # fmt: skip
+            lines.append(line)
     folder = r.adapter if r.adapter is not None else r.run_dir / DECODING_FOLDER
     saved = folder / "generation_config.json"
     if saved.is_file():

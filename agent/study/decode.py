@@ -37,7 +37,7 @@ from agent.planning.decoding import (
     decoding_gain,
     decoding_metric,
     decoding_price,
-    decoding_share,
+    decoding_seconds,
 )
 from agent.study.settings import Confirm, check_writable, make_executor, study_name
 from agent.understanding.refine import read_task
@@ -197,6 +197,8 @@ def run_decoding(
                 if not worker.alive:
                     store.finish_decoding_trial(trial.id, result)
                     raise DecodingWorkerError(result.message or "the decoding worker died")
+            if result.metrics:  # how many rows the score is over: the report weighs a gain against their noise
+                result = result.model_copy(update={"metrics": {**result.metrics, "eval_rows": float(ready.rows)}})
             on_result(store.finish_decoding_trial(trial.id, result))
     trials = decoding_trials_of(store, study.id, target)
     best = best_decoding(trials, task.direction)
@@ -235,7 +237,10 @@ def decoding_phase(ctx: StudyContext, study_id: int) -> Path | None:
     if best is None or not best.adapter_dir or not (Path(best.adapter_dir) / META_FILE).is_file():
         return None  # no adapter a trial saved (and described) to decode with
     adapter = Path(best.adapter_dir)
-    limits = DecodingLimits(study.settings.decode_trials or DEFAULT_DECODE_TRIALS, decoding_share(study.settings))
+    lora_left = ctx.budget.time_left() if ctx.budget is not None else None
+    limits = DecodingLimits(
+        study.settings.decode_trials or DEFAULT_DECODE_TRIALS, decoding_seconds(study.settings, lora_left)
+    )
 
     def note(trial: DecodingTrialRecord) -> None:
         score = "failed" if trial.objective is None else f"{decoding_metric(study.task)} {trial.objective:.4f}"

@@ -195,6 +195,7 @@ def test_a_generation_study_ends_with_decoding_no_worse_than_greedy(
         trials = store.decoding_trials(outcome.study.id)
     assert [t.source for t in trials[:2]] == ["greedy", "model_default"] and len(trials) == 3
     assert all(t.state == TrialState.complete for t in trials)
+    assert all(t.metrics["eval_rows"] == 4 for t in trials)  # the rows each score is over, for the report's noise
     assert trials[0].target == outcome.best.adapter_dir  # decoded with the best trial's adapter, not retrained
     best = best_decoding(trials, Direction.maximize)
     assert best is not None and best.objective >= trials[0].objective  # at least greedy, and checked in the study
@@ -240,3 +241,13 @@ def test_a_time_budget_keeps_its_decoding_share_out_of_the_lora_search() -> None
     assert reserve_decoding_time(task, TuneOptions(time=1000, decode=False)).budget.max_seconds == 1000
     labels = task.model_copy(update={"task_type": "classification", "metric": "macro_f1"})
     assert reserve_decoding_time(labels, TuneOptions(time=1000)) == labels  # nothing to decode
+
+
+def test_decoding_gets_its_share_and_the_time_the_lora_search_could_not_use() -> None:
+    from agent.planning.decoding import decoding_seconds
+    from memory.records import TuneOptions
+
+    assert decoding_seconds(TuneOptions(time=300), lora_left=0.0) == 45  # the search spent its part: the share
+    assert decoding_seconds(TuneOptions(time=300), lora_left=110.0) == 155  # no trial fitted 110 s: decoding's
+    assert decoding_seconds(TuneOptions(time=300), lora_left=None) == 45
+    assert decoding_seconds(TuneOptions(trials=5), lora_left=None) is None  # no time budget: the config count rules

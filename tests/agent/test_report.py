@@ -77,6 +77,30 @@ def test_the_report_and_show_say_how_the_study_was_planned(finished):
     assert section.splitlines() == [f"- {n}" for n in notes]
 
 
+def test_a_decoding_gain_is_weighed_against_the_noise_of_its_rows(finished):
+    from agent.reporting.report import ReportInputs, decoding_section
+    from memory.records import DecodingConfig, DecodingTrialRecord
+
+    _, outcome = finished
+
+    def decoded(number: int, source: str, config: DecodingConfig, score: float, rows: int) -> DecodingTrialRecord:
+        return DecodingTrialRecord(
+            id=number + 1, study_id=1, number=number, config=config, source=source, target="adapter",
+            state="complete", objective=score, spread=0.0, scores=(score,), created_at=0.0,
+            metrics={"exact_match": score, "eval_rows": float(rows)},
+        )  # fmt: skip
+
+    def gain_line(rows: int) -> str:
+        greedy, beams = DecodingConfig(max_new_tokens=32), DecodingConfig(max_new_tokens=18, num_beams=6)
+        trials = (decoded(0, "greedy", greedy, 0.5946, rows), decoded(1, "tpe", beams, 0.6577, rows))
+        inputs = ReportInputs(outcome.study, [], None, None, "", [], [], None, decoding=trials)
+        return next(line for line in decoding_section(inputs) if line.startswith("- +0.0631 over greedy decoding"))
+
+    # 37 validation rows (a 5-minute SmolLM2 study): 2.3 answers more, within one standard error (±0.078).
+    assert gain_line(37).endswith("one standard error on 37 rows is ±0.0780, so the gain is within the noise")
+    assert gain_line(2000).endswith("5.9 standard errors (one standard error on 2000 rows is ±0.0106)")
+
+
 def test_the_leaderboard_shows_the_inputs_each_trial_read_where_the_study_chose_them(tmp_path, reviews_csv, finished):
     import pandas as pd
 
