@@ -565,18 +565,27 @@ def failures_section(r: ReportInputs) -> list[str]:
 
 
 def budget_section(r: ReportInputs) -> list[str]:
+    from agent.planning.decoding import decoding_share
+
     b = r.study.task.budget
     spent = r.study.spent
+    # A generation study's LoRA search ran on the time budget less decoding's share; the study spent all of it.
+    generation = r.study.task.task_type == TaskType.generation
+    kept = decoding_share(r.study.settings) if generation and b.max_seconds else None
+    seconds = b.max_seconds + kept if b.max_seconds and kept else b.max_seconds
     lines = ["## Budget", "", "| budget | spent | limit | used |", "|---|---|---|---|"]
     for label, used, limit in (
         ("trials", spent.trials, b.max_trials),
-        ("wall-clock time", spent.seconds, b.max_seconds),
+        ("wall-clock time", spent.seconds, seconds),
         ("device-hours", spent.device_hours, b.max_device_hours),
         ("LLM tokens", spent.llm_tokens, b.max_llm_tokens),
     ):
         shown = _duration(used) if label == "wall-clock time" else _fmt(used)
         limit_shown = (_duration(limit) if label == "wall-clock time" else _fmt(limit)) if limit else "—"
         lines.append(f"| {label} | {shown} | {limit_shown} | {f'{used / limit:.0%}' if limit else '—'} |")
+    if kept:
+        lines += ["", f"The time covers the decoding phase too: {_duration(kept)} of it was kept for decoding, which "
+                      "also had what the LoRA search left unspent."]  # fmt: skip
     screened = screening_summary(r.trials, r.study.task.direction)
     return lines + [""] + pruning_lines(r) + ([screened, ""] if screened else [])
 

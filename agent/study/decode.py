@@ -256,7 +256,8 @@ def decoding_phase(ctx: StudyContext, study_id: int) -> Path | None:
                      picker=LlmDecodingPicker(client) if client is not None else None)  # fmt: skip
     except DecodingWorkerError as error:  # the LoRA study's result stands; the report says what happened
         log.warning("decoding phase stopped: %s", error)
-    store.update_study(study_id, status="complete", finished_at=time.time())
+    spent = ctx.budget.spent if ctx.budget is not None else None  # the study's clock ran on while it decoded
+    store.update_study(study_id, status="complete", finished_at=time.time(), spent=spent)
     return write_report(store, store.get_study(study_id))
 
 

@@ -196,6 +196,9 @@ def test_a_generation_study_ends_with_decoding_no_worse_than_greedy(
     assert [t.source for t in trials[:2]] == ["greedy", "model_default"] and len(trials) == 3
     assert all(t.state == TrialState.complete for t in trials)
     assert all(t.metrics["eval_rows"] == 4 for t in trials)  # the rows each score is over, for the report's noise
+    # The study's clock ran on while it decoded: the time spent counts the decoding too.
+    spent = outcome.study.spent.seconds
+    assert spent >= max(t.finished_at or 0.0 for t in trials) - (outcome.trials[0].started_at or 0.0)
     assert trials[0].target == outcome.best.adapter_dir  # decoded with the best trial's adapter, not retrained
     best = best_decoding(trials, Direction.maximize)
     assert best is not None and best.objective >= trials[0].objective  # at least greedy, and checked in the study

@@ -101,6 +101,30 @@ def test_a_decoding_gain_is_weighed_against_the_noise_of_its_rows(finished):
     assert gain_line(2000).endswith("5.9 standard errors (one standard error on 2000 rows is ±0.0106)")
 
 
+def test_a_generation_studys_budget_counts_its_decoding_against_the_whole_time(finished):
+    from agent.reporting.report import ReportInputs, budget_section
+    from memory.records import Budget, BudgetSpent
+
+    _, outcome = finished
+    study = outcome.study
+    # `--time 5m`: the LoRA search ran on 255 s, decoding kept 45 s (and had what the search left); 289 s in all.
+    task = study.task.model_copy(
+        update={"task_type": "generation", "metric": "exact_match", "budget": Budget(max_seconds=255)}
+    )
+    generation = study.model_copy(
+        update={"task": task, "settings": TuneOptions(time=300), "spent": BudgetSpent(seconds=289, trials=1)}
+    )
+    lines = budget_section(ReportInputs(generation, [], None, None, "", [], [], None))
+    assert "| wall-clock time | 5 min | 5 min | 96% |" in lines, lines
+    assert any(line.startswith("The time covers the decoding phase too: 45 s of it was kept") for line in lines)
+    classifier = study.model_copy(update={"settings": TuneOptions(time=300), "spent": BudgetSpent(seconds=150)})
+    classifier = classifier.model_copy(
+        update={"task": study.task.model_copy(update={"budget": Budget(max_seconds=300)})}
+    )
+    lines = budget_section(ReportInputs(classifier, [], None, None, "", [], [], None))
+    assert "| wall-clock time | 2 min | 5 min | 50% |" in lines and not any("decoding" in line for line in lines)
+
+
 def test_the_leaderboard_shows_the_inputs_each_trial_read_where_the_study_chose_them(tmp_path, reviews_csv, finished):
     import pandas as pd
 
