@@ -304,9 +304,10 @@ def make_cheaper(
 
     def fewer(p: Any) -> Any:  # a shorter length, fewer epochs
         now = values[p.name]
-        below = sorted((c for c in p.choices if c < now), reverse=True) if isinstance(p, CategoricalParam) else []
         if isinstance(p, IntParam):
             below = list(range(int(now) - p.step, p.low - 1, -p.step))
+        else:
+            below = sorted((c for c in p.choices if c < now), reverse=True)
         return least_cut(p.name, below) if below else None
 
     def most_text(p: Any) -> Any:  # what is cut is what the trial cannot read

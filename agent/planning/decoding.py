@@ -321,10 +321,18 @@ def decoding_seconds(options: TuneOptions, lora_left: float | None) -> float | N
     return None if share is None else share + (lora_left or 0.0)
 
 
-def reserve_decoding_time(task: TaskSpec, options: TuneOptions) -> TaskSpec:
-    """A generation task whose LoRA search leaves `decode_share` of the time budget to the decoding phase."""
+def decoding_reserve(task: TaskSpec, options: TuneOptions) -> float | None:
+    """Seconds of `task`'s time budget its LoRA search leaves to the decoding phase; None where it leaves none."""
     kept = decoding_share(options)
     if task.task_type != TaskType.generation or kept is None or task.budget.max_seconds is None:
+        return None
+    return kept
+
+
+def reserve_decoding_time(task: TaskSpec, options: TuneOptions) -> TaskSpec:
+    """A generation task whose LoRA search leaves `decode_share` of the time budget to the decoding phase."""
+    kept = decoding_reserve(task, options)
+    if kept is None or task.budget.max_seconds is None:
         return task
     budget = task.budget.model_copy(update={"max_seconds": max(1.0, task.budget.max_seconds - kept)})
     return task.model_copy(update={"budget": budget})

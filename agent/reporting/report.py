@@ -464,10 +464,16 @@ def lead_line(trials: Sequence[TrialRecord], best: TrialRecord, direction: Direc
     line += " on validation"
     if not error:
         return line + "."
+    line += against_noise(lead, rows, error, "lead")
+    return line + (": on new data the two may well swap." if lead <= error else ".")
+
+
+def against_noise(margin: float, rows: float | None, error: float, what: str) -> str:
+    """`margin` weighed against one standard error of a score over `rows` rows, as a clause to end a line with."""
     noise = f"one standard error on {rows:.0f} rows is ±{error:.4f}"
-    if lead <= error:
-        return f"{line}; {noise}, so the lead is within the noise: on new data the two may well swap."
-    return f"{line}, {lead / error:.1f} standard errors ({noise})."
+    if margin <= error:
+        return f"; {noise}, so the {what} is within the noise"
+    return f", {margin / error:.1f} standard errors ({noise})"
 
 
 def score_lines(study: StudyRecord, best: TrialRecord) -> list[str]:
@@ -565,13 +571,12 @@ def failures_section(r: ReportInputs) -> list[str]:
 
 
 def budget_section(r: ReportInputs) -> list[str]:
-    from agent.planning.decoding import decoding_share
+    from agent.planning.decoding import decoding_reserve
 
     b = r.study.task.budget
     spent = r.study.spent
     # A generation study's LoRA search ran on the time budget less decoding's share; the study spent all of it.
-    generation = r.study.task.task_type == TaskType.generation
-    kept = decoding_share(r.study.settings) if generation and b.max_seconds else None
+    kept = decoding_reserve(r.study.task, r.study.settings)
     seconds = b.max_seconds + kept if b.max_seconds and kept else b.max_seconds
     lines = ["## Budget", "", "| budget | spent | limit | used |", "|---|---|---|---|"]
     for label, used, limit in (
@@ -683,9 +688,7 @@ def decoding_section(r: ReportInputs) -> list[str]:
             rows = best.metrics.get("eval_rows")
             error = score_error(best.objective, rows, task.direction)
             if gain > 0 and error:  # weighed as the LoRA search's lead over its opening is (`lead_line`)
-                noise = f"one standard error on {rows:.0f} rows is ±{error:.4f}"
-                line += f"; {noise}, so the gain is within the noise" if gain <= error else (
-                    f", {gain / error:.1f} standard errors ({noise})")  # fmt: skip
+                line += against_noise(gain, rows, error, "gain")
             lines.append(line)
     folder = r.adapter if r.adapter is not None else r.run_dir / DECODING_FOLDER
     saved = folder / "generation_config.json"
