@@ -319,6 +319,38 @@ def test_an_opening_out_of_time_runs_again_made_cheaper_at_the_measured_speed(re
     assert measured.estimate(second.config).seconds <= budget < measured.estimate(first.config).seconds
 
 
+def test_an_opening_cut_to_fewer_epochs_that_collapsed_runs_again_with_its_planned_epochs(reviews_csv, tmp_path):
+    # On 272 long documents a 2-minute study cut its opening from 3 epochs to 1, which predicted one class; the
+    # study then had nothing to keep. Here any config on fewer than the planned epochs collapses.
+    from agent.planning.space import default_values
+
+    options = TuneOptions(
+        description="fresh or rotten", data=str(reviews_csv), trials=3, db=str(tmp_path / "s.db"),
+        runs_dir=str(tmp_path / "runs"), name="collapsed", warm_start=False, pruner="none",
+    )  # fmt: skip
+    plan = plan_study(options)
+    planned = default_values(plan.task, plan.space, plan.profile)["epochs"]
+    shortest = {**plan.opening, "max_length": min(plan.space.param("max_length").choices)}
+    full_s = plan.cost.estimate(plan.space.to_config({**shortest, "epochs": planned})).seconds
+    budget = 2 * full_s  # the opening's aim (a quarter) fits fewer epochs; what is left after it fits all of them
+
+    collapses = FakeExecutor(degenerate=lambda config: config.epochs < planned)
+    outcome = tune(options.model_copy(update={"time": budget}), executor=collapses)
+    first, second, *_ = outcome.trials
+    assert first.config.epochs < planned and first.failure_kind == FailureKind.degenerate
+    assert second.source == "default" and second.config.epochs == planned, second.rationale
+    assert second.config == first.config.model_copy(update={"epochs": planned})  # only the epochs change
+    assert "predicted one class; again with" in second.rationale
+    assert second.state == TrialState.complete
+
+    # An opening that collapsed on its planned epochs is not run again: more time would not change it.
+    uncut = tune(
+        options.model_copy(update={"name": "uncut", "time": 100 * full_s}),
+        executor=FakeExecutor(degenerate=lambda config: True),
+    )
+    assert [t.source for t in uncut.trials].count("default") == 1
+
+
 def test_a_tight_budget_gets_a_cheaper_opening_or_a_clear_refusal(setting, tmp_path):
     task, profile = setting
     from agent.planning.space import default_space, default_values
