@@ -29,6 +29,30 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true", help="also run the tests marked slow (CI runs them: .ci/run)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the tests marked slow (real training, kill -9, a local LLM server: most of the suite's minutes),
+    unless asked for: `--slow`, a `-m` expression, or a test named by its id (`file.py::test`)."""
+    if config.getoption("--slow") or config.option.markexpr:
+        return
+    named = set()  # the ids named on the command line, as pytest writes them (relative to the root)
+    for arg in config.args:
+        path, sep, name = arg.partition("::")
+        full = (config.invocation_params.dir / path).resolve()
+        if sep and full.is_relative_to(config.rootpath):
+            named.add(f"{full.relative_to(config.rootpath).as_posix()}::{name.split('[')[0]}")
+    kept, slow = [], []
+    for item in items:
+        wanted = item.get_closest_marker("slow") is None or any(item.nodeid.startswith(n) for n in named)
+        (kept if wanted else slow).append(item)
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
 def reviews_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real Rotten Tomatoes snippets (fresh/rotten), a seeded 1,200-row subset."""
