@@ -26,6 +26,10 @@ complete full-fidelity trial it would keep among those finished within it, by ea
     python benchmarks/bench_table.py test-rows --tasks debates              # resumable: the keepable configs' rows
     python benchmarks/bench_table.py replay --tasks debates --seeds 30 --budgets 5 10 20
     python benchmarks/bench_table.py replay --tasks debates --out benchmarks/records/table-debates.json
+    python benchmarks/bench_table.py pooled --out benchmarks/records/table-pooled.json   # the mean over the tasks
+
+`pooled` reads the committed replays of the README's table (`TABLE_RECORDS`) and prints the planner less TPE, each
+task weighed alike, with an interval over every task's seeds and test rows: no study runs again.
 
 Tables live in benchmarks/tables/<task>.jsonl, one trial a line, each naming the commit that trained it; test rows in
 benchmarks/tables/<task>.test-rows.jsonl, one config a line.
@@ -45,6 +49,8 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, NamedTuple
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -79,6 +85,7 @@ from memory.records import (  # noqa: E402
 )
 
 TABLES = ROOT / "benchmarks" / "tables"
+RECORDS = ROOT / "benchmarks" / "records"
 REACH_STEP = 0.5  # trial-equivalents: the resolution of "the compute to reach TPE's gain"
 SCREEN = AUTO_SHARE  # the screens' share of the training rows (`--screen` in a study), the one `auto` uses
 SPLIT_SEED = 0  # one set of rows per task: the table is recorded on it
@@ -631,13 +638,98 @@ def test_frame(options: TuneOptions, spec: TaskSpec) -> Any:
     return clean_table(load_table(options.test_data or ""), spec, "the test rows")
 
 
-def test_rows_bootstrap(task: BenchTask, options: TuneOptions, spec: TaskSpec, seeds: int) -> RowBootstrap | None:
+def test_rows_bootstrap(
+    task: BenchTask, options: TuneOptions, spec: TaskSpec, seeds: int, seed: int = 0
+) -> RowBootstrap | None:
     """The joint bootstrap of seeds and test rows, where the task's test rows are recorded; None where not."""
     recorded = read_test_rows(task.name)
     if not recorded:
         return None
     gold = list(test_frame(options, spec)[task.label])
-    return RowBootstrap(task.metric, gold, {k: r["predictions"] for k, r in recorded.items()}, seeds)
+    return RowBootstrap(task.metric, gold, {k: r["predictions"] for k, r in recorded.items()}, seeds, seed)
+
+
+# --------------------------------------------------------------------------- over all tasks at once
+
+# The README's table: each task's replay of the planner and TPE over 50 seeds, in the record that holds it.
+TABLE_RECORDS = {
+    "colours": "table-colours.json", "fields": "table-fields.json", "syllables": "table-syllables.json",
+    "inquirer": "table-inquirer.json", "pleasant": "table-pleasant.json", "convention": "table-convention.json",
+    "moral": "table-heldout.json", "thesaurus": "table-heldout.json", "headlines": "table-headlines.json",
+    "wnut": "table-wnut.json", "debates": "table-debates.json",
+}  # fmt: skip
+
+
+def pooled(
+    task_names: Sequence[str], workdir: Path, records: Path = RECORDS, method: str = "planner", against: str = "tpe"
+) -> dict:
+    """`method` less `against` in test gain, each task weighed alike, from the committed replays: no study runs.
+
+    Each record keeps every seed's kept config (`picks`), so each task's difference is computed again from its table
+    and checked against the record's mean. The interval draws, within each task and independently of the others,
+    its seeds and its test rows at once (`RowBootstrap`, paired on both); the tasks are fixed, so it says how sure
+    the mean over these tasks is, not how it would fall on other tasks.
+    """
+    cells: dict[str, dict[str, dict[str, Any]]] = {rule: {} for rule in RULES}
+    for number, name in enumerate(task_names):
+        record = json.loads((records / TABLE_RECORDS[name]).read_text())
+        (summary,) = [s for s in record["tasks"] if s["task"] == name]
+        grid, table = task_grid(name, workdir), read_table(name)
+        sign = 1.0 if grid.spec.direction == Direction.maximize else -1.0
+        keys, opening = [key(c) for c in grid.configs], key(grid.opening)
+        rows = test_rows_bootstrap(grid.task, grid.options, grid.spec, record["seeds"], seed=number)
+        if rows is None:
+            sys.exit(f"{name}: no test rows recorded (bench_table.py test-rows --tasks {name})")
+
+        def gains(picks: list[str | None], grid: Grid = grid, table: dict = table, sign: float = sign) -> np.ndarray:
+            """Per seed, the kept config's recorded test score over the opening's."""
+            scores = [table[k or key(grid.opening)]["test_metrics"][grid.task.metric] for k in picks]
+            return sign * (np.array(scores) - table[key(grid.opening)]["test_metrics"][grid.task.metric])
+
+        for rule in RULES:
+            for budget in (f"{b:g}" for b in record["budgets"]):
+                picks = {
+                    m: [keys[i] if i >= 0 else None for i in summary["picks"][m][rule][budget]]
+                    for m in (method, against)
+                }
+                for m in (method, against):  # the grid, rebuilt here, is the one the record's picks index
+                    recorded = summary["methods"][m][rule][budget]["mean_gain"]
+                    if not math.isclose(float(gains(picks[m]).mean()), recorded, abs_tol=1e-9):
+                        sys.exit(f"{name}: {m}'s picks at {budget}x ({rule}) do not give the record's mean gain")
+                difference = float((gains(picks[method]) - gains(picks[against])).mean())
+                draws = rows.gains(picks[method], opening, sign) - rows.gains(picks[against], opening, sign)
+                shift = difference - float(  # 0 where the retrained trials match the table
+                    (
+                        rows.recorded_gains(picks[method], opening, sign)
+                        - rows.recorded_gains(picks[against], opening, sign)
+                    ).mean()
+                )
+                cell = cells[rule].setdefault(budget, {"tasks": {}, "draws": []})
+                cell["tasks"][name] = difference
+                cell["draws"].append(rows.means(draws) + shift)
+    out: dict[str, Any] = {}
+    for rule, per_budget in cells.items():
+        out[rule] = {}
+        for budget, cell in per_budget.items():
+            low, high = np.percentile(np.mean(cell["draws"], axis=0), [2.5, 97.5])
+            tasks = cell["tasks"]
+            out[rule][budget] = {
+                "mean": statistics.mean(tasks.values()), "low": float(low), "high": float(high),
+                "tasks_below": sorted(t for t, d in tasks.items() if d < 0), "tasks": tasks,
+            }  # fmt: skip
+    return {"method": method, "against": against, "tasks": list(task_names), "rules": out}
+
+
+def print_pooled(p: dict[str, Any]) -> None:
+    print(
+        f"\n{p['method']} - {p['against']} in test gain over the opening, the mean over {len(p['tasks'])} tasks "
+        "[95% over each task's seeds and test rows]; the tasks where it is below 0"
+    )
+    for rule, words in RULES.items():
+        print(f"  kept by {words}")
+        for budget, c in p["rules"][rule].items():
+            below = ", ".join(f"{t} {c['tasks'][t]:+.4f}" for t in c["tasks_below"]) or "none"
+            print(f"    {budget:>3}x {c['mean']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}]  below 0: {below}")
 
 
 def llm_share(
@@ -744,17 +836,28 @@ def print_summary(s: dict[str, Any], budgets: Sequence[float]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["record", "test-rows", "replay"])
-    parser.add_argument("--tasks", nargs="+", default=["debates"], choices=list(TASKS))
+    parser.add_argument("action", choices=["record", "test-rows", "replay", "pooled"])
+    parser.add_argument(
+        "--tasks", nargs="+", default=None, choices=list(TASKS), help="default: debates; pooled: the README table's"
+    )
     parser.add_argument("--limit", type=float, default=None, help="record: stop starting trials after this many s")
     parser.add_argument("--seeds", type=int, default=30, help="replay: seeds per method")
     parser.add_argument("--budgets", nargs="+", type=float, default=[5, 10, 20], help="replay: trial-equivalents")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--out", help="replay: write the summaries here (a record under benchmarks/records/)")
+    parser.add_argument("--out", help="replay, pooled: write the result here (a record under benchmarks/records/)")
     parser.add_argument("--workdir", help="the tasks' rows and the replays' databases (default: a temporary folder)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-table-") as scratch:
         workdir = Path(args.workdir or scratch)
+        if args.action == "pooled":
+            code = commit_for(Path(args.out) if args.out else None)
+            result = pooled(args.tasks or list(TABLE_RECORDS), workdir)
+            print_pooled(result)
+            if args.out:
+                command = "python benchmarks/bench_table.py " + " ".join(sys.argv[1:])
+                Path(args.out).write_text(json.dumps({"commit": code, "command": command, **result}, indent=1) + "\n")
+            return
+        args.tasks = args.tasks or ["debates"]
         if args.action in ("record", "test-rows"):
             for name in args.tasks:
                 if args.action == "record":

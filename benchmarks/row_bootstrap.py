@@ -109,8 +109,11 @@ class RowBootstrap:
         """Per seed, the gain on the test rows as they are (the bootstrap's centre)."""
         return np.array([sign * (self.score(k or opening) - self.score(opening)) for k in picks])
 
+    def means(self, per_seed: np.ndarray) -> np.ndarray:
+        """The mean over seeds on each draw, seeds and rows drawn at once (`per_seed`: draws x seeds)."""
+        return np.take_along_axis(per_seed, self.seed_draws, axis=1).mean(axis=1)
+
     def interval(self, per_seed: np.ndarray) -> tuple[float, float]:
         """The 95% interval of the mean over seeds, seeds and rows drawn at once (`per_seed`: draws x seeds)."""
-        means = np.take_along_axis(per_seed, self.seed_draws, axis=1).mean(axis=1)
-        low, high = np.percentile(means, [2.5, 97.5])
+        low, high = np.percentile(self.means(per_seed), [2.5, 97.5])
         return float(low), float(high)

@@ -213,6 +213,38 @@ def test_where_the_test_rows_are_recorded_a_replay_draws_its_intervals_over_rows
     assert at_four["rows_high"] - at_four["rows_low"] > at_four["high"] - at_four["low"]  # the rows add their noise
 
 
+def test_pooled_weighs_each_task_alike_from_its_records_picks_and_refuses_picks_that_do_not_match(
+    bench, task, tmp_path, monkeypatch
+):
+    options, configs, opening, table = _recorded(bench, task, tmp_path, monkeypatch)
+    gold = list(bench.test_frame(options, bench.grid_configs(options)[2])["label"])
+    flip = {"pos": "neg", "neg": "pos"}
+    with bench.test_rows_path(task.name).open("w") as f:
+        for n, config in enumerate(bench.keepable(configs, opening, table, "macro_f1")):
+            predictions = [flip[g] if (i + n) % 4 == 0 else g for i, g in enumerate(gold)]
+            f.write(json.dumps({"key": bench.key(config), "predictions": predictions}) + "\n")
+    summary = bench.replay(task.name, 4, [2, 4], ["tpe", "planner"], tmp_path / "work")
+    records = tmp_path / "records"
+    records.mkdir()
+    (records / "table-tiny.json").write_text(json.dumps({"seeds": 4, "budgets": [2, 4], "tasks": [summary]}))
+    monkeypatch.setitem(bench.TABLE_RECORDS, task.name, "table-tiny.json")
+
+    result = bench.pooled([task.name], tmp_path / "work", records)
+    for budget in ("2", "4"):
+        cell, paired = result["rules"]["top"][budget], summary["methods"]["planner - tpe"]["top"][budget]
+        assert cell["mean"] == pytest.approx(paired["mean_gain"]) == pytest.approx(cell["tasks"][task.name])
+        assert cell["low"] <= cell["mean"] <= cell["high"]
+        assert cell["tasks_below"] == ([task.name] if cell["mean"] < 0 else [])
+
+    # Picks that index another grid (or another config) give another mean gain than the record's: refused.
+    tampered = json.loads(json.dumps(summary))
+    planner = tampered["picks"]["planner"]["top"]["4"]
+    planner[:] = [(i + 1) % len(configs) for i in planner]
+    (records / "table-tiny.json").write_text(json.dumps({"seeds": 4, "budgets": [2, 4], "tasks": [tampered]}))
+    with pytest.raises(SystemExit, match="do not give the record's mean gain"):
+        bench.pooled([task.name], tmp_path / "work", records)
+
+
 @pytest.mark.slow
 def test_test_rows_trains_each_keepable_config_again_and_its_predictions_give_its_test_score(
     bench, task, tmp_path, monkeypatch, capsys
