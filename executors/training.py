@@ -38,7 +38,7 @@ from executors.tasks import (
     steps_per_epoch,
     to_device,
 )
-from memory.records import AdapterMeta, FailureKind, TaskSpec, TrialConfig
+from memory.records import LONGEST_INPUT, AdapterMeta, FailureKind, TaskSpec, TrialConfig
 
 META_FILE = "autoglm.json"
 TOKENIZED_VERSION = 4  # bump when encoding or splitting changes, so old caches are not reused (4: JSON, no pickle)
@@ -270,6 +270,7 @@ def run_trial(task: TaskSpec, config: TrialConfig, trial_dir: Path, device_name:
     with timed(durations, "tokenize"):
         train, evals, test = load_examples(task, config, handler, model_path)
     all_rows = len(train)
+    longest = max((len(e["input_ids"]) for e in (*train, *evals, *test)), default=0)
     train = screen_subset(train, config)
     if config.screened:
         test = []  # a screen ranks configs on validation; only a full trial is scored on the held-out rows
@@ -399,6 +400,7 @@ def run_trial(task: TaskSpec, config: TrialConfig, trial_dir: Path, device_name:
             test_metrics = handler.evaluate(model, test, device)
     adapter_dir = save_adapter(model, handler, config, model_path, trial_dir / "adapter")
     metrics["train_loss"] = loss_sum / max(1, loss_count)
+    metrics[LONGEST_INPUT] = float(longest)
     events.emit(
         "finished",
         step=step,

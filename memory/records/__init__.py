@@ -54,6 +54,7 @@ from memory.records.task import (
     unknown_metric_message,
 )
 from memory.records.trial import (
+    LONGEST_INPUT,
     TRAIN_SPEED,
     EventKind,
     FailureKind,
@@ -91,6 +92,7 @@ __all__ = [
     "FailureKind",
     "FloatParam",
     "IntParam",
+    "LONGEST_INPUT",
     "METRIC_DIRECTION",
     "POSITIVE_CLASS_METRICS",
     "Param",

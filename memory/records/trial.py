@@ -78,6 +78,10 @@ class MetricPoint(_Record):
 # The metric a stopped trial (pruned, timed out) carries besides its evaluations: the training samples per
 # second it ran at, so the next trials are priced at this machine's speed even before one has finished.
 TRAIN_SPEED = "train_samples_per_second"
+# The longest input a trial read, in tokens after truncation (its splits' rows, with the special tokens). Below the
+# trial's max_length no row was cut, and every longer max_length trains the same model (batches are padded to their
+# longest row): the local search does not step there.
+LONGEST_INPUT = "longest_input_tokens"
 
 
 class TrialResult(TrialOutcome):

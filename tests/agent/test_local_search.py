@@ -12,6 +12,7 @@ from agent.planning.proposers.local import LEVERS, LocalProposer, steps
 from agent.planning.proposers.portfolio import PortfolioProposer
 from agent.study import tune
 from memory.records import (
+    LONGEST_INPUT,
     CategoricalParam,
     FailureKind,
     FloatParam,
@@ -167,3 +168,29 @@ def test_a_study_leaves_a_best_whose_steps_collapse_to_the_sampler(tmp_path, rev
     collapsed = [t.number for t in local if t.failure_kind == FailureKind.degenerate]
     assert len(collapsed) == 2 and local[-1].number == collapsed[-1] and len(local) < 8  # no step after the second
     assert [t.source for t in trials if t.number > collapsed[-1]] == ["tpe"] * (len(trials) - 1 - collapsed[-1])
+
+
+@pytest.mark.parametrize(
+    ("longest", "lengths"),
+    [
+        (60, [32]),  # no row was cut at 64: 128 and 256 read no more, only 32 reads less
+        (64, [32, 128]),  # a row filled all 64 tokens: it may have been cut, so a longer length may read more
+        (None, [32, 128]),  # a trial from before the longest input was recorded
+    ],
+)
+def test_a_longer_length_is_no_step_when_the_best_trial_cut_no_row(longest, lengths):
+    # Short reviews beside a long synopsis: the lengths were set for both columns, and two of seven trials were
+    # 64 -> 128 steps on the reviews alone (63 tokens at most) that scored as the trials they stepped from.
+    space = SPACE.model_copy(
+        update={"params": (*SPACE.params, CategoricalParam(name="max_length", choices=(32, 64, 128, 256)))}
+    )
+    values = {**OPENING, "max_length": 64}
+    metrics = {"macro_f1": 0.7} | ({LONGEST_INPUT: float(longest)} if longest is not None else {})
+    best = TrialRecord(
+        id=1, study_id=1, number=0, config=space.to_config(values), source="default", state=TrialState.complete,
+        objective=0.7, metrics=metrics, created_at=0.0,
+    )  # fmt: skip
+    proposals = LocalProposer().propose(PlannerView(TASK, space, PROFILE, (best,), seed=0), 50)
+    moved = [p.config.max_length for p in proposals if p.config.max_length != 64]
+    assert sorted(moved) == lengths
+    assert len(proposals) > len(moved)  # the other levers still step

@@ -12,15 +12,26 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from transformers import AutoTokenizer
 
 import executors.local
 from executors.base import StopTrial
 from executors.data import prepare_splits
 from executors.events import TrialFailure
 from executors.local import LocalExecutor, visible_gpus
+from executors.models import resolve_model
 from executors.predict import export_merged, load_adapter, predict
 from executors.training import check_loss
-from memory.records import TRAIN_SPEED, DecodingConfig, FailureKind, TaskSpec, TrialConfig, TrialEvent, TrialState
+from memory.records import (
+    LONGEST_INPUT,
+    TRAIN_SPEED,
+    DecodingConfig,
+    FailureKind,
+    TaskSpec,
+    TrialConfig,
+    TrialEvent,
+    TrialState,
+)
 from tests.executors import faulty_worker
 from tests.executors.conftest import package_dir
 
@@ -121,6 +132,13 @@ def test_classification_trial_on_reviews(reviews_csv: Path, tmp_path: Path, tria
     accuracy = sum(a == b for a, b in zip(again_labels, held_out["category"], strict=True)) / len(held_out)
     assert accuracy == pytest.approx(result.metrics["accuracy"])
     assert result.metrics["eval_rows"] == len(held_out)  # what the score's standard error is read from
+    # The longest input it read, in tokens after truncation: the local search reads from it whether a longer
+    # max_length would read more.
+    config, splits = tiny(max_steps=12, eval_steps=6, class_weights=True), prepare_splits(task)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.model))
+    rows = [*splits.train["text"], *splits.eval["text"], *splits.test["text"]]
+    encoded = tokenizer(rows, truncation=True, max_length=config.max_length)["input_ids"]
+    assert result.metrics[LONGEST_INPUT] == max(len(ids) for ids in encoded)
 
     merged = export_merged(result.adapter_dir, tmp_path / "merged")
     assert (merged / "config.json").exists() and (merged / "autoglm.json").exists()

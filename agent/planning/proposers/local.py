@@ -13,7 +13,8 @@ the debates, where screening pays, it gave back some of screening's lead at 10-2
 
 A step: a log-scaled number times or divided by `LOG_STEP` (within the space); a whole number up or down by its
 step; an ordered choice (numbers) the next one up or down; any other choice (a model, the input columns, class
-weighting) every other choice. Only the levers in `LEVERS` move: the rest (dropout, warmup, weight decay, the batch
+weighting) every other choice; no length at which the best trial, which cut no row, would train the same model
+(`LONGEST_INPUT`). Only the levers in `LEVERS` move: the rest (dropout, warmup, weight decay, the batch
 size) are left to the optimiser, as a step in them rarely moves a score beyond the noise.
 """
 
@@ -27,12 +28,14 @@ from agent.planning.proposers.base import BaseProposer, PlannerView, Proposal, P
 from agent.planning.proposers.screening import full
 from memory.errors import InvalidProposal
 from memory.records import (
+    LONGEST_INPUT,
     FailureKind,
     FloatParam,
     IntParam,
     Param,
     SearchSpace,
     TrialConfig,
+    TrialRecord,
 )
 
 # The levers a step moves (issue 21: model, input columns and length, learning rate, training length, rank).
@@ -88,6 +91,8 @@ class LocalProposer(BaseProposer):
         random.Random(step_seed(view.seed, len(view.trials))).shuffle(order)
         moves: list[tuple[str, Any, TrialConfig]] = []
         for name, value in order:
+            if name == "max_length" and _cuts_nothing_more(best, value):
+                continue
             try:
                 moves.append((name, value, view.space.to_config(view.space.repair({**values, name: value}).values)))
             except InvalidProposal:
@@ -109,6 +114,15 @@ class LocalProposer(BaseProposer):
             if len(out) == n:
                 break
         return Proposals.of(out)
+
+
+def _cuts_nothing_more(trial: TrialRecord, length: int) -> bool:
+    """Whether `trial` at max_length `length` trains the model it did: it cut no row (its longest input is below its
+    max_length), and `length` cuts none either. On short reviews beside a long synopsis, the space's lengths were set
+    for both columns; two of seven trials were 64 -> 128 steps on the reviews alone (63 tokens at most), and scored
+    as the trials they stepped from."""
+    longest = trial.metrics.get(LONGEST_INPUT)
+    return longest is not None and longest < trial.config.max_length and length >= longest
 
 
 def _shown(value: Any) -> str:
