@@ -106,13 +106,18 @@ def plan_study(
         space = study_space(options, task, profile, cost)  # the stronger model, if this machine affords it
     budget_s = task.budget.max_seconds
     left_s = max(1.0, budget_s - (time.monotonic() - began)) if budget_s else None  # the measurement is charged
-    opening = fit_opening(space, default_values(task, space, profile), cost, left_s)
+    planned = default_values(task, space, profile)
+    opening = fit_opening(space, planned, cost, left_s)
     opening_cost = cost.estimate(space.to_config(opening))
     if executor is not None:  # a plan that will train here: which input columns the opening reads
-        opening, note = probe_opening_columns(
+        probed, note = probe_opening_columns(
             executor, task, space, opening, opening_cost.seconds, len(splits.train), left_s
         )
         notes += [note] if note else []
+        if probed != opening:  # fitted again to what it reads: a short column alone affords the epochs cut for all
+            left_s = max(1.0, budget_s - (time.monotonic() - began)) if budget_s else None
+            refit = fit_opening(space, {**planned, "text_columns": probed["text_columns"]}, cost, left_s)
+            opening = refit if refit["text_columns"] == probed["text_columns"] else probed
         opening_cost = cost.estimate(space.to_config(opening))
     seconds = time.monotonic() - began
     notes.append(f"opening trial: {opening_cost.describe()}")

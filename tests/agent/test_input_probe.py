@@ -69,3 +69,27 @@ def test_a_probe_past_its_time_is_stopped(review_beside_filler: Path, trial_env:
     with LocalExecutor(device="cpu", prewarm=False, env=trial_env) as executor:
         with pytest.raises(ProbeFailed, match="it ran past its 1 s"):
             executor.probe_columns(plan.task, plan.space.to_config(plan.opening), CHOICES, timeout_s=1)
+
+
+def test_an_opening_that_reads_a_shorter_column_is_fitted_to_the_time_again(review_beside_filler: Path) -> None:
+    # 600 short reviews beside a long synopsis, 3 minutes: the opening was cut to fit while it read both columns,
+    # the probe then chose the reviews alone, and it kept the cut (1 epoch) that reading them alone did not need.
+    from agent.planning.cost import fit_opening
+    from agent.planning.space import default_values
+
+    class ReviewFirst(FakeExecutor):  # the probe's ranking, as the real probe gives it on these rows
+        def probe_columns(self, task, config, choices, timeout_s=None):  # noqa: ANN001, ANN201
+            return [0.6 if c == ("review",) else 0.5 for c in choices]
+
+    free = plan_study(options(review_beside_filler))
+    planned = default_values(free.task, free.space, free.profile)
+    review = {**planned, "text_columns": ("review",)}
+    # A budget whose quarter fits the opening on the reviews alone, uncut, but not on both columns.
+    budget = 4 * free.cost.estimate(free.space.to_config(review)).seconds * 1.1
+    cut = fit_opening(free.space, planned, free.cost, budget)
+    assert cut != planned and {**cut, "text_columns": ("review",)} != review  # reading both, it was cut
+
+    plan = plan_study(options(review_beside_filler).model_copy(update={"time": budget}), executor=ReviewFirst())
+    assert plan.opening["text_columns"] == ("review",)
+    assert plan.opening == fit_opening(plan.space, review, plan.cost, budget) == review
+    assert plan.opening_cost == plan.cost.estimate(plan.space.to_config(plan.opening))
