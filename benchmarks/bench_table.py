@@ -716,20 +716,35 @@ def pooled(
             out[rule][budget] = {
                 "mean": statistics.mean(tasks.values()), "low": float(low), "high": float(high),
                 "tasks_below": sorted(t for t, d in tasks.items() if d < 0), "tasks": tasks,
+                "tasks_above": sorted(t for t, d in tasks.items() if d > 0), "wilcoxon_p": across_tasks(tasks),
             }  # fmt: skip
     return {"method": method, "against": against, "tasks": list(task_names), "rules": out}
+
+
+def across_tasks(differences: dict[str, float]) -> float | None:
+    """The Wilcoxon signed-rank test's two-sided p over the tasks' differences, the tasks taken as a sample of tasks
+    (ties at 0 left out); None where fewer than two differ from 0."""
+    from scipy.stats import wilcoxon
+
+    nonzero = [d for d in differences.values() if abs(d) > 1e-12]
+    return float(wilcoxon(nonzero).pvalue) if len(nonzero) >= 2 else None
 
 
 def print_pooled(p: dict[str, Any]) -> None:
     print(
         f"\n{p['method']} - {p['against']} in test gain over the opening, the mean over {len(p['tasks'])} tasks "
-        "[95% over each task's seeds and test rows]; the tasks where it is below 0"
+        "[95% over each task's seeds and test rows]; across the tasks taken as a sample, how many lead and trail "
+        "and the signed-rank test's p; the tasks where it trails"
     )
     for rule, words in RULES.items():
         print(f"  kept by {words}")
         for budget, c in p["rules"][rule].items():
             below = ", ".join(f"{t} {c['tasks'][t]:+.4f}" for t in c["tasks_below"]) or "none"
-            print(f"    {budget:>3}x {c['mean']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}]  below 0: {below}")
+            p_value = "-" if c["wilcoxon_p"] is None else f"{c['wilcoxon_p']:.3f}"
+            print(
+                f"    {budget:>3}x {c['mean']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}]  above 0 on "
+                f"{len(c['tasks_above'])} tasks, below on {len(c['tasks_below'])} (Wilcoxon p {p_value}): {below}"
+            )
 
 
 def llm_share(

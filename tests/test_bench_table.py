@@ -235,6 +235,11 @@ def test_pooled_weighs_each_task_alike_from_its_records_picks_and_refuses_picks_
         assert cell["mean"] == pytest.approx(paired["mean_gain"]) == pytest.approx(cell["tasks"][task.name])
         assert cell["low"] <= cell["mean"] <= cell["high"]
         assert cell["tasks_below"] == ([task.name] if cell["mean"] < 0 else [])
+        assert cell["wilcoxon_p"] is None  # one task is no sample of tasks
+    # Across tasks: six that all lead give the signed-rank test's smallest two-sided p on six, 2 / 2**6; a tie is
+    # left out.
+    leads = {f"t{i}": 0.001 * (i + 1) for i in range(6)}
+    assert bench.across_tasks(leads | {"tied": 0.0}) == pytest.approx(2 / 2**6)
 
     # Picks that index another grid (or another config) give another mean gain than the record's: refused.
     tampered = json.loads(json.dumps(summary))
