@@ -307,8 +307,8 @@ def _longer_reopening(ctx: StudyContext, study: StudyRecord, trials: list[TrialR
     if not longer or any(t.config == longer[0] for t in trials):
         return None
     why = (
-        f"the opening, cut to {opening.epochs} epoch(s) to fit the time, predicted one class; again with "
-        f"{longer[0].epochs} of its planned {planned}"
+        f"the opening, cut to {opening.epochs:g} epoch(s) to fit the time, predicted one class; again with "
+        f"{longer[0].epochs:g} of its planned {planned:g}"
     )
     return Proposal(longer[0], "default", f"{why}: {ctx.cost.estimate(longer[0]).describe()}")
 
