@@ -565,17 +565,10 @@ def replay(task_name: str, seeds: int, budgets: Sequence[float], methods: Sequen
         out: dict[str, Any] = {"mean_gain": statistics.mean(values), "low": low, "high": high}
         kept_keys = [picks(m, budget, rule) for m in methods_]
         if rows_bootstrap is not None and all(rows_bootstrap.covers(k) for k in kept_keys):
-
-            def paired(gains_of: Any) -> Any:
-                """A method's gains per draw, less those of the method it is paired with, if any."""
-                per_method = [gains_of(k, key(opening), sign) for k in kept_keys]
-                return per_method[0] - per_method[1] if len(per_method) == 2 else per_method[0]
-
-            joint = paired(rows_bootstrap.gains)
-            # 0 where the retrained trials match the table
-            shift = out["mean_gain"] - float(paired(rows_bootstrap.recorded_gains).mean())
-            rows_low, rows_high = rows_bootstrap.interval(joint)
-            out |= {"rows_low": rows_low + shift, "rows_high": rows_high + shift}
+            against = kept_keys[1] if len(kept_keys) == 2 else None
+            means = rows_bootstrap.paired_means(kept_keys[0], against, key(opening), sign, out["mean_gain"])
+            rows_low, rows_high = np.percentile(means, [2.5, 97.5])
+            out |= {"rows_low": float(rows_low), "rows_high": float(rows_high)}
         return out
 
     rows = {
@@ -697,16 +690,9 @@ def pooled(
                     if not math.isclose(float(gains(picks[m]).mean()), recorded, abs_tol=1e-9):
                         sys.exit(f"{name}: {m}'s picks at {budget}x ({rule}) do not give the record's mean gain")
                 difference = float((gains(picks[method]) - gains(picks[against])).mean())
-                draws = rows.gains(picks[method], opening, sign) - rows.gains(picks[against], opening, sign)
-                shift = difference - float(  # 0 where the retrained trials match the table
-                    (
-                        rows.recorded_gains(picks[method], opening, sign)
-                        - rows.recorded_gains(picks[against], opening, sign)
-                    ).mean()
-                )
                 cell = cells[rule].setdefault(budget, {"tasks": {}, "draws": []})
                 cell["tasks"][name] = difference
-                cell["draws"].append(rows.means(draws) + shift)
+                cell["draws"].append(rows.paired_means(picks[method], picks[against], opening, sign, difference))
     out: dict[str, Any] = {}
     for rule, per_budget in cells.items():
         out[rule] = {}

@@ -117,3 +117,15 @@ class RowBootstrap:
         """The 95% interval of the mean over seeds, seeds and rows drawn at once (`per_seed`: draws x seeds)."""
         low, high = np.percentile(self.means(per_seed), [2.5, 97.5])
         return float(low), float(high)
+
+    def paired_means(
+        self, picks: Sequence[str | None], against: Sequence[str | None] | None, opening: str, sign: float, mean: float
+    ) -> np.ndarray:
+        """Per draw, the mean gain of `picks` less that of `against` (None: `picks` alone), centred on `mean`, the
+        table's: a config trained again for its test rows may score a little off the table (0 where it matches)."""
+
+        def paired(gains_of: Any) -> np.ndarray:
+            gains = gains_of(picks, opening, sign)
+            return gains - gains_of(against, opening, sign) if against is not None else gains
+
+        return self.means(paired(self.gains)) + mean - float(paired(self.recorded_gains).mean())
